@@ -1,0 +1,230 @@
+//! Request dispatch: parses the request header, checks the API and version
+//! against what Sluice supports, decodes the body with `kafka-protocol`,
+//! routes it to its handler and encodes the response frame.
+//!
+//! Only versions exercised by the test suite are advertised. An ApiVersions
+//! request of a newer version gets UNSUPPORTED_VERSION in the v0 layout with
+//! the supported ranges (KIP-511), so clients can retry lower. Any other
+//! unsupported key or version, or an undecodable body, closes the connection
+//! (as Kafka does).
+
+use crate::handlers;
+use crate::Broker;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+/// (API, lowest version, highest version) Sluice serves.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// Why a request frame closes its connection.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("request frame too short for a header ({0} bytes)")]
+    ShortFrame(usize),
+    #[error("unknown API key {0}")]
+    UnknownApi(i16),
+    #[error("unsupported version {version} of {key:?} (supported {min}..={max})")]
+    UnsupportedVersion { key: ApiKey, version: i16, min: i16, max: i16 },
+    #[error("API {0:?} is not served by Sluice")]
+    NotServed(ApiKey),
+    #[error("malformed {key:?} v{version} request: {reason}")]
+    Malformed { key: ApiKey, version: i16, reason: String },
+}
+
+/// A decoded request ready for its handler.
+pub enum Incoming {
+    Request {
+        key: ApiKey,
+        version: i16,
+        header: RequestHeader,
+        body: RequestKind,
+    },
+    /// An ApiVersions request of a version newer than ours.
+    ApiVersionsTooNew { correlation_id: i32 },
+}
+
+fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// Parses a request frame.
+pub fn decode(frame: Bytes) -> Result<Incoming, DispatchError> {
+    if frame.len() < 8 {
+        return Err(DispatchError::ShortFrame(frame.len()));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let key = ApiKey::try_from(raw_key).map_err(|_| DispatchError::UnknownApi(raw_key))?;
+    let (min, max) = supported_range(key).ok_or(DispatchError::NotServed(key))?;
+    if version < min || version > max {
+        if key == ApiKey::ApiVersions && version > max {
+            return Ok(Incoming::ApiVersionsTooNew { correlation_id });
+        }
+        return Err(DispatchError::UnsupportedVersion { key, version, min, max });
+    }
+    let malformed = |e: anyhow::Error| DispatchError::Malformed {
+        key,
+        version,
+        reason: e.to_string(),
+    };
+    let mut buf = frame;
+    let header = RequestHeader::decode(&mut buf, key.request_header_version(version)).map_err(malformed)?;
+    let body = RequestKind::decode(key, &mut buf, version).map_err(malformed)?;
+    Ok(Incoming::Request {
+        key,
+        version,
+        header,
+        body,
+    })
+}
+
+/// The ApiVersions response body listing every supported range.
+pub fn api_versions(error: Option<ResponseError>) -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.error_code = error.map(|e| e.code()).unwrap_or(0);
+    r.api_keys = SUPPORTED
+        .iter()
+        .map(|(k, min, max)| {
+            let mut v = ApiVersion::default();
+            v.api_key = *k as i16;
+            v.min_version = *min;
+            v.max_version = *max;
+            v
+        })
+        .collect();
+    r
+}
+
+/// Encodes a response frame (length prefix, header, body).
+pub fn encode_response(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> anyhow::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, key.response_header_version(version))?;
+    body.encode(&mut buf, version)?;
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
+/// Handles one request; `Ok(None)` means no response is sent (acks=0).
+pub async fn handle(broker: &Broker, incoming: Incoming) -> anyhow::Result<Option<BytesMut>> {
+    let (key, version, header, body) = match incoming {
+        Incoming::ApiVersionsTooNew { correlation_id } => {
+            let body = ResponseKind::ApiVersions(api_versions(Some(ResponseError::UnsupportedVersion)));
+            return encode_response(ApiKey::ApiVersions, 0, correlation_id, &body).map(Some);
+        }
+        Incoming::Request {
+            key,
+            version,
+            header,
+            body,
+        } => (key, version, header, body),
+    };
+    let response = match body {
+        RequestKind::ApiVersions(_) => Some(ResponseKind::ApiVersions(api_versions(None))),
+        RequestKind::Produce(r) => handlers::produce::handle(broker, r, version)
+            .await
+            .map(ResponseKind::Produce),
+        RequestKind::Fetch(r) => Some(ResponseKind::Fetch(handlers::fetch::handle(broker, r, version).await)),
+        RequestKind::ListOffsets(r) => Some(ResponseKind::ListOffsets(
+            handlers::list_offsets::handle(broker, r, version).await,
+        )),
+        RequestKind::Metadata(r) => Some(ResponseKind::Metadata(
+            handlers::metadata::handle(broker, r, version).await,
+        )),
+        RequestKind::CreateTopics(r) => Some(ResponseKind::CreateTopics(
+            handlers::topics::create_topics(broker, r, version).await,
+        )),
+        RequestKind::DeleteTopics(r) => Some(ResponseKind::DeleteTopics(
+            handlers::topics::delete_topics(broker, r, version).await,
+        )),
+        RequestKind::CreatePartitions(r) => Some(ResponseKind::CreatePartitions(
+            handlers::topics::create_partitions(broker, r).await,
+        )),
+        RequestKind::DescribeConfigs(r) => Some(ResponseKind::DescribeConfigs(
+            handlers::configs::describe(broker, r, version),
+        )),
+        RequestKind::IncrementalAlterConfigs(r) => Some(ResponseKind::IncrementalAlterConfigs(
+            handlers::configs::incremental_alter(broker, r).await,
+        )),
+        RequestKind::DescribeCluster(r) => Some(ResponseKind::DescribeCluster(
+            handlers::metadata::describe_cluster(broker, r),
+        )),
+        RequestKind::InitProducerId(r) => Some(ResponseKind::InitProducerId(
+            handlers::producer_id::handle(broker, r).await,
+        )),
+        _ => return Err(DispatchError::NotServed(key).into()),
+    };
+    match response {
+        Some(body) => encode_response(key, version, header.correlation_id, &body).map(Some),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(key: i16, version: i16, rest: &[u8]) -> Bytes {
+        let mut b = BytesMut::new();
+        b.put_i16(key);
+        b.put_i16(version);
+        b.put_i32(7);
+        b.put_slice(rest);
+        b.freeze()
+    }
+
+    #[test]
+    fn rejects_unknown_and_unsupported() {
+        assert!(matches!(decode(frame(999, 0, &[0, 0])), Err(DispatchError::UnknownApi(999))));
+        assert!(matches!(
+            decode(frame(0, 2, &[0, 0])),
+            Err(DispatchError::UnsupportedVersion { .. })
+        ));
+        assert!(matches!(decode(Bytes::from_static(&[0, 1])), Err(DispatchError::ShortFrame(2))));
+        assert!(matches!(
+            decode(frame(18, 99, &[])),
+            Ok(Incoming::ApiVersionsTooNew { correlation_id: 7 })
+        ));
+        // Metadata v1 with a truncated body.
+        assert!(matches!(decode(frame(3, 1, &[0, 0])), Err(DispatchError::Malformed { .. })));
+    }
+
+    #[test]
+    fn api_versions_v3_sends_no_default_tagged_fields() {
+        let body = ResponseKind::ApiVersions(api_versions(None));
+        let buf = encode_response(ApiKey::ApiVersions, 3, 1, &body).unwrap();
+        // The body ends with throttle_time_ms and an empty tagged-field count.
+        assert_eq!(buf[buf.len() - 1], 0);
+        assert_eq!(&buf[buf.len() - 5..buf.len() - 1], &[0, 0, 0, 0]);
+    }
+}

@@ -1,0 +1,123 @@
+//! Fetch: reads each requested partition from its offset, within the
+//! request's `max_bytes` and each partition's `partition_max_bytes` (the first
+//! batch found is always returned, whatever its size, or a consumer whose
+//! next batch is larger than its limits would stall), and long-polls until
+//! `min_bytes` are available or `max_wait_ms` passes. Fetch sessions
+//! (KIP-227) are declined with session id 0, so clients send full requests.
+
+use super::code;
+use crate::Broker;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use sluice_storage::ReadError;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Upper bound on how long one fetch waits, whatever the client asks.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+fn concat(batches: Vec<Bytes>, total: usize) -> Bytes {
+    match batches.len() {
+        0 => Bytes::new(),
+        1 => batches.into_iter().next().unwrap_or_default(),
+        _ => {
+            let mut buf = BytesMut::with_capacity(total);
+            for b in batches {
+                buf.extend_from_slice(&b);
+            }
+            buf.freeze()
+        }
+    }
+}
+
+async fn read_all(broker: &Broker, req: &FetchRequest) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let max_bytes = if req.max_bytes > 0 { req.max_bytes as usize } else { usize::MAX };
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for ft in &req.topics {
+        let mut tr = FetchableTopicResponse::default();
+        tr.topic = ft.topic.clone();
+        tr.topic_id = ft.topic_id;
+        let topic = broker.store.topic(ft.topic.0.as_str());
+        for fp in &ft.partitions {
+            let mut pd = PartitionData::default();
+            pd.partition_index = fp.partition;
+            pd.high_watermark = -1;
+            pd.last_stable_offset = -1;
+            pd.log_start_offset = -1;
+            pd.records = Some(Bytes::new());
+            let Some(p) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
+                pd.error_code = code(ResponseError::UnknownTopicOrPartition);
+                any_error = true;
+                tr.partitions.push(pd);
+                continue;
+            };
+            let budget = (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
+            if budget == 0 && total > 0 {
+                let (start, hw) = p.offsets();
+                pd.high_watermark = hw;
+                pd.last_stable_offset = hw;
+                pd.log_start_offset = start;
+                tr.partitions.push(pd);
+                continue;
+            }
+            match broker.store.read(p, fp.fetch_offset, budget.max(1)).await {
+                Ok(out) => {
+                    pd.high_watermark = out.high_watermark;
+                    pd.last_stable_offset = out.high_watermark;
+                    pd.log_start_offset = out.log_start;
+                    total += out.bytes;
+                    pd.records = Some(concat(out.batches, out.bytes));
+                }
+                Err(ReadError::OffsetOutOfRange {
+                    log_start,
+                    high_watermark,
+                    ..
+                }) => {
+                    pd.error_code = code(ResponseError::OffsetOutOfRange);
+                    pd.high_watermark = high_watermark;
+                    pd.last_stable_offset = high_watermark;
+                    pd.log_start_offset = log_start;
+                    any_error = true;
+                }
+                Err(ReadError::Storage(e)) => {
+                    tracing::error!(topic = %p.topic_name, partition = p.partition, error = %e, "fetch read failed");
+                    pd.error_code = code(ResponseError::KafkaStorageError);
+                    any_error = true;
+                }
+            }
+            tr.partitions.push(pd);
+        }
+        topics.push(tr);
+    }
+    (topics, total, any_error)
+}
+
+pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchResponse {
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let deadline = Instant::now() + wait;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let mut changes = broker.store.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let (topics, total, any_error) = read_all(broker, &req).await;
+        if total >= min_bytes || any_error || Instant::now() >= deadline {
+            let mut resp = FetchResponse::default();
+            resp.responses = topics;
+            return resp;
+        }
+        tokio::select! {
+            r = changes.changed() => {
+                if r.is_err() {
+                    let mut resp = FetchResponse::default();
+                    resp.responses = topics;
+                    return resp;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! ListOffsets: earliest (-2), latest (-1, the high watermark) and by
+//! timestamp (the first record at or after it, exact to the record).
+
+use super::code;
+use crate::Broker;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+pub async fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let mut resp = ListOffsetsResponse::default();
+    for t in req.topics {
+        let mut tr = ListOffsetsTopicResponse::default();
+        tr.name = t.name.clone();
+        let topic = broker.store.topic(t.name.0.as_str());
+        for p in t.partitions {
+            let mut pr = ListOffsetsPartitionResponse::default();
+            pr.partition_index = p.partition_index;
+            pr.timestamp = -1;
+            pr.offset = -1;
+            if version >= 4 {
+                pr.leader_epoch = 0;
+            }
+            let Some(part) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
+                pr.error_code = code(ResponseError::UnknownTopicOrPartition);
+                tr.partitions.push(pr);
+                continue;
+            };
+            let (log_start, hw) = part.offsets();
+            match p.timestamp {
+                LATEST => pr.offset = hw,
+                EARLIEST => pr.offset = log_start,
+                ts if ts >= 0 => match broker.store.offset_for_timestamp(part, ts).await {
+                    Ok(Some((offset, found))) => {
+                        pr.offset = offset;
+                        pr.timestamp = found;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "timestamp lookup failed");
+                        pr.error_code = code(ResponseError::KafkaStorageError);
+                    }
+                },
+                _ => pr.error_code = code(ResponseError::InvalidRequest),
+            }
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}

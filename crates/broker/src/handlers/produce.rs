@@ -1,0 +1,122 @@
+//! Produce: checks every batch (size, magic, CRC32C, no transactions), then
+//! appends all partitions of the request concurrently so one WAL group
+//! commit covers them, and answers once they are durable.
+
+use super::{code, find_or_create_topic, str_bytes};
+use crate::Broker;
+use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use sluice_protocol::batch::split_and_check;
+use sluice_storage::AppendError;
+
+fn partition_error(index: i32, e: ResponseError, message: Option<String>) -> PartitionProduceResponse {
+    let mut r = PartitionProduceResponse::default();
+    r.index = index;
+    r.error_code = code(e);
+    r.base_offset = -1;
+    r.error_message = message.map(str_bytes);
+    r
+}
+
+/// Handles a produce request; `None` for acks=0 (no response is sent).
+pub async fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    let mut appends = Vec::new();
+    for (ti, td) in req.topic_data.into_iter().enumerate() {
+        let name = td.name.0.as_str().to_string();
+        let mut resp = TopicProduceResponse::default();
+        resp.name = td.name.clone();
+        let topic = if req.transactional_id.is_some() || !matches!(acks, -1..=1) {
+            None
+        } else {
+            Some(find_or_create_topic(broker, &name, true).await)
+        };
+        for pd in td.partition_data {
+            let early = |e: ResponseError, m: Option<String>| Some(partition_error(pd.index, e, m));
+            let failure = match &topic {
+                None if req.transactional_id.is_some() => early(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    Some("transactions are not supported by this broker".into()),
+                ),
+                None => early(ResponseError::InvalidRequiredAcks, None),
+                Some(Err(e)) => early(*e, None),
+                Some(Ok(t)) => match (t.partition(pd.index), pd.records.as_ref()) {
+                    (None, _) => early(ResponseError::UnknownTopicOrPartition, None),
+                    (Some(_), None) => early(ResponseError::CorruptMessage, Some("no records".into())),
+                    (Some(p), Some(records)) => {
+                        let max = t
+                            .config("max.message.bytes")
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(broker.config.message_max_bytes);
+                        match split_and_check(records) {
+                            Err(e) => early(ResponseError::CorruptMessage, Some(e.to_string())),
+                            Ok(batches) => {
+                                if let Some(b) = batches.iter().find(|b| b.bytes.len() > max) {
+                                    early(
+                                        ResponseError::MessageTooLarge,
+                                        Some(format!("record batch of {} bytes exceeds the limit of {max} bytes", b.bytes.len())),
+                                    )
+                                } else if batches.iter().any(|b| b.header.is_transactional() || b.header.is_control()) {
+                                    early(
+                                        ResponseError::InvalidRecord,
+                                        Some("transactional and control batches are not supported".into()),
+                                    )
+                                } else {
+                                    let (t, p) = (t.clone(), p.clone());
+                                    let store = broker.store.clone();
+                                    let index = pd.index;
+                                    appends.push(async move {
+                                        let r = store.append(&t, &p, batches).await;
+                                        (ti, index, p.offsets().0, r)
+                                    });
+                                    None
+                                }
+                            }
+                        }
+                    }
+                },
+            };
+            if let Some(f) = failure {
+                resp.partition_responses.push(f);
+            }
+        }
+        topics.push(resp);
+    }
+    for (ti, index, log_start, result) in join_all(appends).await {
+        let r = match result {
+            Ok(o) => {
+                let mut r = PartitionProduceResponse::default();
+                r.index = index;
+                r.base_offset = o.base_offset;
+                r.log_append_time_ms = o.log_append_time;
+                r.log_start_offset = log_start;
+                r
+            }
+            Err(e) => {
+                let err = match &e {
+                    AppendError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+                    AppendError::StaleEpoch(_) => ResponseError::InvalidProducerEpoch,
+                    AppendError::TopicDeleted => ResponseError::UnknownTopicOrPartition,
+                    AppendError::Wal(_) => ResponseError::KafkaStorageError,
+                };
+                if matches!(e, AppendError::Wal(_)) {
+                    tracing::error!(error = %e, "append failed");
+                }
+                partition_error(index, err, Some(e.to_string()))
+            }
+        };
+        topics[ti].partition_responses.push(r);
+    }
+    if acks == 0 {
+        return None;
+    }
+    for t in &mut topics {
+        t.partition_responses.sort_by_key(|p| p.index);
+    }
+    let mut resp = ProduceResponse::default();
+    resp.responses = topics;
+    Some(resp)
+}

@@ -1,0 +1,45 @@
+//! `sluice`: the single binary. `sluice serve` runs the Kafka-compatible
+//! broker with its HTTP side; other subcommands are operator tools.
+
+mod http;
+mod serve;
+mod settings;
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+/// Sluice: a Kafka-compatible event streaming platform for AI telemetry.
+#[derive(Parser)]
+#[command(name = "sluice", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker: Kafka protocol on --listen, HTTP (health, metrics) on --http-listen.
+    Serve(settings::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = settings::Settings::resolve(args)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("sluice")
+                .build()?;
+            runtime.block_on(serve::run(settings))
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! `sluice serve`: opens the catalog and storage in the data directory,
+//! starts the Kafka listener, the HTTP listener and the uploader, and shuts
+//! everything down in order on SIGTERM/SIGINT (stop accepting, answer
+//! in-flight requests, flush the WAL).
+
+use crate::settings::Settings;
+use anyhow::Context;
+use object_store::local::LocalFileSystem;
+use sluice_broker::{Broker, BrokerConfig};
+use sluice_catalog::SqliteCatalog;
+use sluice_storage::{LogStore, StorageConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+pub async fn run(s: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("cannot create data directory {}", s.data_dir.display()))?;
+    let data_dir = s.data_dir.canonicalize()?;
+    let objects_dir = data_dir.join("objects");
+    std::fs::create_dir_all(&objects_dir)?;
+    let catalog: Arc<dyn sluice_catalog::Catalog> = Arc::new(
+        SqliteCatalog::open(&data_dir.join("catalog.db")).context("cannot open the catalog")?,
+    );
+    let objects = Arc::new(LocalFileSystem::new_with_prefix(&objects_dir)?);
+    let store_config = StorageConfig::new(data_dir.join("wal"));
+    let store = tokio::task::block_in_place(|| LogStore::open(store_config, catalog.clone(), objects))
+        .context("cannot open storage")?;
+    let broker = Broker::new(
+        BrokerConfig {
+            advertised_host: s.advertise_host.clone(),
+            advertised_port: s.advertise_port,
+            auto_create_topics_enable: s.auto_create_topics_enable,
+            num_partitions: s.num_partitions,
+            message_max_bytes: s.message_max_bytes,
+            ..BrokerConfig::default()
+        },
+        store.clone(),
+        catalog,
+    )?;
+
+    let kafka = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", s.listen))?;
+    let http = tokio::net::TcpListener::bind(s.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--http-listen)", s.http_listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let uploader = tokio::spawn(store.clone().run_uploader(stop_rx.clone()));
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(async move {
+        let r = axum::serve(http, crate::http::router())
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|v| *v).await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    let server = tokio::spawn(sluice_broker::server::serve(
+        broker.clone(),
+        kafka,
+        stop_rx.clone(),
+        Duration::from_secs(10),
+    ));
+    tracing::info!(
+        kafka = %s.listen,
+        advertised = %format!("{}:{}", s.advertise_host, s.advertise_port),
+        http = %s.http_listen,
+        data_dir = %data_dir.display(),
+        "sluice is serving"
+    );
+
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let _ = http_task.await;
+    let _ = uploader.await;
+    tokio::task::block_in_place(|| store.shutdown());
+    tracing::info!("sluice stopped cleanly");
+    Ok(())
+}

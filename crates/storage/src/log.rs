@@ -1,0 +1,638 @@
+//! [`LogStore`]: the storage facade the broker talks to. It owns the topics
+//! and partitions, appends through the WAL, reads from the in-memory tail or
+//! from objects, answers offset lookups, and recovers from the catalog and
+//! the WAL on start.
+
+use crate::partition::{MemBatch, PartitionLog, ProducerState, SequenceCheck};
+use crate::timestamps;
+use crate::wal::{ReplayedRecord, Wal, WalError, WalJob};
+use crate::{now_ms, StorageConfig};
+use bytes::{Bytes, BytesMut};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parking_lot::RwLock;
+use sluice_catalog::{Catalog, CatalogError, SegmentRecord, TopicRecord};
+use sluice_protocol::batch::{iter_stored, set_base_offset, set_log_append_time, BatchHeader, CheckedBatch};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use uuid::Uuid;
+
+/// Storage failures outside the produce and fetch paths.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("object store error: {0}")]
+    Object(#[from] object_store::Error),
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    NoSuchTopic(String),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("sequence number out of order for producer {0}")]
+    OutOfOrderSequence(i64),
+    #[error("producer {0} epoch is older than the current one")]
+    StaleEpoch(i64),
+    #[error("the topic was deleted")]
+    TopicDeleted,
+    #[error(transparent)]
+    Wal(#[from] WalError),
+}
+
+/// Why a read was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("offset {offset} is outside the log [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        high_watermark: i64,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    /// The broker's append time when the topic uses LogAppendTime, else -1.
+    pub log_append_time: i64,
+}
+
+/// Result of a read.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOutcome {
+    pub batches: Vec<Bytes>,
+    pub bytes: usize,
+    pub high_watermark: i64,
+    pub log_start: i64,
+}
+
+/// A topic and its partitions. Replaced as a whole when its configs or
+/// partition count change; the partitions are shared.
+#[derive(Debug)]
+pub struct Topic {
+    pub record: TopicRecord,
+    pub partitions: Vec<Arc<PartitionLog>>,
+}
+
+impl Topic {
+    pub fn partition(&self, p: i32) -> Option<&Arc<PartitionLog>> {
+        usize::try_from(p).ok().and_then(|i| self.partitions.get(i))
+    }
+
+    pub fn config(&self, key: &str) -> Option<&str> {
+        self.record.configs.get(key).map(String::as_str)
+    }
+
+    fn uses_log_append_time(&self) -> bool {
+        self.config("message.timestamp.type") == Some("LogAppendTime")
+    }
+}
+
+#[derive(Default)]
+struct TopicMap {
+    by_name: HashMap<String, Arc<Topic>>,
+    by_id: HashMap<Uuid, Arc<Topic>>,
+}
+
+impl TopicMap {
+    fn insert(&mut self, t: Arc<Topic>) {
+        self.by_id.insert(t.record.id, t.clone());
+        self.by_name.insert(t.record.name.clone(), t);
+    }
+}
+
+/// The storage facade.
+pub struct LogStore {
+    pub(crate) config: StorageConfig,
+    pub(crate) catalog: Arc<dyn Catalog>,
+    pub(crate) objects: Arc<dyn ObjectStore>,
+    topics: RwLock<TopicMap>,
+    pub(crate) wal: Wal,
+    data_version: Arc<watch::Sender<u64>>,
+    /// Permits = bytes that may still be appended before uploads catch up.
+    pub(crate) upload_budget: Semaphore,
+    /// Bytes appended and not yet uploaded.
+    pub(crate) pending_upload: AtomicUsize,
+    pub(crate) upload_wake: Notify,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))?
+        .map_err(StorageError::from)
+}
+
+impl LogStore {
+    /// Opens storage: loads topics and partition states from the catalog,
+    /// replays the WAL tail into memory and starts the WAL writer.
+    pub fn open(
+        config: StorageConfig,
+        catalog: Arc<dyn Catalog>,
+        objects: Arc<dyn ObjectStore>,
+    ) -> Result<Arc<Self>, StorageError> {
+        let states: HashMap<(Uuid, i32), (i64, i64)> = catalog
+            .partition_states()?
+            .into_iter()
+            .map(|s| ((s.topic, s.partition), (s.uploaded_end, s.log_start)))
+            .collect();
+        let mut map = TopicMap::default();
+        for record in catalog.list_topics()? {
+            let partitions = (0..record.partitions)
+                .map(|p| {
+                    let (end, start) = states.get(&(record.id, p)).copied().unwrap_or((0, 0));
+                    Arc::new(PartitionLog::new(record.id, record.name.clone(), p, end, start))
+                })
+                .collect();
+            map.insert(Arc::new(Topic { record, partitions }));
+        }
+        for ps in catalog.producer_states()? {
+            if let Some(p) = map.by_id.get(&ps.topic).and_then(|t| t.partition(ps.partition)) {
+                p.inner.lock().producers.insert(
+                    ps.producer_id,
+                    ProducerState {
+                        epoch: ps.epoch,
+                        batches: ps.batches.into_iter().collect(),
+                    },
+                );
+            }
+        }
+
+        let mut replayed = 0usize;
+        let mut replayed_bytes = 0usize;
+        let apply = |r: ReplayedRecord| -> Option<i64> {
+            let p = map.by_id.get(&r.topic)?.partition(r.partition)?;
+            let h = BatchHeader::parse(&r.batch).ok()?;
+            let end = h.last_offset() + 1;
+            let mut inner = p.inner.lock();
+            if h.last_offset() < inner.next_offset {
+                return Some(end); // already in objects or replayed
+            }
+            if h.base_offset != inner.next_offset {
+                tracing::warn!(
+                    topic = %p.topic_name, partition = p.partition,
+                    expected = inner.next_offset, found = h.base_offset,
+                    "offset gap while replaying the write-ahead log"
+                );
+            }
+            if h.has_producer_id() {
+                inner.producers.entry(h.producer_id).or_default().record(&h, h.base_offset);
+            }
+            replayed += 1;
+            replayed_bytes += r.batch.len();
+            inner.push(
+                MemBatch {
+                    base_offset: h.base_offset,
+                    last_offset: h.last_offset(),
+                    max_timestamp: h.max_timestamp,
+                    bytes: r.batch,
+                },
+                false,
+            );
+            inner.high_watermark = inner.next_offset;
+            Some(end)
+        };
+        let (version_tx, _) = watch::channel(0u64);
+        let data_version = Arc::new(version_tx);
+        let notify = data_version.clone();
+        let wal = Wal::open(
+            &config.wal_dir,
+            config.wal_segment_bytes,
+            apply,
+            Arc::new(move || {
+                notify.send_modify(|v| *v += 1);
+            }),
+        )?;
+        if replayed > 0 {
+            tracing::info!(batches = replayed, bytes = replayed_bytes, "recovered the write-ahead log tail");
+        }
+        let budget = config.max_unuploaded_bytes.max(1);
+        let store = Arc::new(Self {
+            upload_budget: Semaphore::new(budget.saturating_sub(replayed_bytes)),
+            pending_upload: AtomicUsize::new(replayed_bytes),
+            config,
+            catalog,
+            objects,
+            topics: RwLock::new(map),
+            wal,
+            data_version,
+            upload_wake: Notify::new(),
+        });
+        Ok(store)
+    }
+
+    /// A receiver that changes whenever new data becomes durable.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.data_version.subscribe()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().by_name.get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        self.topics.read().by_id.get(id).cloned()
+    }
+
+    /// Every topic, in name order.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<_> = self.topics.read().by_name.values().cloned().collect();
+        v.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        v
+    }
+
+    pub(crate) fn all_partitions(&self) -> Vec<Arc<PartitionLog>> {
+        self.topics
+            .read()
+            .by_name
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect()
+    }
+
+    /// Creates a topic (configs already validated by the caller).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, StorageError> {
+        if self.topic(name).is_some() {
+            return Err(StorageError::TopicExists(name.to_string()));
+        }
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+            created_ms: now_ms(),
+        };
+        let catalog = self.catalog.clone();
+        let r = record.clone();
+        match blocking(move || catalog.create_topic(&r)).await {
+            Err(StorageError::Catalog(CatalogError::TopicExists(n))) => {
+                return Err(StorageError::TopicExists(n))
+            }
+            other => other?,
+        }
+        let parts = (0..partitions)
+            .map(|p| Arc::new(PartitionLog::new(record.id, record.name.clone(), p, 0, 0)))
+            .collect();
+        let topic = Arc::new(Topic {
+            record,
+            partitions: parts,
+        });
+        let mut map = self.topics.write();
+        // A concurrent creator may have won the catalog race first.
+        if let Some(existing) = map.by_name.get(name) {
+            return Ok(existing.clone());
+        }
+        map.insert(topic.clone());
+        Ok(topic)
+    }
+
+    /// Deletes a topic. Its data stops being served at once; index rows go
+    /// with it (objects are collected by the storage GC).
+    pub async fn delete_topic(&self, name: &str) -> Result<(), StorageError> {
+        let catalog = self.catalog.clone();
+        let n = name.to_string();
+        match blocking(move || catalog.delete_topic(&n)).await {
+            Err(StorageError::Catalog(CatalogError::NoSuchTopic(n))) => {
+                return Err(StorageError::NoSuchTopic(n))
+            }
+            other => other?,
+        };
+        let removed = {
+            let mut map = self.topics.write();
+            let t = map.by_name.remove(name);
+            if let Some(t) = &t {
+                map.by_id.remove(&t.record.id);
+            }
+            t
+        };
+        if let Some(t) = removed {
+            let mut freed = 0;
+            for p in &t.partitions {
+                let mut inner = p.inner.lock();
+                inner.deleted = true;
+                freed += inner.unuploaded_bytes;
+                inner.unuploaded_bytes = 0;
+                inner.mem.clear();
+                inner.mem_bytes = 0;
+            }
+            self.release_upload_budget(freed);
+        }
+        Ok(())
+    }
+
+    /// Raises a topic's partition count to `total`.
+    pub async fn add_partitions(&self, name: &str, total: i32) -> Result<(), StorageError> {
+        let catalog = self.catalog.clone();
+        let n = name.to_string();
+        blocking(move || catalog.set_partition_count(&n, total)).await?;
+        let mut map = self.topics.write();
+        let old = map
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StorageError::NoSuchTopic(name.to_string()))?;
+        let mut partitions = old.partitions.clone();
+        for p in partitions.len() as i32..total {
+            partitions.push(Arc::new(PartitionLog::new(old.record.id, name.to_string(), p, 0, 0)));
+        }
+        let mut record = old.record.clone();
+        record.partitions = total;
+        map.insert(Arc::new(Topic { record, partitions }));
+        Ok(())
+    }
+
+    /// Replaces a topic's explicit configs (validated by the caller).
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), StorageError> {
+        let catalog = self.catalog.clone();
+        let n = name.to_string();
+        let c = configs.clone();
+        blocking(move || catalog.set_topic_configs(&n, &c)).await?;
+        let mut map = self.topics.write();
+        let old = map
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StorageError::NoSuchTopic(name.to_string()))?;
+        let mut record = old.record.clone();
+        record.configs = configs;
+        map.insert(Arc::new(Topic {
+            record,
+            partitions: old.partitions.clone(),
+        }));
+        Ok(())
+    }
+
+    pub(crate) fn release_upload_budget(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        self.pending_upload.fetch_sub(bytes.min(self.pending_upload.load(Ordering::Acquire)), Ordering::AcqRel);
+        self.upload_budget.add_permits(bytes);
+    }
+
+    /// Appends checked batches to a partition and waits until they are
+    /// durable. Idempotent retries are answered with their original offsets.
+    pub async fn append(
+        &self,
+        topic: &Topic,
+        p: &Arc<PartitionLog>,
+        batches: Vec<CheckedBatch>,
+    ) -> Result<AppendOutcome, AppendError> {
+        let total: usize = batches.iter().map(|b| b.bytes.len()).sum();
+        // Backpressure: wait while too much data waits for upload.
+        let want = total.min(self.config.max_unuploaded_bytes.max(1)) as u32;
+        match self.upload_budget.acquire_many(want).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(AppendError::Wal(WalError::Closed)),
+        }
+        let log_append_time = if topic.uses_log_append_time() { now_ms() } else { -1 };
+        let mut waits = Vec::with_capacity(batches.len());
+        let mut first_base = None;
+        let mut duplicate_until = None;
+        let mut used = 0usize;
+        let result = (|| {
+            let mut inner = p.inner.lock();
+            if inner.deleted {
+                return Err(AppendError::TopicDeleted);
+            }
+            for b in batches {
+                let h = b.header;
+                if h.has_producer_id() {
+                    match ProducerState::check(inner.producers.get(&h.producer_id), &h) {
+                        SequenceCheck::Append => {}
+                        SequenceCheck::Duplicate { base_offset, last_offset } => {
+                            first_base.get_or_insert(base_offset);
+                            duplicate_until = Some(last_offset + 1);
+                            continue;
+                        }
+                        SequenceCheck::OutOfOrder => {
+                            return Err(AppendError::OutOfOrderSequence(h.producer_id))
+                        }
+                        SequenceCheck::StaleEpoch => return Err(AppendError::StaleEpoch(h.producer_id)),
+                    }
+                }
+                let base = inner.next_offset;
+                let mut owned = BytesMut::from(&b.bytes[..]);
+                set_base_offset(&mut owned, base);
+                let mut max_ts = h.max_timestamp;
+                if log_append_time >= 0 {
+                    set_log_append_time(&mut owned, log_append_time);
+                    max_ts = log_append_time;
+                }
+                let bytes = owned.freeze();
+                let last = base + h.last_offset_delta as i64;
+                if h.has_producer_id() {
+                    inner.producers.entry(h.producer_id).or_default().record(&h, base);
+                }
+                used += bytes.len();
+                inner.push(
+                    MemBatch {
+                        base_offset: base,
+                        last_offset: last,
+                        max_timestamp: max_ts,
+                        bytes: bytes.clone(),
+                    },
+                    false,
+                );
+                let (tx, rx) = oneshot::channel();
+                self.wal.submit(WalJob {
+                    partition: p.clone(),
+                    batch: bytes,
+                    end_offset: last + 1,
+                    done: tx,
+                })?;
+                waits.push(rx);
+                first_base.get_or_insert(base);
+            }
+            Ok(())
+        })();
+        // Permits not turned into pending upload bytes go back.
+        if want as usize > used {
+            self.upload_budget.add_permits(want as usize - used);
+        }
+        let pending = self.pending_upload.fetch_add(used, Ordering::AcqRel) + used;
+        if pending >= self.config.upload_bytes {
+            self.upload_wake.notify_one();
+        }
+        result?;
+        for w in waits {
+            w.await.map_err(|_| AppendError::Wal(WalError::Closed))??;
+        }
+        if let Some(end) = duplicate_until {
+            self.wait_durable(p, end).await;
+        }
+        Ok(AppendOutcome {
+            base_offset: first_base.unwrap_or(-1),
+            log_append_time,
+        })
+    }
+
+    /// Waits until the partition's high watermark reaches `end`.
+    async fn wait_durable(&self, p: &PartitionLog, end: i64) {
+        let mut rx = self.subscribe();
+        loop {
+            if p.offsets().1 >= end || p.inner.lock().deleted {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Reads batches starting at the one holding `offset`, up to `max_bytes`
+    /// (the first batch is returned whatever its size).
+    pub async fn read(
+        &self,
+        p: &PartitionLog,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadOutcome, ReadError> {
+        let (log_start, hw, mem_start) = {
+            let inner = p.inner.lock();
+            (inner.log_start, inner.high_watermark, inner.mem_start())
+        };
+        if offset < log_start || offset > hw {
+            return Err(ReadError::OffsetOutOfRange {
+                offset,
+                log_start,
+                high_watermark: hw,
+            });
+        }
+        let mut out = ReadOutcome {
+            high_watermark: hw,
+            log_start,
+            ..Default::default()
+        };
+        if offset == hw {
+            return Ok(out);
+        }
+        if offset < mem_start {
+            self.read_objects(p, offset, max_bytes, hw, &mut out).await?;
+            if !out.batches.is_empty() {
+                return Ok(out);
+            }
+        }
+        let inner = p.inner.lock();
+        let from = inner.mem_index(offset);
+        for b in inner.mem.iter().skip(from) {
+            if b.last_offset >= hw {
+                break;
+            }
+            if !out.batches.is_empty() && out.bytes + b.bytes.len() > max_bytes {
+                break;
+            }
+            out.bytes += b.bytes.len();
+            out.batches.push(b.bytes.clone());
+            if out.bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn segments_from(&self, p: &PartitionLog, offset: i64, limit: usize) -> Result<Vec<SegmentRecord>, StorageError> {
+        let catalog = self.catalog.clone();
+        let (t, part) = (p.topic_id, p.partition);
+        blocking(move || catalog.segments_from(t, part, offset, limit)).await
+    }
+
+    async fn fetch_segment(&self, seg: &SegmentRecord) -> Result<Bytes, StorageError> {
+        let path = ObjectPath::from(seg.object_key.as_str());
+        Ok(self
+            .objects
+            .get_range(&path, seg.position..seg.position + seg.length)
+            .await?)
+    }
+
+    async fn read_objects(
+        &self,
+        p: &PartitionLog,
+        offset: i64,
+        max_bytes: usize,
+        hw: i64,
+        out: &mut ReadOutcome,
+    ) -> Result<(), StorageError> {
+        for seg in self.segments_from(p, offset, 4).await? {
+            let data = self.fetch_segment(&seg).await?;
+            for (h, range) in iter_stored(&data) {
+                if h.last_offset() < offset {
+                    continue;
+                }
+                if h.last_offset() >= hw {
+                    return Ok(());
+                }
+                let len = range.len();
+                if !out.batches.is_empty() && out.bytes + len > max_bytes {
+                    return Ok(());
+                }
+                out.bytes += len;
+                out.batches.push(data.slice(range));
+                if out.bytes >= max_bytes {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first offset whose record timestamp is at or after `ts`, with
+    /// that record's timestamp; `None` when every record is older.
+    pub async fn offset_for_timestamp(
+        &self,
+        p: &PartitionLog,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let catalog = self.catalog.clone();
+        let (t, part) = (p.topic_id, p.partition);
+        let log_start = p.offsets().0;
+        let seg = blocking(move || catalog.first_segment_at_or_after_time(t, part, ts)).await?;
+        if let Some(seg) = seg {
+            let data = self.fetch_segment(&seg).await?;
+            let batches: Vec<Bytes> = iter_stored(&data).map(|(_, r)| data.slice(r)).collect();
+            if let Some((off, found_ts)) = timestamps::find_in_batches(&batches, ts) {
+                return Ok(Some((off.max(log_start), found_ts)));
+            }
+        }
+        let batches: Vec<Bytes> = {
+            let inner = p.inner.lock();
+            inner
+                .mem
+                .iter()
+                .filter(|b| b.last_offset < inner.high_watermark && b.max_timestamp >= ts)
+                .map(|b| b.bytes.clone())
+                .collect()
+        };
+        Ok(timestamps::find_in_batches(&batches, ts))
+    }
+
+    /// Flushes queued WAL appends and stops the WAL writer.
+    pub fn shutdown(&self) {
+        self.upload_budget.close();
+        self.wal.shutdown();
+    }
+}

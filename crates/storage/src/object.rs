@@ -1,0 +1,114 @@
+//! The object format: immutable files in the object store holding log data.
+//!
+//! `object := chunk* footer footer_len:u32be magic:"SLUICEO1"`. A chunk is a
+//! run of one partition's consecutive Kafka v2 record batches, byte for byte
+//! as they are served to consumers (offsets assigned). The footer is JSON
+//! listing every chunk (topic id, partition, offsets, max timestamp, byte
+//! range), so an object describes itself: the catalog's index rows can be
+//! rebuilt or checked from it. See `docs/formats.md`.
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub const MAGIC: &[u8; 8] = b"SLUICEO1";
+
+/// One chunk's entry in the footer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    pub topic: Uuid,
+    pub partition: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub position: u64,
+    pub length: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Footer {
+    pub version: u32,
+    pub chunks: Vec<ChunkEntry>,
+}
+
+/// Builds an object chunk by chunk.
+#[derive(Default)]
+pub struct ObjectBuilder {
+    buf: BytesMut,
+    chunks: Vec<ChunkEntry>,
+}
+
+impl ObjectBuilder {
+    /// Adds one partition's consecutive batches (non-empty, in offset order).
+    pub fn add_chunk(&mut self, topic: Uuid, partition: i32, batches: &[crate::partition::MemBatch]) {
+        let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
+            return;
+        };
+        let position = self.buf.len() as u64;
+        for b in batches {
+            self.buf.extend_from_slice(&b.bytes);
+        }
+        self.chunks.push(ChunkEntry {
+            topic,
+            partition,
+            base_offset: first.base_offset,
+            last_offset: last.last_offset,
+            max_timestamp: batches.iter().map(|b| b.max_timestamp).max().unwrap_or(-1),
+            position,
+            length: self.buf.len() as u64 - position,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Finishes the object: its bytes and the chunk list.
+    pub fn finish(mut self) -> (Bytes, Vec<ChunkEntry>) {
+        let footer = Footer {
+            version: 1,
+            chunks: self.chunks,
+        };
+        let json = serde_json::to_vec(&footer).unwrap_or_default();
+        self.buf.extend_from_slice(&json);
+        self.buf.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(MAGIC);
+        (self.buf.freeze(), footer.chunks)
+    }
+}
+
+/// Reads the footer of a whole object.
+pub fn read_footer(object: &[u8]) -> Option<Footer> {
+    let n = object.len();
+    if n < 12 || &object[n - 8..] != MAGIC {
+        return None;
+    }
+    let len = u32::from_be_bytes([object[n - 12], object[n - 11], object[n - 10], object[n - 9]]) as usize;
+    let start = (n - 12).checked_sub(len)?;
+    serde_json::from_slice(&object[start..n - 12]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::MemBatch;
+
+    #[test]
+    fn footer_describes_chunks() {
+        let t = Uuid::new_v4();
+        let mut b = ObjectBuilder::default();
+        let batches = vec![
+            MemBatch { base_offset: 0, last_offset: 4, max_timestamp: 10, bytes: Bytes::from_static(b"aaaa") },
+            MemBatch { base_offset: 5, last_offset: 9, max_timestamp: 30, bytes: Bytes::from_static(b"bb") },
+        ];
+        b.add_chunk(t, 0, &batches);
+        b.add_chunk(t, 1, &batches[1..]);
+        let (obj, chunks) = b.finish();
+        let footer = read_footer(&obj).unwrap();
+        assert_eq!(footer.chunks, chunks);
+        assert_eq!(chunks[0].length, 6);
+        assert_eq!(chunks[0].max_timestamp, 30);
+        assert_eq!(&obj[chunks[1].position as usize..][..2], b"bb");
+        assert!(read_footer(b"garbage").is_none());
+    }
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Install what the end-to-end tests (tests/e2e) need, if it is missing.
+#
+#   - Debian's kcat (librdkafka 2.0.2) via apt-get
+#   - Python packages via pip: pytest, confluent-kafka, kafka-python, pyflakes
+#
+# Fast when everything is already present (no apt-get update, no pip run).
+# Fails loudly if any install fails.
+set -euo pipefail
+
+PYTHON="${PYTHON:-python3}"
+
+# Pinned Python packages: "dist-name==version|import-name".
+PY_PKGS=(
+  "pytest==9.2.0|pytest"
+  "confluent-kafka==2.16.1|confluent_kafka"
+  "kafka-python==3.0.12|kafka"
+  "pyflakes==4.1.0|pyflakes"
+)
+
+log() { echo "[install-test-deps] $*"; }
+die() { echo "[install-test-deps] ERROR: $*" >&2; exit 1; }
+
+# --- Debian packages -------------------------------------------------------
+apt_missing=()
+if ! command -v kcat >/dev/null 2>&1; then
+  apt_missing+=(kcat)
+fi
+
+if ((${#apt_missing[@]})); then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to apt-get install ${apt_missing[*]}"
+    SUDO="sudo"
+  fi
+  log "apt-get update (needed for: ${apt_missing[*]})"
+  $SUDO apt-get update -qq || die "apt-get update failed"
+  log "apt-get install ${apt_missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" \
+    || die "apt-get install ${apt_missing[*]} failed"
+else
+  log "kcat already installed: $(command -v kcat)"
+fi
+command -v kcat >/dev/null 2>&1 || die "kcat still not on PATH after install"
+log "kcat version: $(kcat -V 2>&1 | grep -m1 -o 'Version.*' || true)"
+
+# --- Python packages -------------------------------------------------------
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
+
+pip_needed=()
+for entry in "${PY_PKGS[@]}"; do
+  spec="${entry%%|*}"
+  dist="${spec%%==*}"
+  want="${spec##*==}"
+  have="$("$PYTHON" - "$dist" <<'EOF' 2>/dev/null || true
+import sys
+from importlib import metadata
+try:
+    print(metadata.version(sys.argv[1]))
+except metadata.PackageNotFoundError:
+    pass
+EOF
+)"
+  if [ "$have" = "$want" ]; then
+    log "python: $dist $have already installed"
+  else
+    log "python: $dist ${have:-<missing>} -> $want"
+    pip_needed+=("$spec")
+  fi
+done
+
+if ((${#pip_needed[@]})); then
+  log "pip install ${pip_needed[*]}"
+  "$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore -q "${pip_needed[@]}" \
+    || die "pip install ${pip_needed[*]} failed"
+else
+  log "all Python packages already at the pinned versions"
+fi
+
+# Verify the imports really work (a broken wheel must fail here, not in tests).
+for entry in "${PY_PKGS[@]}"; do
+  mod="${entry##*|}"
+  "$PYTHON" -c "import $mod" || die "python cannot import $mod after install"
+done
+"$PYTHON" -c 'import confluent_kafka, kafka; print("[install-test-deps] confluent-kafka", confluent_kafka.version()[0] if isinstance(confluent_kafka.version(), tuple) else confluent_kafka.version(), "librdkafka", confluent_kafka.libversion()[0], "| kafka-python", kafka.__version__)'
+log "done"

@@ -1,0 +1,160 @@
+"""Durability: every acknowledged message survives kill -9 (and a clean
+SIGTERM restart) at its acknowledged offset with its value."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from helpers import (
+    assert_contiguous_offsets,
+    consume_all,
+    create_topic,
+    make_producer,
+    produce_all,
+)
+
+
+PARTITIONS = 3
+def value_of(i: int) -> bytes:
+    return b"crash-%08d-" % i + bytes((i * 7 + j) % 251 for j in range(70))
+
+
+def read_log(bootstrap, topic, partitions, expected=None):
+    got = consume_all(bootstrap, topic, partitions, expected=expected, timeout=120)
+    log = {}
+    for m in got:
+        assert (m.partition, m.offset) not in log, f"offset {m.partition}/{m.offset} read twice"
+        log[(m.partition, m.offset)] = m.value
+    assert_contiguous_offsets(log.keys(), "log after restart")
+    return log
+
+
+@pytest.mark.e2e_timeout(300)
+def test_kill9_mid_stream_keeps_every_acked_message(broker):
+    topic = "crash-stream"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    producer = make_producer(
+        broker.bootstrap,
+        **{
+            "linger.ms": 5,
+            "message.timeout.ms": 45000,
+            "reconnect.backoff.ms": 100,
+            "reconnect.backoff.max.ms": 1000,
+        },
+    )
+    acked = []  # (partition, offset, value)
+    failed = []
+
+    def on_delivery(err, msg):
+        if err is None:
+            acked.append((msg.partition(), msg.offset(), msg.value()))
+        else:
+            failed.append(err)
+
+    kill_after_acks = 30_000
+    extra_after_kill = 5_000
+    i = 0
+    killed_at = None
+    acked_before_kill = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            producer.produce(topic, key=b"%d" % i, value=value_of(i), on_delivery=on_delivery)
+        except BufferError:
+            producer.poll(0.05)
+            continue
+        i += 1
+        if i % 200 == 0:
+            producer.poll(0)
+        if killed_at is None and len(acked) >= kill_after_acks:
+            broker.kill9()  # mid-stream: requests are in flight right now
+            killed_at = i
+            acked_before_kill = len(acked)
+        if killed_at is not None and i >= killed_at + extra_after_kill:
+            break
+    assert killed_at is not None, f"only {len(acked)} acks within 120 s; broker never killed"
+
+    broker.restart()
+    producer.flush(90)  # what is still queued is retried against the restarted broker
+
+    assert acked_before_kill >= kill_after_acks
+    positions = [(p, o) for p, o, _ in acked]
+    assert len(set(positions)) == len(positions), "two acknowledged messages share one offset"
+
+    log = read_log(broker.bootstrap, topic, range(PARTITIONS))
+    lost = [(p, o) for p, o, v in acked if (p, o) not in log]
+    changed = [(p, o) for p, o, v in acked if (p, o) in log and log[(p, o)] != v]
+    assert not lost, (
+        f"{len(lost)} of {len(acked)} acknowledged messages missing after kill -9 "
+        f"({acked_before_kill} acked before the kill), first {lost[:10]}"
+    )
+    assert not changed, f"{len(changed)} acknowledged offsets hold another value, first {changed[:10]}"
+
+
+@pytest.mark.e2e_timeout(240)
+def test_kill9_right_after_acks_twice(broker):
+    """All data acked (flushed), then kill -9, restart, kill -9 again during
+    further produce, restart: the log is whole, compressed batches too."""
+    topic = "crash-flushed"
+    create_topic(broker.bootstrap, topic, 2)
+    first = produce_all(
+        make_producer(broker.bootstrap, **{"compression.type": "zstd"}),
+        topic,
+        ({"key": b"a%d" % i, "value": value_of(i)} for i in range(10_000)),
+    )
+    broker.kill9()
+    broker.restart()
+    log = read_log(broker.bootstrap, topic, range(2), expected=len(first))
+    for d in first:
+        assert log.get((d.partition, d.offset)) == d.value, f"{d.partition}/{d.offset} lost or changed"
+    assert len(log) == len(first)
+
+    second = produce_all(
+        make_producer(broker.bootstrap, **{"compression.type": "lz4"}),
+        topic,
+        ({"key": b"b%d" % i, "value": value_of(100_000 + i)} for i in range(5_000)),
+    )
+    broker.kill9()
+    broker.restart()
+    log = read_log(broker.bootstrap, topic, range(2), expected=len(first) + len(second))
+    for d in first + second:
+        assert log.get((d.partition, d.offset)) == d.value, f"{d.partition}/{d.offset} lost or changed"
+    assert len(log) == len(first) + len(second)
+
+
+@pytest.mark.e2e_timeout(240)
+def test_sigterm_restart_keeps_all_data(broker):
+    topic = "clean-restart"
+    create_topic(broker.bootstrap, topic, 3)
+    first = produce_all(
+        make_producer(broker.bootstrap),
+        topic,
+        ({"key": b"k%d" % i, "value": value_of(i), "headers": [("h", b"%d" % i)]} for i in range(20_000)),
+    )
+    counts = assert_contiguous_offsets(((d.partition, d.offset) for d in first), "acks")
+
+    t0 = time.monotonic()
+    rc = broker.stop()
+    assert rc == 0, f"SIGTERM exit code {rc}"
+    assert time.monotonic() - t0 < 10
+    assert any(broker.data_dir.rglob("*")), f"data dir {broker.data_dir} is empty after shutdown"
+
+    broker.restart()
+    log = read_log(broker.bootstrap, topic, range(3), expected=len(first))
+    assert len(log) == len(first)
+    for d in first:
+        assert log[(d.partition, d.offset)] == d.value
+
+    # Appends continue at the next offsets after the restart.
+    second = produce_all(
+        make_producer(broker.bootstrap),
+        topic,
+        ({"value": value_of(50_000 + i), "partition": i % 3} for i in range(300)),
+    )
+    for p in range(3):
+        offs = sorted(d.offset for d in second if d.partition == p)
+        assert offs == list(range(counts[p], counts[p] + 100)), (
+            f"partition {p}: offsets after restart {offs[:3]}..., expected to start at {counts[p]}"
+        )
