@@ -655,6 +655,12 @@ def consume_python(bootstrap: str, topic: str, partitions: int, expected: int, s
             "error_cb": lambda err: errors.append(str(err)),
             **CONSUMER_CONF}
     c = Consumer(conf)
+    # Warm up: without metadata for the topic, librdkafka defers the offset
+    # lookup of assigned partitions by its retry interval (~0.5 s).
+    try:
+        c.list_topics(topic, timeout=10)
+    except Exception as e:
+        raise BenchError("consume", f"metadata request failed: {type(e).__name__}: {e}")
     count = 0
     nbytes = 0
     per_part = [0] * partitions
@@ -670,11 +676,15 @@ def consume_python(bootstrap: str, topic: str, partitions: int, expected: int, s
     win = CpuWindow(broker.pid)
     t0 = time.perf_counter()
     t_last = t0
+    t_first = None
+    cpu_last = cpu0
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     last_progress = time.monotonic()
     consume = c.consume
     while len(eof) < partitions:
-        batch = consume(num_messages=100_000, timeout=0.2)
+        # consume() returns when it has num_messages or after timeout, so a
+        # short timeout keeps t_last within ~10 ms of the last arrival.
+        batch = consume(num_messages=10_000, timeout=0.01)
         if batch:
             got = 0
             for m in batch:
@@ -693,13 +703,16 @@ def consume_python(bootstrap: str, topic: str, partitions: int, expected: int, s
             if got:
                 count += got
                 t_last = time.perf_counter()
+                cpu_last = time.process_time()
+                if t_first is None:
+                    t_first = t_last
                 last_progress = time.monotonic()
             if len(eof) == partitions and count < expected:
                 # Every partition reported end-of-log short of what was acked:
                 # keep polling (the high watermark may lag) until stall-timeout.
                 early_eof.append(count)
                 eof.clear()
-        elif time.monotonic() - last_progress > stall_timeout:
+        if time.monotonic() - last_progress > stall_timeout:
             raise BenchError("consume", f"no messages for {stall_timeout:.0f}s after {count} of "
                                         f"{expected}; all partitions reported end-of-log at "
                                         f"counts {early_eof[:5]}; partitions at EOF now: "
@@ -712,7 +725,7 @@ def consume_python(bootstrap: str, topic: str, partitions: int, expected: int, s
     elapsed = t_last - t0
     cpu = win.finish()
     cpu["wall_s"] = elapsed  # the consumer's rate counts until the last message
-    gen_cpu = time.process_time() - cpu0
+    gen_cpu = cpu_last - cpu0
     threads1 = thread_cpu_seconds(me)
     busiest = max((v - threads0.get(tid, 0.0) for tid, v in threads1.items()), default=0.0)
     c.close()
@@ -720,6 +733,7 @@ def consume_python(bootstrap: str, topic: str, partitions: int, expected: int, s
     return {
         "consumer": "python confluent-kafka Consumer with assign()",
         "elapsed_s": elapsed,
+        "first_message_s": (t_first - t0) if t_first is not None else None,
         "messages": count,
         "bytes": nbytes,
         "bad_sizes": bad_sizes,
@@ -736,7 +750,7 @@ def consume_kcat(bootstrap: str, topic: str, partitions: int, expected: int, siz
     kcat = shutil.which("kcat")
     if not kcat:
         raise BenchError("consume", "kcat not found (apt-get install -y kcat)")
-    cmd = [kcat, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
+    cmd = [kcat, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-u",
            "-f", r"%p %S\n", *_kcat_conf_args(CONSUMER_CONF)]
     prog = Progress("consume", expected, "msgs consumed")
     win = CpuWindow(broker.pid)
@@ -752,6 +766,8 @@ def consume_kcat(bootstrap: str, topic: str, partitions: int, expected: int, siz
     bad_sizes = 0
     per_part = [0] * partitions
     state = {"last": time.monotonic()}
+    t_first = None
+    t_last = t0
 
     def watchdog():
         while proc.poll() is None:
@@ -763,6 +779,9 @@ def consume_kcat(bootstrap: str, topic: str, partitions: int, expected: int, siz
     threading.Thread(target=watchdog, daemon=True).start()
     for line in proc.stdout:
         state["last"] = time.monotonic()
+        t_last = time.perf_counter()
+        if t_first is None:
+            t_first = t_last
         part_s, _, size_s = line.partition(b" ")
         part = int(part_s)
         n = int(size_s)
@@ -774,10 +793,11 @@ def consume_kcat(bootstrap: str, topic: str, partitions: int, expected: int, siz
             bad_sizes += 1
         if (count & 1023) == 0:
             prog.update(count)
-    t_end = time.perf_counter()
     _, status, rusage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    elapsed = t_end - t0
+    # Until the last message arrived (kcat -u: unbuffered), not until kcat's
+    # exit, which waits for one more (long-polled) empty fetch.
+    elapsed = t_last - t0
     cpu = win.finish()
     cpu["wall_s"] = elapsed
     sampler.stop()
@@ -791,6 +811,7 @@ def consume_kcat(bootstrap: str, topic: str, partitions: int, expected: int, siz
     return {
         "consumer": "kcat -C -e -o beginning (all partitions)",
         "elapsed_s": elapsed,
+        "first_message_s": (t_first - t0) if t_first is not None else None,
         "messages": count,
         "bytes": nbytes,
         "bad_sizes": bad_sizes,
@@ -976,6 +997,9 @@ def evaluate(r: dict) -> list[dict]:
             f"{cons['consumer_busiest_thread_cores']:.0%} of a core",
             "saturated if >= %.1f cores" % SATURATED_CORE_FRACTION,
             "SATURATED" if cons["consumer_saturated"] else "ok")
+        if cons.get("first_message_s") is not None:
+            row("  consume: first message after", f"{cons['first_message_s'] * 1000:.0f} ms",
+                "", "")
         row("  messages consumed / produced", f"{cons['messages']:,} / {prod['messages']:,}",
             "equal", "PASS" if cons["messages"] == prod["messages"] else "FAIL")
 

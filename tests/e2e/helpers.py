@@ -111,7 +111,7 @@ def make_producer(bootstrap: str, **conf) -> Producer:
             "queue.buffering.max.kbytes": 1_048_576,
         }
     )
-    c.update({k.replace("_", "."): v for k, v in conf.items()})
+    c.update(conf)
     return Producer(c)
 
 
@@ -287,7 +287,7 @@ class Canary:
         self.bootstrap = bootstrap
         self.topic = topic
         create_topic(bootstrap, topic, 1)
-        self.producer = make_producer(bootstrap, linger_ms=0)
+        self.producer = make_producer(bootstrap, **{"linger.ms": 0})
         self.consumer = make_consumer(bootstrap, **{"enable.partition.eof": False})
         self.consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         self.count = 0

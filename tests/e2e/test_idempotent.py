@@ -4,6 +4,7 @@ forces it to retry in-flight batches)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -98,7 +99,17 @@ def _produce_idempotent(bootstrap, topic, n, stall_pid=None, **conf):
     broker for a while mid-stream so in-flight requests time out and are
     retried. Returns (values, deliveries)."""
     values = payloads(seed=400, count=n)
-    p = make_producer(bootstrap, **{"enable.idempotence": True, "linger.ms": 5, **conf})
+    client_logs = []
+
+    class _Capture(logging.Handler):
+        def emit(self, record):
+            client_logs.append(record.getMessage())
+
+    logger = logging.getLogger(f"librdkafka-idem-{time.monotonic_ns()}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(_Capture())
+    p = make_producer(bootstrap, **{"enable.idempotence": True, "linger.ms": 5, "logger": logger, **conf})
     deliveries = []
 
     def on_delivery(err, msg):
@@ -139,7 +150,7 @@ def _produce_idempotent(bootstrap, topic, n, stall_pid=None, **conf):
     errors = [d for d in deliveries if d[0] is not None]
     assert not errors, f"{len(errors)} failed deliveries, first {errors[0]}"
     assert len(deliveries) == n
-    return values, deliveries
+    return values, deliveries, client_logs
 
 
 def _check_exactly_once(bootstrap, topic, n, values, deliveries):
@@ -166,7 +177,7 @@ def test_confluent_idempotent_producer_20k(broker):
     topic = "idem-confluent"
     create_topic(broker.bootstrap, topic, PARTITIONS)
     n = 20_000
-    values, deliveries = _produce_idempotent(broker.bootstrap, topic, n)
+    values, deliveries, _ = _produce_idempotent(broker.bootstrap, topic, n)
     _check_exactly_once(broker.bootstrap, topic, n, values, deliveries)
 
 
@@ -178,7 +189,7 @@ def test_confluent_idempotent_producer_retries_after_stall(broker):
     topic = "idem-stall"
     create_topic(broker.bootstrap, topic, PARTITIONS)
     n = 20_000
-    values, deliveries = _produce_idempotent(
+    values, deliveries, client_logs = _produce_idempotent(
         broker.bootstrap,
         topic,
         n,
@@ -186,4 +197,7 @@ def test_confluent_idempotent_producer_retries_after_stall(broker):
         **{"socket.timeout.ms": 2000, "message.timeout.ms": 120000, "retry.backoff.ms": 200},
     )
     broker.assert_alive("after SIGSTOP/SIGCONT")
+    # The stall must really have made the client time out and resend.
+    timeouts = [m for m in client_logs if "Timed out ProduceRequest" in m]
+    assert timeouts, "no ProduceRequest timed out during the stall: the retry path was not exercised"
     _check_exactly_once(broker.bootstrap, topic, n, values, deliveries)

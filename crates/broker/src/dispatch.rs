@@ -42,11 +42,20 @@ pub enum DispatchError {
     #[error("unknown API key {0}")]
     UnknownApi(i16),
     #[error("unsupported version {version} of {key:?} (supported {min}..={max})")]
-    UnsupportedVersion { key: ApiKey, version: i16, min: i16, max: i16 },
+    UnsupportedVersion {
+        key: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
     #[error("API {0:?} is not served by Sluice")]
     NotServed(ApiKey),
     #[error("malformed {key:?} v{version} request: {reason}")]
-    Malformed { key: ApiKey, version: i16, reason: String },
+    Malformed {
+        key: ApiKey,
+        version: i16,
+        reason: String,
+    },
 }
 
 /// A decoded request ready for its handler.
@@ -55,7 +64,7 @@ pub enum Incoming {
         key: ApiKey,
         version: i16,
         header: RequestHeader,
-        body: RequestKind,
+        body: Box<RequestKind>,
     },
     /// An ApiVersions request of a version newer than ours.
     ApiVersionsTooNew { correlation_id: i32 },
@@ -82,7 +91,12 @@ pub fn decode(frame: Bytes) -> Result<Incoming, DispatchError> {
         if key == ApiKey::ApiVersions && version > max {
             return Ok(Incoming::ApiVersionsTooNew { correlation_id });
         }
-        return Err(DispatchError::UnsupportedVersion { key, version, min, max });
+        return Err(DispatchError::UnsupportedVersion {
+            key,
+            version,
+            min,
+            max,
+        });
     }
     let malformed = |e: anyhow::Error| DispatchError::Malformed {
         key,
@@ -90,13 +104,14 @@ pub fn decode(frame: Bytes) -> Result<Incoming, DispatchError> {
         reason: e.to_string(),
     };
     let mut buf = frame;
-    let header = RequestHeader::decode(&mut buf, key.request_header_version(version)).map_err(malformed)?;
+    let header =
+        RequestHeader::decode(&mut buf, key.request_header_version(version)).map_err(malformed)?;
     let body = RequestKind::decode(key, &mut buf, version).map_err(malformed)?;
     Ok(Incoming::Request {
         key,
         version,
         header,
-        body,
+        body: Box::new(body),
     })
 }
 
@@ -139,7 +154,8 @@ pub fn encode_response(
 pub async fn handle(broker: &Broker, incoming: Incoming) -> anyhow::Result<Option<BytesMut>> {
     let (key, version, header, body) = match incoming {
         Incoming::ApiVersionsTooNew { correlation_id } => {
-            let body = ResponseKind::ApiVersions(api_versions(Some(ResponseError::UnsupportedVersion)));
+            let body =
+                ResponseKind::ApiVersions(api_versions(Some(ResponseError::UnsupportedVersion)));
             return encode_response(ApiKey::ApiVersions, 0, correlation_id, &body).map(Some);
         }
         Incoming::Request {
@@ -149,12 +165,14 @@ pub async fn handle(broker: &Broker, incoming: Incoming) -> anyhow::Result<Optio
             body,
         } => (key, version, header, body),
     };
-    let response = match body {
+    let response = match *body {
         RequestKind::ApiVersions(_) => Some(ResponseKind::ApiVersions(api_versions(None))),
         RequestKind::Produce(r) => handlers::produce::handle(broker, r, version)
             .await
             .map(ResponseKind::Produce),
-        RequestKind::Fetch(r) => Some(ResponseKind::Fetch(handlers::fetch::handle(broker, r, version).await)),
+        RequestKind::Fetch(r) => Some(ResponseKind::Fetch(
+            handlers::fetch::handle(broker, r, version).await,
+        )),
         RequestKind::ListOffsets(r) => Some(ResponseKind::ListOffsets(
             handlers::list_offsets::handle(broker, r, version).await,
         )),
@@ -205,18 +223,27 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_unsupported() {
-        assert!(matches!(decode(frame(999, 0, &[0, 0])), Err(DispatchError::UnknownApi(999))));
+        assert!(matches!(
+            decode(frame(999, 0, &[0, 0])),
+            Err(DispatchError::UnknownApi(999))
+        ));
         assert!(matches!(
             decode(frame(0, 2, &[0, 0])),
             Err(DispatchError::UnsupportedVersion { .. })
         ));
-        assert!(matches!(decode(Bytes::from_static(&[0, 1])), Err(DispatchError::ShortFrame(2))));
+        assert!(matches!(
+            decode(Bytes::from_static(&[0, 1])),
+            Err(DispatchError::ShortFrame(2))
+        ));
         assert!(matches!(
             decode(frame(18, 99, &[])),
             Ok(Incoming::ApiVersionsTooNew { correlation_id: 7 })
         ));
         // Metadata v1 with a truncated body.
-        assert!(matches!(decode(frame(3, 1, &[0, 0])), Err(DispatchError::Malformed { .. })));
+        assert!(matches!(
+            decode(frame(3, 1, &[0, 0])),
+            Err(DispatchError::Malformed { .. })
+        ));
     }
 
     #[test]

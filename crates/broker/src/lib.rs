@@ -27,7 +27,11 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(config: BrokerConfig, store: Arc<LogStore>, catalog: Arc<dyn Catalog>) -> anyhow::Result<Arc<Self>> {
+    pub fn new(
+        config: BrokerConfig,
+        store: Arc<LogStore>,
+        catalog: Arc<dyn Catalog>,
+    ) -> anyhow::Result<Arc<Self>> {
         let cluster_id = catalog.cluster_id()?;
         Ok(Arc::new(Self {
             config,

@@ -16,18 +16,46 @@ enum Kind {
 
 /// (name, default, kind).
 const KNOWN: &[(&str, &str, Kind)] = &[
-    ("cleanup.policy", "delete", Kind::List(&["delete", "compact"])),
-    ("compression.type", "producer", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"])),
+    (
+        "cleanup.policy",
+        "delete",
+        Kind::List(&["delete", "compact"]),
+    ),
+    (
+        "compression.type",
+        "producer",
+        Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+    ),
     ("delete.retention.ms", "86400000", Kind::Long { min: 0 }),
     ("file.delete.delay.ms", "60000", Kind::Long { min: 0 }),
-    ("flush.messages", "9223372036854775807", Kind::Long { min: 1 }),
+    (
+        "flush.messages",
+        "9223372036854775807",
+        Kind::Long { min: 1 },
+    ),
     ("flush.ms", "9223372036854775807", Kind::Long { min: 0 }),
     ("index.interval.bytes", "4096", Kind::Int { min: 0 }),
-    ("max.compaction.lag.ms", "9223372036854775807", Kind::Long { min: 1 }),
+    (
+        "max.compaction.lag.ms",
+        "9223372036854775807",
+        Kind::Long { min: 1 },
+    ),
     ("max.message.bytes", "1048588", Kind::Int { min: 0 }),
-    ("message.timestamp.type", "CreateTime", Kind::OneOf(&["CreateTime", "LogAppendTime"])),
-    ("message.timestamp.before.max.ms", "9223372036854775807", Kind::Long { min: 0 }),
-    ("message.timestamp.after.max.ms", "9223372036854775807", Kind::Long { min: 0 }),
+    (
+        "message.timestamp.type",
+        "CreateTime",
+        Kind::OneOf(&["CreateTime", "LogAppendTime"]),
+    ),
+    (
+        "message.timestamp.before.max.ms",
+        "9223372036854775807",
+        Kind::Long { min: 0 },
+    ),
+    (
+        "message.timestamp.after.max.ms",
+        "9223372036854775807",
+        Kind::Long { min: 0 },
+    ),
     ("min.cleanable.dirty.ratio", "0.5", Kind::Text),
     ("min.compaction.lag.ms", "0", Kind::Long { min: 0 }),
     ("min.insync.replicas", "1", Kind::Int { min: 1 }),
@@ -46,7 +74,10 @@ pub fn defaults() -> impl Iterator<Item = (&'static str, &'static str)> {
 
 /// The default of a known config.
 pub fn default_of(name: &str) -> Option<&'static str> {
-    KNOWN.iter().find(|(n, _, _)| *n == name).map(|(_, d, _)| *d)
+    KNOWN
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, d, _)| *d)
 }
 
 /// Checks one config; the error message names the problem.
@@ -57,13 +88,19 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let Some((_, _, kind)) = KNOWN.iter().find(|(n, _, _)| *n == name) else {
         return Err(format!("Unknown topic config name: {name}"));
     };
-    let bad = |why: &str| Err(format!("Invalid value {value} for configuration {name}: {why}"));
+    let bad = |why: &str| {
+        Err(format!(
+            "Invalid value {value} for configuration {name}: {why}"
+        ))
+    };
     match kind {
         Kind::Long { min } | Kind::Int { min } => {
             let parsed = value.trim().parse::<i64>();
             match parsed {
                 Ok(v) if v < *min => bad(&format!("value must be at least {min}")),
-                Ok(v) if matches!(kind, Kind::Int { .. }) && v > i32::MAX as i64 => bad("value must fit in an int"),
+                Ok(v) if matches!(kind, Kind::Int { .. }) && v > i32::MAX as i64 => {
+                    bad("value must fit in an int")
+                }
                 Ok(_) => Ok(()),
                 Err(_) => bad("not a number"),
             }
@@ -113,11 +150,15 @@ mod tests {
     fn validates_known_configs() {
         assert!(validate("retention.ms", "1000").is_ok());
         assert!(validate("retention.ms", "-1").is_ok());
-        assert!(validate("retention.ms", "abc").unwrap_err().contains("retention.ms"));
+        assert!(validate("retention.ms", "abc")
+            .unwrap_err()
+            .contains("retention.ms"));
         assert!(validate("cleanup.policy", "compact,delete").is_ok());
         assert!(validate("cleanup.policy", "shred").is_err());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
-        assert!(validate("no.such.config", "1").unwrap_err().contains("Unknown"));
+        assert!(validate("no.such.config", "1")
+            .unwrap_err()
+            .contains("Unknown"));
         assert!(validate("confluent.value.schema.validation", "true").is_ok());
         assert!(validate("max.message.bytes", "99999999999").is_err());
         assert_eq!(default_of("cleanup.policy"), Some("delete"));

@@ -58,8 +58,13 @@ pub trait Catalog: Send + Sync + 'static {
     fn partition_states(&self) -> Result<Vec<PartitionState>>;
     /// Index rows of one partition whose last offset is at or after `from`,
     /// in offset order, at most `limit`.
-    fn segments_from(&self, topic: Uuid, partition: i32, from: i64, limit: usize)
-        -> Result<Vec<SegmentRecord>>;
+    fn segments_from(
+        &self,
+        topic: Uuid,
+        partition: i32,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<SegmentRecord>>;
     /// The first index row (in offset order) holding a timestamp at or after `ts`.
     fn first_segment_at_or_after_time(
         &self,

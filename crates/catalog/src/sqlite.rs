@@ -198,7 +198,10 @@ impl Catalog for SqliteCatalog {
         tx.execute("DELETE FROM topics WHERE name = ?1", params![name])?;
         tx.execute("DELETE FROM partitions WHERE topic_id = ?1", params![id])?;
         tx.execute("DELETE FROM segments WHERE topic_id = ?1", params![id])?;
-        tx.execute("DELETE FROM producer_state WHERE topic_id = ?1", params![id])?;
+        tx.execute(
+            "DELETE FROM producer_state WHERE topic_id = ?1",
+            params![id],
+        )?;
         tx.commit()?;
         Ok(topic)
     }
@@ -242,11 +245,9 @@ impl Catalog for SqliteCatalog {
             let topic = s.topic.to_string();
             // A topic deleted while its data was uploading gets no index rows.
             let live: Option<i32> = tx
-                .query_row(
-                    "SELECT 1 FROM topics WHERE id = ?1",
-                    params![topic],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT 1 FROM topics WHERE id = ?1", params![topic], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             if live.is_none() {
                 continue;
@@ -458,9 +459,15 @@ mod tests {
         assert_eq!(states[0].uploaded_end, 20);
         assert_eq!(c.segments_from(t.id, 0, 12, 10).unwrap().len(), 1);
         assert_eq!(c.segments_from(t.id, 0, 0, 10).unwrap().len(), 2);
-        let s = c.first_segment_at_or_after_time(t.id, 0, 150).unwrap().unwrap();
+        let s = c
+            .first_segment_at_or_after_time(t.id, 0, 150)
+            .unwrap()
+            .unwrap();
         assert_eq!(s.base_offset, 10);
-        assert!(c.first_segment_at_or_after_time(t.id, 0, 250).unwrap().is_none());
+        assert!(c
+            .first_segment_at_or_after_time(t.id, 0, 250)
+            .unwrap()
+            .is_none());
         assert_eq!(c.producer_states().unwrap().len(), 1);
         let a = c.allocate_producer_id().unwrap();
         assert_eq!(c.allocate_producer_id().unwrap(), a + 1);

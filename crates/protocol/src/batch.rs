@@ -156,7 +156,9 @@ pub fn split_and_check(records: &Bytes) -> Result<Vec<CheckedBatch>, BatchError>
             return Err(BatchError::BadMagic(header.magic));
         }
         if (header.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
-            return Err(BatchError::Inconsistent("batchLength shorter than the header"));
+            return Err(BatchError::Inconsistent(
+                "batchLength shorter than the header",
+            ));
         }
         let total = header.total_len();
         if rest.len() < total {
@@ -209,7 +211,9 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
 
 /// Iterates over the batches of already-stored log data (trusted: written by
 /// this broker), yielding each header with the batch's byte range.
-pub fn iter_stored(data: &[u8]) -> impl Iterator<Item = (BatchHeader, std::ops::Range<usize>)> + '_ {
+pub fn iter_stored(
+    data: &[u8],
+) -> impl Iterator<Item = (BatchHeader, std::ops::Range<usize>)> + '_ {
     let mut pos = 0usize;
     std::iter::from_fn(move || {
         let h = BatchHeader::parse(data.get(pos..)?).ok()?;
@@ -290,7 +294,10 @@ pub mod tests {
             split_and_check(&cut),
             Err(BatchError::Truncated { .. })
         ));
-        assert_eq!(split_and_check(&Bytes::new()).unwrap_err(), BatchError::Empty);
+        assert_eq!(
+            split_and_check(&Bytes::new()).unwrap_err(),
+            BatchError::Empty
+        );
     }
 
     #[test]

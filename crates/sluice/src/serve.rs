@@ -15,7 +15,10 @@ use tokio::sync::watch;
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
@@ -39,8 +42,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     );
     let objects = Arc::new(LocalFileSystem::new_with_prefix(&objects_dir)?);
     let store_config = StorageConfig::new(data_dir.join("wal"));
-    let store = tokio::task::block_in_place(|| LogStore::open(store_config, catalog.clone(), objects))
-        .context("cannot open storage")?;
+    let store =
+        tokio::task::block_in_place(|| LogStore::open(store_config, catalog.clone(), objects))
+            .context("cannot open storage")?;
     let broker = Broker::new(
         BrokerConfig {
             advertised_host: s.advertise_host.clone(),

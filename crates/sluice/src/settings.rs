@@ -90,22 +90,38 @@ impl Settings {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
             }
             None => FileSettings::default(),
         };
-        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./sluice-data"));
-        let listen_s = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:9092".into());
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./sluice-data"));
+        let listen_s = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:9092".into());
         let listen = parse_addr("--listen", &listen_s)?;
-        let advertise_s = args.advertise.or(file.advertise).unwrap_or_else(|| listen_s.clone());
+        let advertise_s = args
+            .advertise
+            .or(file.advertise)
+            .unwrap_or_else(|| listen_s.clone());
         let (advertise_host, advertise_port) = split_host_port("--advertise", &advertise_s)?;
-        let http_s = args.http_listen.or(file.http_listen).unwrap_or_else(|| "127.0.0.1:8081".into());
+        let http_s = args
+            .http_listen
+            .or(file.http_listen)
+            .unwrap_or_else(|| "127.0.0.1:8081".into());
         let http_listen = parse_addr("--http-listen", &http_s)?;
         let num_partitions = args.num_partitions.or(file.num_partitions).unwrap_or(1);
         if !(1..=100_000).contains(&num_partitions) {
             bail!("num_partitions must be between 1 and 100000, got {num_partitions}");
         }
-        let message_max_bytes = args.message_max_bytes.or(file.message_max_bytes).unwrap_or(1_048_588);
+        let message_max_bytes = args
+            .message_max_bytes
+            .or(file.message_max_bytes)
+            .unwrap_or(1_048_588);
         if message_max_bytes < 1024 {
             bail!("message_max_bytes must be at least 1024, got {message_max_bytes}");
         }
@@ -134,7 +150,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-settings-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.toml");
-        std::fs::write(&path, "num_partitions = 4\nlisten = \"127.0.0.1:9999\"\nauto_create_topics_enable = false\n").unwrap();
+        std::fs::write(
+            &path,
+            "num_partitions = 4\nlisten = \"127.0.0.1:9999\"\nauto_create_topics_enable = false\n",
+        )
+        .unwrap();
         let s = Settings::resolve(ServeArgs {
             config: Some(path.clone()),
             listen: Some("127.0.0.1:7777".into()),
@@ -147,7 +167,11 @@ mod tests {
         assert!(!s.auto_create_topics_enable);
         assert_eq!(s.http_listen.port(), 8081);
         std::fs::write(&path, "no_such_key = 1\n").unwrap();
-        let err = Settings::resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        let err = Settings::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(format!("{err:#}").contains("no_such_key"));
     }
 }

@@ -12,7 +12,9 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::RwLock;
 use sluice_catalog::{Catalog, CatalogError, SegmentRecord, TopicRecord};
-use sluice_protocol::batch::{iter_stored, set_base_offset, set_log_append_time, BatchHeader, CheckedBatch};
+use sluice_protocol::batch::{
+    iter_stored, set_base_offset, set_log_append_time, BatchHeader, CheckedBatch,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -156,13 +158,23 @@ impl LogStore {
             let partitions = (0..record.partitions)
                 .map(|p| {
                     let (end, start) = states.get(&(record.id, p)).copied().unwrap_or((0, 0));
-                    Arc::new(PartitionLog::new(record.id, record.name.clone(), p, end, start))
+                    Arc::new(PartitionLog::new(
+                        record.id,
+                        record.name.clone(),
+                        p,
+                        end,
+                        start,
+                    ))
                 })
                 .collect();
             map.insert(Arc::new(Topic { record, partitions }));
         }
         for ps in catalog.producer_states()? {
-            if let Some(p) = map.by_id.get(&ps.topic).and_then(|t| t.partition(ps.partition)) {
+            if let Some(p) = map
+                .by_id
+                .get(&ps.topic)
+                .and_then(|t| t.partition(ps.partition))
+            {
                 p.inner.lock().producers.insert(
                     ps.producer_id,
                     ProducerState {
@@ -191,7 +203,11 @@ impl LogStore {
                 );
             }
             if h.has_producer_id() {
-                inner.producers.entry(h.producer_id).or_default().record(&h, h.base_offset);
+                inner
+                    .producers
+                    .entry(h.producer_id)
+                    .or_default()
+                    .record(&h, h.base_offset);
             }
             replayed += 1;
             replayed_bytes += r.batch.len();
@@ -219,7 +235,11 @@ impl LogStore {
             }),
         )?;
         if replayed > 0 {
-            tracing::info!(batches = replayed, bytes = replayed_bytes, "recovered the write-ahead log tail");
+            tracing::info!(
+                batches = replayed,
+                bytes = replayed_bytes,
+                "recovered the write-ahead log tail"
+            );
         }
         let budget = config.max_unuploaded_bytes.max(1);
         let store = Arc::new(Self {
@@ -353,7 +373,13 @@ impl LogStore {
             .ok_or_else(|| StorageError::NoSuchTopic(name.to_string()))?;
         let mut partitions = old.partitions.clone();
         for p in partitions.len() as i32..total {
-            partitions.push(Arc::new(PartitionLog::new(old.record.id, name.to_string(), p, 0, 0)));
+            partitions.push(Arc::new(PartitionLog::new(
+                old.record.id,
+                name.to_string(),
+                p,
+                0,
+                0,
+            )));
         }
         let mut record = old.record.clone();
         record.partitions = total;
@@ -390,7 +416,10 @@ impl LogStore {
         if bytes == 0 {
             return;
         }
-        self.pending_upload.fetch_sub(bytes.min(self.pending_upload.load(Ordering::Acquire)), Ordering::AcqRel);
+        self.pending_upload.fetch_sub(
+            bytes.min(self.pending_upload.load(Ordering::Acquire)),
+            Ordering::AcqRel,
+        );
         self.upload_budget.add_permits(bytes);
     }
 
@@ -409,7 +438,11 @@ impl LogStore {
             Ok(permit) => permit.forget(),
             Err(_) => return Err(AppendError::Wal(WalError::Closed)),
         }
-        let log_append_time = if topic.uses_log_append_time() { now_ms() } else { -1 };
+        let log_append_time = if topic.uses_log_append_time() {
+            now_ms()
+        } else {
+            -1
+        };
         let mut waits = Vec::with_capacity(batches.len());
         let mut first_base = None;
         let mut duplicate_until = None;
@@ -424,7 +457,10 @@ impl LogStore {
                 if h.has_producer_id() {
                     match ProducerState::check(inner.producers.get(&h.producer_id), &h) {
                         SequenceCheck::Append => {}
-                        SequenceCheck::Duplicate { base_offset, last_offset } => {
+                        SequenceCheck::Duplicate {
+                            base_offset,
+                            last_offset,
+                        } => {
                             first_base.get_or_insert(base_offset);
                             duplicate_until = Some(last_offset + 1);
                             continue;
@@ -432,7 +468,9 @@ impl LogStore {
                         SequenceCheck::OutOfOrder => {
                             return Err(AppendError::OutOfOrderSequence(h.producer_id))
                         }
-                        SequenceCheck::StaleEpoch => return Err(AppendError::StaleEpoch(h.producer_id)),
+                        SequenceCheck::StaleEpoch => {
+                            return Err(AppendError::StaleEpoch(h.producer_id))
+                        }
                     }
                 }
                 let base = inner.next_offset;
@@ -446,7 +484,11 @@ impl LogStore {
                 let bytes = owned.freeze();
                 let last = base + h.last_offset_delta as i64;
                 if h.has_producer_id() {
-                    inner.producers.entry(h.producer_id).or_default().record(&h, base);
+                    inner
+                        .producers
+                        .entry(h.producer_id)
+                        .or_default()
+                        .record(&h, base);
                 }
                 used += bytes.len();
                 inner.push(
@@ -532,7 +574,8 @@ impl LogStore {
             return Ok(out);
         }
         if offset < mem_start {
-            self.read_objects(p, offset, max_bytes, hw, &mut out).await?;
+            self.read_objects(p, offset, max_bytes, hw, &mut out)
+                .await?;
             if !out.batches.is_empty() {
                 return Ok(out);
             }
@@ -555,7 +598,12 @@ impl LogStore {
         Ok(out)
     }
 
-    async fn segments_from(&self, p: &PartitionLog, offset: i64, limit: usize) -> Result<Vec<SegmentRecord>, StorageError> {
+    async fn segments_from(
+        &self,
+        p: &PartitionLog,
+        offset: i64,
+        limit: usize,
+    ) -> Result<Vec<SegmentRecord>, StorageError> {
         let catalog = self.catalog.clone();
         let (t, part) = (p.topic_id, p.partition);
         blocking(move || catalog.segments_from(t, part, offset, limit)).await

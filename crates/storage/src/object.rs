@@ -40,7 +40,12 @@ pub struct ObjectBuilder {
 
 impl ObjectBuilder {
     /// Adds one partition's consecutive batches (non-empty, in offset order).
-    pub fn add_chunk(&mut self, topic: Uuid, partition: i32, batches: &[crate::partition::MemBatch]) {
+    pub fn add_chunk(
+        &mut self,
+        topic: Uuid,
+        partition: i32,
+        batches: &[crate::partition::MemBatch],
+    ) {
         let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
             return;
         };
@@ -71,7 +76,8 @@ impl ObjectBuilder {
         };
         let json = serde_json::to_vec(&footer).unwrap_or_default();
         self.buf.extend_from_slice(&json);
-        self.buf.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(json.len() as u32).to_be_bytes());
         self.buf.extend_from_slice(MAGIC);
         (self.buf.freeze(), footer.chunks)
     }
@@ -83,7 +89,12 @@ pub fn read_footer(object: &[u8]) -> Option<Footer> {
     if n < 12 || &object[n - 8..] != MAGIC {
         return None;
     }
-    let len = u32::from_be_bytes([object[n - 12], object[n - 11], object[n - 10], object[n - 9]]) as usize;
+    let len = u32::from_be_bytes([
+        object[n - 12],
+        object[n - 11],
+        object[n - 10],
+        object[n - 9],
+    ]) as usize;
     let start = (n - 12).checked_sub(len)?;
     serde_json::from_slice(&object[start..n - 12]).ok()
 }
@@ -98,8 +109,18 @@ mod tests {
         let t = Uuid::new_v4();
         let mut b = ObjectBuilder::default();
         let batches = vec![
-            MemBatch { base_offset: 0, last_offset: 4, max_timestamp: 10, bytes: Bytes::from_static(b"aaaa") },
-            MemBatch { base_offset: 5, last_offset: 9, max_timestamp: 30, bytes: Bytes::from_static(b"bb") },
+            MemBatch {
+                base_offset: 0,
+                last_offset: 4,
+                max_timestamp: 10,
+                bytes: Bytes::from_static(b"aaaa"),
+            },
+            MemBatch {
+                base_offset: 5,
+                last_offset: 9,
+                max_timestamp: 30,
+                bytes: Bytes::from_static(b"bb"),
+            },
         ];
         b.add_chunk(t, 0, &batches);
         b.add_chunk(t, 1, &batches[1..]);

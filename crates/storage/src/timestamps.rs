@@ -38,7 +38,9 @@ pub fn find_in_batches<'a>(
     ts: i64,
 ) -> Option<(i64, i64)> {
     for b in batches {
-        let Ok(h) = BatchHeader::parse(b) else { continue };
+        let Ok(h) = BatchHeader::parse(b) else {
+            continue;
+        };
         if let Some(hit) = find_in_batch(&h, b, ts) {
             return Some(hit);
         }

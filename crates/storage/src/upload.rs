@@ -69,7 +69,8 @@ impl LogStore {
             let keep = batches
                 .iter()
                 .take_while(|b| {
-                    let ok = chunk_bytes == 0 || size + chunk_bytes + b.bytes.len() <= self.config.max_object_bytes;
+                    let ok = chunk_bytes == 0
+                        || size + chunk_bytes + b.bytes.len() <= self.config.max_object_bytes;
                     chunk_bytes += b.bytes.len();
                     ok
                 })
@@ -140,8 +141,12 @@ impl LogStore {
             let c = commit.clone();
             match tokio::task::spawn_blocking(move || catalog.commit_upload(&c)).await {
                 Ok(Ok(())) => break,
-                Ok(Err(e)) => tracing::warn!(object = %key, error = %e, "catalog commit of an upload failed; retrying"),
-                Err(e) => tracing::warn!(object = %key, error = %e, "catalog commit task failed; retrying"),
+                Ok(Err(e)) => {
+                    tracing::warn!(object = %key, error = %e, "catalog commit of an upload failed; retrying")
+                }
+                Err(e) => {
+                    tracing::warn!(object = %key, error = %e, "catalog commit task failed; retrying")
+                }
             }
             if self.sleep_or_shutdown(backoff, shutdown).await {
                 return false;
@@ -166,7 +171,8 @@ impl LogStore {
             .iter()
             .map(|p| ((p.topic_id, p.partition), p.inner.lock().uploaded_end))
             .collect();
-        self.wal.release(|t, p| ends.get(&(t, p)).copied().unwrap_or(i64::MAX));
+        self.wal
+            .release(|t, p| ends.get(&(t, p)).copied().unwrap_or(i64::MAX));
         tracing::debug!(object = %key, bytes = object_size, partitions = taken.len(), "uploaded");
         more || self.pending_upload.load(Ordering::Acquire) >= self.config.upload_bytes
     }

@@ -120,7 +120,8 @@ pub fn decode_records(data: &Bytes) -> (Vec<ReplayedRecord>, usize) {
     let mut out = Vec::new();
     let mut pos = 0;
     while data.len() - pos >= RECORD_HEADER {
-        let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        let len =
+            u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
         let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
         let body_start = pos + RECORD_HEADER;
         if len < BODY_PREFIX || data.len() - body_start < len {
@@ -310,7 +311,12 @@ impl Writer {
             }
             buf.clear();
             for j in &jobs {
-                encode_record(&mut buf, j.partition.topic_id, j.partition.partition, &j.batch);
+                encode_record(
+                    &mut buf,
+                    j.partition.topic_id,
+                    j.partition.partition,
+                    &j.batch,
+                );
             }
             let result = (|| -> std::io::Result<()> {
                 if current.is_none() {
@@ -345,7 +351,10 @@ impl Writer {
             for j in jobs {
                 let _ = j.done.send(Ok(()));
             }
-            if current.as_ref().is_some_and(|(_, size)| *size >= self.segment_bytes) {
+            if current
+                .as_ref()
+                .is_some_and(|(_, size)| *size >= self.segment_bytes)
+            {
                 current = None;
                 if let Some(meta) = self.segments.lock().last_mut() {
                     meta.closed = true;
@@ -391,8 +400,13 @@ mod tests {
         let mut waits = Vec::new();
         for i in 0..50 {
             let (tx, rx) = oneshot::channel();
-            wal.submit(WalJob { partition: p.clone(), batch: Bytes::from(vec![i as u8; 100]), end_offset: i + 1, done: tx })
-                .unwrap();
+            wal.submit(WalJob {
+                partition: p.clone(),
+                batch: Bytes::from(vec![i as u8; 100]),
+                end_offset: i + 1,
+                done: tx,
+            })
+            .unwrap();
             waits.push(rx);
         }
         for w in waits {
@@ -401,7 +415,17 @@ mod tests {
         assert_eq!(p.offsets().1, 50);
         wal.shutdown();
         let mut seen = 0;
-        let wal = Wal::open(dir.path(), 1 << 20, |r| { assert_eq!(r.batch.len(), 100); seen += 1; Some(seen) }, Arc::new(|| {})).unwrap();
+        let wal = Wal::open(
+            dir.path(),
+            1 << 20,
+            |r| {
+                assert_eq!(r.batch.len(), 100);
+                seen += 1;
+                Some(seen)
+            },
+            Arc::new(|| {}),
+        )
+        .unwrap();
         assert_eq!(seen, 50);
         wal.release(|_, _| i64::MAX);
         assert_eq!(wal.segment_count(), 0);

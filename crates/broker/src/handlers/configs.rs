@@ -6,10 +6,13 @@ use super::{code, str_bytes};
 use crate::topic_config;
 use crate::Broker;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
 };
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -21,7 +24,12 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-fn entry(name: String, value: String, source: i8, read_only: bool) -> DescribeConfigsResourceResult {
+fn entry(
+    name: String,
+    value: String,
+    source: i8,
+    read_only: bool,
+) -> DescribeConfigsResourceResult {
     let mut c = DescribeConfigsResourceResult::default();
     c.name = str_bytes(name);
     c.value = Some(str_bytes(value));
@@ -33,16 +41,29 @@ fn entry(name: String, value: String, source: i8, read_only: bool) -> DescribeCo
 fn broker_configs(broker: &Broker) -> Vec<(String, String)> {
     let c = &broker.config;
     vec![
-        ("auto.create.topics.enable".into(), c.auto_create_topics_enable.to_string()),
+        (
+            "auto.create.topics.enable".into(),
+            c.auto_create_topics_enable.to_string(),
+        ),
         ("num.partitions".into(), c.num_partitions.to_string()),
         ("message.max.bytes".into(), c.message_max_bytes.to_string()),
-        ("socket.request.max.bytes".into(), c.max_request_bytes.to_string()),
+        (
+            "socket.request.max.bytes".into(),
+            c.max_request_bytes.to_string(),
+        ),
         ("broker.id".into(), c.node_id.to_string()),
-        ("advertised.listeners".into(), format!("PLAINTEXT://{}:{}", c.advertised_host, c.advertised_port)),
+        (
+            "advertised.listeners".into(),
+            format!("PLAINTEXT://{}:{}", c.advertised_host, c.advertised_port),
+        ),
     ]
 }
 
-pub fn describe(broker: &Broker, req: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+pub fn describe(
+    broker: &Broker,
+    req: DescribeConfigsRequest,
+    _version: i16,
+) -> DescribeConfigsResponse {
     let mut resp = DescribeConfigsResponse::default();
     for res in req.resources {
         let mut r = DescribeConfigsResult::default();
@@ -64,7 +85,10 @@ pub fn describe(broker: &Broker, req: DescribeConfigsRequest, _version: i16) -> 
                 }
                 None => {
                     r.error_code = code(ResponseError::UnknownTopicOrPartition);
-                    r.error_message = Some(str_bytes(format!("topic '{}' does not exist", res.resource_name.as_str())));
+                    r.error_message = Some(str_bytes(format!(
+                        "topic '{}' does not exist",
+                        res.resource_name.as_str()
+                    )));
                 }
             },
             RESOURCE_BROKER => {
@@ -91,7 +115,10 @@ pub fn describe(broker: &Broker, req: DescribeConfigsRequest, _version: i16) -> 
     resp
 }
 
-pub async fn incremental_alter(broker: &Broker, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn incremental_alter(
+    broker: &Broker,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let mut resp = IncrementalAlterConfigsResponse::default();
     for res in req.resources {
         let mut r = AlterConfigsResourceResponse::default();
@@ -101,14 +128,15 @@ pub async fn incremental_alter(broker: &Broker, req: IncrementalAlterConfigsRequ
             if res.resource_type != RESOURCE_TOPIC {
                 return Err((
                     ResponseError::InvalidRequest,
-                    "only topic configs can be altered; broker settings come from its config file".into(),
+                    "only topic configs can be altered; broker settings come from its config file"
+                        .into(),
                 ));
             }
             let name = res.resource_name.as_str();
-            let topic = broker
-                .store
-                .topic(name)
-                .ok_or((ResponseError::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+            let topic = broker.store.topic(name).ok_or((
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            ))?;
             let mut configs = topic.record.configs.clone();
             for c in &res.configs {
                 let key = c.name.as_str().to_string();
@@ -126,8 +154,11 @@ pub async fn incremental_alter(broker: &Broker, req: IncrementalAlterConfigsRequ
                             .cloned()
                             .or_else(|| topic_config::default_of(&key).map(str::to_string))
                             .unwrap_or_default();
-                        let mut items: Vec<String> =
-                            current.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+                        let mut items: Vec<String> = current
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect();
                         for item in v.split(',').filter(|s| !s.is_empty()) {
                             if c.config_operation == OP_APPEND {
                                 if !items.iter().any(|i| i == item) {
@@ -140,7 +171,10 @@ pub async fn incremental_alter(broker: &Broker, req: IncrementalAlterConfigsRequ
                         configs.insert(key, items.join(","));
                     }
                     (op, _) => {
-                        return Err((ResponseError::InvalidConfig, format!("invalid operation {op} for config {key}")));
+                        return Err((
+                            ResponseError::InvalidConfig,
+                            format!("invalid operation {op} for config {key}"),
+                        ));
                     }
                 }
             }

@@ -32,8 +32,15 @@ fn concat(batches: Vec<Bytes>, total: usize) -> Bytes {
     }
 }
 
-async fn read_all(broker: &Broker, req: &FetchRequest) -> (Vec<FetchableTopicResponse>, usize, bool) {
-    let max_bytes = if req.max_bytes > 0 { req.max_bytes as usize } else { usize::MAX };
+async fn read_all(
+    broker: &Broker,
+    req: &FetchRequest,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let max_bytes = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    };
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -55,7 +62,8 @@ async fn read_all(broker: &Broker, req: &FetchRequest) -> (Vec<FetchableTopicRes
                 tr.partitions.push(pd);
                 continue;
             };
-            let budget = (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
+            let budget =
+                (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
             if budget == 0 && total > 0 {
                 let (start, hw) = p.offsets();
                 pd.high_watermark = hw;

@@ -6,9 +6,12 @@ use super::{code, find_or_create_topic, str_bytes};
 use crate::Broker;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse, TopicName,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+    TopicName,
 };
 use sluice_storage::Topic;
 
@@ -50,13 +53,21 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
     let allow_auto = version < 4 || req.allow_auto_topic_creation;
     match requested {
         None => {
-            resp.topics = broker.store.topics().iter().map(|t| topic_entry(t, node)).collect();
+            resp.topics = broker
+                .store
+                .topics()
+                .iter()
+                .map(|t| topic_entry(t, node))
+                .collect();
         }
         Some(list) => {
             for rt in list {
                 let name = match (&rt.name, rt.topic_id.is_nil()) {
                     (Some(n), _) => Some(n.0.as_str().to_string()),
-                    (None, false) => broker.store.topic_by_id(&rt.topic_id).map(|t| t.record.name.clone()),
+                    (None, false) => broker
+                        .store
+                        .topic_by_id(&rt.topic_id)
+                        .map(|t| t.record.name.clone()),
                     (None, true) => None,
                 };
                 let found = match &name {

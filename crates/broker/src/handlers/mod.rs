@@ -25,9 +25,15 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err(format!("topic name '{name}' is not allowed"));
     }
     if name.len() > 249 {
-        return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
+        return Err(format!(
+            "topic name is {} characters long; the limit is 249",
+            name.len()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return Err(format!("topic name '{name}' contains '{c}': only ASCII letters, digits, '.', '_' and '-' are allowed"));
     }
     Ok(())
@@ -44,7 +50,11 @@ pub fn str_bytes(s: impl Into<String>) -> StrBytes {
 
 /// Finds a topic, creating it when auto-creation is on and allowed by the
 /// request. Errors are Kafka error codes.
-pub async fn find_or_create_topic(broker: &Broker, name: &str, allow_auto: bool) -> Result<Arc<Topic>, ResponseError> {
+pub async fn find_or_create_topic(
+    broker: &Broker,
+    name: &str,
+    allow_auto: bool,
+) -> Result<Arc<Topic>, ResponseError> {
     if let Some(t) = broker.store.topic(name) {
         return Ok(t);
     }
@@ -60,10 +70,17 @@ pub async fn find_or_create_topic(broker: &Broker, name: &str, allow_auto: bool)
         .await
     {
         Ok(t) => {
-            tracing::info!(topic = name, partitions = t.partitions.len(), "auto-created topic");
+            tracing::info!(
+                topic = name,
+                partitions = t.partitions.len(),
+                "auto-created topic"
+            );
             Ok(t)
         }
-        Err(StorageError::TopicExists(_)) => broker.store.topic(name).ok_or(ResponseError::UnknownTopicOrPartition),
+        Err(StorageError::TopicExists(_)) => broker
+            .store
+            .topic(name)
+            .ok_or(ResponseError::UnknownTopicOrPartition),
         Err(e) => {
             tracing::error!(topic = name, error = %e, "auto-creating a topic failed");
             Err(ResponseError::KafkaStorageError)

@@ -11,7 +11,11 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use sluice_protocol::batch::split_and_check;
 use sluice_storage::AppendError;
 
-fn partition_error(index: i32, e: ResponseError, message: Option<String>) -> PartitionProduceResponse {
+fn partition_error(
+    index: i32,
+    e: ResponseError,
+    message: Option<String>,
+) -> PartitionProduceResponse {
     let mut r = PartitionProduceResponse::default();
     r.index = index;
     r.error_code = code(e);
@@ -21,7 +25,11 @@ fn partition_error(index: i32, e: ResponseError, message: Option<String>) -> Par
 }
 
 /// Handles a produce request; `None` for acks=0 (no response is sent).
-pub async fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Broker,
+    req: ProduceRequest,
+    _version: i16,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     let mut topics = Vec::with_capacity(req.topic_data.len());
     let mut appends = Vec::new();
@@ -43,41 +51,47 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Opti
                 ),
                 None => early(ResponseError::InvalidRequiredAcks, None),
                 Some(Err(e)) => early(*e, None),
-                Some(Ok(t)) => match (t.partition(pd.index), pd.records.as_ref()) {
-                    (None, _) => early(ResponseError::UnknownTopicOrPartition, None),
-                    (Some(_), None) => early(ResponseError::CorruptMessage, Some("no records".into())),
-                    (Some(p), Some(records)) => {
-                        let max = t
-                            .config("max.message.bytes")
-                            .and_then(|v| v.parse::<usize>().ok())
-                            .unwrap_or(broker.config.message_max_bytes);
-                        match split_and_check(records) {
-                            Err(e) => early(ResponseError::CorruptMessage, Some(e.to_string())),
-                            Ok(batches) => {
-                                if let Some(b) = batches.iter().find(|b| b.bytes.len() > max) {
-                                    early(
+                Some(Ok(t)) => {
+                    match (t.partition(pd.index), pd.records.as_ref()) {
+                        (None, _) => early(ResponseError::UnknownTopicOrPartition, None),
+                        (Some(_), None) => {
+                            early(ResponseError::CorruptMessage, Some("no records".into()))
+                        }
+                        (Some(p), Some(records)) => {
+                            let max = t
+                                .config("max.message.bytes")
+                                .and_then(|v| v.parse::<usize>().ok())
+                                .unwrap_or(broker.config.message_max_bytes);
+                            match split_and_check(records) {
+                                Err(e) => early(ResponseError::CorruptMessage, Some(e.to_string())),
+                                Ok(batches) => {
+                                    if let Some(b) = batches.iter().find(|b| b.bytes.len() > max) {
+                                        early(
                                         ResponseError::MessageTooLarge,
                                         Some(format!("record batch of {} bytes exceeds the limit of {max} bytes", b.bytes.len())),
                                     )
-                                } else if batches.iter().any(|b| b.header.is_transactional() || b.header.is_control()) {
-                                    early(
+                                    } else if batches.iter().any(|b| {
+                                        b.header.is_transactional() || b.header.is_control()
+                                    }) {
+                                        early(
                                         ResponseError::InvalidRecord,
                                         Some("transactional and control batches are not supported".into()),
                                     )
-                                } else {
-                                    let (t, p) = (t.clone(), p.clone());
-                                    let store = broker.store.clone();
-                                    let index = pd.index;
-                                    appends.push(async move {
-                                        let r = store.append(&t, &p, batches).await;
-                                        (ti, index, p.offsets().0, r)
-                                    });
-                                    None
+                                    } else {
+                                        let (t, p) = (t.clone(), p.clone());
+                                        let store = broker.store.clone();
+                                        let index = pd.index;
+                                        appends.push(async move {
+                                            let r = store.append(&t, &p, batches).await;
+                                            (ti, index, p.offsets().0, r)
+                                        });
+                                        None
+                                    }
                                 }
                             }
                         }
                     }
-                },
+                }
             };
             if let Some(f) = failure {
                 resp.partition_responses.push(f);

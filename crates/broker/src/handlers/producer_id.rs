@@ -12,7 +12,9 @@ pub async fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitProducer
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
     if req.transactional_id.is_some() {
-        tracing::warn!("refusing InitProducerId with a transactional id: transactions are not supported");
+        tracing::warn!(
+            "refusing InitProducerId with a transactional id: transactions are not supported"
+        );
         resp.error_code = code(ResponseError::TransactionalIdAuthorizationFailed);
         return resp;
     }

@@ -5,11 +5,13 @@ use crate::topic_config;
 use crate::Broker;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use sluice_storage::StorageError;
 use std::collections::{BTreeMap, HashSet};
@@ -34,7 +36,11 @@ pub fn effective_configs(explicit: &BTreeMap<String, String>) -> Vec<(String, St
     out
 }
 
-pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn create_topics(
+    broker: &Broker,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut resp = CreateTopicsResponse::default();
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = req
@@ -73,35 +79,68 @@ pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest, version: i
             t.num_partitions
         };
         if duplicates.contains(&name) {
-            fail(&mut r, ResponseError::InvalidRequest, format!("topic '{name}' appears more than once in the request"));
+            fail(
+                &mut r,
+                ResponseError::InvalidRequest,
+                format!("topic '{name}' appears more than once in the request"),
+            );
         } else if let Err(m) = validate_topic_name(&name) {
             fail(&mut r, ResponseError::InvalidTopicException, m);
         } else if broker.store.topic(&name).is_some() {
-            fail(&mut r, ResponseError::TopicAlreadyExists, format!("topic '{name}' already exists"));
+            fail(
+                &mut r,
+                ResponseError::TopicAlreadyExists,
+                format!("topic '{name}' already exists"),
+            );
         } else if !t.assignments.is_empty() {
-            fail(&mut r, ResponseError::InvalidReplicaAssignment, "manual replica assignment is not supported: storage is shared".into());
+            fail(
+                &mut r,
+                ResponseError::InvalidReplicaAssignment,
+                "manual replica assignment is not supported: storage is shared".into(),
+            );
         } else if partitions <= 0 || partitions > 100_000 {
-            fail(&mut r, ResponseError::InvalidPartitions, format!("number of partitions must be between 1 and 100000, got {partitions}"));
+            fail(
+                &mut r,
+                ResponseError::InvalidPartitions,
+                format!("number of partitions must be between 1 and 100000, got {partitions}"),
+            );
         } else if !(t.replication_factor == -1 || t.replication_factor >= 1) {
-            fail(&mut r, ResponseError::InvalidReplicationFactor, format!("replication factor must be positive, got {}", t.replication_factor));
+            fail(
+                &mut r,
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "replication factor must be positive, got {}",
+                    t.replication_factor
+                ),
+            );
         } else if let Some(m) = config_error {
             fail(&mut r, ResponseError::InvalidConfig, m);
         } else if !req.validate_only {
-            match broker.store.create_topic(&name, partitions, configs.clone()).await {
+            match broker
+                .store
+                .create_topic(&name, partitions, configs.clone())
+                .await
+            {
                 Ok(topic) => {
                     r.topic_id = topic.record.id;
                     tracing::info!(topic = %name, partitions, "created topic");
                 }
-                Err(StorageError::TopicExists(_)) => {
-                    fail(&mut r, ResponseError::TopicAlreadyExists, format!("topic '{name}' already exists"))
-                }
+                Err(StorageError::TopicExists(_)) => fail(
+                    &mut r,
+                    ResponseError::TopicAlreadyExists,
+                    format!("topic '{name}' already exists"),
+                ),
                 Err(e) => fail(&mut r, ResponseError::KafkaStorageError, e.to_string()),
             }
         }
         if version >= 5 && r.error_code == 0 {
             r.num_partitions = partitions;
             // Storage is shared and durable: every topic behaves as fully replicated.
-            r.replication_factor = if t.replication_factor == -1 { 1 } else { t.replication_factor };
+            r.replication_factor = if t.replication_factor == -1 {
+                1
+            } else {
+                t.replication_factor
+            };
             r.configs = Some(
                 effective_configs(&configs)
                     .into_iter()
@@ -120,12 +159,22 @@ pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest, version: i
     resp
 }
 
-pub async fn delete_topics(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn delete_topics(
+    broker: &Broker,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let mut resp = DeleteTopicsResponse::default();
     let targets: Vec<(Option<TopicName>, uuid::Uuid)> = if version >= 6 {
-        req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+        req.topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
     } else {
-        req.topic_names.into_iter().map(|n| (Some(n), uuid::Uuid::nil())).collect()
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n), uuid::Uuid::nil()))
+            .collect()
     };
     for (name, id) in targets {
         let mut r = DeletableTopicResult::default();
@@ -139,7 +188,9 @@ pub async fn delete_topics(broker: &Broker, req: DeleteTopicsRequest, version: i
             None => r.error_code = code(ResponseError::UnknownTopicId),
             Some(n) => match broker.store.delete_topic(&n).await {
                 Ok(()) => tracing::info!(topic = %n, "deleted topic"),
-                Err(StorageError::NoSuchTopic(_)) => r.error_code = code(ResponseError::UnknownTopicOrPartition),
+                Err(StorageError::NoSuchTopic(_)) => {
+                    r.error_code = code(ResponseError::UnknownTopicOrPartition)
+                }
                 Err(e) => {
                     r.error_code = code(ResponseError::KafkaStorageError);
                     r.error_message = Some(str_bytes(e.to_string()));
@@ -154,7 +205,10 @@ pub async fn delete_topics(broker: &Broker, req: DeleteTopicsRequest, version: i
     resp
 }
 
-pub async fn create_partitions(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(
+    broker: &Broker,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut resp = CreatePartitionsResponse::default();
     for t in req.topics {
         let name = t.name.0.as_str().to_string();
@@ -165,7 +219,10 @@ pub async fn create_partitions(broker: &Broker, req: CreatePartitionsRequest) ->
             r.error_message = Some(str_bytes(m));
         };
         match broker.store.topic(&name) {
-            None => fail(ResponseError::UnknownTopicOrPartition, format!("topic '{name}' does not exist")),
+            None => fail(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            ),
             Some(topic) => {
                 let current = topic.partitions.len() as i32;
                 if t.count <= current {
@@ -174,7 +231,10 @@ pub async fn create_partitions(broker: &Broker, req: CreatePartitionsRequest) ->
                         format!("topic '{name}' has {current} partitions; the new count must be larger, got {}", t.count),
                     );
                 } else if t.count > 100_000 {
-                    fail(ResponseError::InvalidPartitions, "at most 100000 partitions".into());
+                    fail(
+                        ResponseError::InvalidPartitions,
+                        "at most 100000 partitions".into(),
+                    );
                 } else if !req.validate_only {
                     if let Err(e) = broker.store.add_partitions(&name, t.count).await {
                         fail(ResponseError::KafkaStorageError, e.to_string());
