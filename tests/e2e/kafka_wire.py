@@ -639,7 +639,9 @@ class WireConnection:
         if flex:
             w.tags()
         r = self.request(API_METADATA, version, w.getvalue())
-        return parse_metadata_body(r, version)
+        res = parse_metadata_body(r, version)
+        expect_end(r, f"Metadata v{version} response")
+        return res
 
     # -- InitProducerId ----------------------------------------------------
 
@@ -666,6 +668,7 @@ class WireConnection:
         )
         if flex:
             r.skip_tags()
+        expect_end(r, f"InitProducerId v{version} response")
         return res
 
     # -- Produce -----------------------------------------------------------
@@ -686,12 +689,111 @@ class WireConnection:
         body = encode_produce_body(version, topic, partition, records, acks, timeout_ms)
         r = self.request(API_PRODUCE, version, body, timeout=timeout)
         topics = parse_produce_body(r, version)
+        expect_end(r, f"Produce v{version} response")
         assert len(topics) == 1, f"expected 1 topic in produce response, got {topics}"
         name, parts = topics[0]
         assert name == topic, f"produce response topic {name!r} != {topic!r}"
         assert len(parts) == 1, f"expected 1 partition in produce response: {parts}"
         assert parts[0].partition == partition
         return parts[0]
+
+
+    # -- Fetch -------------------------------------------------------------
+
+    def fetch(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        version: Optional[int] = None,
+        max_wait_ms: int = 100,
+        min_bytes: int = 1,
+        max_bytes: int = 50 * 1024 * 1024,
+        partition_max_bytes: int = 10 * 1024 * 1024,
+        timeout: Optional[float] = None,
+    ) -> "FetchPartitionResult":
+        if version is None:
+            version = self.pick_version(API_FETCH, 4, 12)
+        flex = version >= 12
+        w = Writer()
+        w.int32(-1)  # replica_id
+        w.int32(max_wait_ms)
+        w.int32(min_bytes)
+        w.int32(max_bytes)
+        w.int8(0)  # isolation_level READ_UNCOMMITTED
+        if version >= 7:
+            w.int32(0)  # session_id
+            w.int32(-1)  # session_epoch: full fetch, no session
+        w.array_len(1, flex)
+        w.string(topic, flex)
+        w.array_len(1, flex)
+        w.int32(partition)
+        if version >= 9:
+            w.int32(-1)  # current_leader_epoch
+        w.int64(offset)
+        if version >= 12:
+            w.int32(-1)  # last_fetched_epoch
+        if version >= 5:
+            w.int64(-1)  # log_start_offset (followers only)
+        w.int32(partition_max_bytes)
+        if flex:
+            w.tags()  # partition
+            w.tags()  # topic
+        if version >= 7:
+            w.array_len(0, flex)  # forgotten topics
+        if version >= 11:
+            w.string("", flex)  # rack_id
+        if flex:
+            w.tags()
+        r = self.request(API_FETCH, version, w.getvalue(), timeout=timeout)
+        res = parse_fetch_body(r, version)
+        expect_end(r, f"Fetch v{version} response")
+        assert res.topic == topic, f"fetch response topic {res.topic!r}"
+        assert res.partition == partition, f"fetch response partition {res.partition}"
+        return res
+
+    # -- ListOffsets -------------------------------------------------------
+
+    def list_offsets(
+        self, topic: str, partition: int, timestamp: int, version: Optional[int] = None
+    ) -> "ListOffsetsResult":
+        """timestamp: -1 latest, -2 earliest, or a timestamp in ms."""
+        if version is None:
+            version = self.pick_version(API_LIST_OFFSETS, 1, 6)
+        flex = version >= 6
+        w = Writer()
+        w.int32(-1)  # replica_id
+        if version >= 2:
+            w.int8(0)  # isolation_level
+        w.array_len(1, flex)
+        w.string(topic, flex)
+        w.array_len(1, flex)
+        w.int32(partition)
+        if version >= 4:
+            w.int32(-1)  # current_leader_epoch
+        w.int64(timestamp)
+        if flex:
+            w.tags()
+            w.tags()
+            w.tags()
+        r = self.request(API_LIST_OFFSETS, version, w.getvalue())
+        if version >= 2:
+            r.int32()  # throttle
+        n_topics = r.array_len(flex)
+        assert n_topics == 1, f"ListOffsets v{version}: {n_topics} topics"
+        name = r.string(flex)
+        assert name == topic, f"ListOffsets v{version}: topic {name!r}"
+        n_parts = r.array_len(flex)
+        assert n_parts == 1, f"ListOffsets v{version}: {n_parts} partitions"
+        res = ListOffsetsResult(partition=r.int32(), error_code=r.int16(), timestamp=r.int64(), offset=r.int64())
+        if version >= 4:
+            res.leader_epoch = r.int32()
+        if flex:
+            r.skip_tags()
+            r.skip_tags()
+            r.skip_tags()
+        expect_end(r, f"ListOffsets v{version} response")
+        return res
 
 
 def encode_produce_body(
@@ -874,3 +976,139 @@ def parse_metadata_body(r: Reader, version: int) -> MetadataResult:
     if flex:
         r.skip_tags()
     return MetadataResult(brokers, cluster_id, controller, topics)
+
+
+def expect_end(r: Reader, what: str) -> None:
+    if r.remaining():
+        raise DecodeError(f"{what}: {r.remaining()} unexpected trailing bytes")
+
+
+@dataclass
+class ListOffsetsResult:
+    partition: int
+    error_code: int
+    timestamp: int
+    offset: int
+    leader_epoch: int = -1
+
+
+@dataclass
+class FetchPartitionResult:
+    topic: str
+    partition: int
+    error_code: int
+    high_watermark: int
+    last_stable_offset: int = -1
+    log_start_offset: int = -1
+    records: Optional[bytes] = None
+    top_error_code: int = 0
+
+
+def parse_fetch_body(r: Reader, version: int) -> FetchPartitionResult:
+    """Parse a Fetch response for one topic with one partition."""
+    flex = version >= 12
+    r.int32()  # throttle
+    top_err = 0
+    if version >= 7:
+        top_err = r.int16()
+        r.int32()  # session_id
+    n_topics = r.array_len(flex)
+    assert n_topics == 1, f"Fetch v{version}: {n_topics} topics in response"
+    topic = r.string(flex)
+    n_parts = r.array_len(flex)
+    assert n_parts == 1, f"Fetch v{version}: {n_parts} partitions in response"
+    res = FetchPartitionResult(
+        topic=topic, partition=r.int32(), error_code=r.int16(), high_watermark=r.int64()
+    )
+    res.top_error_code = top_err
+    res.last_stable_offset = r.int64()
+    if version >= 5:
+        res.log_start_offset = r.int64()
+    n_aborted = r.array_len(flex)
+    for _ in range(max(n_aborted, 0)):
+        r.int64()
+        r.int64()
+        if flex:
+            r.skip_tags()
+    if version >= 11:
+        r.int32()  # preferred_read_replica
+    res.records = r.bytes_(flex)
+    if flex:
+        r.skip_tags()  # partition
+        r.skip_tags()  # topic
+        r.skip_tags()  # response
+    return res
+
+
+@dataclass
+class DecodedRecord:
+    offset: int
+    timestamp: int
+    key: Optional[bytes]
+    value: Optional[bytes]
+    headers: list
+
+
+@dataclass
+class DecodedBatch:
+    base_offset: int
+    last_offset_delta: int
+    crc_ok: bool
+    attributes: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    records: list
+
+
+def decode_record_batches(data: bytes) -> list:
+    """Decode uncompressed v2 record batches; a trailing partial batch (as a
+    size-limited fetch may return) is ignored."""
+    out = []
+    pos = 0
+    while len(data) - pos >= RECORD_BATCH_OVERHEAD:
+        base_offset, batch_len = struct.unpack(">qi", data[pos : pos + 12])
+        end = pos + 12 + batch_len
+        if end > len(data):
+            break
+        if batch_len < RECORD_BATCH_OVERHEAD - 12:
+            raise DecodeError(f"record batch at {pos} has impossible length {batch_len}")
+        r = Reader(data[pos:end], 12)
+        r.int32()  # partition leader epoch
+        magic = r.int8()
+        if magic != 2:
+            raise DecodeError(f"record batch magic {magic} at offset {base_offset}")
+        crc = r.uint32()
+        crc_ok = crc32c(data[pos + 21 : end]) == crc
+        attributes = r.int16()
+        last_offset_delta = r.int32()
+        base_ts = r.int64()
+        r.int64()  # max timestamp
+        pid, epoch, seq = r.int64(), r.int16(), r.int32()
+        count = r.int32()
+        if attributes & 0x07:
+            raise DecodeError(f"compressed batch (attributes {attributes:#x}) not supported here")
+        records = []
+        for _ in range(count):
+            length = r.varint()
+            rr = Reader(r.take(length))
+            rr.int8()
+            ts_delta = rr.varint()
+            off_delta = rr.varint()
+            klen = rr.varint()
+            key = rr.take(klen) if klen >= 0 else None
+            vlen = rr.varint()
+            value = rr.take(vlen) if vlen >= 0 else None
+            headers = []
+            for _ in range(rr.varint()):
+                hk = rr.take(rr.varint()).decode("utf-8")
+                hl = rr.varint()
+                headers.append((hk, rr.take(hl) if hl >= 0 else None))
+            expect_end(rr, "record")
+            records.append(DecodedRecord(base_offset + off_delta, base_ts + ts_delta, key, value, headers))
+        expect_end(r, f"record batch at offset {base_offset}")
+        out.append(
+            DecodedBatch(base_offset, last_offset_delta, crc_ok, attributes, pid, epoch, seq, records)
+        )
+        pos = end
+    return out

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
+use std::net::SocketAddr;
 
 /// (API, lowest version, highest version) Sluice serves.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -32,6 +33,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// Why a request frame closes its connection.
@@ -151,7 +163,11 @@ pub fn encode_response(
 }
 
 /// Handles one request; `Ok(None)` means no response is sent (acks=0).
-pub async fn handle(broker: &Broker, incoming: Incoming) -> anyhow::Result<Option<BytesMut>> {
+pub async fn handle(
+    broker: &Broker,
+    incoming: Incoming,
+    peer: SocketAddr,
+) -> anyhow::Result<Option<BytesMut>> {
     let (key, version, header, body) = match incoming {
         Incoming::ApiVersionsTooNew { correlation_id } => {
             let body =
@@ -199,6 +215,46 @@ pub async fn handle(broker: &Broker, incoming: Incoming) -> anyhow::Result<Optio
         )),
         RequestKind::InitProducerId(r) => Some(ResponseKind::InitProducerId(
             handlers::producer_id::handle(broker, r).await,
+        )),
+        RequestKind::FindCoordinator(r) => Some(ResponseKind::FindCoordinator(
+            handlers::groups::find_coordinator(broker, r, version),
+        )),
+        RequestKind::JoinGroup(r) => {
+            let client_id = header
+                .client_id
+                .as_ref()
+                .map(|c| c.as_str())
+                .unwrap_or_default();
+            Some(ResponseKind::JoinGroup(
+                handlers::groups::join_group(broker, r, version, client_id, peer).await,
+            ))
+        }
+        RequestKind::SyncGroup(r) => Some(ResponseKind::SyncGroup(
+            handlers::groups::sync_group(broker, r, version).await,
+        )),
+        RequestKind::Heartbeat(r) => Some(ResponseKind::Heartbeat(handlers::groups::heartbeat(
+            broker, r,
+        ))),
+        RequestKind::LeaveGroup(r) => Some(ResponseKind::LeaveGroup(
+            handlers::groups::leave_group(broker, r, version),
+        )),
+        RequestKind::OffsetCommit(r) => Some(ResponseKind::OffsetCommit(
+            handlers::groups::offset_commit(broker, r).await,
+        )),
+        RequestKind::OffsetFetch(r) => Some(ResponseKind::OffsetFetch(
+            handlers::groups::offset_fetch(broker, r, version),
+        )),
+        RequestKind::ListGroups(r) => Some(ResponseKind::ListGroups(
+            handlers::groups::list_groups(broker, r, version),
+        )),
+        RequestKind::DescribeGroups(r) => Some(ResponseKind::DescribeGroups(
+            handlers::groups::describe_groups(broker, r, version),
+        )),
+        RequestKind::DeleteGroups(r) => Some(ResponseKind::DeleteGroups(
+            handlers::groups::delete_groups(broker, r).await,
+        )),
+        RequestKind::OffsetDelete(r) => Some(ResponseKind::OffsetDelete(
+            handlers::groups::offset_delete(broker, r).await,
         )),
         _ => return Err(DispatchError::NotServed(key).into()),
     };

@@ -94,7 +94,7 @@ async fn connection(
         }
         let b = broker.clone();
         tokio::spawn(async move {
-            match dispatch::handle(&b, incoming).await {
+            match dispatch::handle(&b, incoming, peer).await {
                 Ok(resp) => {
                     let _ = done_tx.send(resp);
                 }

@@ -76,4 +76,14 @@ pub trait Catalog: Send + Sync + 'static {
     fn producer_states(&self) -> Result<Vec<ProducerStateRecord>>;
     /// Allocates a fresh producer id.
     fn allocate_producer_id(&self) -> Result<i64>;
+
+    /// Stores committed offsets of a consumer group (upserts).
+    fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()>;
+    /// Every committed offset of a group.
+    fn group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>>;
+    /// Every group with committed offsets.
+    fn offset_groups(&self) -> Result<Vec<String>>;
+    /// Deletes a group's committed offsets: all of them, or only the given
+    /// (topic, partition) pairs.
+    fn delete_offsets(&self, group: &str, only: Option<&[(String, i32)]>) -> Result<()>;
 }

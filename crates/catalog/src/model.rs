@@ -72,3 +72,14 @@ pub struct UploadCommit {
     pub segments: Vec<SegmentRecord>,
     pub producers: Vec<ProducerStateRecord>,
 }
+
+/// A consumer group's committed offset for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_ms: i64,
+}

@@ -4,8 +4,8 @@
 //! segments an upload covers are deleted once its commit returns.
 
 use crate::{
-    Catalog, CatalogError, PartitionState, ProducerBatch, ProducerStateRecord, Result,
-    SegmentRecord, TopicRecord, UploadCommit,
+    Catalog, CatalogError, CommittedOffset, PartitionState, ProducerBatch, ProducerStateRecord,
+    Result, SegmentRecord, TopicRecord, UploadCommit,
 };
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -55,6 +55,16 @@ CREATE TABLE IF NOT EXISTS producer_state (
     PRIMARY KEY (topic_id, partition, producer_id)
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS group_offsets (
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset INTEGER NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT,
+    commit_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+);
 "#;
 
 /// SQLite-backed [`Catalog`].
@@ -389,6 +399,93 @@ impl Catalog for SqliteCatalog {
         )?;
         Ok(id)
     }
+
+    fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (group_id, topic, partition) DO UPDATE SET
+                   committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch,
+                   metadata = excluded.metadata, commit_ms = excluded.commit_ms",
+            )?;
+            for o in offsets {
+                stmt.execute(params![
+                    group,
+                    o.topic,
+                    o.partition,
+                    o.offset,
+                    o.leader_epoch,
+                    o.metadata,
+                    o.commit_ms
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>> {
+        let conn = self.conn.lock();
+        Self::group_offsets_impl(&conn, group)
+    }
+
+    fn offset_groups(&self) -> Result<Vec<String>> {
+        let conn = self.conn.lock();
+        let mut stmt =
+            conn.prepare("SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id")?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(rows)
+    }
+
+    fn delete_offsets(&self, group: &str, only: Option<&[(String, i32)]>) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        match only {
+            None => {
+                tx.execute(
+                    "DELETE FROM group_offsets WHERE group_id = ?1",
+                    params![group],
+                )?;
+            }
+            Some(pairs) => {
+                for (t, p) in pairs {
+                    tx.execute(
+                        "DELETE FROM group_offsets WHERE group_id = ?1 AND topic = ?2 AND partition = ?3",
+                        params![group, t, p],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl SqliteCatalog {
+    fn group_offsets_impl(conn: &Connection, group: &str) -> Result<Vec<CommittedOffset>> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT topic, partition, committed_offset, leader_epoch, metadata, commit_ms
+             FROM group_offsets WHERE group_id = ?1 ORDER BY topic, partition",
+        )?;
+        let rows = stmt
+            .query_map(params![group], |r| {
+                Ok(CommittedOffset {
+                    topic: r.get(0)?,
+                    partition: r.get(1)?,
+                    offset: r.get(2)?,
+                    leader_epoch: r.get(3)?,
+                    metadata: r.get(4)?,
+                    commit_ms: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
 }
 
 #[cfg(test)]
@@ -473,6 +570,22 @@ mod tests {
         assert_eq!(c.allocate_producer_id().unwrap(), a + 1);
         let id = c.cluster_id().unwrap();
         assert_eq!(c.cluster_id().unwrap(), id);
+        let off = |p: i32, o: i64| CommittedOffset {
+            topic: "a".into(),
+            partition: p,
+            offset: o,
+            leader_epoch: -1,
+            metadata: Some("m".into()),
+            commit_ms: 9,
+        };
+        c.commit_offsets("g", &[off(0, 5), off(1, 7)]).unwrap();
+        c.commit_offsets("g", &[off(0, 6)]).unwrap();
+        assert_eq!(c.group_offsets("g").unwrap(), vec![off(0, 6), off(1, 7)]);
+        assert_eq!(c.offset_groups().unwrap(), vec!["g".to_string()]);
+        c.delete_offsets("g", Some(&[("a".into(), 0)])).unwrap();
+        assert_eq!(c.group_offsets("g").unwrap(), vec![off(1, 7)]);
+        c.delete_offsets("g", None).unwrap();
+        assert!(c.offset_groups().unwrap().is_empty());
         c.delete_topic("a").unwrap();
         assert!(c.list_topics().unwrap().is_empty());
         assert!(c.segments_from(t.id, 0, 0, 10).unwrap().is_empty());

@@ -6,7 +6,7 @@
 use crate::settings::Settings;
 use anyhow::Context;
 use object_store::local::LocalFileSystem;
-use sluice_broker::{Broker, BrokerConfig};
+use sluice_broker::{Broker, BrokerConfig, GroupSettings};
 use sluice_catalog::SqliteCatalog;
 use sluice_storage::{LogStore, StorageConfig};
 use std::sync::Arc;
@@ -54,6 +54,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             message_max_bytes: s.message_max_bytes,
             ..BrokerConfig::default()
         },
+        GroupSettings::default(),
         store.clone(),
         catalog,
     )?;
@@ -67,6 +68,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let uploader = tokio::spawn(store.clone().run_uploader(stop_rx.clone()));
+    let expiry = tokio::spawn(broker.groups.clone().run_expiry(stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
         let r = axum::serve(http, crate::http::router())
@@ -97,6 +99,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let _ = server.await;
     let _ = http_task.await;
     let _ = uploader.await;
+    let _ = expiry.await;
     tokio::task::block_in_place(|| store.shutdown());
     tracing::info!("sluice stopped cleanly");
     Ok(())

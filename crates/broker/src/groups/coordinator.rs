@@ -1,0 +1,244 @@
+//! The group coordinator: every group this broker coordinates (all of them
+//! in the embedded mode), and their committed offsets. Offsets are written
+//! to the catalog before a commit is acknowledged and cached in memory for
+//! OffsetFetch; committed offsets of empty groups expire after
+//! `offsets.retention.minutes`.
+
+use super::state::{Group, GroupState};
+use parking_lot::Mutex;
+use sluice_catalog::{Catalog, CatalogError, CommittedOffset};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Group settings (Kafka's `group.*` and `offsets.retention.minutes`).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupSettings {
+    pub initial_rebalance_delay: Duration,
+    pub min_session_timeout: Duration,
+    pub max_session_timeout: Duration,
+    pub offsets_retention: Duration,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            initial_rebalance_delay: Duration::from_secs(3),
+            min_session_timeout: Duration::from_millis(1000),
+            max_session_timeout: Duration::from_secs(1800),
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+type OffsetMap = BTreeMap<(String, i32), CommittedOffset>;
+
+pub struct GroupCoordinator {
+    pub settings: GroupSettings,
+    catalog: Arc<dyn Catalog>,
+    groups: Mutex<HashMap<String, Arc<Group>>>,
+    offsets: Mutex<HashMap<String, OffsetMap>>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
+) -> Result<T, CatalogError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CatalogError::Corrupt(format!("catalog task failed: {e}")))?
+}
+
+impl GroupCoordinator {
+    /// Loads every group's committed offsets from the catalog.
+    pub fn open(
+        settings: GroupSettings,
+        catalog: Arc<dyn Catalog>,
+    ) -> Result<Arc<Self>, CatalogError> {
+        let mut offsets = HashMap::new();
+        for g in catalog.offset_groups()? {
+            let map: OffsetMap = catalog
+                .group_offsets(&g)?
+                .into_iter()
+                .map(|o| ((o.topic.clone(), o.partition), o))
+                .collect();
+            offsets.insert(g, map);
+        }
+        Ok(Arc::new(Self {
+            settings,
+            catalog,
+            groups: Mutex::new(HashMap::new()),
+            offsets: Mutex::new(offsets),
+        }))
+    }
+
+    pub fn group(&self, id: &str) -> Option<Arc<Group>> {
+        self.groups.lock().get(id).cloned()
+    }
+
+    pub fn get_or_create(&self, id: &str) -> Arc<Group> {
+        self.groups
+            .lock()
+            .entry(id.to_string())
+            .or_insert_with(|| Group::new(id.to_string(), self.settings))
+            .clone()
+    }
+
+    /// Every known group: those with members and those with only offsets.
+    /// (group id, state, protocol type).
+    pub fn list(&self) -> Vec<(String, GroupState, String)> {
+        let mut out: BTreeMap<String, (GroupState, String)> = self
+            .offsets
+            .lock()
+            .keys()
+            .map(|g| (g.clone(), (GroupState::Empty, String::new())))
+            .collect();
+        for (id, g) in self.groups.lock().iter() {
+            let d = g.describe();
+            if d.state == GroupState::Dead {
+                continue;
+            }
+            out.insert(id.clone(), (d.state, d.protocol_type));
+        }
+        out.into_iter().map(|(g, (s, t))| (g, s, t)).collect()
+    }
+
+    /// Whether the group is known at all.
+    pub fn exists(&self, id: &str) -> bool {
+        self.offsets.lock().contains_key(id)
+            || self
+                .group(id)
+                .is_some_and(|g| g.state() != GroupState::Dead)
+    }
+
+    /// Makes offsets durable, then visible.
+    pub async fn commit(
+        &self,
+        group: &str,
+        offsets: Vec<CommittedOffset>,
+    ) -> Result<(), CatalogError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let catalog = self.catalog.clone();
+        let (g, o) = (group.to_string(), offsets.clone());
+        blocking(move || catalog.commit_offsets(&g, &o)).await?;
+        let mut all = self.offsets.lock();
+        let map = all.entry(group.to_string()).or_default();
+        for o in offsets {
+            map.insert((o.topic.clone(), o.partition), o);
+        }
+        Ok(())
+    }
+
+    /// A group's committed offsets.
+    pub fn committed(&self, group: &str) -> Vec<CommittedOffset> {
+        self.offsets
+            .lock()
+            .get(group)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn committed_one(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<CommittedOffset> {
+        self.offsets
+            .lock()
+            .get(group)
+            .and_then(|m| m.get(&(topic.to_string(), partition)).cloned())
+    }
+
+    /// Deletes an empty group and its offsets.
+    pub async fn delete_group(&self, id: &str) -> Result<(), kafka_protocol::error::ResponseError> {
+        use kafka_protocol::error::ResponseError;
+        if !self.exists(id) {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        if let Some(g) = self.group(id) {
+            if !g.is_empty() {
+                return Err(ResponseError::NonEmptyGroup);
+            }
+        }
+        let catalog = self.catalog.clone();
+        let g = id.to_string();
+        blocking(move || catalog.delete_offsets(&g, None))
+            .await
+            .map_err(|e| {
+                tracing::error!(group = id, error = %e, "deleting group offsets failed");
+                ResponseError::KafkaStorageError
+            })?;
+        self.offsets.lock().remove(id);
+        if let Some(g) = self.groups.lock().remove(id) {
+            g.mark_dead();
+        }
+        tracing::info!(group = id, "deleted group");
+        Ok(())
+    }
+
+    /// Deletes some committed offsets of a group.
+    pub async fn delete_offsets(
+        &self,
+        group: &str,
+        pairs: Vec<(String, i32)>,
+    ) -> Result<(), CatalogError> {
+        let catalog = self.catalog.clone();
+        let (g, p) = (group.to_string(), pairs.clone());
+        blocking(move || catalog.delete_offsets(&g, Some(&p))).await?;
+        let mut all = self.offsets.lock();
+        if let Some(map) = all.get_mut(group) {
+            for k in pairs {
+                map.remove(&k);
+            }
+            if map.is_empty() {
+                all.remove(group);
+            }
+        }
+        Ok(())
+    }
+
+    /// Expires committed offsets of empty groups older than the retention.
+    pub async fn expire_offsets(&self, now_ms: i64) {
+        let retention_ms = self.settings.offsets_retention.as_millis() as i64;
+        let candidates: Vec<(String, Vec<(String, i32)>)> = {
+            let all = self.offsets.lock();
+            all.iter()
+                .filter(|(g, _)| self.group(g).is_none_or(|grp| grp.is_empty()))
+                .map(|(g, m)| {
+                    let old = m
+                        .values()
+                        .filter(|o| o.commit_ms + retention_ms < now_ms)
+                        .map(|o| (o.topic.clone(), o.partition))
+                        .collect::<Vec<_>>();
+                    (g.clone(), old)
+                })
+                .filter(|(_, old)| !old.is_empty())
+                .collect()
+        };
+        for (g, pairs) in candidates {
+            let n = pairs.len();
+            match self.delete_offsets(&g, pairs).await {
+                Ok(()) => {
+                    tracing::info!(group = %g, offsets = n, "expired committed offsets (offsets.retention.minutes)")
+                }
+                Err(e) => tracing::warn!(group = %g, error = %e, "offset expiry failed"),
+            }
+        }
+    }
+
+    /// Runs offset expiry periodically until shutdown.
+    pub async fn run_expiry(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let every = (self.settings.offsets_retention / 10)
+            .clamp(Duration::from_secs(1), Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            self.expire_offsets(sluice_storage::now_ms()).await;
+        }
+    }
+}
