@@ -201,3 +201,29 @@ def test_many_concurrent_bad_connections(broker, canary):
         for c in conns:
             c.close()
     still_healthy(broker, canary, "200 half-open connections")
+
+
+def test_auto_create_never_creates_invalid_topic_names(broker, canary):
+    """Metadata and Produce may auto-create topics; names that are not legal
+    Kafka topic names (and could escape the data dir) must be refused."""
+    bad = ["../meta-escape", "a/b", "..", ".", "x" * 250, "nul\x00byte", "back\\slash"]
+    with connect(broker) as c:
+        md = c.metadata(bad, allow_auto_topic_creation=True)
+        for name in bad:
+            t = md.topics.get(name)
+            assert t is not None, f"metadata answer lacks {name!r}: {sorted(md.topics)}"
+            assert t.error_code in (17, kw.UNKNOWN_TOPIC_OR_PARTITION), (
+                f"metadata auto-create of {name!r}: error {t.error_code}, expected 17 (INVALID_TOPIC_EXCEPTION)"
+            )
+        batch = kw.build_record_batch([kw.Record(b"k", b"v")])
+        for name in ("../produce-escape", "p/q", ".."):
+            r = c.produce(name, 0, batch)
+            assert r.error_code in (17, kw.UNKNOWN_TOPIC_OR_PARTITION), f"produce to {name!r}: {r}"
+        listed = c.metadata(None).topics
+        assert not set(listed) & set(bad + ["../produce-escape", "p/q"]), f"invalid topics exist: {sorted(listed)}"
+    outside = [
+        p for p in broker.workdir.parent.rglob("*")
+        if "escape" in p.name and broker.data_dir not in p.parents
+    ]
+    assert not outside, f"files created outside the data dir: {outside}"
+    still_healthy(broker, canary, "invalid auto-create names")

@@ -128,8 +128,16 @@ def test_roundtrip_compressed_100k(broker, codec):
     by_partition = {}
     for m in consumed:
         by_partition.setdefault(m.partition, []).append(m)
-    for msgs in by_partition.values():
+    for p, msgs in by_partition.items():
         msgs.sort(key=lambda m: m.offset)
+        order = [int(m.key[4:]) for m in msgs]
+        if order != sorted(order):
+            k = next(j for j in range(1, len(order)) if order[j] < order[j - 1])
+            raise AssertionError(
+                f"partition {p}: log is not in produce order (one producer, no retries): "
+                f"offset {msgs[k - 1].offset} holds message {order[k - 1]}, "
+                f"offset {msgs[k].offset} holds message {order[k]}"
+            )
 
     consumer = make_consumer(broker.bootstrap)
     try:
@@ -363,3 +371,36 @@ def test_describe_cluster(broker):
     node = desc.nodes[0]
     assert (node.host, node.port) == ("127.0.0.1", broker.kafka_port), node
     assert desc.controller is not None and desc.controller.id == node.id, desc.controller
+
+
+def test_invalid_topic_names_and_partition_counts_rejected(broker):
+    """Kafka's topic-name rules (legal chars [a-zA-Z0-9._-], at most 249, not
+    '.' or '..'): names that could escape the data dir must never be created."""
+    admin = admin_client(broker.bootstrap)
+    bad_names = ["../escape", "a/b", "..", ".", "x" * 250, "sp ace", "t\u00e9st"]
+    futs = admin.create_topics(
+        [NewTopic(n, num_partitions=1, replication_factor=1) for n in bad_names], request_timeout=OP_TIMEOUT
+    )
+    for name, fut in futs.items():
+        with pytest.raises(KafkaException) as ei:
+            fut.result(timeout=OP_TIMEOUT + 5)
+        assert kafka_error_of(ei).code() == KafkaError.TOPIC_EXCEPTION, (
+            f"CreateTopics {name!r}: {kafka_error_of(ei)!r}, expected INVALID_TOPIC_EXCEPTION"
+        )
+    listed = set(admin.list_topics(timeout=OP_TIMEOUT).topics)
+    assert not listed & set(bad_names), f"invalid topics created: {listed & set(bad_names)}"
+    escaped = [
+        p for p in broker.workdir.parent.rglob("*")
+        if "escape" in p.name and broker.data_dir not in p.parents
+    ]
+    assert not escaped, f"files outside the data dir: {escaped}"
+
+    good = "Good.name_with-all-legal.chars-" + "y" * 218  # 249 characters
+    assert len(good) == 249
+    create_topic(admin, good, 1)
+
+    futs = admin.create_topics([NewTopic("zero-parts", num_partitions=0, replication_factor=1)],
+                               request_timeout=OP_TIMEOUT)
+    with pytest.raises(KafkaException) as ei:
+        futs["zero-parts"].result(timeout=OP_TIMEOUT + 5)
+    assert kafka_error_of(ei).code() == KafkaError.INVALID_PARTITIONS, f"got {kafka_error_of(ei)!r}"

@@ -200,3 +200,25 @@ def test_api_versions_each_version(broker, version):
         assert res.apis[kw.API_API_VERSIONS].max_version >= 3
         for k, rng in res.apis.items():
             assert 0 <= rng.min_version <= rng.max_version, f"API {k}: {rng}"
+
+
+def test_empty_partition_offsets_and_fetch(broker):
+    create_topic(broker.bootstrap, "empty", 1)
+    with connect(broker) as c:
+        for v in versions(c, kw.API_LIST_OFFSETS, 1, 6):
+            for ts, want in ((-2, 0), (-1, 0), (1_700_000_000_000, -1)):
+                res = c.list_offsets("empty", 0, ts, version=v)
+                assert (res.error_code, res.offset) == (kw.NONE, want), f"ListOffsets v{v} ts={ts} on empty: {res}"
+        res = c.fetch("empty", 0, 0, max_wait_ms=100)
+        assert (res.error_code, res.high_watermark) == (kw.NONE, 0) and not res.records, res
+
+
+def test_null_client_id(broker):
+    """The request header's client_id is a nullable string; null is legal."""
+    create_topic(broker.bootstrap, "null-client", 1)
+    with kw.WireConnection("127.0.0.1", broker.kafka_port, client_id=None) as c:
+        assert c.api_versions(3).error_code == kw.NONE
+        assert c.api_versions(0).error_code == kw.NONE
+        r = c.produce("null-client", 0, kw.build_record_batch([kw.Record(b"k", b"v")]))
+        assert (r.error_code, r.base_offset) == (kw.NONE, 0), r
+        assert c.metadata(["null-client"]).topics["null-client"].error_code == kw.NONE

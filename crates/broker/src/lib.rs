@@ -6,6 +6,7 @@
 //! - [`handlers`]: one module per group of APIs.
 //! - [`topic_config`]: topic config names, defaults and validation.
 
+pub mod admin;
 pub mod config;
 pub mod dispatch;
 pub mod groups;

@@ -1,10 +1,80 @@
-//! The HTTP side (axum): health now; metrics, the admin API and the schema
-//! registry join it later.
+//! The HTTP side (axum): health, and the admin API over consumer groups
+//! (`/v1/groups...`) that `sluice groups` and dashboards use. Errors are JSON
+//! `{"error_code": <http status>, "message": "..."}`.
 
-use axum::routing::get;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use sluice_broker::admin::{self, AdminError, ResetRequest};
+use sluice_broker::Broker;
+use std::sync::Arc;
 
-pub fn router() -> Router {
-    Router::new().route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+struct ApiError(AdminError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (
+            status,
+            Json(json!({"error_code": status.as_u16(), "message": self.0.to_string()})),
+        )
+            .into_response()
+    }
+}
+
+type Shared = State<Arc<Broker>>;
+
+async fn list_groups(State(b): Shared) -> Json<Vec<admin::GroupSummary>> {
+    Json(admin::list_groups(&b))
+}
+
+async fn describe_group(
+    State(b): Shared,
+    Path(group): Path<String>,
+) -> Result<Json<admin::GroupDetail>, ApiError> {
+    admin::describe_group(&b, &group)
+        .map(Json)
+        .map_err(ApiError)
+}
+
+async fn delete_group(State(b): Shared, Path(group): Path<String>) -> Result<StatusCode, ApiError> {
+    admin::delete_group(&b, &group).await.map_err(ApiError)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn reset_offsets(
+    State(b): Shared,
+    Path(group): Path<String>,
+    body: Result<Json<ResetRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Vec<admin::ResetPlanRow>>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError(AdminError::BadRequest(e.body_text())))?;
+    admin::reset_offsets(&b, &group, req)
+        .await
+        .map(Json)
+        .map_err(ApiError)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(AdminError::NotFound("no such endpoint".into()))
+}
+
+pub fn router(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/v1/groups", get(list_groups))
+        .route(
+            "/v1/groups/{group}",
+            get(describe_group).delete(delete_group),
+        )
+        .route("/v1/groups/{group}/reset-offsets", post(reset_offsets))
+        .fallback(not_found)
+        .with_state(broker)
 }

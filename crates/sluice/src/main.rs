@@ -1,6 +1,7 @@
 //! `sluice`: the single binary. `sluice serve` runs the Kafka-compatible
 //! broker with its HTTP side; other subcommands are operator tools.
 
+mod groups_cli;
 mod http;
 mod serve;
 mod settings;
@@ -20,9 +21,21 @@ struct Cli {
 enum Command {
     /// Run a broker: Kafka protocol on --listen, HTTP (health, metrics) on --http-listen.
     Serve(settings::ServeArgs),
+    /// Consumer groups: list, describe (offsets, lag, owners), reset offsets, delete.
+    Groups(groups_cli::GroupsArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -41,5 +54,6 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(serve::run(settings))
         }
+        Command::Groups(args) => groups_cli::run(args),
     }
 }

@@ -70,8 +70,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let uploader = tokio::spawn(store.clone().run_uploader(stop_rx.clone()));
     let expiry = tokio::spawn(broker.groups.clone().run_expiry(stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
+    let router = crate::http::router(broker.clone());
     let http_task = tokio::spawn(async move {
-        let r = axum::serve(http, crate::http::router())
+        let r = axum::serve(http, router)
             .with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|v| *v).await;
             })

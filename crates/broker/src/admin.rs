@@ -1,0 +1,324 @@
+//! Operator views and actions over the broker's state, shared by the HTTP
+//! admin API and the CLI: consumer groups with their committed offsets,
+//! log-end offsets and lag (the columns of `kafka-consumer-groups.sh
+//! --describe`), offset resets and group deletion.
+
+use crate::groups::consumer_protocol::assignment_partitions;
+use crate::groups::state::GroupState;
+use crate::Broker;
+use kafka_protocol::error::ResponseError;
+use serde::{Deserialize, Serialize};
+use sluice_catalog::CommittedOffset;
+use std::collections::BTreeMap;
+
+/// One row of the group list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub group: String,
+    pub state: String,
+    pub protocol_type: String,
+    pub members: usize,
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberView {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub host: String,
+    pub assignment: Vec<TopicPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// A partition of a group: committed offset, log end and lag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// Committed offset, if any.
+    pub current_offset: Option<i64>,
+    pub log_end_offset: i64,
+    /// log end − committed; `None` without a committed offset.
+    pub lag: Option<i64>,
+    pub consumer_id: Option<String>,
+    pub host: Option<String>,
+    pub client_id: Option<String>,
+}
+
+/// A group in detail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupDetail {
+    pub group: String,
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub generation: i32,
+    pub members: Vec<MemberView>,
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// Where to move a group's offsets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "to", content = "value")]
+pub enum ResetTarget {
+    Earliest,
+    Latest,
+    /// Milliseconds since the epoch.
+    Timestamp(i64),
+    Offset(i64),
+}
+
+/// A reset request: which topics, where to, and whether to apply it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResetRequest {
+    /// Topics to reset; empty means every topic the group has offsets for.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    #[serde(flatten)]
+    pub target: ResetTarget,
+    #[serde(default)]
+    pub execute: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResetPlanRow {
+    pub topic: String,
+    pub partition: i32,
+    pub current_offset: Option<i64>,
+    pub new_offset: i64,
+}
+
+/// Admin failures, each with the HTTP status it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub fn list_groups(broker: &Broker) -> Vec<GroupSummary> {
+    broker
+        .groups
+        .list()
+        .into_iter()
+        .map(|(group, state, protocol_type)| {
+            let members = broker
+                .groups
+                .group(&group)
+                .map(|g| g.describe().members.len())
+                .unwrap_or(0);
+            GroupSummary {
+                group,
+                state: state.as_str().to_string(),
+                protocol_type,
+                members,
+            }
+        })
+        .collect()
+}
+
+pub fn describe_group(broker: &Broker, group: &str) -> Result<GroupDetail, AdminError> {
+    if !broker.groups.exists(group) {
+        return Err(AdminError::NotFound(format!(
+            "consumer group '{group}' does not exist"
+        )));
+    }
+    let desc = broker.groups.group(group).map(|g| g.describe());
+    let mut owners: BTreeMap<TopicPartition, (String, String, String)> = BTreeMap::new();
+    let mut members = Vec::new();
+    if let Some(d) = &desc {
+        for m in &d.members {
+            let assignment: Vec<TopicPartition> = if d.protocol_type == "consumer" {
+                assignment_partitions(&m.assignment)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(topic, partition)| TopicPartition { topic, partition })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for tp in &assignment {
+                owners.insert(
+                    tp.clone(),
+                    (
+                        m.member_id.clone(),
+                        m.client_host.clone(),
+                        m.client_id.clone(),
+                    ),
+                );
+            }
+            members.push(MemberView {
+                member_id: m.member_id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                host: m.client_host.clone(),
+                assignment,
+            });
+        }
+    }
+    let committed: BTreeMap<TopicPartition, CommittedOffset> = broker
+        .groups
+        .committed(group)
+        .into_iter()
+        .map(|o| {
+            (
+                TopicPartition {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                },
+                o,
+            )
+        })
+        .collect();
+    let mut keys: Vec<TopicPartition> = committed
+        .keys()
+        .cloned()
+        .chain(owners.keys().cloned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let partitions = keys
+        .into_iter()
+        .map(|tp| {
+            let log_end = broker
+                .store
+                .topic(&tp.topic)
+                .and_then(|t| t.partition(tp.partition).map(|p| p.offsets().1))
+                .unwrap_or(0);
+            let current = committed.get(&tp).map(|o| o.offset);
+            let owner = owners.get(&tp);
+            PartitionLag {
+                lag: current.map(|c| (log_end - c).max(0)),
+                current_offset: current,
+                log_end_offset: log_end,
+                consumer_id: owner.map(|o| o.0.clone()),
+                host: owner.map(|o| o.1.clone()),
+                client_id: owner.map(|o| o.2.clone()),
+                topic: tp.topic,
+                partition: tp.partition,
+            }
+        })
+        .collect();
+    let (state, protocol_type, protocol, generation) = match desc {
+        Some(d) => (d.state, d.protocol_type, d.protocol, d.generation),
+        None => (GroupState::Empty, String::new(), String::new(), 0),
+    };
+    Ok(GroupDetail {
+        group: group.to_string(),
+        state: state.as_str().to_string(),
+        protocol_type,
+        protocol,
+        generation,
+        members,
+        partitions,
+    })
+}
+
+/// Plans (and with `execute`, applies) an offset reset. Like Kafka's tool,
+/// it refuses while the group has active members.
+pub async fn reset_offsets(
+    broker: &Broker,
+    group: &str,
+    req: ResetRequest,
+) -> Result<Vec<ResetPlanRow>, AdminError> {
+    if let Some(g) = broker.groups.group(group) {
+        if !g.is_empty() {
+            return Err(AdminError::Conflict(format!(
+                "consumer group '{group}' has active members; offsets can only be reset while it is inactive"
+            )));
+        }
+    }
+    let committed = broker.groups.committed(group);
+    let topics: Vec<String> = if req.topics.is_empty() {
+        let mut t: Vec<String> = committed.iter().map(|o| o.topic.clone()).collect();
+        t.dedup();
+        if t.is_empty() {
+            return Err(AdminError::BadRequest(format!(
+                "consumer group '{group}' has no committed offsets; name the topics to reset"
+            )));
+        }
+        t
+    } else {
+        req.topics.clone()
+    };
+    let mut plan = Vec::new();
+    for name in topics {
+        let topic = broker
+            .store
+            .topic(&name)
+            .ok_or_else(|| AdminError::NotFound(format!("topic '{name}' does not exist")))?;
+        for p in &topic.partitions {
+            let (log_start, hw) = p.offsets();
+            let new_offset = match req.target {
+                ResetTarget::Earliest => log_start,
+                ResetTarget::Latest => hw,
+                ResetTarget::Offset(o) => o.clamp(log_start, hw),
+                ResetTarget::Timestamp(ts) => broker
+                    .store
+                    .offset_for_timestamp(p, ts)
+                    .await
+                    .map_err(|e| AdminError::Internal(e.to_string()))?
+                    .map(|(o, _)| o)
+                    .unwrap_or(hw),
+            };
+            let current = committed
+                .iter()
+                .find(|o| o.topic == name && o.partition == p.partition)
+                .map(|o| o.offset);
+            plan.push(ResetPlanRow {
+                topic: name.clone(),
+                partition: p.partition,
+                current_offset: current,
+                new_offset,
+            });
+        }
+    }
+    if req.execute {
+        let now = sluice_storage::now_ms();
+        let offsets = plan
+            .iter()
+            .map(|r| CommittedOffset {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                offset: r.new_offset,
+                leader_epoch: -1,
+                metadata: Some(String::new()),
+                commit_ms: now,
+            })
+            .collect();
+        broker
+            .groups
+            .commit(group, offsets)
+            .await
+            .map_err(|e| AdminError::Internal(e.to_string()))?;
+        tracing::info!(group, rows = plan.len(), "reset committed offsets");
+    }
+    Ok(plan)
+}
+
+pub async fn delete_group(broker: &Broker, group: &str) -> Result<(), AdminError> {
+    broker
+        .groups
+        .delete_group(group)
+        .await
+        .map_err(|e| match e {
+            ResponseError::GroupIdNotFound => {
+                AdminError::NotFound(format!("consumer group '{group}' does not exist"))
+            }
+            ResponseError::NonEmptyGroup => AdminError::Conflict(format!(
+                "consumer group '{group}' has active members; it can only be deleted when empty"
+            )),
+            other => AdminError::Internal(format!("{other:?}")),
+        })
+}
