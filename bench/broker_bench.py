@@ -1238,6 +1238,12 @@ def main(argv: list[str] | None = None) -> int:
     if failure is None and broker.stop_note:
         failure = BenchError(phase_at_stop, f"broker {broker.stop_note}")
 
+    busy_end = busy_compilers()
+    if busy_end:
+        info(f"WARNING: compiler/build processes were running at the end of the run "
+             f"({', '.join(busy_end[:6])}); CPU and throughput figures may be skewed")
+        results["env"]["busy_processes_end"] = busy_end
+
     rows = evaluate(results)
     results["table"] = rows
     if rows:

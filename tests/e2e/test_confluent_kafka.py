@@ -346,6 +346,24 @@ def test_describe_and_incremental_alter_configs(broker):
     entries = describe_topic_config(admin, "configured")
     assert entries["retention.ms"].value == "7200000", entries["retention.ms"]
 
+    # validate_only changes nothing.
+    dry = ConfigResource(
+        ResourceType.TOPIC,
+        "configured",
+        incremental_configs=[
+            ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for fut in admin.incremental_alter_configs([dry], validate_only=True, request_timeout=OP_TIMEOUT).values():
+        fut.result(timeout=OP_TIMEOUT + 5)
+    entries = describe_topic_config(admin, "configured")
+    assert entries["retention.ms"].value == "7200000", f"validate_only changed the config: {entries['retention.ms']}"
+
+    # Unknown topic.
+    with pytest.raises(KafkaException) as ei:
+        describe_topic_config(admin, "no-such-topic")
+    assert kafka_error_of(ei).code() == KafkaError.UNKNOWN_TOPIC_OR_PART, f"got {kafka_error_of(ei)!r}"
+
     # An invalid value is rejected and leaves the config unchanged.
     bad = ConfigResource(
         ResourceType.TOPIC,

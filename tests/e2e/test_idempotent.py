@@ -201,3 +201,68 @@ def test_confluent_idempotent_producer_retries_after_stall(broker):
     timeouts = [m for m in client_logs if "Timed out ProduceRequest" in m]
     assert timeouts, "no ProduceRequest timed out during the stall: the retry path was not exercised"
     _check_exactly_once(broker.bootstrap, topic, n, values, deliveries)
+
+
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+def test_raw_idempotent_dedup_survives_restart(broker, how):
+    """The ack of a written batch can be lost when the broker dies after the
+    fsync; the producer then resends it to the restarted broker. The resend
+    must be recognised as a duplicate, not appended a second time."""
+    topic = "idem-restart"
+    create_topic(broker.bootstrap, topic, 1)
+    with kw.WireConnection("127.0.0.1", broker.kafka_port) as conn:
+        init = conn.init_producer_id()
+        assert init.error_code == kw.NONE, init
+        pid, epoch = init.producer_id, init.producer_epoch
+        batch_a, recs_a = idem_batch(pid, epoch, 0, b"a", 5)
+        r = conn.produce(topic, 0, batch_a)
+        assert (r.error_code, r.base_offset) == (kw.NONE, 0), r
+        batch_b, recs_b = idem_batch(pid, epoch, 5, b"b", 3)
+        r = conn.produce(topic, 0, batch_b)
+        assert (r.error_code, r.base_offset) == (kw.NONE, 5), r
+
+    if how == "kill9":
+        broker.kill9()
+    else:
+        assert broker.stop() == 0
+    broker.restart()
+
+    with kw.WireConnection("127.0.0.1", broker.kafka_port) as conn:
+        r = conn.produce(topic, 0, batch_b)
+        assert (r.error_code, r.base_offset) == (kw.NONE, 5), (
+            f"resend of the last batch after {how} + restart: {r} (expected a duplicate at offset 5)"
+        )
+        batch_c, recs_c = idem_batch(pid, epoch, 8, b"c", 2)
+        r = conn.produce(topic, 0, batch_c)
+        assert (r.error_code, r.base_offset) == (kw.NONE, 8), f"next sequence after restart: {r}"
+        gap, _ = idem_batch(pid, epoch, 20, b"gap", 1)
+        r = conn.produce(topic, 0, gap)
+        assert r.error_code == kw.OUT_OF_ORDER_SEQUENCE_NUMBER, f"sequence gap after restart: {r}"
+    got = consume_all(broker.bootstrap, topic, [0], expected=10, timeout=60)
+    assert [(m.offset, m.value) for m in got] == [
+        (i, r.value) for i, r in enumerate(recs_a + recs_b + recs_c)
+    ], f"log after restart and resend: {[(m.offset, m.key) for m in got]}"
+
+
+def test_raw_idempotent_producers_are_independent(broker):
+    """Sequence numbers are tracked per producer id (and per partition)."""
+    topic = "idem-two"
+    create_topic(broker.bootstrap, topic, 2)
+    with kw.WireConnection("127.0.0.1", broker.kafka_port) as conn:
+        p1 = conn.init_producer_id()
+        p2 = conn.init_producer_id()
+        b1, _ = idem_batch(p1.producer_id, p1.producer_epoch, 0, b"p1", 4)
+        b2, _ = idem_batch(p2.producer_id, p2.producer_epoch, 0, b"p2", 2)
+        assert conn.produce(topic, 0, b1).base_offset == 0
+        r = conn.produce(topic, 0, b2)
+        assert (r.error_code, r.base_offset) == (kw.NONE, 4), f"second producer's seq 0: {r}"
+        # p1's sequence 0 on the other partition is a first write, not a duplicate.
+        r = conn.produce(topic, 1, b1)
+        assert (r.error_code, r.base_offset) == (kw.NONE, 0), f"p1 seq 0 on partition 1: {r}"
+        b1_next, _ = idem_batch(p1.producer_id, p1.producer_epoch, 4, b"p1n", 1)
+        r = conn.produce(topic, 0, b1_next)
+        assert (r.error_code, r.base_offset) == (kw.NONE, 6), f"p1 seq 4 after p2 wrote: {r}"
+        r = conn.produce(topic, 0, b2)
+        assert (r.error_code, r.base_offset) == (kw.NONE, 4), f"p2 duplicate after p1 wrote again: {r}"
+    assert high_watermark(broker.bootstrap, topic, 0) == 7
+    assert high_watermark(broker.bootstrap, topic, 1) == 4

@@ -49,6 +49,12 @@ pub struct PartitionLag {
     pub consumer_id: Option<String>,
     pub host: Option<String>,
     pub client_id: Option<String>,
+    /// Age in seconds of the first uncommitted record (0 when caught up).
+    pub lag_seconds: f64,
+    /// Burrow status of the partition.
+    pub status: String,
+    /// Lag change in records per second over the commit window.
+    pub trend: f64,
 }
 
 /// A group in detail.
@@ -59,8 +65,96 @@ pub struct GroupDetail {
     pub protocol_type: String,
     pub protocol: String,
     pub generation: i32,
+    /// Burrow status of the group (OK, WARN, ERR).
+    pub status: String,
+    pub total_lag: i64,
+    pub max_lag_seconds: f64,
     pub members: Vec<MemberView>,
     pub partitions: Vec<PartitionLag>,
+}
+
+/// One row of the topic list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicSummary {
+    pub topic: String,
+    pub id: String,
+    pub partitions: usize,
+    /// Records between log start and log end, over all partitions.
+    pub messages: i64,
+    pub size_bytes: u64,
+    pub bytes_in_per_sec: f64,
+    pub records_in_per_sec: f64,
+    pub bytes_out_per_sec: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicPartitionView {
+    pub partition: i32,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub size_bytes: u64,
+}
+
+/// A topic in detail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicDetail {
+    #[serde(flatten)]
+    pub summary: TopicSummary,
+    pub configs: BTreeMap<String, String>,
+    pub partition_details: Vec<TopicPartitionView>,
+}
+
+fn topic_summary(broker: &Broker, t: &sluice_storage::Topic) -> TopicSummary {
+    let name = &t.record.name;
+    let (mut messages, mut size) = (0i64, 0u64);
+    for p in &t.partitions {
+        let inner = p.inner.lock();
+        messages += inner.high_watermark - inner.log_start;
+        size += inner.size_bytes;
+    }
+    TopicSummary {
+        topic: name.clone(),
+        id: t.record.id.to_string(),
+        partitions: t.partitions.len(),
+        messages,
+        size_bytes: size,
+        bytes_in_per_sec: broker.rates.rate(&format!("bytes_in/{name}")),
+        records_in_per_sec: broker.rates.rate(&format!("records_in/{name}")),
+        bytes_out_per_sec: broker.rates.rate(&format!("bytes_out/{name}")),
+    }
+}
+
+pub fn list_topics(broker: &Broker) -> Vec<TopicSummary> {
+    broker
+        .store
+        .topics()
+        .iter()
+        .map(|t| topic_summary(broker, t))
+        .collect()
+}
+
+pub fn describe_topic(broker: &Broker, name: &str) -> Result<TopicDetail, AdminError> {
+    let t = broker
+        .store
+        .topic(name)
+        .ok_or_else(|| AdminError::NotFound(format!("topic '{name}' does not exist")))?;
+    Ok(TopicDetail {
+        summary: topic_summary(broker, &t),
+        configs: t.record.configs.clone(),
+        partition_details: t
+            .partitions
+            .iter()
+            .map(|p| {
+                let inner = p.inner.lock();
+                TopicPartitionView {
+                    partition: p.partition,
+                    log_start_offset: inner.log_start,
+                    log_end_offset: inner.high_watermark,
+                    size_bytes: inner.size_bytes,
+                }
+            })
+            .collect(),
+    })
 }
 
 /// Where to move a group's offsets.
@@ -128,7 +222,7 @@ pub fn list_groups(broker: &Broker) -> Vec<GroupSummary> {
         .collect()
 }
 
-pub fn describe_group(broker: &Broker, group: &str) -> Result<GroupDetail, AdminError> {
+pub async fn describe_group(broker: &Broker, group: &str) -> Result<GroupDetail, AdminError> {
     if !broker.groups.exists(group) {
         return Err(AdminError::NotFound(format!(
             "consumer group '{group}' does not exist"
@@ -188,9 +282,15 @@ pub fn describe_group(broker: &Broker, group: &str) -> Result<GroupDetail, Admin
         .collect();
     keys.sort();
     keys.dedup();
+    let now = sluice_storage::now_ms();
+    let lag = crate::lag::group_lag(broker, group, now).await;
     let partitions = keys
         .into_iter()
         .map(|tp| {
+            let info = lag
+                .partitions
+                .iter()
+                .find(|i| i.topic == tp.topic && i.partition == tp.partition);
             let log_end = broker
                 .store
                 .topic(&tp.topic)
@@ -205,6 +305,9 @@ pub fn describe_group(broker: &Broker, group: &str) -> Result<GroupDetail, Admin
                 consumer_id: owner.map(|o| o.0.clone()),
                 host: owner.map(|o| o.1.clone()),
                 client_id: owner.map(|o| o.2.clone()),
+                lag_seconds: info.map(|i| i.lag_seconds).unwrap_or(0.0),
+                status: info.map(|i| i.status.as_str()).unwrap_or("OK").to_string(),
+                trend: info.map(|i| i.trend).unwrap_or(0.0),
                 topic: tp.topic,
                 partition: tp.partition,
             }
@@ -220,6 +323,9 @@ pub fn describe_group(broker: &Broker, group: &str) -> Result<GroupDetail, Admin
         protocol_type,
         protocol,
         generation,
+        status: lag.status.as_str().to_string(),
+        total_lag: lag.total_lag,
+        max_lag_seconds: lag.max_lag_seconds,
         members,
         partitions,
     })
@@ -312,6 +418,7 @@ pub async fn delete_group(broker: &Broker, group: &str) -> Result<(), AdminError
         .groups
         .delete_group(group)
         .await
+        .map(|()| broker.lag.forget_group(group))
         .map_err(|e| match e {
             ResponseError::GroupIdNotFound => {
                 AdminError::NotFound(format!("consumer group '{group}' does not exist"))

@@ -11,6 +11,8 @@ pub mod config;
 pub mod dispatch;
 pub mod groups;
 pub mod handlers;
+pub mod lag;
+pub mod metrics_page;
 pub mod server;
 pub mod topic_config;
 
@@ -27,6 +29,8 @@ pub struct Broker {
     pub store: Arc<LogStore>,
     pub catalog: Arc<dyn Catalog>,
     pub groups: Arc<groups::GroupCoordinator>,
+    pub lag: lag::LagTracker,
+    pub rates: sluice_observe::rate::RateTracker,
     pub cluster_id: String,
 }
 
@@ -44,7 +48,49 @@ impl Broker {
             store,
             catalog,
             groups,
+            lag: lag::LagTracker::default(),
+            rates: sluice_observe::rate::RateTracker::new(std::time::Duration::from_secs(30)),
             cluster_id,
         }))
+    }
+
+    /// Samples per-topic counters every `every` so the admin API can show
+    /// throughput, until shutdown.
+    pub async fn run_rate_sampler(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            let now = std::time::Instant::now();
+            let m = sluice_observe::metrics();
+            let topics = self.store.topics();
+            for t in &topics {
+                let name = t.record.name.as_str();
+                self.rates.sample(
+                    &format!("bytes_in/{name}"),
+                    m.bytes_in.with_label_values(&[name]).get() as f64,
+                    now,
+                );
+                self.rates.sample(
+                    &format!("records_in/{name}"),
+                    m.records_in.with_label_values(&[name]).get() as f64,
+                    now,
+                );
+                self.rates.sample(
+                    &format!("bytes_out/{name}"),
+                    m.bytes_out.with_label_values(&[name]).get() as f64,
+                    now,
+                );
+            }
+            self.rates.retain(|k| {
+                k.split_once('/')
+                    .is_some_and(|(_, t)| self.store.topic(t).is_some())
+            });
+        }
     }
 }

@@ -33,6 +33,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    sluice_observe::metrics().connections_accepted.inc();
                     conns.spawn(connection(broker.clone(), stream, peer, shutdown.clone()));
                 }
                 Err(e) => {
@@ -61,6 +62,8 @@ async fn connection(
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let m = sluice_observe::metrics();
+    m.connections.inc();
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Pending>(broker.config.max_inflight_per_connection.max(1));
     let writer_task = tokio::spawn(write_responses(writer, rx, peer));
@@ -107,6 +110,7 @@ async fn connection(
     }
     drop(tx);
     let _ = writer_task.await;
+    m.connections.dec();
 }
 
 async fn write_responses(

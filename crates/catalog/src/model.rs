@@ -43,6 +43,8 @@ pub struct PartitionState {
     /// One past the last offset held in objects (0 when none).
     pub uploaded_end: i64,
     pub log_start: i64,
+    /// Bytes of the partition's data held in objects.
+    pub bytes: i64,
 }
 
 /// The last batches an idempotent producer wrote to one partition, enough to

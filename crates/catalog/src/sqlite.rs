@@ -296,8 +296,12 @@ impl Catalog for SqliteCatalog {
 
     fn partition_states(&self) -> Result<Vec<PartitionState>> {
         let conn = self.conn.lock();
-        let mut stmt =
-            conn.prepare("SELECT topic_id, partition, uploaded_end, log_start FROM partitions")?;
+        let mut stmt = conn.prepare(
+            "SELECT p.topic_id, p.partition, p.uploaded_end, p.log_start,
+                    (SELECT COALESCE(SUM(s.length), 0) FROM segments s
+                      WHERE s.topic_id = p.topic_id AND s.partition = p.partition)
+             FROM partitions p",
+        )?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
@@ -305,16 +309,18 @@ impl Catalog for SqliteCatalog {
                     r.get::<_, i32>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
-            .map(|(t, partition, uploaded_end, log_start)| {
+            .map(|(t, partition, uploaded_end, log_start, bytes)| {
                 Ok(PartitionState {
                     topic: parse_uuid(&t)?,
                     partition,
                     uploaded_end,
                     log_start,
+                    bytes,
                 })
             })
             .collect()

@@ -41,8 +41,34 @@ async fn describe_group(
     Path(group): Path<String>,
 ) -> Result<Json<admin::GroupDetail>, ApiError> {
     admin::describe_group(&b, &group)
+        .await
         .map(Json)
         .map_err(ApiError)
+}
+
+async fn list_topics(State(b): Shared) -> Json<Vec<admin::TopicSummary>> {
+    Json(admin::list_topics(&b))
+}
+
+async fn describe_topic(
+    State(b): Shared,
+    Path(topic): Path<String>,
+) -> Result<Json<admin::TopicDetail>, ApiError> {
+    admin::describe_topic(&b, &topic)
+        .map(Json)
+        .map_err(ApiError)
+}
+
+async fn metrics(State(b): Shared) -> Response {
+    let body = sluice_broker::metrics_page::render(&b).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn delete_group(State(b): Shared, Path(group): Path<String>) -> Result<StatusCode, ApiError> {
@@ -69,6 +95,9 @@ async fn not_found() -> ApiError {
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics))
+        .route("/v1/topics", get(list_topics))
+        .route("/v1/topics/{topic}", get(describe_topic))
         .route("/v1/groups", get(list_groups))
         .route(
             "/v1/groups/{group}",

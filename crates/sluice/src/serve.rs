@@ -69,6 +69,11 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
 
     let uploader = tokio::spawn(store.clone().run_uploader(stop_rx.clone()));
     let expiry = tokio::spawn(broker.groups.clone().run_expiry(stop_rx.clone()));
+    let rates = tokio::spawn(
+        broker
+            .clone()
+            .run_rate_sampler(Duration::from_secs(2), stop_rx.clone()),
+    );
     let mut http_stop = stop_rx.clone();
     let router = crate::http::router(broker.clone());
     let http_task = tokio::spawn(async move {
@@ -101,6 +106,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let _ = http_task.await;
     let _ = uploader.await;
     let _ = expiry.await;
+    let _ = rates.await;
     tokio::task::block_in_place(|| store.shutdown());
     tracing::info!("sluice stopped cleanly");
     Ok(())

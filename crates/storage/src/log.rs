@@ -64,6 +64,17 @@ pub enum ReadError {
     Storage(#[from] StorageError),
 }
 
+/// The timestamp a batch's header gives its records: the append time for
+/// LogAppendTime batches, else the first record's timestamp.
+fn batch_timestamp(batch: &[u8]) -> Option<i64> {
+    let h = BatchHeader::parse(batch).ok()?;
+    if h.attributes & sluice_protocol::batch::ATTR_LOG_APPEND_TIME != 0 {
+        Some(h.max_timestamp)
+    } else {
+        Some(h.base_timestamp)
+    }
+}
+
 /// Result of a successful append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -148,23 +159,25 @@ impl LogStore {
         catalog: Arc<dyn Catalog>,
         objects: Arc<dyn ObjectStore>,
     ) -> Result<Arc<Self>, StorageError> {
-        let states: HashMap<(Uuid, i32), (i64, i64)> = catalog
+        let states: HashMap<(Uuid, i32), (i64, i64, i64)> = catalog
             .partition_states()?
             .into_iter()
-            .map(|s| ((s.topic, s.partition), (s.uploaded_end, s.log_start)))
+            .map(|s| {
+                (
+                    (s.topic, s.partition),
+                    (s.uploaded_end, s.log_start, s.bytes),
+                )
+            })
             .collect();
         let mut map = TopicMap::default();
         for record in catalog.list_topics()? {
             let partitions = (0..record.partitions)
                 .map(|p| {
-                    let (end, start) = states.get(&(record.id, p)).copied().unwrap_or((0, 0));
-                    Arc::new(PartitionLog::new(
-                        record.id,
-                        record.name.clone(),
-                        p,
-                        end,
-                        start,
-                    ))
+                    let (end, start, bytes) =
+                        states.get(&(record.id, p)).copied().unwrap_or((0, 0, 0));
+                    let log = PartitionLog::new(record.id, record.name.clone(), p, end, start);
+                    log.inner.lock().size_bytes = bytes.max(0) as u64;
+                    Arc::new(log)
                 })
                 .collect();
             map.insert(Arc::new(Topic { record, partitions }));
@@ -416,10 +429,13 @@ impl LogStore {
         if bytes == 0 {
             return;
         }
-        self.pending_upload.fetch_sub(
+        let before = self.pending_upload.fetch_sub(
             bytes.min(self.pending_upload.load(Ordering::Acquire)),
             Ordering::AcqRel,
         );
+        sluice_observe::metrics()
+            .upload_backlog_bytes
+            .set(before.saturating_sub(bytes) as i64);
         self.upload_budget.add_permits(bytes);
     }
 
@@ -517,6 +533,9 @@ impl LogStore {
             self.upload_budget.add_permits(want as usize - used);
         }
         let pending = self.pending_upload.fetch_add(used, Ordering::AcqRel) + used;
+        sluice_observe::metrics()
+            .upload_backlog_bytes
+            .set(pending as i64);
         if pending >= self.config.upload_bytes {
             self.upload_wake.notify_one();
         }
@@ -574,11 +593,20 @@ impl LogStore {
             return Ok(out);
         }
         if offset < mem_start {
+            sluice_observe::metrics()
+                .read_source
+                .with_label_values(&["object"])
+                .inc();
             self.read_objects(p, offset, max_bytes, hw, &mut out)
                 .await?;
             if !out.batches.is_empty() {
                 return Ok(out);
             }
+        } else {
+            sluice_observe::metrics()
+                .read_source
+                .with_label_values(&["tail"])
+                .inc();
         }
         let inner = p.inner.lock();
         let from = inner.mem_index(offset);
@@ -611,10 +639,56 @@ impl LogStore {
 
     async fn fetch_segment(&self, seg: &SegmentRecord) -> Result<Bytes, StorageError> {
         let path = ObjectPath::from(seg.object_key.as_str());
-        Ok(self
+        let m = sluice_observe::metrics();
+        let started = std::time::Instant::now();
+        let got = self
             .objects
             .get_range(&path, seg.position..seg.position + seg.length)
-            .await?)
+            .await;
+        m.object_request_seconds
+            .with_label_values(&["get"])
+            .observe(started.elapsed().as_secs_f64());
+        m.object_requests
+            .with_label_values(&["get", if got.is_ok() { "ok" } else { "error" }])
+            .inc();
+        Ok(got?)
+    }
+
+    /// Timestamp of the batch holding `offset` (its first record's
+    /// timestamp, or the append time for LogAppendTime batches), read from
+    /// the batch header without decompressing; `None` past the end.
+    pub async fn timestamp_at(
+        &self,
+        p: &PartitionLog,
+        offset: i64,
+    ) -> Result<Option<i64>, StorageError> {
+        {
+            let inner = p.inner.lock();
+            if offset >= inner.high_watermark {
+                return Ok(None);
+            }
+            if offset >= inner.mem_start() {
+                let i = inner.mem_index(offset);
+                return Ok(inner.mem.get(i).and_then(|b| batch_timestamp(&b.bytes)));
+            }
+        }
+        for seg in self.segments_from(p, offset, 1).await? {
+            let data = self.fetch_segment(&seg).await?;
+            for (h, range) in iter_stored(&data) {
+                if h.last_offset() >= offset {
+                    return Ok(batch_timestamp(&data[range]));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// (bytes held in memory, bytes not yet uploaded) over all partitions.
+    pub fn memory_usage(&self) -> (usize, usize) {
+        self.all_partitions().iter().fold((0, 0), |(m, u), p| {
+            let inner = p.inner.lock();
+            (m + inner.mem_bytes, u + inner.unuploaded_bytes)
+        })
     }
 
     async fn read_objects(

@@ -125,6 +125,8 @@ pub struct PartitionInner {
     pub mem_bytes: usize,
     /// Bytes in `mem` not yet uploaded.
     pub unuploaded_bytes: usize,
+    /// Bytes of the whole partition (objects and memory).
+    pub size_bytes: u64,
     pub producers: HashMap<i64, ProducerState>,
     /// Set when the topic is deleted: nothing more is appended or uploaded.
     pub deleted: bool,
@@ -143,6 +145,7 @@ impl PartitionInner {
     pub fn push(&mut self, batch: MemBatch, uploaded: bool) {
         self.next_offset = batch.last_offset + 1;
         self.mem_bytes += batch.bytes.len();
+        self.size_bytes += batch.bytes.len() as u64;
         if !uploaded {
             self.unuploaded_bytes += batch.bytes.len();
         }

@@ -101,9 +101,22 @@ impl LogStore {
         let object_size = payload.len() as u64;
         let path = ObjectPath::from(key.as_str());
         let mut backoff = Duration::from_millis(100);
+        let m = sluice_observe::metrics();
         loop {
-            match self.objects.put(&path, payload.clone().into()).await {
-                Ok(_) => break,
+            let started = std::time::Instant::now();
+            let put = self.objects.put(&path, payload.clone().into()).await;
+            m.object_request_seconds
+                .with_label_values(&["put"])
+                .observe(started.elapsed().as_secs_f64());
+            m.object_requests
+                .with_label_values(&["put", if put.is_ok() { "ok" } else { "error" }])
+                .inc();
+            match put {
+                Ok(_) => {
+                    m.objects_written.inc();
+                    m.upload_bytes.inc_by(object_size);
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(object = %key, error = %e, "object upload failed; retrying");
                     if self.sleep_or_shutdown(backoff, shutdown).await {

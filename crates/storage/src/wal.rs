@@ -318,6 +318,7 @@ impl Writer {
                     &j.batch,
                 );
             }
+            let started = std::time::Instant::now();
             let result = (|| -> std::io::Result<()> {
                 if current.is_none() {
                     current = Some(self.open_segment()?);
@@ -328,6 +329,9 @@ impl Writer {
                 *size += buf.len() as u64;
                 Ok(())
             })();
+            let m = sluice_observe::metrics();
+            m.wal_fsync_seconds.observe(started.elapsed().as_secs_f64());
+            m.wal_bytes.inc_by(buf.len() as u64);
             if let Err(e) = result {
                 tracing::error!(error = %e, "write-ahead log write failed; refusing further appends");
                 self.failed.store(true, Ordering::Release);

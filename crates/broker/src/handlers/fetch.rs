@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use sluice_protocol::batch::iter_stored;
 use sluice_storage::ReadError;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -104,6 +105,27 @@ async fn read_all(
     (topics, total, any_error)
 }
 
+/// Adds the bytes and records a response carries to the per-topic counters.
+fn count_out(topics: &[FetchableTopicResponse]) {
+    let m = sluice_observe::metrics();
+    for t in topics {
+        let (mut bytes, mut records) = (0u64, 0u64);
+        for p in &t.partitions {
+            if let Some(r) = &p.records {
+                bytes += r.len() as u64;
+                records += iter_stored(r)
+                    .map(|(h, _)| h.record_count.max(0) as u64)
+                    .sum::<u64>();
+            }
+        }
+        if bytes > 0 {
+            let topic = [t.topic.0.as_str()];
+            m.bytes_out.with_label_values(&topic).inc_by(bytes);
+            m.records_out.with_label_values(&topic).inc_by(records);
+        }
+    }
+}
+
 pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchResponse {
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
@@ -113,6 +135,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchR
         changes.borrow_and_update();
         let (topics, total, any_error) = read_all(broker, &req).await;
         if total >= min_bytes || any_error || Instant::now() >= deadline {
+            count_out(&topics);
             let mut resp = FetchResponse::default();
             resp.responses = topics;
             return resp;

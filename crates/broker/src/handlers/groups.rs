@@ -277,10 +277,25 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
         }
         resp.topics.push(tr);
     }
+    let committed: Vec<(String, i32, i64)> = accepted
+        .iter()
+        .map(|o| (o.topic.clone(), o.partition, o.offset))
+        .collect();
     if let Err(e) = broker.groups.commit(&group_id, accepted).await {
         tracing::error!(group = %group_id, error = %e, "offset commit failed");
         for (t, p) in slots {
             resp.topics[t].partitions[p].error_code = code(ResponseError::KafkaStorageError);
+        }
+    } else {
+        for (topic, partition, offset) in committed {
+            let log_end = broker
+                .store
+                .topic(&topic)
+                .and_then(|t| t.partition(partition).map(|p| p.offsets().1))
+                .unwrap_or(offset);
+            broker
+                .lag
+                .record_commit(&group_id, &topic, partition, offset, log_end, now);
         }
     }
     resp
@@ -450,8 +465,9 @@ pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteG
     let mut resp = DeleteGroupsResponse::default();
     for id in req.groups_names {
         let mut r = DeletableGroupResult::default();
-        if let Err(e) = broker.groups.delete_group(id.0.as_str()).await {
-            r.error_code = code(e);
+        match broker.groups.delete_group(id.0.as_str()).await {
+            Ok(()) => broker.lag.forget_group(id.0.as_str()),
+            Err(e) => r.error_code = code(e),
         }
         r.group_id = id;
         resp.results.push(r);

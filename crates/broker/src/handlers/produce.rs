@@ -51,47 +51,62 @@ pub async fn handle(
                 ),
                 None => early(ResponseError::InvalidRequiredAcks, None),
                 Some(Err(e)) => early(*e, None),
-                Some(Ok(t)) => {
-                    match (t.partition(pd.index), pd.records.as_ref()) {
-                        (None, _) => early(ResponseError::UnknownTopicOrPartition, None),
-                        (Some(_), None) => {
-                            early(ResponseError::CorruptMessage, Some("no records".into()))
-                        }
-                        (Some(p), Some(records)) => {
-                            let max = t
-                                .config("max.message.bytes")
-                                .and_then(|v| v.parse::<usize>().ok())
-                                .unwrap_or(broker.config.message_max_bytes);
-                            match split_and_check(records) {
-                                Err(e) => early(ResponseError::CorruptMessage, Some(e.to_string())),
-                                Ok(batches) => {
-                                    if let Some(b) = batches.iter().find(|b| b.bytes.len() > max) {
-                                        early(
+                Some(Ok(t)) => match (t.partition(pd.index), pd.records.as_ref()) {
+                    (None, _) => early(ResponseError::UnknownTopicOrPartition, None),
+                    (Some(_), None) => {
+                        early(ResponseError::CorruptMessage, Some("no records".into()))
+                    }
+                    (Some(p), Some(records)) => {
+                        let max = t
+                            .config("max.message.bytes")
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(broker.config.message_max_bytes);
+                        match split_and_check(records) {
+                            Err(e) => early(ResponseError::CorruptMessage, Some(e.to_string())),
+                            Ok(batches) => {
+                                if let Some(b) = batches.iter().find(|b| b.bytes.len() > max) {
+                                    early(
                                         ResponseError::MessageTooLarge,
                                         Some(format!("record batch of {} bytes exceeds the limit of {max} bytes", b.bytes.len())),
                                     )
-                                    } else if batches.iter().any(|b| {
-                                        b.header.is_transactional() || b.header.is_control()
-                                    }) {
-                                        early(
+                                } else if batches
+                                    .iter()
+                                    .any(|b| b.header.is_transactional() || b.header.is_control())
+                                {
+                                    early(
                                         ResponseError::InvalidRecord,
-                                        Some("transactional and control batches are not supported".into()),
+                                        Some(
+                                            "transactional and control batches are not supported"
+                                                .into(),
+                                        ),
                                     )
-                                    } else {
-                                        let (t, p) = (t.clone(), p.clone());
-                                        let store = broker.store.clone();
-                                        let index = pd.index;
-                                        appends.push(async move {
-                                            let r = store.append(&t, &p, batches).await;
-                                            (ti, index, p.offsets().0, r)
-                                        });
-                                        None
-                                    }
+                                } else {
+                                    let (t, p) = (t.clone(), p.clone());
+                                    let store = broker.store.clone();
+                                    let index = pd.index;
+                                    let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
+                                    let records: i64 =
+                                        batches.iter().map(|b| b.header.record_count as i64).sum();
+                                    appends.push(async move {
+                                        let r = store.append(&t, &p, batches).await;
+                                        if r.is_ok() {
+                                            let m = sluice_observe::metrics();
+                                            let topic = [p.topic_name.as_str()];
+                                            m.bytes_in
+                                                .with_label_values(&topic)
+                                                .inc_by(bytes as u64);
+                                            m.records_in
+                                                .with_label_values(&topic)
+                                                .inc_by(records as u64);
+                                        }
+                                        (ti, index, p.offsets().0, r)
+                                    });
+                                    None
                                 }
                             }
                         }
                     }
-                }
+                },
             };
             if let Some(f) = failure {
                 resp.partition_responses.push(f);

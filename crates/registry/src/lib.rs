@@ -1,0 +1,11 @@
+//! Sluice schema registry: Confluent-compatible schema storage and REST API,
+//! compatibility checking for Avro, JSON Schema and Protobuf, produce-time
+//! validation of records against registered schemas, governance checks on
+//! headers, and the AI event contracts shipped with the broker.
+
+pub mod avro;
+pub mod error;
+pub mod model;
+pub mod store;
+
+pub use error::{RegistryError, ValidationError};
