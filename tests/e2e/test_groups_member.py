@@ -175,7 +175,7 @@ def member_main(cfg: dict) -> int:
             time.sleep(delay)
         if commit_each:
             try:
-                res = consumer.commit(message=msg, asynchronous=False)
+                res = consumer.commit(offsets=[TopicPartition(msg.topic(), msg.partition(), msg.offset())], asynchronous=False)
                 errs = [str(tp.error) for tp in res or [] if tp.error is not None]
                 if errs:
                     emit("commit_failed", p=msg.partition(), o=msg.offset() + 1, v=value, err=errs)

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod config;
 pub mod dispatch;
+pub mod dlq;
 pub mod groups;
 pub mod handlers;
 pub mod lag;

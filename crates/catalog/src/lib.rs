@@ -86,4 +86,9 @@ pub trait Catalog: Send + Sync + 'static {
     /// Deletes a group's committed offsets: all of them, or only the given
     /// (topic, partition) pairs.
     fn delete_offsets(&self, group: &str, only: Option<&[(String, i32)]>) -> Result<()>;
+
+    /// Records dead-letter records that were replayed.
+    fn record_replays(&self, replays: &[ReplayRecord]) -> Result<()>;
+    /// (partition, offset) of every record of a dead-letter topic already replayed.
+    fn replayed(&self, dlq_topic: &str) -> Result<Vec<(i32, i64)>>;
 }

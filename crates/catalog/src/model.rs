@@ -75,6 +75,18 @@ pub struct UploadCommit {
     pub producers: Vec<ProducerStateRecord>,
 }
 
+/// One dead-letter record replayed to a target topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayRecord {
+    pub dlq_topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub target_topic: String,
+    pub target_partition: i32,
+    pub target_offset: i64,
+    pub replayed_ms: i64,
+}
+
 /// A consumer group's committed offset for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedOffset {

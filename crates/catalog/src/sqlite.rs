@@ -5,7 +5,7 @@
 
 use crate::{
     Catalog, CatalogError, CommittedOffset, PartitionState, ProducerBatch, ProducerStateRecord,
-    Result, SegmentRecord, TopicRecord, UploadCommit,
+    ReplayRecord, Result, SegmentRecord, TopicRecord, UploadCommit,
 };
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -55,6 +55,16 @@ CREATE TABLE IF NOT EXISTS producer_state (
     PRIMARY KEY (topic_id, partition, producer_id)
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dlq_replays (
+    dlq_topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    dlq_offset INTEGER NOT NULL,
+    target_topic TEXT NOT NULL,
+    target_partition INTEGER NOT NULL,
+    target_offset INTEGER NOT NULL,
+    replayed_ms INTEGER NOT NULL,
+    PRIMARY KEY (dlq_topic, partition, dlq_offset, replayed_ms)
+);
 CREATE TABLE IF NOT EXISTS group_offsets (
     group_id TEXT NOT NULL,
     topic TEXT NOT NULL,
@@ -445,6 +455,41 @@ impl Catalog for SqliteCatalog {
         let rows = stmt
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(rows)
+    }
+
+    fn record_replays(&self, replays: &[ReplayRecord]) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO dlq_replays (dlq_topic, partition, dlq_offset, target_topic, target_partition, target_offset, replayed_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for r in replays {
+                stmt.execute(params![
+                    r.dlq_topic,
+                    r.partition,
+                    r.offset,
+                    r.target_topic,
+                    r.target_partition,
+                    r.target_offset,
+                    r.replayed_ms
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn replayed(&self, dlq_topic: &str) -> Result<Vec<(i32, i64)>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT partition, dlq_offset FROM dlq_replays WHERE dlq_topic = ?1",
+        )?;
+        let rows = stmt
+            .query_map(params![dlq_topic], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<(i32, i64)>>>()?;
         Ok(rows)
     }
 

@@ -30,7 +30,8 @@ pub struct AvroSchema {
 /// Parses `text` with the already-flattened dependency texts (dependencies
 /// before dependents).
 pub fn parse(text: &str, deps: &[&str]) -> Result<AvroSchema, RegistryError> {
-    let invalid = |e: apache_avro::Error| RegistryError::InvalidSchema(format!("Invalid Avro schema: {e}"));
+    let invalid =
+        |e: apache_avro::Error| RegistryError::InvalidSchema(format!("Invalid Avro schema: {e}"));
     let (schema, schemata) = if deps.is_empty() {
         (Schema::parse_str(text).map_err(invalid)?, Vec::new())
     } else {
@@ -256,10 +257,7 @@ impl Plan {
         let mut buf = data;
         self.skip(self.root, &mut buf, 0)?;
         if !buf.is_empty() {
-            return Err(format!(
-                "{} trailing bytes after the Avro datum",
-                buf.len()
-            ));
+            return Err(format!("{} trailing bytes after the Avro datum", buf.len()));
         }
         Ok(())
     }
@@ -352,9 +350,7 @@ impl Plan {
             // Each item consumes at least one byte, so the count is bounded
             // by what is left.
             if count as u64 > buf.len() as u64 {
-                return Err(format!(
-                    "block of {count} items is longer than the datum"
-                ));
+                return Err(format!("block of {count} items is longer than the datum"));
             }
             for _ in 0..count {
                 if map.is_some() {
@@ -460,6 +456,7 @@ mod tests {
     fn plan_accepts_library_encoded_datum_and_rejects_damage() {
         let s = parse(USER, &[]).unwrap();
         assert_eq!(s.record_name.as_deref(), Some("ex.User"));
+        #[allow(deprecated)]
         let bytes = apache_avro::to_avro_datum(&s.schema, user_value()).unwrap();
         s.plan.validate(&bytes).unwrap();
         // Every strict prefix is truncated.

@@ -33,7 +33,9 @@ pub enum RegistryError {
     InvalidVersion(String),
     #[error("Invalid compatibility level '{0}'. Valid values are none, backward, forward, full, backward_transitive, forward_transitive, and full_transitive")]
     InvalidCompatibilityLevel(String),
-    #[error("Invalid mode '{0}'. Valid values are READWRITE, READONLY, READONLY_OVERRIDE and IMPORT")]
+    #[error(
+        "Invalid mode '{0}'. Valid values are READWRITE, READONLY, READONLY_OVERRIDE and IMPORT"
+    )]
     InvalidMode(String),
     #[error("{0}")]
     OperationNotPermitted(String),

@@ -5,7 +5,9 @@
 
 pub mod avro;
 pub mod error;
+pub mod json;
 pub mod model;
+pub mod protobuf;
 pub mod store;
 
 pub use error::{RegistryError, ValidationError};

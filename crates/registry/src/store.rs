@@ -35,10 +35,22 @@ pub struct Snapshot {
 pub enum StoreOp {
     PutSchema(StoredSchema),
     DeleteSchema(u32),
-    PutVersion { subject: String, entry: VersionEntry },
-    DeleteVersion { subject: String, version: u32 },
-    SetConfig { subject: Option<String>, level: Option<CompatibilityLevel> },
-    SetMode { subject: Option<String>, mode: Option<Mode> },
+    PutVersion {
+        subject: String,
+        entry: VersionEntry,
+    },
+    DeleteVersion {
+        subject: String,
+        version: u32,
+    },
+    SetConfig {
+        subject: Option<String>,
+        level: Option<CompatibilityLevel>,
+    },
+    SetMode {
+        subject: Option<String>,
+        mode: Option<Mode>,
+    },
     SetNextId(u32),
 }
 
@@ -106,7 +118,8 @@ impl SqliteStore {
 }
 
 fn type_from_db(s: &str) -> Result<SchemaType, RegistryError> {
-    SchemaType::parse(Some(s)).map_err(|_| RegistryError::Store(format!("bad schema type {s:?} in store")))
+    SchemaType::parse(Some(s))
+        .map_err(|_| RegistryError::Store(format!("bad schema type {s:?} in store")))
 }
 
 fn subject_key(s: &Option<String>) -> &str {
@@ -139,8 +152,10 @@ impl SchemaStore for SqliteStore {
             })?;
             for row in rows {
                 let (id, ty, schema, canonical, refs) = row?;
-                let references: Vec<SchemaReference> = serde_json::from_str(&refs)
-                    .map_err(|e| RegistryError::Store(format!("bad references of schema {id}: {e}")))?;
+                let references: Vec<SchemaReference> =
+                    serde_json::from_str(&refs).map_err(|e| {
+                        RegistryError::Store(format!("bad references of schema {id}: {e}"))
+                    })?;
                 let id = u32::try_from(id)
                     .map_err(|_| RegistryError::Store(format!("bad schema id {id} in store")))?;
                 snap.schemas.push(StoredSchema {
@@ -171,14 +186,22 @@ impl SchemaStore for SqliteStore {
                         "bad version row {subject}/{version} -> {id}"
                     )));
                 };
-                snap.versions.push((subject, VersionEntry { version, id, deleted }));
+                snap.versions.push((
+                    subject,
+                    VersionEntry {
+                        version,
+                        id,
+                        deleted,
+                    },
+                ));
             }
         }
         {
             let mut stmt = self
                 .conn
                 .prepare("SELECT subject, compatibility FROM registry_config")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (subject, level) = row?;
                 let level = level
@@ -188,8 +211,11 @@ impl SchemaStore for SqliteStore {
             }
         }
         {
-            let mut stmt = self.conn.prepare("SELECT subject, mode FROM registry_mode")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut stmt = self
+                .conn
+                .prepare("SELECT subject, mode FROM registry_mode")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (subject, mode) = row?;
                 let mode = mode

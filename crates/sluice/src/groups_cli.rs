@@ -58,7 +58,7 @@ struct ResetArgs {
     execute: bool,
 }
 
-fn url(http: &str, path: &str) -> String {
+pub fn url(http: &str, path: &str) -> String {
     format!("http://{http}{path}")
 }
 
@@ -73,7 +73,7 @@ fn api_error(e: ureq::Error, body: Option<String>) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-fn call<T: DeserializeOwned>(
+pub fn call<T: DeserializeOwned>(
     resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     what: &str,
 ) -> anyhow::Result<T> {
@@ -90,7 +90,7 @@ fn call<T: DeserializeOwned>(
     serde_json::from_str(&text).with_context(|| format!("unexpected answer for {what}"))
 }
 
-fn agent() -> ureq::Agent {
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(std::time::Duration::from_secs(30)))
@@ -98,26 +98,36 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Prints rows as an aligned table.
-pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+/// Formats rows as an aligned table.
+pub fn format_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.len());
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
         }
     }
-    let line = |cells: Vec<&str>| {
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
         let s: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{:<w$}", c, w = widths[i]))
+            .map(|(i, c)| format!("{:<w$}", c, w = widths.get(i).copied().unwrap_or(0)))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        out.push_str(s.join("  ").trim_end());
+        out.push('\n');
     };
     line(header.to_vec());
     for r in rows {
         line(r.iter().map(String::as_str).collect());
     }
+    out
+}
+
+/// Prints rows as an aligned table.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", format_table(header, rows));
 }
 
 fn dash(v: Option<impl ToString>) -> String {

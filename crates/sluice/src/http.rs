@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use sluice_broker::admin::{self, AdminError, ResetRequest};
+use sluice_broker::dlq;
 use sluice_broker::Broker;
 use std::sync::Arc;
 
@@ -88,6 +89,53 @@ async fn reset_offsets(
         .map_err(ApiError)
 }
 
+#[derive(serde::Deserialize)]
+struct DlqQuery {
+    #[serde(default)]
+    partition: i32,
+    #[serde(default)]
+    from: i64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+fn dlq_error(e: dlq::DlqError) -> ApiError {
+    match e {
+        dlq::DlqError::NoSuchTopic(_) | dlq::DlqError::NoSuchPartition(..) => {
+            ApiError(AdminError::NotFound(e.to_string()))
+        }
+        dlq::DlqError::Storage(_) => ApiError(AdminError::Internal(e.to_string())),
+    }
+}
+
+async fn dlq_records(
+    State(b): Shared,
+    Path(topic): Path<String>,
+    q: Result<axum::extract::Query<DlqQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<dlq::DlqPage>, ApiError> {
+    let axum::extract::Query(q) = q.map_err(|e| ApiError(AdminError::BadRequest(e.body_text())))?;
+    dlq::inspect(&b, &topic, q.partition, q.from, q.limit)
+        .await
+        .map(Json)
+        .map_err(dlq_error)
+}
+
+async fn dlq_replay(
+    State(b): Shared,
+    Path(topic): Path<String>,
+    body: Result<Json<dlq::ReplayRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<dlq::ReplayResult>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError(AdminError::BadRequest(e.body_text())))?;
+    dlq::replay(&b, &topic, req)
+        .await
+        .map(Json)
+        .map_err(dlq_error)
+}
+
 async fn not_found() -> ApiError {
     ApiError(AdminError::NotFound("no such endpoint".into()))
 }
@@ -98,6 +146,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/topics", get(list_topics))
         .route("/v1/topics/{topic}", get(describe_topic))
+        .route("/v1/dlq/{topic}/records", get(dlq_records))
+        .route("/v1/dlq/{topic}/replay", post(dlq_replay))
         .route("/v1/groups", get(list_groups))
         .route(
             "/v1/groups/{group}",

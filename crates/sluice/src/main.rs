@@ -1,10 +1,12 @@
 //! `sluice`: the single binary. `sluice serve` runs the Kafka-compatible
 //! broker with its HTTP side; other subcommands are operator tools.
 
+mod dlq_cli;
 mod groups_cli;
 mod http;
 mod serve;
 mod settings;
+mod top;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -23,6 +25,10 @@ enum Command {
     Serve(settings::ServeArgs),
     /// Consumer groups: list, describe (offsets, lag, owners), reset offsets, delete.
     Groups(groups_cli::GroupsArgs),
+    /// Dead-letter topics: inspect records with their failure context, replay them.
+    Dlq(dlq_cli::DlqArgs),
+    /// Live view of topics and consumer groups: throughput, lag, lag seconds, status.
+    Top(top::TopArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,5 +61,7 @@ fn run() -> anyhow::Result<()> {
             runtime.block_on(serve::run(settings))
         }
         Command::Groups(args) => groups_cli::run(args),
+        Command::Dlq(args) => dlq_cli::run(args),
+        Command::Top(args) => top::run(args),
     }
 }

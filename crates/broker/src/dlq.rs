@@ -1,0 +1,558 @@
+//! Dead-letter topics: reading their records with the failure context that
+//! Kafka Connect (`__connect.errors.*` headers, string values) and Spring
+//! Kafka (`kafka_dlt-*` headers, binary ints and longs) attach, and replaying
+//! them to their original topic (or another) with key, value and headers
+//! byte-identical minus the failure context. Every replay is recorded in the
+//! catalog so a second run replays nothing twice unless asked.
+
+use crate::Broker;
+use bytes::{Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use serde::{Deserialize, Serialize};
+use sluice_catalog::ReplayRecord;
+use sluice_protocol::batch::split_and_check;
+use sluice_storage::{PartitionLog, ReadError};
+use std::collections::{BTreeMap, HashSet};
+
+/// Failure context found in a dead-letter record's headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlqContext {
+    /// `connect`, `spring` or `none`.
+    pub source: String,
+    pub original_topic: Option<String>,
+    pub original_partition: Option<i32>,
+    pub original_offset: Option<i64>,
+    pub original_timestamp: Option<i64>,
+    pub exception_class: Option<String>,
+    pub exception_message: Option<String>,
+    pub connector: Option<String>,
+    pub stage: Option<String>,
+    pub consumer_group: Option<String>,
+}
+
+/// Whether a header only describes the failure (dropped on replay).
+pub fn is_context_header(key: &str) -> bool {
+    key.starts_with("__connect.errors.") || key.starts_with("kafka_dlt-")
+}
+
+fn text(v: &Option<Bytes>) -> Option<String> {
+    v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+/// Spring writes partitions as 4-byte and offsets/timestamps as 8-byte
+/// big-endian numbers; other producers write decimal strings.
+fn number(v: &Option<Bytes>) -> Option<i64> {
+    let b = v.as_ref()?;
+    match b.len() {
+        4 => Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64),
+        8 => Some(i64::from_be_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ])),
+        _ => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+    }
+}
+
+pub fn parse_context(headers: &IndexMap<StrBytes, Option<Bytes>>) -> DlqContext {
+    let get = |k: &str| {
+        headers
+            .iter()
+            .find(|(key, _)| key.as_str() == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(None)
+    };
+    let has_connect = headers
+        .keys()
+        .any(|k| k.as_str().starts_with("__connect.errors."));
+    let has_spring = headers.keys().any(|k| k.as_str().starts_with("kafka_dlt-"));
+    if has_connect {
+        DlqContext {
+            source: "connect".into(),
+            original_topic: text(&get("__connect.errors.topic")),
+            original_partition: number(&get("__connect.errors.partition")).map(|v| v as i32),
+            original_offset: number(&get("__connect.errors.offset")),
+            original_timestamp: None,
+            exception_class: text(&get("__connect.errors.exception.class.name")),
+            exception_message: text(&get("__connect.errors.exception.message")),
+            connector: text(&get("__connect.errors.connector.name")),
+            stage: text(&get("__connect.errors.stage")),
+            consumer_group: None,
+        }
+    } else if has_spring {
+        DlqContext {
+            source: "spring".into(),
+            original_topic: text(&get("kafka_dlt-original-topic")),
+            original_partition: number(&get("kafka_dlt-original-partition")).map(|v| v as i32),
+            original_offset: number(&get("kafka_dlt-original-offset")),
+            original_timestamp: number(&get("kafka_dlt-original-timestamp")),
+            exception_class: text(&get("kafka_dlt-exception-fqcn")),
+            exception_message: text(&get("kafka_dlt-exception-message")),
+            connector: None,
+            stage: None,
+            consumer_group: text(&get("kafka_dlt-original-consumer-group")),
+        }
+    } else {
+        DlqContext {
+            source: "none".into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A dead-letter record as the tools show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DlqRecordView {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<String>,
+    pub value_preview: Option<String>,
+    pub value_bytes: usize,
+    /// Headers other than the failure context.
+    pub headers: Vec<(String, String)>,
+    pub context: DlqContext,
+    pub replayed: bool,
+}
+
+/// A page of a dead-letter partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DlqPage {
+    pub records: Vec<DlqRecordView>,
+    /// Where the next page starts.
+    pub next_offset: i64,
+    pub end_offset: i64,
+}
+
+/// What to replay.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReplayRequest {
+    pub partition: i32,
+    pub from_offset: i64,
+    pub max_records: usize,
+    /// Target topic instead of each record's original topic.
+    pub to: Option<String>,
+    /// Only records whose original topic is this.
+    pub original_topic: Option<String>,
+    /// Only records whose exception class or message contains this.
+    pub error_contains: Option<String>,
+    /// Show what would be replayed without producing anything.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Replay records even if they were replayed before.
+    #[serde(default)]
+    pub again: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplayRow {
+    pub partition: i32,
+    pub offset: i64,
+    pub target_topic: String,
+    pub target_partition: i32,
+    /// Offset in the target (absent in a dry run or on failure).
+    pub target_offset: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReplayResult {
+    pub scanned: usize,
+    pub matched: usize,
+    pub replayed: usize,
+    pub skipped_already_replayed: usize,
+    pub failed: usize,
+    pub next_offset: i64,
+    pub end_offset: i64,
+    pub rows: Vec<ReplayRow>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error("topic '{0}' does not exist")]
+    NoSuchTopic(String),
+    #[error("topic '{0}' has no partition {1}")]
+    NoSuchPartition(String, i32),
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Decoded records of a partition from `from`, at most `max` of them.
+async fn read_records(
+    broker: &Broker,
+    p: &PartitionLog,
+    from: i64,
+    max: usize,
+) -> Result<(Vec<Record>, i64, i64), DlqError> {
+    let (log_start, hw) = p.offsets();
+    let mut offset = from.max(log_start);
+    let mut out = Vec::new();
+    while offset < hw && out.len() < max {
+        let read = match broker.store.read(p, offset, 1 << 20).await {
+            Ok(r) => r,
+            Err(ReadError::OffsetOutOfRange { .. }) => break,
+            Err(ReadError::Storage(e)) => return Err(DlqError::Storage(e.to_string())),
+        };
+        if read.batches.is_empty() {
+            break;
+        }
+        for batch in read.batches {
+            let mut buf = batch.clone();
+            let set = RecordBatchDecoder::decode(&mut buf)
+                .map_err(|e| DlqError::Storage(format!("undecodable batch: {e}")))?;
+            for r in set.records {
+                if r.offset < offset || r.control {
+                    continue;
+                }
+                if out.len() >= max {
+                    return Ok((out, offset, hw));
+                }
+                offset = r.offset + 1;
+                out.push(r);
+            }
+        }
+    }
+    Ok((out, offset, hw))
+}
+
+fn partition_of(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+) -> Result<std::sync::Arc<PartitionLog>, DlqError> {
+    let t = broker
+        .store
+        .topic(topic)
+        .ok_or_else(|| DlqError::NoSuchTopic(topic.to_string()))?;
+    t.partition(partition)
+        .cloned()
+        .ok_or_else(|| DlqError::NoSuchPartition(topic.to_string(), partition))
+}
+
+fn replayed_set(broker: &Broker, topic: &str) -> HashSet<(i32, i64)> {
+    broker
+        .catalog
+        .replayed(topic)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// Reads a page of a dead-letter partition.
+pub async fn inspect(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    limit: usize,
+) -> Result<DlqPage, DlqError> {
+    let p = partition_of(broker, topic, partition)?;
+    let (records, next, end) = read_records(broker, &p, from, limit.clamp(1, 10_000)).await?;
+    let replayed = replayed_set(broker, topic);
+    let records = records
+        .into_iter()
+        .map(|r| {
+            let value_preview = r.value.as_ref().map(|v| {
+                let s = String::from_utf8_lossy(&v[..v.len().min(200)]).into_owned();
+                if v.len() > 200 {
+                    format!("{s}…")
+                } else {
+                    s
+                }
+            });
+            DlqRecordView {
+                partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: text(&r.key),
+                value_bytes: r.value.as_ref().map(|v| v.len()).unwrap_or(0),
+                value_preview,
+                headers: r
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| !is_context_header(k.as_str()))
+                    .map(|(k, v)| (k.as_str().to_string(), text(v).unwrap_or_default()))
+                    .collect(),
+                context: parse_context(&r.headers),
+                replayed: replayed.contains(&(partition, r.offset)),
+            }
+        })
+        .collect();
+    Ok(DlqPage {
+        records,
+        next_offset: next,
+        end_offset: end,
+    })
+}
+
+/// The record to produce for a dead-letter record: same key, value and
+/// headers without the failure context, original timestamp when known.
+fn replay_record(r: &Record, ctx: &DlqContext) -> Record {
+    let headers: IndexMap<StrBytes, Option<Bytes>> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| !is_context_header(k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: ctx.original_timestamp.unwrap_or(r.timestamp),
+        key: r.key.clone(),
+        value: r.value.clone(),
+        headers,
+    }
+}
+
+/// Replays a page of a dead-letter partition.
+pub async fn replay(
+    broker: &Broker,
+    topic: &str,
+    req: ReplayRequest,
+) -> Result<ReplayResult, DlqError> {
+    let p = partition_of(broker, topic, req.partition)?;
+    let (records, next, end) = read_records(
+        broker,
+        &p,
+        req.from_offset,
+        req.max_records.clamp(1, 10_000),
+    )
+    .await?;
+    let already = replayed_set(broker, topic);
+    let mut result = ReplayResult {
+        scanned: records.len(),
+        next_offset: next,
+        end_offset: end,
+        ..Default::default()
+    };
+    // Records to produce, grouped by target partition in DLQ order.
+    let mut plan: BTreeMap<(String, i32), Vec<(i64, Record)>> = BTreeMap::new();
+    for r in &records {
+        let ctx = parse_context(&r.headers);
+        if let Some(want) = &req.original_topic {
+            if ctx.original_topic.as_deref() != Some(want.as_str()) {
+                continue;
+            }
+        }
+        if let Some(needle) = &req.error_contains {
+            let hay = format!(
+                "{} {}",
+                ctx.exception_class.clone().unwrap_or_default(),
+                ctx.exception_message.clone().unwrap_or_default()
+            );
+            if !hay.contains(needle.as_str()) {
+                continue;
+            }
+        }
+        result.matched += 1;
+        if !req.again && already.contains(&(req.partition, r.offset)) {
+            result.skipped_already_replayed += 1;
+            continue;
+        }
+        let target = req.to.clone().or(ctx.original_topic.clone());
+        let Some(target) = target else {
+            result.failed += 1;
+            result.rows.push(ReplayRow {
+                partition: req.partition,
+                offset: r.offset,
+                target_topic: String::new(),
+                target_partition: -1,
+                target_offset: None,
+                error: Some("no original topic in the headers; use --to".into()),
+            });
+            continue;
+        };
+        let Some(t) = broker.store.topic(&target) else {
+            result.failed += 1;
+            result.rows.push(ReplayRow {
+                partition: req.partition,
+                offset: r.offset,
+                target_topic: target.clone(),
+                target_partition: -1,
+                target_offset: None,
+                error: Some(format!("target topic '{target}' does not exist")),
+            });
+            continue;
+        };
+        let n = t.partitions.len().max(1) as i32;
+        let wanted = if req.to.is_none() {
+            ctx.original_partition.unwrap_or(req.partition)
+        } else {
+            req.partition
+        };
+        let target_partition = if (0..n).contains(&wanted) {
+            wanted
+        } else {
+            wanted.rem_euclid(n)
+        };
+        plan.entry((target, target_partition))
+            .or_default()
+            .push((r.offset, replay_record(r, &ctx)));
+    }
+    let now = sluice_storage::now_ms();
+    let mut log = Vec::new();
+    for ((target, tp), items) in plan {
+        if req.dry_run {
+            for (offset, _) in &items {
+                result.rows.push(ReplayRow {
+                    partition: req.partition,
+                    offset: *offset,
+                    target_topic: target.clone(),
+                    target_partition: tp,
+                    target_offset: None,
+                    error: None,
+                });
+            }
+            continue;
+        }
+        let outcome = produce(broker, &target, tp, items.iter().map(|(_, r)| r)).await;
+        for (i, (offset, _)) in items.iter().enumerate() {
+            let (target_offset, error) = match &outcome {
+                Ok(base) => (Some(base + i as i64), None),
+                Err(e) => (None, Some(e.clone())),
+            };
+            if let Some(o) = target_offset {
+                result.replayed += 1;
+                log.push(ReplayRecord {
+                    dlq_topic: topic.to_string(),
+                    partition: req.partition,
+                    offset: *offset,
+                    target_topic: target.clone(),
+                    target_partition: tp,
+                    target_offset: o,
+                    replayed_ms: now,
+                });
+            } else {
+                result.failed += 1;
+            }
+            result.rows.push(ReplayRow {
+                partition: req.partition,
+                offset: *offset,
+                target_topic: target.clone(),
+                target_partition: tp,
+                target_offset,
+                error,
+            });
+        }
+    }
+    if !log.is_empty() {
+        let catalog = broker.catalog.clone();
+        let n = log.len();
+        tokio::task::spawn_blocking(move || catalog.record_replays(&log))
+            .await
+            .map_err(|e| DlqError::Storage(e.to_string()))?
+            .map_err(|e| DlqError::Storage(e.to_string()))?;
+        tracing::info!(dlq = topic, replayed = n, "replayed dead-letter records");
+    }
+    Ok(result)
+}
+
+/// Appends records to a partition as one batch; returns the base offset.
+async fn produce<'a>(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    records: impl Iterator<Item = &'a Record>,
+) -> Result<i64, String> {
+    let t = broker
+        .store
+        .topic(topic)
+        .ok_or_else(|| format!("topic '{topic}' does not exist"))?;
+    let p = t
+        .partition(partition)
+        .cloned()
+        .ok_or_else(|| format!("no partition {partition}"))?;
+    let records: Vec<Record> = records
+        .enumerate()
+        .map(|(i, r)| Record {
+            offset: i as i64,
+            ..r.clone()
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| format!("encoding failed: {e}"))?;
+    let batches = split_and_check(&buf.freeze()).map_err(|e| e.to_string())?;
+    broker
+        .store
+        .append(&t, &p, batches)
+        .await
+        .map(|o| o.base_offset)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &[u8])]) -> IndexMap<StrBytes, Option<Bytes>> {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    StrBytes::from_string(k.to_string()),
+                    Some(Bytes::copy_from_slice(v)),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_connect_and_spring_context() {
+        let c = parse_context(&headers(&[
+            ("__connect.errors.topic", b"orders"),
+            ("__connect.errors.partition", b"2"),
+            ("__connect.errors.offset", b"41"),
+            (
+                "__connect.errors.exception.class.name",
+                b"org.apache.kafka.connect.errors.DataException",
+            ),
+            ("__connect.errors.exception.message", b"bad json"),
+            ("trace", b"x"),
+        ]));
+        assert_eq!(c.source, "connect");
+        assert_eq!(c.original_topic.as_deref(), Some("orders"));
+        assert_eq!(
+            (c.original_partition, c.original_offset),
+            (Some(2), Some(41))
+        );
+        let s = parse_context(&headers(&[
+            ("kafka_dlt-original-topic", b"payments"),
+            ("kafka_dlt-original-partition", &3i32.to_be_bytes()),
+            ("kafka_dlt-original-offset", &99i64.to_be_bytes()),
+            (
+                "kafka_dlt-original-timestamp",
+                &1_700_000_000_000i64.to_be_bytes(),
+            ),
+            (
+                "kafka_dlt-exception-fqcn",
+                b"java.lang.IllegalStateException",
+            ),
+        ]));
+        assert_eq!(s.source, "spring");
+        assert_eq!(
+            (s.original_partition, s.original_offset),
+            (Some(3), Some(99))
+        );
+        assert_eq!(s.original_timestamp, Some(1_700_000_000_000));
+        assert_eq!(parse_context(&headers(&[("a", b"b")])).source, "none");
+        assert!(is_context_header("kafka_dlt-exception-message"));
+        assert!(!is_context_header("traceparent"));
+    }
+}
