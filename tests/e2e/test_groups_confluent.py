@@ -12,6 +12,11 @@ killed with SIGKILL, i.e. without a LeaveGroup.
   timeout). Every produced value is processed; every value is committed at
   most once; a value is never committed only if it was the killed member's
   last one; the final committed offsets are the high watermarks.
+* test_member_joins_stable_group[range|cooperative-sticky]: a third member
+  joins a Stable two-member group: assigned without the initial rebalance
+  delay; eager members revoke everything, cooperative-sticky members only
+  the partitions that move (their assignment never goes empty); afterwards
+  every value is committed exactly once.
 * test_restarted_consumer_resumes_at_committed_offset: offsets committed at
   a different position per partition; a new process with the same group.id
   starts each partition exactly there (== its own committed()), and reads on
@@ -246,6 +251,74 @@ def test_group_lifecycle(broker, tmp_path, strategy):
     finally:
         for m in everyone:
             m.stop()
+        producer.flush(5)
+
+
+# A member joining a Stable group: the group is not empty, so no initial
+# rebalance delay; the old members learn of the rebalance on their next
+# heartbeat. Cooperative-sticky needs a second round after the revocation.
+JOIN_STABLE_LIMIT_S = {"range": 2 * HEARTBEAT_MS / 1000 + 1.5, "cooperative-sticky": 3 * HEARTBEAT_MS / 1000 + 2.0}
+
+
+@pytest.mark.e2e_timeout(90)
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_member_joins_stable_group(broker, tmp_path, strategy):
+    topic = f"grp-join-{strategy}"
+    group = f"group-join-{strategy}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    admin = admin_client(broker.bootstrap)
+    producer = make_producer(broker.bootstrap)
+    conf = _member_conf(strategy)
+    a = Member(tmp_path, "a", broker.bootstrap, group, [topic], conf=conf)
+    b = Member(tmp_path, "b", broker.bootstrap, group, [topic], conf=conf)
+    c = None
+    try:
+        wait_for(_settled([a, b], topic, [3, 3]), 30, "a and b owning 3 partitions each", [a, b])
+        produce_all(producer, topic, unique_values("j1", 120, PARTITIONS))
+        wait_for(lambda: len(a.of("commit")) + len(b.of("commit")) == 120, 30, "120 commits", [a, b])
+        before = {"a": set(a.assignment()), "b": set(b.assignment())}
+        n_before = {m.name: len(m.events) for m in (a, b)}
+
+        c = Member(tmp_path, "c", broker.bootstrap, group, [topic], conf=conf)
+        t_moved = wait_for(_settled([a, b, c], topic, [2, 2, 2]), 30, "a, b, c owning 2 partitions each", [a, b, c])
+        t_sub = c.of("subscribed")[0]["t"]
+        join_time = t_moved - t_sub
+        print(f"\n[{strategy}] third member assigned {join_time:.2f}s after subscribe()")
+        assert join_time <= JOIN_STABLE_LIMIT_S[strategy], (
+            f"a member joining a Stable group was assigned {join_time:.2f}s after subscribe(); expected "
+            f"<= {JOIN_STABLE_LIMIT_S[strategy]}s (no initial rebalance delay for a non-empty group)"
+        )
+        _check_describe(admin, group, [a, b, c], strategy, topic)
+
+        for m in (a, b):
+            later = m.events[n_before[m.name]:]
+            kept = before[m.name] & set(m.assignment())
+            revoked = {tuple(p) for e in later if e["ev"] == "revoke" for p in e["parts"]}
+            if strategy == "cooperative-sticky":
+                # Incremental: only partitions that moved are revoked; the kept
+                # ones are never taken away, the assignment never goes empty.
+                assert revoked == before[m.name] - set(m.assignment()), (
+                    f"{m.name}: revoked {sorted(revoked)}, had {sorted(before[m.name])}, now {m.assignment()}"
+                )
+                emptied = [e for e in later if e["ev"] == "assignment" and not e["parts"]]
+                assert not emptied, f"{m.name}'s assignment went empty during an incremental rebalance"
+                assert len(kept) == 2, f"{m.name} kept {sorted(kept)} of {sorted(before[m.name])}"
+            else:
+                assert revoked == before[m.name], f"{m.name}: eager revoke of {sorted(revoked)}"
+
+        # Everyone consumes the next batch; nothing is committed twice.
+        produce_all(producer, topic, unique_values("j2", 120, PARTITIONS))
+        wait_for(lambda: sum(len(m.of("commit")) for m in (a, b, c)) >= 240, 30, "240 commits", [a, b, c])
+        time.sleep(0.5)
+        commits = Counter(e["v"] for m in (a, b, c) for e in m.refresh() if e["ev"] == "commit")
+        assert sum(commits.values()) == 240 and len(commits) == 240, (
+            f"{sum(commits.values())} commits of {len(commits)} distinct values, expected 240 once each"
+        )
+        assert {e["v"] for e in c.of("commit")} and all(v.startswith("j2-") for v in (e["v"] for e in c.of("commit")))
+    finally:
+        for m in (a, b, c):
+            if m is not None:
+                m.stop()
         producer.flush(5)
 
 

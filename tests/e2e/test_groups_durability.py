@@ -1,10 +1,12 @@
 """Committed offsets are durable, and the group admin APIs.
 
 * test_committed_offsets_survive_kill9: offsets (with metadata) committed by
-  a group member and by a standalone assign()+commit() consumer; the broker is
+  a group member, by a standalone assign()+commit() consumer and by
+  kafka-python; the broker is
   killed -9 right after the commits were acknowledged and restarted on the
   same data dir: Consumer.committed() and AdminClient
-  list_consumer_group_offsets return the same offsets and metadata.
+  list_consumer_group_offsets return the same offsets and metadata, as does
+  one multi-group OffsetFetch (v8+) for both groups (kafka-python admin).
 * test_list_and_describe_groups: list_consumer_groups shows each group with
   its state (Stable with a member, Empty after it left, Empty + simple for a
   group with only offsets), the states filter works; describe agrees.
@@ -24,8 +26,9 @@ import time
 
 import pytest
 from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException, TopicPartition
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka import TopicPartition as KpTopicPartition
+from kafka.structs import OffsetAndMetadata
 from kafka.errors import GroupIdNotFoundError, GroupSubscribedToTopicError, NoError
 
 from helpers import admin_client, create_topic, make_consumer, make_producer, produce_all
@@ -103,6 +106,14 @@ def test_committed_offsets_survive_kill9(broker):
     simple.assign([TopicPartition(t, p, 0) for t, p in keys])
     _commit(member, member_offsets, metadata="member-meta")
     _commit(simple, simple_offsets, metadata="simple-meta")
+    # ... and kafka-python, whose metadata bytes are exactly the string (see below).
+    kp_offsets = {(topic, 0): 1, (topic, 1): 2, (topic, 2): 3}
+    kpc = KafkaConsumer(bootstrap_servers=[broker.bootstrap], group_id="dur-kp", enable_auto_commit=False)
+    try:
+        kpc.assign([KpTopicPartition(t, p) for t, p in keys])
+        kpc.commit({KpTopicPartition(t, p): OffsetAndMetadata(o, "kp-meta", -1) for (t, p), o in kp_offsets.items()})
+    finally:
+        kpc.close(autocommit=False)
     before = (_committed(member, keys), _committed(simple, keys))
     assert before == (
         {k: (o, "member-meta") for k, o in member_offsets.items()},
@@ -129,8 +140,29 @@ def test_committed_offsets_survive_kill9(broker):
         listed = _full_offsets(admin, group)
         assert listed == want, f"{group}: list_consumer_group_offsets after restart: {listed}, want {want}"
 
+    # All three groups in one OffsetFetch (v8+ multi-group), via kafka-python.
+    # confluent-kafka-python sends a metadata string with its C terminator
+    # (kafka-python reads 'member-meta\x00' back); kafka-python's own commit
+    # shows the broker keeps the bytes unchanged.
+    kp = KafkaAdminClient(bootstrap_servers=[broker.bootstrap], request_timeout_ms=20000)
+    try:
+        multi = kp.list_group_offsets({"dur-member": None, "dur-simple": None, "dur-kp": None})
+    finally:
+        kp.close()
+    got = {g: {(tp.topic, tp.partition): (om.offset, om.metadata) for tp, om in offs.items()}
+           for g, offs in multi.items()}
+    for g, meta in (("dur-member", "member-meta"), ("dur-simple", "simple-meta")):
+        for k, (o, m) in got.get(g, {}).items():
+            if m == meta + "\x00":
+                got[g][k] = (o, meta)
+    assert got == {
+        "dur-member": {k: (o, "member-meta") for k, o in member_offsets.items()},
+        "dur-simple": {k: (o, "simple-meta") for k, o in simple_offsets.items()},
+        "dur-kp": {k: (o, "kp-meta") for k, o in kp_offsets.items()},
+    }, f"multi-group OffsetFetch after restart: {got}"
+
     groups = _groups(admin)
-    for g in ("dur-member", "dur-simple"):
+    for g in ("dur-member", "dur-simple", "dur-kp"):
         assert g in groups, f"{g} missing from list_consumer_groups after restart: {sorted(groups)}"
         assert groups[g].state == ConsumerGroupState.EMPTY, (g, groups[g].state)
 

@@ -10,7 +10,7 @@
      assignment                   consumer.assignment() changed (+ memberid())
      msg                          a message was processed (partition, offset, value)
      commit / commit_failed       synchronous commit of that message returned / raised
-     rdlog                        selected librdkafka debug lines (e.g. JOINGROUP)
+     rdlog                        selected librdkafka debug lines (e.g. JOINGROUP; "*": all)
      error                        a consume error
      closed                       close() returned
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -70,7 +69,7 @@ class _RdLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.getMessage()
         fac = msg.split(" ", 1)[0]
-        if fac in self.facilities:
+        if fac in self.facilities or "*" in self.facilities:
             self.emit_ev("rdlog", fac=fac, msg=msg)
 
 
@@ -175,7 +174,7 @@ def member_main(cfg: dict) -> int:
             time.sleep(delay)
         if commit_each:
             try:
-                res = consumer.commit(offsets=[TopicPartition(msg.topic(), msg.partition(), msg.offset())], asynchronous=False)
+                res = consumer.commit(message=msg, asynchronous=False)
                 errs = [str(tp.error) for tp in res or [] if tp.error is not None]
                 if errs:
                     emit("commit_failed", p=msg.partition(), o=msg.offset() + 1, v=value, err=errs)

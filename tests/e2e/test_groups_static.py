@@ -12,7 +12,11 @@ same group.instance.id starts at once, well within session.timeout.ms=10000:
 * the other member sees no rebalance at all (no assign/revoke callback, no
   new JoinGroup, heartbeats stay on the same generation), also after the old
   session of "a" would have expired (kill + session timeout + 2 s);
-* describe_consumer_groups shows both members Stable with their instance ids.
+* describe_consumer_groups shows both members Stable with their instance ids;
+* then the other member is killed too and removed by group.instance.id with a
+  batched LeaveGroup (v3+, kafka-python's remove_group_members): its
+  partitions move to the restarted member at once; an unknown instance id
+  gets UNKNOWN_MEMBER_ID.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import threading
 import time
 
 import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import MemberToRemove
+from kafka.errors import NoError, UnknownMemberIdError
 
 from helpers import admin_client, create_topic, make_producer
 from test_groups_member import Member, describe_group, described_assignment, exact_cover, wait_for
@@ -196,6 +203,35 @@ def test_static_member_restart_keeps_assignment_without_rebalance(broker, tmp_pa
         assert a2.member_id() != old_a_id
         instances = {m.member_id: m.group_instance_id for m in desc.members}
         assert instances == {a2.member_id(): "inst-a", b.member_id(): "inst-b"}, instances
+
+        # -- batched LeaveGroup (v3+, by group.instance.id) --------------------
+        # b dies for good; an operator removes it by instance id (kafka-python's
+        # remove_group_members sends one LeaveGroup with a member list), so its
+        # partitions move now rather than after its session timeout.
+        b.kill9()
+        t_remove = time.monotonic()
+        kp = KafkaAdminClient(bootstrap_servers=[broker.bootstrap], request_timeout_ms=20000)
+        try:
+            res = kp.remove_group_members(group, [
+                MemberToRemove(group_instance_id="inst-b"),
+                MemberToRemove(group_instance_id="inst-nobody"),
+            ])
+        finally:
+            kp.close()
+        # kafka-python keys each result by the response's member id, or its
+        # instance id when the member id is empty.
+        b_id = b.member_id()
+        got = {("inst-b" if k == b_id else k): e for k, e in res.items()}
+        assert got == {"inst-b": NoError, "inst-nobody": UnknownMemberIdError}, (
+            f"LeaveGroup for instances inst-b (member {b_id}) and inst-nobody (unknown): {res}"
+        )
+        t_moved = wait_for(lambda: a2.assignment() == [(topic, p) for p in range(PARTITIONS)],
+                           SESSION_TIMEOUT_MS / 1000, "a2 owning all partitions after inst-b was removed", [a2])
+        assert t_moved - t_remove < SESSION_TIMEOUT_MS / 1000 / 2, (
+            f"partitions of the removed member took {t_moved - t_remove:.2f}s to move"
+        )
+        desc = describe_group(admin, group)
+        assert [m.group_instance_id for m in desc.members] == ["inst-a"], desc.members
         assert not feeder.errors, feeder.errors[:3]
     finally:
         feeder.stop()

@@ -11,3 +11,10 @@ pub mod protobuf;
 pub mod store;
 
 pub use error::{RegistryError, ValidationError};
+pub mod registry;
+pub mod rest;
+pub mod schema;
+
+pub use model::{CompatibilityLevel, Mode, SchemaReference, SchemaType, StoredSchema, VersionSel};
+pub use registry::{Registered, Registry, SchemaRequest, SubjectVersion};
+pub use rest::router;

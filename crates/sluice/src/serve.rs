@@ -5,7 +5,6 @@
 
 use crate::settings::Settings;
 use anyhow::Context;
-use object_store::local::LocalFileSystem;
 use sluice_broker::{Broker, BrokerConfig, GroupSettings};
 use sluice_catalog::SqliteCatalog;
 use sluice_storage::{LogStore, StorageConfig};
@@ -35,12 +34,14 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create data directory {}", s.data_dir.display()))?;
     let data_dir = s.data_dir.canonicalize()?;
-    let objects_dir = data_dir.join("objects");
-    std::fs::create_dir_all(&objects_dir)?;
     let catalog: Arc<dyn sluice_catalog::Catalog> = Arc::new(
         SqliteCatalog::open(&data_dir.join("catalog.db")).context("cannot open the catalog")?,
     );
-    let objects = Arc::new(LocalFileSystem::new_with_prefix(&objects_dir)?);
+    let opened = sluice_storage::store_url::open(s.object_store.as_deref(), &data_dir, &s.object_store_options)?;
+    sluice_storage::store_url::check_access(&opened)
+        .await
+        .context("the object store is not usable")?;
+    let objects = opened.store.clone();
     let store_config = StorageConfig::new(data_dir.join("wal"));
     let store =
         tokio::task::block_in_place(|| LogStore::open(store_config, catalog.clone(), objects))
@@ -97,6 +98,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         advertised = %format!("{}:{}", s.advertise_host, s.advertise_port),
         http = %s.http_listen,
         data_dir = %data_dir.display(),
+        object_store = %opened.description,
         "sluice is serving"
     );
 

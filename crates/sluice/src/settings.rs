@@ -11,7 +11,8 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys: data_dir, listen, advertise,
-    /// http_listen, auto_create_topics_enable, num_partitions, message_max_bytes).
+    /// http_listen, auto_create_topics_enable, num_partitions, message_max_bytes, object_store,
+    /// and an [object_store_options] table).
     #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory for the write-ahead log, the catalog and local objects [default: ./sluice-data].
@@ -35,6 +36,10 @@ pub struct ServeArgs {
     /// Largest record batch accepted, in bytes (message.max.bytes) [default: 1048588].
     #[arg(long, env = "SLUICE_MESSAGE_MAX_BYTES", value_name = "BYTES")]
     pub message_max_bytes: Option<usize>,
+    /// Where objects live: file:///path or s3://bucket/prefix (S3 settings from AWS_* variables
+    /// or the config file's [object_store_options]) [default: file://DATA_DIR/objects].
+    #[arg(long, env = "SLUICE_OBJECT_STORE", value_name = "URL")]
+    pub object_store: Option<String>,
 }
 
 /// The TOML file's keys.
@@ -48,6 +53,10 @@ struct FileSettings {
     auto_create_topics_enable: Option<bool>,
     num_partitions: Option<i32>,
     message_max_bytes: Option<usize>,
+    object_store: Option<String>,
+    /// S3 options by `object_store` key name (endpoint, region, access_key_id, allow_http, ...).
+    #[serde(default)]
+    object_store_options: std::collections::BTreeMap<String, String>,
 }
 
 /// Resolved settings.
@@ -61,6 +70,8 @@ pub struct Settings {
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     pub message_max_bytes: usize,
+    pub object_store: Option<String>,
+    pub object_store_options: std::collections::BTreeMap<String, String>,
 }
 
 fn parse_addr(what: &str, s: &str) -> anyhow::Result<SocketAddr> {
@@ -137,6 +148,8 @@ impl Settings {
                 .unwrap_or(true),
             num_partitions,
             message_max_bytes,
+            object_store: args.object_store.or(file.object_store),
+            object_store_options: file.object_store_options,
         })
     }
 }

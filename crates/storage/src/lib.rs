@@ -15,6 +15,7 @@
 pub mod log;
 pub mod object;
 pub mod partition;
+pub mod store_url;
 pub mod timestamps;
 pub mod upload;
 pub mod wal;
