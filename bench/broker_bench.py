@@ -1060,7 +1060,7 @@ def print_table(rows: list[dict]) -> None:
     widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in headers]
     line = "  ".join("-" * w for w in widths)
     print()
-    print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
     print(line)
     for r in rows:
         print("  ".join(str(r[h]).ljust(w) for h, w in zip(headers, widths)).rstrip())

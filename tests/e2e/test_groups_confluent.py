@@ -17,6 +17,9 @@ killed with SIGKILL, i.e. without a LeaveGroup.
   delay; eager members revoke everything, cooperative-sticky members only
   the partitions that move (their assignment never goes empty); afterwards
   every value is committed exactly once.
+* test_stalled_member_expires_during_rebalance: a SIGSTOPped member is
+  dropped at its session timeout while the group rebalances for a newcomer
+  (not after the 300 s rebalance timeout), and rejoins when thawed.
 * test_restarted_consumer_resumes_at_committed_offset: offsets committed at
   a different position per partition; a new process with the same group.id
   starts each partition exactly there (== its own committed()), and reads on
@@ -29,6 +32,7 @@ killed with SIGKILL, i.e. without a LeaveGroup.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter, defaultdict
 
@@ -320,6 +324,47 @@ def test_member_joins_stable_group(broker, tmp_path, strategy):
             if m is not None:
                 m.stop()
         producer.flush(5)
+
+
+@pytest.mark.e2e_timeout(90)
+def test_stalled_member_expires_during_rebalance(broker, tmp_path):
+    """b is frozen (SIGSTOP: no heartbeats, no rejoin) when c joins. The
+    rebalance cannot wait for b's rebalance timeout (librdkafka sends
+    max.poll.interval.ms = 300 s): b's session keeps running while the group
+    prepares the rebalance, so it expires and a + c are assigned within the
+    session timeout. Thawed (SIGCONT), b rejoins as a fresh member."""
+    topic, group = "grp-stall", "group-stall"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    admin = admin_client(broker.bootstrap)
+    conf = _member_conf("range")
+    a = Member(tmp_path, "a", broker.bootstrap, group, [topic], conf=conf)
+    b = Member(tmp_path, "b", broker.bootstrap, group, [topic], conf=conf)
+    c = None
+    try:
+        wait_for(_settled([a, b], topic, [3, 3]), 30, "a and b owning 3 partitions each", [a, b])
+        b_id = b.member_id()
+        b.proc.send_signal(signal.SIGSTOP)
+        t_stop = time.monotonic()
+        c = Member(tmp_path, "c", broker.bootstrap, group, [topic], conf=conf)
+        t_done = wait_for(_settled([a, c], topic, [3, 3]), 40, "a and c owning 3 partitions each", [a, c])
+        took = t_done - t_stop
+        print(f"\nstalled member: a + c assigned {took:.2f}s after b froze")
+        assert took <= KILL_MOVE_LIMIT_S + 2, (
+            f"with b frozen, the rebalance for c completed {took:.2f}s after b stopped heartbeating; "
+            f"expected about the session timeout ({SESSION_TIMEOUT_MS} ms), not the 300 s rebalance timeout"
+        )
+        desc = describe_group(admin, group)
+        assert b_id not in described_assignment(desc) and len(desc.members) == 2, described_assignment(desc)
+
+        b.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: b.member_id() != b_id and _settled([a, b, c], topic, [2, 2, 2])(), 40,
+                 "b back as a new member, 2 partitions each", [a, b, c])
+        _check_describe(admin, group, [a, b, c], "range", topic)
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+        for m in (a, b, c):
+            if m is not None:
+                m.stop()
 
 
 @pytest.mark.e2e_timeout(90)

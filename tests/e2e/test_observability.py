@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 import kafka_wire as kw
 from helpers import base_conf, create_topic, make_producer
@@ -255,18 +255,24 @@ def run_cli(sluice_bin: Path, *args: str, timeout: float = CLI_TIMEOUT, check: b
 
 
 def parse_table(text: str, first_header: str) -> List[Dict[str, str]]:
-    """Rows of the whitespace-aligned table whose header line starts with
-    `first_header` (cells must not contain spaces)."""
+    """Rows of the column-aligned table whose header line starts with
+    `first_header`: each cell starts at its header's column (cells may hold
+    spaces, e.g. "876.0 B")."""
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if line.split()[:1] == [first_header]:
+            starts = [m.start() for m in re.finditer(r"\S+", line)]
             header = line.split()
             rows = []
             for row in lines[i + 1 :]:
                 if not row.strip():
                     break
-                cells = row.split()
-                assert len(cells) == len(header), f"row {row!r} does not match header {header}"
+                for s in starts[1:]:
+                    assert s <= len(row) and row[s - 1] == " ", (
+                        f"row {row!r} is not aligned with header {line!r}"
+                    )
+                bounds = starts[1:] + [None]
+                cells = [row[a:b].strip() for a, b in zip(starts, bounds)]
                 rows.append(dict(zip(header, cells)))
             return rows
     raise AssertionError(f"no table with header {first_header!r} in output:\n{text}")

@@ -11,6 +11,7 @@
 use crate::handlers;
 use crate::Broker;
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
@@ -18,6 +19,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// (API, lowest version, highest version) Sluice serves.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -162,17 +164,28 @@ pub fn encode_response(
     Ok(buf)
 }
 
-/// Handles one request; `Ok(None)` means no response is sent (acks=0).
+/// A handled request: its response frame now, or a future that produces it
+/// (`None`: no response, as for acks=0).
+pub enum Handled {
+    Ready(Option<BytesMut>),
+    Deferred(BoxFuture<'static, anyhow::Result<Option<BytesMut>>>),
+}
+
+/// Handles one request. Everything that changes state happens before this
+/// returns, so a connection's requests take effect in the order they were
+/// sent; only waiting (produce durability, fetch long polls, group joins)
+/// is left to the deferred future, which may overlap later requests.
 pub async fn handle(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     incoming: Incoming,
     peer: SocketAddr,
-) -> anyhow::Result<Option<BytesMut>> {
+) -> anyhow::Result<Handled> {
     let (key, version, header, body) = match incoming {
         Incoming::ApiVersionsTooNew { correlation_id } => {
             let body =
                 ResponseKind::ApiVersions(api_versions(Some(ResponseError::UnsupportedVersion)));
-            return encode_response(ApiKey::ApiVersions, 0, correlation_id, &body).map(Some);
+            return encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
+                .map(|b| Handled::Ready(Some(b)));
         }
         Incoming::Request {
             key,
@@ -181,86 +194,167 @@ pub async fn handle(
             body,
         } => (key, version, header, body),
     };
-    let response = match *body {
-        RequestKind::ApiVersions(_) => Some(ResponseKind::ApiVersions(api_versions(None))),
-        RequestKind::Produce(r) => handlers::produce::handle(broker, r, version)
-            .await
-            .map(ResponseKind::Produce),
-        RequestKind::Fetch(r) => Some(ResponseKind::Fetch(
-            handlers::fetch::handle(broker, r, version).await,
-        )),
-        RequestKind::ListOffsets(r) => Some(ResponseKind::ListOffsets(
-            handlers::list_offsets::handle(broker, r, version).await,
-        )),
-        RequestKind::Metadata(r) => Some(ResponseKind::Metadata(
-            handlers::metadata::handle(broker, r, version).await,
-        )),
-        RequestKind::CreateTopics(r) => Some(ResponseKind::CreateTopics(
-            handlers::topics::create_topics(broker, r, version).await,
-        )),
-        RequestKind::DeleteTopics(r) => Some(ResponseKind::DeleteTopics(
-            handlers::topics::delete_topics(broker, r, version).await,
-        )),
-        RequestKind::CreatePartitions(r) => Some(ResponseKind::CreatePartitions(
-            handlers::topics::create_partitions(broker, r).await,
-        )),
-        RequestKind::DescribeConfigs(r) => Some(ResponseKind::DescribeConfigs(
-            handlers::configs::describe(broker, r, version),
-        )),
-        RequestKind::IncrementalAlterConfigs(r) => Some(ResponseKind::IncrementalAlterConfigs(
-            handlers::configs::incremental_alter(broker, r).await,
-        )),
-        RequestKind::DescribeCluster(r) => Some(ResponseKind::DescribeCluster(
-            handlers::metadata::describe_cluster(broker, r),
-        )),
-        RequestKind::InitProducerId(r) => Some(ResponseKind::InitProducerId(
-            handlers::producer_id::handle(broker, r).await,
-        )),
-        RequestKind::FindCoordinator(r) => Some(ResponseKind::FindCoordinator(
-            handlers::groups::find_coordinator(broker, r, version),
-        )),
+    let correlation_id = header.correlation_id;
+    let encode = move |body: ResponseKind| -> anyhow::Result<Option<BytesMut>> {
+        encode_response(key, version, correlation_id, &body).map(Some)
+    };
+    let ready = |body: ResponseKind| encode(body).map(Handled::Ready);
+    let timer = RequestTimer::start(key);
+    let handled = match *body {
+        RequestKind::ApiVersions(_) => ready(ResponseKind::ApiVersions(api_versions(None))),
+        RequestKind::Produce(r) => {
+            let durable = handlers::produce::handle(broker, r, version).await;
+            Ok(Handled::Deferred(Box::pin(async move {
+                match durable.await {
+                    Some(resp) => encode(ResponseKind::Produce(resp)),
+                    None => Ok(None),
+                }
+            })))
+        }
+        RequestKind::Fetch(r) => {
+            let b = broker.clone();
+            Ok(Handled::Deferred(Box::pin(async move {
+                encode(ResponseKind::Fetch(
+                    handlers::fetch::handle(&b, r, version).await,
+                ))
+            })))
+        }
         RequestKind::JoinGroup(r) => {
             let client_id = header
                 .client_id
                 .as_ref()
                 .map(|c| c.as_str())
                 .unwrap_or_default();
-            Some(ResponseKind::JoinGroup(
-                handlers::groups::join_group(broker, r, version, client_id, peer).await,
-            ))
+            let joined = handlers::groups::join_group(broker, r, version, client_id, peer);
+            Ok(Handled::Deferred(Box::pin(async move {
+                encode(ResponseKind::JoinGroup(joined.await))
+            })))
         }
-        RequestKind::SyncGroup(r) => Some(ResponseKind::SyncGroup(
-            handlers::groups::sync_group(broker, r, version).await,
+        RequestKind::SyncGroup(r) => {
+            let synced = handlers::groups::sync_group(broker, r, version);
+            Ok(Handled::Deferred(Box::pin(async move {
+                encode(ResponseKind::SyncGroup(synced.await))
+            })))
+        }
+        RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(
+            handlers::list_offsets::handle(broker, r, version).await,
         )),
-        RequestKind::Heartbeat(r) => Some(ResponseKind::Heartbeat(handlers::groups::heartbeat(
+        RequestKind::Metadata(r) => ready(ResponseKind::Metadata(
+            handlers::metadata::handle(broker, r, version).await,
+        )),
+        RequestKind::CreateTopics(r) => ready(ResponseKind::CreateTopics(
+            handlers::topics::create_topics(broker, r, version).await,
+        )),
+        RequestKind::DeleteTopics(r) => ready(ResponseKind::DeleteTopics(
+            handlers::topics::delete_topics(broker, r, version).await,
+        )),
+        RequestKind::CreatePartitions(r) => ready(ResponseKind::CreatePartitions(
+            handlers::topics::create_partitions(broker, r).await,
+        )),
+        RequestKind::DescribeConfigs(r) => ready(ResponseKind::DescribeConfigs(
+            handlers::configs::describe(broker, r, version),
+        )),
+        RequestKind::IncrementalAlterConfigs(r) => ready(ResponseKind::IncrementalAlterConfigs(
+            handlers::configs::incremental_alter(broker, r).await,
+        )),
+        RequestKind::DescribeCluster(r) => ready(ResponseKind::DescribeCluster(
+            handlers::metadata::describe_cluster(broker, r),
+        )),
+        RequestKind::InitProducerId(r) => ready(ResponseKind::InitProducerId(
+            handlers::producer_id::handle(broker, r).await,
+        )),
+        RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(
+            handlers::groups::find_coordinator(broker, r, version),
+        )),
+        RequestKind::Heartbeat(r) => ready(ResponseKind::Heartbeat(handlers::groups::heartbeat(
             broker, r,
         ))),
-        RequestKind::LeaveGroup(r) => Some(ResponseKind::LeaveGroup(
+        RequestKind::LeaveGroup(r) => ready(ResponseKind::LeaveGroup(
             handlers::groups::leave_group(broker, r, version),
         )),
-        RequestKind::OffsetCommit(r) => Some(ResponseKind::OffsetCommit(
+        RequestKind::OffsetCommit(r) => ready(ResponseKind::OffsetCommit(
             handlers::groups::offset_commit(broker, r).await,
         )),
-        RequestKind::OffsetFetch(r) => Some(ResponseKind::OffsetFetch(
+        RequestKind::OffsetFetch(r) => ready(ResponseKind::OffsetFetch(
             handlers::groups::offset_fetch(broker, r, version),
         )),
-        RequestKind::ListGroups(r) => Some(ResponseKind::ListGroups(
+        RequestKind::ListGroups(r) => ready(ResponseKind::ListGroups(
             handlers::groups::list_groups(broker, r, version),
         )),
-        RequestKind::DescribeGroups(r) => Some(ResponseKind::DescribeGroups(
+        RequestKind::DescribeGroups(r) => ready(ResponseKind::DescribeGroups(
             handlers::groups::describe_groups(broker, r, version),
         )),
-        RequestKind::DeleteGroups(r) => Some(ResponseKind::DeleteGroups(
+        RequestKind::DeleteGroups(r) => ready(ResponseKind::DeleteGroups(
             handlers::groups::delete_groups(broker, r).await,
         )),
-        RequestKind::OffsetDelete(r) => Some(ResponseKind::OffsetDelete(
+        RequestKind::OffsetDelete(r) => ready(ResponseKind::OffsetDelete(
             handlers::groups::offset_delete(broker, r).await,
         )),
-        _ => return Err(DispatchError::NotServed(key).into()),
+        _ => Err(DispatchError::NotServed(key).into()),
     };
-    match response {
-        Some(body) => encode_response(key, version, header.correlation_id, &body).map(Some),
-        None => Ok(None),
+    Ok(match handled? {
+        Handled::Ready(r) => {
+            timer.finish();
+            Handled::Ready(r)
+        }
+        Handled::Deferred(f) => Handled::Deferred(Box::pin(async move {
+            let r = f.await;
+            timer.finish();
+            r
+        })),
+    })
+}
+
+/// Counts a request and observes its latency when its response is ready.
+struct RequestTimer {
+    api: &'static str,
+    started: std::time::Instant,
+}
+
+impl RequestTimer {
+    fn start(key: ApiKey) -> Self {
+        Self {
+            api: api_name(key),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn finish(self) {
+        let m = sluice_observe::metrics();
+        m.requests.with_label_values(&[self.api]).inc();
+        m.request_seconds
+            .with_label_values(&[self.api])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// The API's name as Kafka spells it, for metric labels.
+fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        _ => "Other",
     }
 }
 

@@ -92,21 +92,33 @@ async fn connection(
             }
         };
         let (done_tx, done_rx) = oneshot::channel();
+        // State changes happen here, in the order the requests arrived;
+        // only the waiting part runs beside later requests.
+        match dispatch::handle(&broker, incoming, peer).await {
+            Ok(dispatch::Handled::Ready(resp)) => {
+                let _ = done_tx.send(resp);
+            }
+            Ok(dispatch::Handled::Deferred(fut)) => {
+                tokio::spawn(async move {
+                    match fut.await {
+                        Ok(resp) => {
+                            let _ = done_tx.send(resp);
+                        }
+                        Err(e) => {
+                            // Dropping `done_tx` makes the writer close the connection.
+                            tracing::warn!(%peer, error = %e, "closing connection: request failed");
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection: request failed");
+                break;
+            }
+        }
         if tx.send(done_rx).await.is_err() {
             break;
         }
-        let b = broker.clone();
-        tokio::spawn(async move {
-            match dispatch::handle(&b, incoming, peer).await {
-                Ok(resp) => {
-                    let _ = done_tx.send(resp);
-                }
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "closing connection: request failed");
-                    // Dropping `done_tx` makes the writer close the connection.
-                }
-            }
-        });
     }
     drop(tx);
     let _ = writer_task.await;

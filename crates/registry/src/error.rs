@@ -108,8 +108,6 @@ pub enum ValidationError {
         len: usize,
         first: u8,
     },
-    #[error("{part} is null but the topic requires a schema id")]
-    NullPayload { part: &'static str },
     #[error("{part} carries schema id {id}, which is not registered")]
     UnknownSchemaId { part: &'static str, id: u32 },
     #[error("{part} carries schema id {id}, which is not registered under subject '{expected}'")]
@@ -140,7 +138,6 @@ impl ValidationError {
     pub fn reason(&self) -> &'static str {
         match self {
             ValidationError::NoMagicByte { .. } => "no_magic_byte",
-            ValidationError::NullPayload { .. } => "null_payload",
             ValidationError::UnknownSchemaId { .. } => "unknown_schema_id",
             ValidationError::WrongSubject { .. } => "wrong_subject",
             ValidationError::Decode { .. } => "decode_failed",

@@ -4,17 +4,24 @@
 //! headers, and the AI event contracts shipped with the broker.
 
 pub mod avro;
+pub mod contracts;
 pub mod error;
 pub mod json;
 pub mod model;
 pub mod protobuf;
 pub mod store;
+pub mod validate;
 
 pub use error::{RegistryError, ValidationError};
 pub mod registry;
 pub mod rest;
 pub mod schema;
 
+pub use contracts::install_ai_contracts;
 pub use model::{CompatibilityLevel, Mode, SchemaReference, SchemaType, StoredSchema, VersionSel};
 pub use registry::{Registered, Registry, SchemaRequest, SubjectVersion};
 pub use rest::router;
+pub use validate::{
+    dlq_headers, dlq_topic, policy_from_configs, try_policy_from_configs, GovernancePolicy,
+    OnFailure, SchemaCheck, SubjectStrategy, TopicPolicy, ValidationMode, Validator,
+};

@@ -62,16 +62,19 @@ impl FileResolver for Resolver {
 fn looks_base64(text: &str) -> bool {
     let t = text.trim();
     !t.is_empty()
-        && t
-            .bytes()
+        && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
 }
 
 fn to_file(name: &str, text: &str) -> Result<File, RegistryError> {
-    let invalid = |m: String| RegistryError::InvalidSchema(format!("Invalid Protobuf schema '{name}': {m}"));
+    let invalid =
+        |m: String| RegistryError::InvalidSchema(format!("Invalid Protobuf schema '{name}': {m}"));
     if looks_base64(text) {
-        let bytes = B64.decode(text.trim()).map_err(|e| invalid(e.to_string()))?;
-        let mut fdp = FileDescriptorProto::decode(bytes.as_slice()).map_err(|e| invalid(e.to_string()))?;
+        let bytes = B64
+            .decode(text.trim())
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut fdp =
+            FileDescriptorProto::decode(bytes.as_slice()).map_err(|e| invalid(e.to_string()))?;
         fdp.name = Some(name.to_string());
         Ok(File::from_file_descriptor_proto(fdp))
     } else {
@@ -259,8 +262,12 @@ struct Cmp<'a> {
 impl Cmp<'_> {
     fn named(&self, wk: &Kind, rk: &Kind) -> bool {
         let (wn, rn) = match (wk, rk) {
-            (Kind::Message(a), Kind::Message(b)) => (a.full_name().to_string(), b.full_name().to_string()),
-            (Kind::Enum(a), Kind::Enum(b)) => (a.full_name().to_string(), b.full_name().to_string()),
+            (Kind::Message(a), Kind::Message(b)) => {
+                (a.full_name().to_string(), b.full_name().to_string())
+            }
+            (Kind::Enum(a), Kind::Enum(b)) => {
+                (a.full_name().to_string(), b.full_name().to_string())
+            }
             _ => return false,
         };
         rel_name(&wn, self.w_pkg) == rel_name(&rn, self.r_pkg)
@@ -278,9 +285,16 @@ impl Cmp<'_> {
                 }
             }
             (None, None) => {
-                let same_kind = matches!((wk, rk), (Kind::Message(_), Kind::Message(_)) | (Kind::Enum(_), Kind::Enum(_)));
+                let same_kind = matches!(
+                    (wk, rk),
+                    (Kind::Message(_), Kind::Message(_)) | (Kind::Enum(_), Kind::Enum(_))
+                );
                 if !same_kind {
-                    self.errs.push(diff("FIELD_KIND_CHANGED", path, "The kind of a field changed"));
+                    self.errs.push(diff(
+                        "FIELD_KIND_CHANGED",
+                        path,
+                        "The kind of a field changed",
+                    ));
                 } else if !self.named(wk, rk) {
                     self.errs.push(diff(
                         "FIELD_NAMED_TYPE_CHANGED",
@@ -289,7 +303,11 @@ impl Cmp<'_> {
                     ));
                 }
             }
-            _ => self.errs.push(diff("FIELD_KIND_CHANGED", path, "The kind of a field changed")),
+            _ => self.errs.push(diff(
+                "FIELD_KIND_CHANGED",
+                path,
+                "The kind of a field changed",
+            )),
         }
     }
 
@@ -297,21 +315,36 @@ impl Cmp<'_> {
         match (w.is_map(), r.is_map()) {
             (true, true) => {
                 if let (Kind::Message(wm), Kind::Message(rm)) = (w.kind(), r.kind()) {
-                    self.kinds(&wm.map_entry_key_field().kind(), &rm.map_entry_key_field().kind(), path);
-                    self.kinds(&wm.map_entry_value_field().kind(), &rm.map_entry_value_field().kind(), path);
+                    self.kinds(
+                        &wm.map_entry_key_field().kind(),
+                        &rm.map_entry_key_field().kind(),
+                        path,
+                    );
+                    self.kinds(
+                        &wm.map_entry_value_field().kind(),
+                        &rm.map_entry_value_field().kind(),
+                        path,
+                    );
                 }
                 return;
             }
             (false, false) => {}
             _ => {
-                self.errs.push(diff("FIELD_KIND_CHANGED", path, "A field changed between map and non-map"));
+                self.errs.push(diff(
+                    "FIELD_KIND_CHANGED",
+                    path,
+                    "A field changed between map and non-map",
+                ));
                 return;
             }
         }
         let (wk, rk) = (w.kind(), r.kind());
         let before = self.errs.len();
         self.kinds(&wk, &rk, path);
-        if self.errs.len() == before && w.is_list() != r.is_list() && matches!(wk, Kind::String | Kind::Bytes) {
+        if self.errs.len() == before
+            && w.is_list() != r.is_list()
+            && matches!(wk, Kind::String | Kind::Bytes)
+        {
             self.errs.push(diff(
                 "FIELD_STRING_OR_BYTES_LABEL_CHANGED",
                 path,
@@ -322,18 +355,34 @@ impl Cmp<'_> {
 
     fn message(&mut self, w: &MessageDescriptor, r: &MessageDescriptor) {
         let base = format!("#/{}", rel_name(w.full_name(), self.w_pkg));
-        let r_oneofs: Vec<String> = r.oneofs().filter(|o| !o.is_synthetic()).map(|o| o.name().to_string()).collect();
-        let w_oneofs: Vec<String> = w.oneofs().filter(|o| !o.is_synthetic()).map(|o| o.name().to_string()).collect();
+        let r_oneofs: Vec<String> = r
+            .oneofs()
+            .filter(|o| !o.is_synthetic())
+            .map(|o| o.name().to_string())
+            .collect();
+        let w_oneofs: Vec<String> = w
+            .oneofs()
+            .filter(|o| !o.is_synthetic())
+            .map(|o| o.name().to_string())
+            .collect();
         for wf in w.fields() {
             let path = format!("{base}/{}", wf.number());
             match r.get_field(wf.number()) {
                 None => {
                     if wf.cardinality() == Cardinality::Required {
-                        self.errs.push(diff("REQUIRED_FIELD_REMOVED", &path, "A required field was removed"));
+                        self.errs.push(diff(
+                            "REQUIRED_FIELD_REMOVED",
+                            &path,
+                            "A required field was removed",
+                        ));
                     }
                     if let Some(o) = real_oneof(&wf) {
                         if r_oneofs.contains(&o) {
-                            self.errs.push(diff("ONEOF_FIELD_REMOVED", &path, "A field was removed from a oneof"));
+                            self.errs.push(diff(
+                                "ONEOF_FIELD_REMOVED",
+                                &path,
+                                "A field was removed from a oneof",
+                            ));
                         }
                     }
                 }
@@ -341,7 +390,11 @@ impl Cmp<'_> {
                     self.field(&wf, &rf, &path);
                     if let (Some(o), None) = (real_oneof(&wf), real_oneof(&rf)) {
                         if r_oneofs.contains(&o) {
-                            self.errs.push(diff("ONEOF_FIELD_REMOVED", &path, "A field was moved out of a oneof"));
+                            self.errs.push(diff(
+                                "ONEOF_FIELD_REMOVED",
+                                &path,
+                                "A field was moved out of a oneof",
+                            ));
                         }
                     }
                 }
@@ -350,13 +403,20 @@ impl Cmp<'_> {
         for rf in r.fields() {
             if w.get_field(rf.number()).is_none() && rf.cardinality() == Cardinality::Required {
                 let path = format!("{base}/{}", rf.number());
-                self.errs.push(diff("REQUIRED_FIELD_ADDED", &path, "A required field was added"));
+                self.errs.push(diff(
+                    "REQUIRED_FIELD_ADDED",
+                    &path,
+                    "A required field was added",
+                ));
             }
         }
         for o in r.oneofs().filter(|o| !o.is_synthetic()) {
             let moved = o
                 .fields()
-                .filter(|rf| w.get_field(rf.number()).is_some_and(|wf| real_oneof(&wf).is_none()))
+                .filter(|rf| {
+                    w.get_field(rf.number())
+                        .is_some_and(|wf| real_oneof(&wf).is_none())
+                })
                 .count();
             let path = format!("{base}/{}", o.name());
             if moved > 1 {
@@ -387,7 +447,8 @@ pub fn can_read(reader: &ProtoSchema, writer: &ProtoSchema) -> Vec<String> {
         errs: Vec::new(),
     };
     if w_pkg != r_pkg {
-        c.errs.push(diff("PACKAGE_CHANGED", "#/", "The package changed"));
+        c.errs
+            .push(diff("PACKAGE_CHANGED", "#/", "The package changed"));
     }
     let readers: HashMap<String, MessageDescriptor> = all_messages(&reader.file)
         .into_iter()
@@ -420,7 +481,8 @@ mod tests {
         errs.is_empty()
     }
 
-    const V1: &str = "syntax = \"proto3\"; package ex; message U { int32 id = 1; string name = 2; }";
+    const V1: &str =
+        "syntax = \"proto3\"; package ex; message U { int32 id = 1; string name = 2; }";
 
     #[test]
     fn text_and_descriptor_forms_share_a_canonical_form() {
@@ -433,15 +495,19 @@ mod tests {
     #[test]
     fn field_rules() {
         let removed = "syntax = \"proto3\"; package ex; message U { int32 id = 1; }";
-        let retyped = "syntax = \"proto3\"; package ex; message U { int32 id = 1; double name = 2; }";
-        let widened = "syntax = \"proto3\"; package ex; message U { int64 id = 1; bytes name = 2; }";
-        let renamed = "syntax = \"proto3\"; package ex; message U { int32 ident = 1; string title = 2; }";
+        let retyped =
+            "syntax = \"proto3\"; package ex; message U { int32 id = 1; double name = 2; }";
+        let widened =
+            "syntax = \"proto3\"; package ex; message U { int64 id = 1; bytes name = 2; }";
+        let renamed =
+            "syntax = \"proto3\"; package ex; message U { int32 ident = 1; string title = 2; }";
         assert!(compatible(removed, V1));
         assert!(compatible(V1, removed));
         assert!(!compatible(retyped, V1));
         assert!(compatible(widened, V1));
         assert!(compatible(renamed, V1));
-        let other_pkg = "syntax = \"proto3\"; package ex2; message U { int32 id = 1; string name = 2; }";
+        let other_pkg =
+            "syntax = \"proto3\"; package ex2; message U { int32 id = 1; string name = 2; }";
         assert!(!compatible(other_pkg, V1));
         let no_msg = "syntax = \"proto3\"; package ex; message V { int32 id = 1; }";
         assert!(!compatible(no_msg, V1));
@@ -485,6 +551,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.record_name.as_deref(), Some("P"));
-        assert!(parse("syntax = \"proto3\"; import \"missing.proto\"; message P {}", &[]).is_err());
+        assert!(parse(
+            "syntax = \"proto3\"; import \"missing.proto\"; message P {}",
+            &[]
+        )
+        .is_err());
     }
 }

@@ -12,8 +12,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::RegistryError;
 use crate::model::{
-    CompatibilityLevel, Mode, SchemaReference, SchemaType, StoredSchema, VersionEntry,
-    VersionSel,
+    CompatibilityLevel, Mode, SchemaReference, SchemaType, StoredSchema, VersionEntry, VersionSel,
 };
 use crate::schema::{Dep, Parsed};
 use crate::store::{MemoryStore, SchemaStore, SqliteStore, StoreOp};
@@ -169,7 +168,12 @@ impl State {
 
     /// The version a selector names among live versions, or among all when
     /// `deleted`.
-    fn select(&self, subject: &str, sel: VersionSel, deleted: bool) -> Result<VersionEntry, RegistryError> {
+    fn select(
+        &self,
+        subject: &str,
+        sel: VersionSel,
+        deleted: bool,
+    ) -> Result<VersionEntry, RegistryError> {
         let list = self
             .subjects
             .get(subject)
@@ -177,12 +181,16 @@ impl State {
             .ok_or_else(|| RegistryError::SubjectNotFound(subject.to_string()))?;
         let found = match sel {
             VersionSel::Latest => list.iter().rev().find(|e| deleted || !e.deleted),
-            VersionSel::Number(n) => list.iter().find(|e| e.version == n && (deleted || !e.deleted)),
+            VersionSel::Number(n) => list
+                .iter()
+                .find(|e| e.version == n && (deleted || !e.deleted)),
         };
-        found.copied().ok_or_else(|| RegistryError::VersionNotFound {
-            subject: subject.to_string(),
-            version: sel.to_string(),
-        })
+        found
+            .copied()
+            .ok_or_else(|| RegistryError::VersionNotFound {
+                subject: subject.to_string(),
+                version: sel.to_string(),
+            })
     }
 
     /// Flattens references (dependencies first), each once.
@@ -201,7 +209,9 @@ impl State {
         depth: u32,
     ) -> Result<(), RegistryError> {
         if depth > 32 {
-            return Err(RegistryError::InvalidSchema("references nest too deeply".into()));
+            return Err(RegistryError::InvalidSchema(
+                "references nest too deeply".into(),
+            ));
         }
         for r in refs {
             if seen.contains(&r.name) {
@@ -218,7 +228,10 @@ impl State {
                     ))
                 })?;
             let schema = self.schemas.get(&entry.id).ok_or_else(|| {
-                RegistryError::Store(format!("schema {} of {}/{} missing", entry.id, r.subject, r.version))
+                RegistryError::Store(format!(
+                    "schema {} of {}/{} missing",
+                    entry.id, r.subject, r.version
+                ))
             })?;
             seen.insert(r.name.clone());
             self.resolve_into(&schema.references, out, seen, depth + 1)?;
@@ -284,10 +297,14 @@ impl Registry {
                 .into_iter()
                 .map(|(subject, entry)| StoreOp::PutVersion { subject, entry }),
         );
-        ops.extend(snap.configs.into_iter().map(|(subject, l)| StoreOp::SetConfig {
-            subject,
-            level: Some(l),
-        }));
+        ops.extend(
+            snap.configs
+                .into_iter()
+                .map(|(subject, l)| StoreOp::SetConfig {
+                    subject,
+                    level: Some(l),
+                }),
+        );
         ops.extend(snap.modes.into_iter().map(|(subject, m)| StoreOp::SetMode {
             subject,
             mode: Some(m),
@@ -304,7 +321,11 @@ impl Registry {
         })
     }
 
-    fn commit(&self, store: &mut Box<dyn SchemaStore>, ops: Vec<StoreOp>) -> Result<(), RegistryError> {
+    fn commit(
+        &self,
+        store: &mut Box<dyn SchemaStore>,
+        ops: Vec<StoreOp>,
+    ) -> Result<(), RegistryError> {
         if ops.is_empty() {
             return Ok(());
         }
@@ -403,11 +424,11 @@ impl Registry {
         let st = self.inner.state.read();
         let live = st.live_versions(subject);
         if req.version.is_none() {
-            if let Some(e) = live.iter().rev().find(|e| {
-                st.schemas
-                    .get(&e.id)
-                    .is_some_and(|s| content_key(s) == key)
-            }) {
+            if let Some(e) = live
+                .iter()
+                .rev()
+                .find(|e| st.schemas.get(&e.id).is_some_and(|s| content_key(s) == key))
+            {
                 if req.id.is_none_or(|id| id == e.id) {
                     return Ok(Registered {
                         id: e.id,
@@ -494,7 +515,11 @@ impl Registry {
             },
         });
         self.commit(&mut store, ops)?;
-        self.inner.parsed.write().entry(id).or_insert_with(|| Arc::new(parsed));
+        self.inner
+            .parsed
+            .write()
+            .entry(id)
+            .or_insert_with(|| Arc::new(parsed));
         Ok(Registered {
             id,
             version,
@@ -510,7 +535,11 @@ impl Registry {
         deleted: bool,
     ) -> Result<SubjectVersion, RegistryError> {
         let parsed = self.parse_request(req)?;
-        let key: ContentKey = (req.schema_type, parsed.canonical().to_string(), req.references.clone());
+        let key: ContentKey = (
+            req.schema_type,
+            parsed.canonical().to_string(),
+            req.references.clone(),
+        );
         let st = self.inner.state.read();
         let list = st
             .subjects
@@ -560,14 +589,21 @@ impl Registry {
     }
 
     /// (subject, version) pairs holding this id.
-    pub fn versions_for_id(&self, id: u32, deleted: bool) -> Result<Vec<(String, u32)>, RegistryError> {
+    pub fn versions_for_id(
+        &self,
+        id: u32,
+        deleted: bool,
+    ) -> Result<Vec<(String, u32)>, RegistryError> {
         let st = self.inner.state.read();
         if !st.schemas.contains_key(&id) {
             return Err(RegistryError::SchemaNotFound(id.to_string()));
         }
         let mut out = Vec::new();
         for (s, list) in &st.subjects {
-            for e in list.iter().filter(|e| e.id == id && (deleted || !e.deleted)) {
+            for e in list
+                .iter()
+                .filter(|e| e.id == id && (deleted || !e.deleted))
+            {
                 out.push((s.clone(), e.version));
             }
         }
@@ -595,7 +631,12 @@ impl Registry {
     }
 
     /// `GET /subjects/{s}/versions`.
-    pub fn versions(&self, subject: &str, deleted: bool, deleted_only: bool) -> Result<Vec<u32>, RegistryError> {
+    pub fn versions(
+        &self,
+        subject: &str,
+        deleted: bool,
+        deleted_only: bool,
+    ) -> Result<Vec<u32>, RegistryError> {
         let st = self.inner.state.read();
         let list = st
             .subjects
@@ -604,13 +645,24 @@ impl Registry {
             .ok_or_else(|| RegistryError::SubjectNotFound(subject.to_string()))?;
         Ok(list
             .iter()
-            .filter(|e| if deleted_only { e.deleted } else { deleted || !e.deleted })
+            .filter(|e| {
+                if deleted_only {
+                    e.deleted
+                } else {
+                    deleted || !e.deleted
+                }
+            })
             .map(|e| e.version)
             .collect())
     }
 
     /// `GET /subjects/{s}/versions/{v}`.
-    pub fn version(&self, subject: &str, sel: VersionSel, deleted: bool) -> Result<SubjectVersion, RegistryError> {
+    pub fn version(
+        &self,
+        subject: &str,
+        sel: VersionSel,
+        deleted: bool,
+    ) -> Result<SubjectVersion, RegistryError> {
         let st = self.inner.state.read();
         let e = st.select(subject, sel, deleted)?;
         let schema = st
@@ -661,7 +713,10 @@ impl Registry {
         for id in ids {
             let still_used = st.subjects.iter().any(|(s, l)| {
                 l.iter().any(|e| {
-                    e.id == id && !removed.iter().any(|(rs, re)| rs == s && re.version == e.version)
+                    e.id == id
+                        && !removed
+                            .iter()
+                            .any(|(rs, re)| rs == s && re.version == e.version)
                 })
             });
             if !still_used {
@@ -672,7 +727,11 @@ impl Registry {
     }
 
     /// `DELETE /subjects/{s}[?permanent=true]`: the versions deleted.
-    pub fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>, RegistryError> {
+    pub fn delete_subject(
+        &self,
+        subject: &str,
+        permanent: bool,
+    ) -> Result<Vec<u32>, RegistryError> {
         let mut store = self.inner.store.lock();
         self.check_writable(subject)?;
         let st = self.inner.state.read();
@@ -696,7 +755,8 @@ impl Registry {
             if !live.is_empty() {
                 return Err(RegistryError::SubjectNotSoftDeleted(subject.to_string()));
             }
-            let removed: Vec<(String, VersionEntry)> = list.iter().map(|e| (subject.to_string(), *e)).collect();
+            let removed: Vec<(String, VersionEntry)> =
+                list.iter().map(|e| (subject.to_string(), *e)).collect();
             for (s, e) in &removed {
                 ops.push(StoreOp::DeleteVersion {
                     subject: s.clone(),
@@ -720,7 +780,10 @@ impl Registry {
             for e in &live {
                 ops.push(StoreOp::PutVersion {
                     subject: subject.to_string(),
-                    entry: VersionEntry { deleted: true, ..*e },
+                    entry: VersionEntry {
+                        deleted: true,
+                        ..*e
+                    },
                 });
             }
             versions = live.iter().map(|e| e.version).collect();
@@ -731,7 +794,12 @@ impl Registry {
     }
 
     /// `DELETE /subjects/{s}/versions/{v}[?permanent=true]`: the version deleted.
-    pub fn delete_version(&self, subject: &str, sel: VersionSel, permanent: bool) -> Result<u32, RegistryError> {
+    pub fn delete_version(
+        &self,
+        subject: &str,
+        sel: VersionSel,
+        permanent: bool,
+    ) -> Result<u32, RegistryError> {
         let mut store = self.inner.store.lock();
         self.check_writable(subject)?;
         let st = self.inner.state.read();
@@ -817,14 +885,20 @@ impl Registry {
 
     /// The compatibility level: global (`None`), or a subject's own (error
     /// 40408 when it has none, unless `default_to_global`).
-    pub fn config(&self, subject: Option<&str>, default_to_global: bool) -> Result<CompatibilityLevel, RegistryError> {
+    pub fn config(
+        &self,
+        subject: Option<&str>,
+        default_to_global: bool,
+    ) -> Result<CompatibilityLevel, RegistryError> {
         let st = self.inner.state.read();
         match subject {
             None => Ok(st.level(None)),
             Some(s) => match st.subject_level.get(s) {
                 Some(l) => Ok(*l),
                 None if default_to_global => Ok(st.level(None)),
-                None => Err(RegistryError::SubjectCompatibilityNotConfigured(s.to_string())),
+                None => Err(RegistryError::SubjectCompatibilityNotConfigured(
+                    s.to_string(),
+                )),
             },
         }
     }
@@ -834,7 +908,11 @@ impl Registry {
         self.inner.state.read().level(Some(subject))
     }
 
-    pub fn set_config(&self, subject: Option<&str>, level: CompatibilityLevel) -> Result<(), RegistryError> {
+    pub fn set_config(
+        &self,
+        subject: Option<&str>,
+        level: CompatibilityLevel,
+    ) -> Result<(), RegistryError> {
         if let Some(s) = subject {
             check_subject(s)?;
         }
@@ -849,16 +927,18 @@ impl Registry {
     }
 
     /// Removes a level; returns the one that was set.
-    pub fn delete_config(&self, subject: Option<&str>) -> Result<CompatibilityLevel, RegistryError> {
+    pub fn delete_config(
+        &self,
+        subject: Option<&str>,
+    ) -> Result<CompatibilityLevel, RegistryError> {
         let mut store = self.inner.store.lock();
         let prev = {
             let st = self.inner.state.read();
             match subject {
                 None => st.level(None),
-                Some(s) => *st
-                    .subject_level
-                    .get(s)
-                    .ok_or_else(|| RegistryError::SubjectCompatibilityNotConfigured(s.to_string()))?,
+                Some(s) => *st.subject_level.get(s).ok_or_else(|| {
+                    RegistryError::SubjectCompatibilityNotConfigured(s.to_string())
+                })?,
             }
         };
         self.commit(
@@ -871,7 +951,11 @@ impl Registry {
         Ok(prev)
     }
 
-    pub fn mode(&self, subject: Option<&str>, default_to_global: bool) -> Result<Mode, RegistryError> {
+    pub fn mode(
+        &self,
+        subject: Option<&str>,
+        default_to_global: bool,
+    ) -> Result<Mode, RegistryError> {
         let st = self.inner.state.read();
         match subject {
             None => Ok(st.mode(None)),
@@ -883,7 +967,12 @@ impl Registry {
         }
     }
 
-    pub fn set_mode(&self, subject: Option<&str>, mode: Mode, force: bool) -> Result<(), RegistryError> {
+    pub fn set_mode(
+        &self,
+        subject: Option<&str>,
+        mode: Mode,
+        force: bool,
+    ) -> Result<(), RegistryError> {
         if let Some(s) = subject {
             check_subject(s)?;
         }
@@ -892,7 +981,10 @@ impl Registry {
             let st = self.inner.state.read();
             let non_empty = match subject {
                 None => st.subjects.values().any(|l| l.iter().any(|e| !e.deleted)),
-                Some(s) => st.subjects.get(s).is_some_and(|l| l.iter().any(|e| !e.deleted)),
+                Some(s) => st
+                    .subjects
+                    .get(s)
+                    .is_some_and(|l| l.iter().any(|e| !e.deleted)),
             };
             if non_empty {
                 return Err(RegistryError::OperationNotPermitted(

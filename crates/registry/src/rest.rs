@@ -49,7 +49,8 @@ impl From<RegistryError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
             tracing::warn!(error = %self.0, "schema registry request failed");
         }
@@ -72,7 +73,9 @@ where
     let reg = reg.clone();
     match tokio::task::spawn_blocking(move || f(&reg)).await {
         Ok(r) => r.map_err(ApiError),
-        Err(e) => Err(ApiError(RegistryError::Store(format!("registry task failed: {e}")))),
+        Err(e) => Err(ApiError(RegistryError::Store(format!(
+            "registry task failed: {e}"
+        )))),
     }
 }
 
@@ -118,7 +121,10 @@ impl Query {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn flag(&self, key: &str) -> bool {
@@ -150,15 +156,22 @@ fn schema_request(reg: &Registry, body: &Value) -> Result<SchemaRequest, Registr
             let subject = r.get("subject").and_then(Value::as_str);
             let version = r.get("version").and_then(Value::as_i64);
             let (Some(name), Some(subject), Some(version)) = (name, subject, version) else {
-                return Err(RegistryError::InvalidSchema(format!("Invalid schema reference {r}")));
+                return Err(RegistryError::InvalidSchema(format!(
+                    "Invalid schema reference {r}"
+                )));
             };
             let version = if version <= 0 {
                 reg.version(subject, VersionSel::Latest, false)
-                    .map_err(|_| RegistryError::InvalidSchema(format!("Invalid schema reference {r}: subject not found")))?
+                    .map_err(|_| {
+                        RegistryError::InvalidSchema(format!(
+                            "Invalid schema reference {r}: subject not found"
+                        ))
+                    })?
                     .version
             } else {
-                u32::try_from(version)
-                    .map_err(|_| RegistryError::InvalidSchema(format!("Invalid schema reference {r}")))?
+                u32::try_from(version).map_err(|_| {
+                    RegistryError::InvalidSchema(format!("Invalid schema reference {r}"))
+                })?
             };
             references.push(SchemaReference {
                 name: name.to_string(),
@@ -167,7 +180,12 @@ fn schema_request(reg: &Registry, body: &Value) -> Result<SchemaRequest, Registr
             });
         }
     }
-    let num = |k: &str| body.get(k).and_then(Value::as_i64).filter(|n| *n > 0).and_then(|n| u32::try_from(n).ok());
+    let num = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_i64)
+            .filter(|n| *n > 0)
+            .and_then(|n| u32::try_from(n).ok())
+    };
     Ok(SchemaRequest {
         schema,
         schema_type,
@@ -177,7 +195,12 @@ fn schema_request(reg: &Registry, body: &Value) -> Result<SchemaRequest, Registr
     })
 }
 
-fn schema_fields(out: &mut serde_json::Map<String, Value>, schema_type: SchemaType, text: String, refs: &[SchemaReference]) {
+fn schema_fields(
+    out: &mut serde_json::Map<String, Value>,
+    schema_type: SchemaType,
+    text: String,
+    refs: &[SchemaReference],
+) {
     if schema_type != SchemaType::Avro {
         out.insert("schemaType".into(), json!(schema_type.as_str()));
     }
@@ -223,12 +246,18 @@ async fn list_subjects(State(reg): Reg, RawQuery(q): RawQuery) -> Res {
     let subs = reg.subjects(
         q.flag("deleted"),
         q.flag("deleted_only"),
-        q.get("subjectPrefix").filter(|p| !p.is_empty() && *p != ":*:"),
+        q.get("subjectPrefix")
+            .filter(|p| !p.is_empty() && *p != ":*:"),
     );
     Ok(ok(json!(subs)))
 }
 
-async fn lookup(State(reg): Reg, Path(subject): Path<String>, RawQuery(q): RawQuery, body: Bytes) -> Res {
+async fn lookup(
+    State(reg): Reg,
+    Path(subject): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Res {
     let q = Query::parse(q);
     let body = parse_body(&body)?;
     let deleted = q.flag("deleted");
@@ -240,7 +269,11 @@ async fn lookup(State(reg): Reg, Path(subject): Path<String>, RawQuery(q): RawQu
     Ok(ok(version_json(&reg, &v, &q)))
 }
 
-async fn delete_subject(State(reg): Reg, Path(subject): Path<String>, RawQuery(q): RawQuery) -> Res {
+async fn delete_subject(
+    State(reg): Reg,
+    Path(subject): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Res {
     let permanent = Query::parse(q).flag("permanent");
     let versions = blocking(&reg, move |r| r.delete_subject(&subject, permanent)).await?;
     Ok(ok(json!(versions)))
@@ -252,7 +285,12 @@ async fn list_versions(State(reg): Reg, Path(subject): Path<String>, RawQuery(q)
     Ok(ok(json!(v)))
 }
 
-async fn register(State(reg): Reg, Path(subject): Path<String>, RawQuery(q): RawQuery, body: Bytes) -> Res {
+async fn register(
+    State(reg): Reg,
+    Path(subject): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Res {
     let q = Query::parse(q);
     let body = parse_body(&body)?;
     let normalize = q.flag("normalize");
@@ -264,14 +302,22 @@ async fn register(State(reg): Reg, Path(subject): Path<String>, RawQuery(q): Raw
     Ok(ok(json!({"id": registered.id})))
 }
 
-async fn get_version(State(reg): Reg, Path((subject, version)): Path<(String, String)>, RawQuery(q): RawQuery) -> Res {
+async fn get_version(
+    State(reg): Reg,
+    Path((subject, version)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Res {
     let q = Query::parse(q);
     let sel = VersionSel::parse(&version)?;
     let v = reg.version(&subject, sel, q.flag("deleted"))?;
     Ok(ok(version_json(&reg, &v, &q)))
 }
 
-async fn get_version_schema(State(reg): Reg, Path((subject, version)): Path<(String, String)>, RawQuery(q): RawQuery) -> Res {
+async fn get_version_schema(
+    State(reg): Reg,
+    Path((subject, version)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Res {
     let q = Query::parse(q);
     let sel = VersionSel::parse(&version)?;
     let v = reg.version(&subject, sel, q.flag("deleted"))?;
@@ -281,7 +327,11 @@ async fn get_version_schema(State(reg): Reg, Path((subject, version)): Path<(Str
     ))
 }
 
-async fn delete_version(State(reg): Reg, Path((subject, version)): Path<(String, String)>, RawQuery(q): RawQuery) -> Res {
+async fn delete_version(
+    State(reg): Reg,
+    Path((subject, version)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Res {
     let permanent = Query::parse(q).flag("permanent");
     let sel = VersionSel::parse(&version)?;
     let v = blocking(&reg, move |r| r.delete_version(&subject, sel, permanent)).await?;
@@ -326,7 +376,10 @@ async fn schema_by_id_raw(State(reg): Reg, Path(id): Path<String>, RawQuery(q): 
     let q = Query::parse(q);
     let id = parse_id(&id)?;
     let s = reg.schema_by_id(id)?;
-    Ok(Sr(StatusCode::OK, schema_text(&reg, id, s.schema_type, &s.schema, &q)))
+    Ok(Sr(
+        StatusCode::OK,
+        schema_text(&reg, id, s.schema_type, &s.schema, &q),
+    ))
 }
 
 async fn id_subjects(State(reg): Reg, Path(id): Path<String>, RawQuery(q): RawQuery) -> Res {
@@ -353,7 +406,13 @@ async fn id_versions(State(reg): Reg, Path(id): Path<String>, RawQuery(q): RawQu
     Ok(ok(Value::Array(out)))
 }
 
-async fn compat(reg: Arc<Registry>, subject: String, version: Option<String>, q: Option<String>, body: Bytes) -> Res {
+async fn compat(
+    reg: Arc<Registry>,
+    subject: String,
+    version: Option<String>,
+    q: Option<String>,
+    body: Bytes,
+) -> Res {
     let q = Query::parse(q);
     let verbose = q.flag("verbose");
     let body = parse_body(&body)?;
@@ -370,11 +429,21 @@ async fn compat(reg: Arc<Registry>, subject: String, version: Option<String>, q:
     Ok(ok(out))
 }
 
-async fn compat_all(State(reg): Reg, Path(subject): Path<String>, RawQuery(q): RawQuery, body: Bytes) -> Res {
+async fn compat_all(
+    State(reg): Reg,
+    Path(subject): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Res {
     compat(reg, subject, None, q, body).await
 }
 
-async fn compat_one(State(reg): Reg, Path((subject, version)): Path<(String, String)>, RawQuery(q): RawQuery, body: Bytes) -> Res {
+async fn compat_one(
+    State(reg): Reg,
+    Path((subject, version)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Res {
     compat(reg, subject, Some(version), q, body).await
 }
 
@@ -418,7 +487,12 @@ async fn get_mode(reg: Arc<Registry>, subject: Option<String>, q: Option<String>
     Ok(ok(json!({"mode": m.as_str()})))
 }
 
-async fn put_mode(reg: Arc<Registry>, subject: Option<String>, q: Option<String>, body: Bytes) -> Res {
+async fn put_mode(
+    reg: Arc<Registry>,
+    subject: Option<String>,
+    q: Option<String>,
+    body: Bytes,
+) -> Res {
     let force = Query::parse(q).flag("force");
     let body = parse_body(&body)?;
     let mode = mode_from_body(&body)?;
@@ -437,21 +511,36 @@ pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup).delete(delete_subject))
-        .route("/subjects/{subject}/versions", get(list_versions).post(register))
+        .route(
+            "/subjects/{subject}/versions",
+            get(list_versions).post(register),
+        )
         .route(
             "/subjects/{subject}/versions/{version}",
             get(get_version).delete(delete_version),
         )
-        .route("/subjects/{subject}/versions/{version}/schema", get(get_version_schema))
-        .route("/subjects/{subject}/versions/{version}/referencedby", get(referenced_by))
+        .route(
+            "/subjects/{subject}/versions/{version}/schema",
+            get(get_version_schema),
+        )
+        .route(
+            "/subjects/{subject}/versions/{version}/referencedby",
+            get(referenced_by),
+        )
         .route("/schemas", get(list_schemas))
         .route("/schemas/types", get(schema_types))
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(schema_by_id_raw))
         .route("/schemas/ids/{id}/subjects", get(id_subjects))
         .route("/schemas/ids/{id}/versions", get(id_versions))
-        .route("/compatibility/subjects/{subject}/versions", post(compat_all))
-        .route("/compatibility/subjects/{subject}/versions/{version}", post(compat_one))
+        .route(
+            "/compatibility/subjects/{subject}/versions",
+            post(compat_all),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(compat_one),
+        )
         .route(
             "/config",
             get(|State(r): Reg, RawQuery(q): RawQuery| get_config(r, None, q))
@@ -460,9 +549,13 @@ pub fn router(registry: Arc<Registry>) -> Router {
         )
         .route(
             "/config/{subject}",
-            get(|State(r): Reg, Path(s): Path<String>, RawQuery(q): RawQuery| get_config(r, Some(s), q))
-                .put(|State(r): Reg, Path(s): Path<String>, body: Bytes| put_config(r, Some(s), body))
-                .delete(|State(r): Reg, Path(s): Path<String>| delete_config(r, Some(s))),
+            get(
+                |State(r): Reg, Path(s): Path<String>, RawQuery(q): RawQuery| {
+                    get_config(r, Some(s), q)
+                },
+            )
+            .put(|State(r): Reg, Path(s): Path<String>, body: Bytes| put_config(r, Some(s), body))
+            .delete(|State(r): Reg, Path(s): Path<String>| delete_config(r, Some(s))),
         )
         .route(
             "/mode",
@@ -472,11 +565,17 @@ pub fn router(registry: Arc<Registry>) -> Router {
         )
         .route(
             "/mode/{subject}",
-            get(|State(r): Reg, Path(s): Path<String>, RawQuery(q): RawQuery| get_mode(r, Some(s), q))
-                .put(|State(r): Reg, Path(s): Path<String>, RawQuery(q): RawQuery, body: Bytes| {
+            get(
+                |State(r): Reg, Path(s): Path<String>, RawQuery(q): RawQuery| {
+                    get_mode(r, Some(s), q)
+                },
+            )
+            .put(
+                |State(r): Reg, Path(s): Path<String>, RawQuery(q): RawQuery, body: Bytes| {
                     put_mode(r, Some(s), q, body)
-                })
-                .delete(|State(r): Reg, Path(s): Path<String>| delete_mode(r, Some(s))),
+                },
+            )
+            .delete(|State(r): Reg, Path(s): Path<String>| delete_mode(r, Some(s))),
         )
         .with_state(registry)
 }

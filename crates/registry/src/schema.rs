@@ -36,11 +36,17 @@ impl Parsed {
                 Parsed::Avro(avro::parse(text, &d)?)
             }
             SchemaType::Json => {
-                let d: Vec<(&str, &str)> = deps.iter().map(|d| (d.name.as_str(), d.text.as_str())).collect();
+                let d: Vec<(&str, &str)> = deps
+                    .iter()
+                    .map(|d| (d.name.as_str(), d.text.as_str()))
+                    .collect();
                 Parsed::Json(json::parse(text, &d)?)
             }
             SchemaType::Protobuf => {
-                let d: Vec<(&str, &str)> = deps.iter().map(|d| (d.name.as_str(), d.text.as_str())).collect();
+                let d: Vec<(&str, &str)> = deps
+                    .iter()
+                    .map(|d| (d.name.as_str(), d.text.as_str()))
+                    .collect();
                 Parsed::Protobuf(protobuf::parse(text, &d)?)
             }
         })

@@ -37,7 +37,11 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let catalog: Arc<dyn sluice_catalog::Catalog> = Arc::new(
         SqliteCatalog::open(&data_dir.join("catalog.db")).context("cannot open the catalog")?,
     );
-    let opened = sluice_storage::store_url::open(s.object_store.as_deref(), &data_dir, &s.object_store_options)?;
+    let opened = sluice_storage::store_url::open(
+        s.object_store.as_deref(),
+        &data_dir,
+        &s.object_store_options,
+    )?;
     sluice_storage::store_url::check_access(&opened)
         .await
         .context("the object store is not usable")?;

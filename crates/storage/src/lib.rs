@@ -20,7 +20,10 @@ pub mod timestamps;
 pub mod upload;
 pub mod wal;
 
-pub use log::{AppendError, AppendOutcome, LogStore, ReadError, ReadOutcome, StorageError, Topic};
+pub use log::{
+    AppendError, AppendOutcome, LogStore, PendingAppend, ReadError, ReadOutcome, StorageError,
+    Topic,
+};
 pub use partition::PartitionLog;
 
 use std::path::PathBuf;

@@ -447,6 +447,19 @@ impl LogStore {
         p: &Arc<PartitionLog>,
         batches: Vec<CheckedBatch>,
     ) -> Result<AppendOutcome, AppendError> {
+        self.submit(topic, p, batches).await?.wait().await
+    }
+
+    /// First half of an append: assigns offsets and queues the batches on the
+    /// WAL, in call order. Callers that must keep a client's order (one
+    /// connection's pipelined produce requests) call this in sequence and
+    /// may then wait for durability concurrently with [`PendingAppend::wait`].
+    pub async fn submit(
+        &self,
+        topic: &Topic,
+        p: &Arc<PartitionLog>,
+        batches: Vec<CheckedBatch>,
+    ) -> Result<PendingAppend, AppendError> {
         let total: usize = batches.iter().map(|b| b.bytes.len()).sum();
         // Backpressure: wait while too much data waits for upload.
         let want = total.min(self.config.max_unuploaded_bytes.max(1)) as u32;
@@ -540,31 +553,55 @@ impl LogStore {
             self.upload_wake.notify_one();
         }
         result?;
-        for w in waits {
-            w.await.map_err(|_| AppendError::Wal(WalError::Closed))??;
-        }
-        if let Some(end) = duplicate_until {
-            self.wait_durable(p, end).await;
-        }
-        Ok(AppendOutcome {
-            base_offset: first_base.unwrap_or(-1),
-            log_append_time,
+        Ok(PendingAppend {
+            waits,
+            duplicate_until,
+            partition: p.clone(),
+            changes: self.subscribe(),
+            outcome: AppendOutcome {
+                base_offset: first_base.unwrap_or(-1),
+                log_append_time,
+            },
         })
     }
+}
 
-    /// Waits until the partition's high watermark reaches `end`.
-    async fn wait_durable(&self, p: &PartitionLog, end: i64) {
-        let mut rx = self.subscribe();
-        loop {
-            if p.offsets().1 >= end || p.inner.lock().deleted {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
+/// An append whose offsets are assigned and whose WAL write is queued.
+pub struct PendingAppend {
+    waits: Vec<oneshot::Receiver<Result<(), WalError>>>,
+    duplicate_until: Option<i64>,
+    partition: Arc<PartitionLog>,
+    changes: watch::Receiver<u64>,
+    outcome: AppendOutcome,
+}
+
+impl PendingAppend {
+    /// Second half of an append: resolves once the data is durable.
+    pub async fn wait(mut self) -> Result<AppendOutcome, AppendError> {
+        for w in self.waits.drain(..) {
+            w.await.map_err(|_| AppendError::Wal(WalError::Closed))??;
+        }
+        if let Some(end) = self.duplicate_until {
+            // A retried batch: answer once its original is durable.
+            wait_durable(&self.partition, &mut self.changes, end).await;
+        }
+        Ok(self.outcome)
+    }
+}
+
+/// Waits until the partition's high watermark reaches `end`.
+async fn wait_durable(p: &PartitionLog, rx: &mut watch::Receiver<u64>, end: i64) {
+    loop {
+        if p.offsets().1 >= end || p.inner.lock().deleted {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
         }
     }
+}
 
+impl LogStore {
     /// Reads batches starting at the one holding `offset`, up to `max_bytes`
     /// (the first batch is returned whatever its size).
     pub async fn read(

@@ -31,11 +31,17 @@ pub struct Footer {
     pub chunks: Vec<ChunkEntry>,
 }
 
+/// Largest byte range one catalog index row covers (unless a single batch
+/// is larger). Index rows are the unit of catch-up reads and of the block
+/// cache, so a fetch never reads more than about this much from an object.
+pub const INDEX_ROW_BYTES: u64 = 1 << 20;
+
 /// Builds an object chunk by chunk.
 #[derive(Default)]
 pub struct ObjectBuilder {
     buf: BytesMut,
     chunks: Vec<ChunkEntry>,
+    rows: Vec<ChunkEntry>,
 }
 
 impl ObjectBuilder {
@@ -50,8 +56,35 @@ impl ObjectBuilder {
             return;
         };
         let position = self.buf.len() as u64;
+        let mut row: Option<ChunkEntry> = None;
         for b in batches {
+            let at = self.buf.len() as u64;
             self.buf.extend_from_slice(&b.bytes);
+            let len = b.bytes.len() as u64;
+            match row.as_mut() {
+                Some(r) if r.length + len <= INDEX_ROW_BYTES => {
+                    r.last_offset = b.last_offset;
+                    r.max_timestamp = r.max_timestamp.max(b.max_timestamp);
+                    r.length += len;
+                }
+                _ => {
+                    if let Some(done) = row.take() {
+                        self.rows.push(done);
+                    }
+                    row = Some(ChunkEntry {
+                        topic,
+                        partition,
+                        base_offset: b.base_offset,
+                        last_offset: b.last_offset,
+                        max_timestamp: b.max_timestamp,
+                        position: at,
+                        length: len,
+                    });
+                }
+            }
+        }
+        if let Some(done) = row {
+            self.rows.push(done);
         }
         self.chunks.push(ChunkEntry {
             topic,
@@ -68,7 +101,8 @@ impl ObjectBuilder {
         self.chunks.is_empty()
     }
 
-    /// Finishes the object: its bytes and the chunk list.
+    /// Finishes the object: its bytes and its index rows (each a run of one
+    /// partition's batches of at most [`INDEX_ROW_BYTES`]).
     pub fn finish(mut self) -> (Bytes, Vec<ChunkEntry>) {
         let footer = Footer {
             version: 1,
@@ -79,7 +113,7 @@ impl ObjectBuilder {
         self.buf
             .extend_from_slice(&(json.len() as u32).to_be_bytes());
         self.buf.extend_from_slice(MAGIC);
-        (self.buf.freeze(), footer.chunks)
+        (self.buf.freeze(), self.rows)
     }
 }
 
@@ -126,10 +160,31 @@ mod tests {
         b.add_chunk(t, 1, &batches[1..]);
         let (obj, chunks) = b.finish();
         let footer = read_footer(&obj).unwrap();
-        assert_eq!(footer.chunks, chunks);
+        assert_eq!(footer.chunks, chunks, "small chunks are one index row each");
         assert_eq!(chunks[0].length, 6);
         assert_eq!(chunks[0].max_timestamp, 30);
         assert_eq!(&obj[chunks[1].position as usize..][..2], b"bb");
         assert!(read_footer(b"garbage").is_none());
+    }
+
+    #[test]
+    fn large_chunks_are_split_into_index_rows() {
+        let t = Uuid::new_v4();
+        let big = Bytes::from(vec![7u8; 400 * 1024]);
+        let batches: Vec<MemBatch> = (0..6)
+            .map(|i| MemBatch {
+                base_offset: i * 10,
+                last_offset: i * 10 + 9,
+                max_timestamp: i,
+                bytes: big.clone(),
+            })
+            .collect();
+        let mut b = ObjectBuilder::default();
+        b.add_chunk(t, 0, &batches);
+        let (obj, rows) = b.finish();
+        assert_eq!(rows.len(), 3, "400 KiB batches pack two per 1 MiB row");
+        assert_eq!((rows[1].base_offset, rows[1].last_offset), (20, 39));
+        assert_eq!(rows[2].position, 4 * 400 * 1024);
+        assert_eq!(read_footer(&obj).unwrap().chunks.len(), 1);
     }
 }

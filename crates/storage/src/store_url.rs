@@ -39,7 +39,11 @@ pub struct OpenedStore {
 }
 
 /// Opens the object store for `url` (or the default under `data_dir`).
-pub fn open(url: Option<&str>, data_dir: &Path, options: &BTreeMap<String, String>) -> Result<OpenedStore, StoreUrlError> {
+pub fn open(
+    url: Option<&str>,
+    data_dir: &Path,
+    options: &BTreeMap<String, String>,
+) -> Result<OpenedStore, StoreUrlError> {
     let default_url;
     let url = match url {
         Some(u) => u,
@@ -50,10 +54,11 @@ pub fn open(url: Option<&str>, data_dir: &Path, options: &BTreeMap<String, Strin
     };
     if let Some(path) = url.strip_prefix("file://") {
         std::fs::create_dir_all(path).map_err(|e| StoreUrlError::Dir(path.to_string(), e))?;
-        let store = LocalFileSystem::new_with_prefix(path).map_err(|source| StoreUrlError::Store {
-            url: url.to_string(),
-            source,
-        })?;
+        let store =
+            LocalFileSystem::new_with_prefix(path).map_err(|source| StoreUrlError::Store {
+                url: url.to_string(),
+                source,
+            })?;
         return Ok(OpenedStore {
             store: Arc::new(store),
             description: url.to_string(),
@@ -76,7 +81,8 @@ pub fn open(url: Option<&str>, data_dir: &Path, options: &BTreeMap<String, Strin
             builder = builder.with_region(region);
         }
         for (k, v) in options {
-            let key = AmazonS3ConfigKey::from_str(k).map_err(|_| StoreUrlError::UnknownOption(k.clone()))?;
+            let key = AmazonS3ConfigKey::from_str(k)
+                .map_err(|_| StoreUrlError::UnknownOption(k.clone()))?;
             builder = builder.with_config(key, v);
         }
         let s3 = builder.build().map_err(|source| StoreUrlError::Store {
@@ -104,7 +110,10 @@ pub async fn check_access(opened: &OpenedStore) -> Result<(), StoreUrlError> {
         url: opened.description.clone(),
         source,
     };
-    let probe = ObjectPath::from(format!("sluice-access-check/{}", uuid::Uuid::new_v4().simple()));
+    let probe = ObjectPath::from(format!(
+        "sluice-access-check/{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     opened
         .store
         .put(&probe, bytes::Bytes::from_static(b"sluice").into())

@@ -4,8 +4,9 @@
 
 use super::{code, str_bytes};
 use crate::groups::consumer_protocol::subscription_topics;
-use crate::groups::state::{GroupState, JoinRequest, JoinResult, SyncResult};
+use crate::groups::state::{Deferred, GroupState, JoinRequest, JoinResult, SyncResult};
 use crate::Broker;
+use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -64,16 +65,19 @@ pub fn find_coordinator(
     resp
 }
 
-pub async fn join_group(
+/// JoinGroup: the membership change happens now, in request order; the
+/// returned future resolves when the group's join phase completes.
+pub fn join_group(
     broker: &Broker,
     req: JoinGroupRequest,
     version: i16,
     client_id: &str,
     peer: SocketAddr,
-) -> JoinGroupResponse {
+) -> BoxFuture<'static, JoinGroupResponse> {
     let group_id = req.group_id.0.as_str().to_string();
-    let result = if group_id.is_empty() {
-        JoinResult::error(ResponseError::InvalidGroupId, req.member_id.as_str())
+    let (deferred, fallback) = if group_id.is_empty() {
+        let e = JoinResult::error(ResponseError::InvalidGroupId, req.member_id.as_str());
+        (Deferred::Now(e.clone()), e)
     } else {
         let group = broker.groups.get_or_create(&group_id);
         let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
@@ -98,40 +102,49 @@ pub async fn join_group(
             require_known_member_id: version >= 4,
         };
         let fallback = JoinResult::error(ResponseError::RebalanceInProgress, &join.member_id);
-        group.join(join).resolve(fallback).await
+        (group.join(join), fallback)
     };
-    let mut resp = JoinGroupResponse::default();
-    resp.error_code = result.error;
-    resp.generation_id = result.generation;
-    if version >= 7 {
-        resp.protocol_type = result.protocol_type.map(str_bytes);
-    }
-    resp.protocol_name = Some(str_bytes(result.protocol_name.unwrap_or_default()));
-    resp.leader = str_bytes(result.leader);
-    resp.member_id = str_bytes(result.member_id);
-    resp.skip_assignment = version >= 9 && result.skip_assignment;
-    resp.members = result
-        .members
-        .into_iter()
-        .map(|(id, instance, metadata)| {
-            let mut m = JoinGroupResponseMember::default();
-            m.member_id = str_bytes(id);
-            m.group_instance_id = if version >= 5 {
-                instance.map(str_bytes)
-            } else {
-                None
-            };
-            m.metadata = metadata;
-            m
-        })
-        .collect();
-    resp
+    Box::pin(async move {
+        let result = deferred.resolve(fallback).await;
+        let mut resp = JoinGroupResponse::default();
+        resp.error_code = result.error;
+        resp.generation_id = result.generation;
+        if version >= 7 {
+            resp.protocol_type = result.protocol_type.map(str_bytes);
+        }
+        resp.protocol_name = Some(str_bytes(result.protocol_name.unwrap_or_default()));
+        resp.leader = str_bytes(result.leader);
+        resp.member_id = str_bytes(result.member_id);
+        resp.skip_assignment = version >= 9 && result.skip_assignment;
+        resp.members = result
+            .members
+            .into_iter()
+            .map(|(id, instance, metadata)| {
+                let mut m = JoinGroupResponseMember::default();
+                m.member_id = str_bytes(id);
+                m.group_instance_id = if version >= 5 {
+                    instance.map(str_bytes)
+                } else {
+                    None
+                };
+                m.metadata = metadata;
+                m
+            })
+            .collect();
+        resp
+    })
 }
 
-pub async fn sync_group(broker: &Broker, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+/// SyncGroup: applied now, answered when the leader's assignment arrives.
+pub fn sync_group(
+    broker: &Broker,
+    req: SyncGroupRequest,
+    version: i16,
+) -> BoxFuture<'static, SyncGroupResponse> {
     let group_id = req.group_id.0.as_str();
-    let result = match broker.groups.group(group_id) {
-        None => SyncResult::error(ResponseError::UnknownMemberId),
+    let fallback = SyncResult::error(ResponseError::RebalanceInProgress);
+    let deferred = match broker.groups.group(group_id) {
+        None => Deferred::Now(SyncResult::error(ResponseError::UnknownMemberId)),
         Some(group) => {
             let assignments = req
                 .assignments
@@ -139,26 +152,25 @@ pub async fn sync_group(broker: &Broker, req: SyncGroupRequest, version: i16) ->
                 .map(|a| (a.member_id.as_str().to_string(), a.assignment))
                 .collect();
             let instance = opt_str(&req.group_instance_id);
-            let fallback = SyncResult::error(ResponseError::RebalanceInProgress);
-            group
-                .sync(
-                    req.member_id.as_str(),
-                    instance.as_deref(),
-                    req.generation_id,
-                    assignments,
-                )
-                .resolve(fallback)
-                .await
+            group.sync(
+                req.member_id.as_str(),
+                instance.as_deref(),
+                req.generation_id,
+                assignments,
+            )
         }
     };
-    let mut resp = SyncGroupResponse::default();
-    resp.error_code = result.error;
-    if version >= 5 {
-        resp.protocol_type = result.protocol_type.map(str_bytes);
-        resp.protocol_name = result.protocol_name.map(str_bytes);
-    }
-    resp.assignment = result.assignment;
-    resp
+    Box::pin(async move {
+        let result = deferred.resolve(fallback).await;
+        let mut resp = SyncGroupResponse::default();
+        resp.error_code = result.error;
+        if version >= 5 {
+            resp.protocol_type = result.protocol_type.map(str_bytes);
+            resp.protocol_name = result.protocol_name.map(str_bytes);
+        }
+        resp.assignment = result.assignment;
+        resp
+    })
 }
 
 pub fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {

@@ -4,7 +4,7 @@
 
 use super::{code, find_or_create_topic, str_bytes};
 use crate::Broker;
-use futures::future::join_all;
+use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -24,12 +24,15 @@ fn partition_error(
     r
 }
 
-/// Handles a produce request; `None` for acks=0 (no response is sent).
+/// Handles a produce request in two steps: this call checks every batch and
+/// assigns offsets (so a connection's pipelined requests append in the order
+/// they were sent); the returned future resolves once everything is durable,
+/// with `None` for acks=0 (no response is sent).
 pub async fn handle(
     broker: &Broker,
     req: ProduceRequest,
     _version: i16,
-) -> Option<ProduceResponse> {
+) -> BoxFuture<'static, Option<ProduceResponse>> {
     let acks = req.acks;
     let mut topics = Vec::with_capacity(req.topic_data.len());
     let mut appends = Vec::new();
@@ -81,26 +84,14 @@ pub async fn handle(
                                         ),
                                     )
                                 } else {
-                                    let (t, p) = (t.clone(), p.clone());
-                                    let store = broker.store.clone();
                                     let index = pd.index;
                                     let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
                                     let records: i64 =
                                         batches.iter().map(|b| b.header.record_count as i64).sum();
-                                    appends.push(async move {
-                                        let r = store.append(&t, &p, batches).await;
-                                        if r.is_ok() {
-                                            let m = sluice_observe::metrics();
-                                            let topic = [p.topic_name.as_str()];
-                                            m.bytes_in
-                                                .with_label_values(&topic)
-                                                .inc_by(bytes as u64);
-                                            m.records_in
-                                                .with_label_values(&topic)
-                                                .inc_by(records as u64);
-                                        }
-                                        (ti, index, p.offsets().0, r)
-                                    });
+                                    // Offsets are assigned here, in request order; durability is
+                                    // awaited after the next request of the connection may start.
+                                    let submitted = broker.store.submit(t, p, batches).await;
+                                    appends.push((ti, index, p.clone(), bytes, records, submitted));
                                     None
                                 }
                             }
@@ -114,38 +105,55 @@ pub async fn handle(
         }
         topics.push(resp);
     }
-    for (ti, index, log_start, result) in join_all(appends).await {
-        let r = match result {
-            Ok(o) => {
-                let mut r = PartitionProduceResponse::default();
-                r.index = index;
-                r.base_offset = o.base_offset;
-                r.log_append_time_ms = o.log_append_time;
-                r.log_start_offset = log_start;
-                r
+    Box::pin(async move {
+        for (ti, index, p, bytes, records, submitted) in appends {
+            let result = match submitted {
+                Ok(pending) => pending.wait().await,
+                Err(e) => Err(e),
+            };
+            if result.is_ok() {
+                let m = sluice_observe::metrics();
+                let topic = [p.topic_name.as_str()];
+                m.bytes_in.with_label_values(&topic).inc_by(bytes as u64);
+                m.records_in
+                    .with_label_values(&topic)
+                    .inc_by(records as u64);
             }
-            Err(e) => {
-                let err = match &e {
-                    AppendError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
-                    AppendError::StaleEpoch(_) => ResponseError::InvalidProducerEpoch,
-                    AppendError::TopicDeleted => ResponseError::UnknownTopicOrPartition,
-                    AppendError::Wal(_) => ResponseError::KafkaStorageError,
-                };
-                if matches!(e, AppendError::Wal(_)) {
-                    tracing::error!(error = %e, "append failed");
+            let log_start = p.offsets().0;
+            let r = match result {
+                Ok(o) => {
+                    let mut r = PartitionProduceResponse::default();
+                    r.index = index;
+                    r.base_offset = o.base_offset;
+                    r.log_append_time_ms = o.log_append_time;
+                    r.log_start_offset = log_start;
+                    r
                 }
-                partition_error(index, err, Some(e.to_string()))
-            }
-        };
-        topics[ti].partition_responses.push(r);
-    }
-    if acks == 0 {
-        return None;
-    }
-    for t in &mut topics {
-        t.partition_responses.sort_by_key(|p| p.index);
-    }
-    let mut resp = ProduceResponse::default();
-    resp.responses = topics;
-    Some(resp)
+                Err(e) => {
+                    let err = match &e {
+                        AppendError::OutOfOrderSequence(_) => {
+                            ResponseError::OutOfOrderSequenceNumber
+                        }
+                        AppendError::StaleEpoch(_) => ResponseError::InvalidProducerEpoch,
+                        AppendError::TopicDeleted => ResponseError::UnknownTopicOrPartition,
+                        AppendError::Wal(_) => ResponseError::KafkaStorageError,
+                    };
+                    if matches!(e, AppendError::Wal(_)) {
+                        tracing::error!(error = %e, "append failed");
+                    }
+                    partition_error(index, err, Some(e.to_string()))
+                }
+            };
+            topics[ti].partition_responses.push(r);
+        }
+        if acks == 0 {
+            return None;
+        }
+        for t in &mut topics {
+            t.partition_responses.sort_by_key(|p| p.index);
+        }
+        let mut resp = ProduceResponse::default();
+        resp.responses = topics;
+        Some(resp)
+    })
 }
