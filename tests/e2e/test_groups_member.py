@@ -17,7 +17,8 @@
    Each line is written with one write() and carries time.monotonic(), which
    is CLOCK_MONOTONIC and so comparable with the test process's clock. The
    member reads commands on stdin: "close" (close() and exit 0) or
-   "committed" (report committed offsets of the current assignment).
+   "committed" (report committed offsets of the current assignment) or
+   "delay MS" (pause MS ms between processing a message and committing it).
 
 2. Imported by the tests: `Member` starts and watches such a process, plus
    small helpers (unique values, group/offset queries, waiting).
@@ -152,6 +153,8 @@ def member_main(cfg: dict) -> int:
         for cmd in cmds:
             if cmd == "committed":
                 report_committed_for(consumer.assignment())
+            elif cmd.startswith("delay "):
+                delay = int(cmd.split()[1]) / 1000.0
             elif cmd in ("close", "eof"):
                 consumer.close()
                 emit("closed")

@@ -392,6 +392,38 @@ def test_lag_and_lag_seconds_are_exact(broker, sluice_bin):
 
 
 @pytest.mark.e2e_timeout(120)
+def test_lag_and_lag_seconds_after_a_restart(broker):
+    """Committed offsets survive a restart and event ages are then read back
+    from stored data (no in-memory tail): same lag, same record timestamps."""
+    topic = "lag-restart"
+    group = "lag-restart-g"
+    create_topic(broker.bootstrap, topic, 2)
+    base = now_ms() - 1_800_000
+    ts = {p: [base + p * 200_000 + i * 1000 for i in range(8)] for p in (0, 1)}
+    for p in (0, 1):
+        produce_one_per_batch(broker.bootstrap, topic, p, ts[p])
+    c = Committer(broker.bootstrap, group)
+    try:
+        c.commit({(topic, 0): 3, (topic, 1): 6})
+    finally:
+        c.close()
+    before = scrape(broker)
+    rc = broker.stop()
+    assert rc == 0, f"broker exited {rc} on SIGTERM"
+    broker.restart()
+    after = scrape(broker)
+    for p, off in ((0, 3), (1, 6)):
+        lab = dict(consumergroup=group, topic=topic, partition=p)
+        for scr, when in ((before, "before restart"), (after, "after restart")):
+            assert scr.one("kafka_consumergroup_lag", **lab) == 8 - off, when
+            assert scr.one("kafka_consumergroup_current_offset", **lab) == off, when
+            ls = scr.one("kafka_consumergroup_lag_seconds", **lab)
+            lo, hi = age_bounds(scr, ts[p][off])
+            assert lo <= ls <= hi, f"partition {p} {when}: lag_seconds {ls}, expected {lo}..{hi}"
+    assert after.one("kafka_topic_partition_current_offset", topic=topic, partition=1) == 8
+
+
+@pytest.mark.e2e_timeout(120)
 def test_lag_seconds_of_a_record_inside_a_batch_uses_the_batch_first_timestamp(broker):
     """A 5-record batch (one raw Produce request); committing into its middle
     gives the batch's first timestamp as the age (read from the batch header,

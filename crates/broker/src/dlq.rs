@@ -43,16 +43,19 @@ fn text(v: &Option<Bytes>) -> Option<String> {
     v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
-/// Spring writes partitions as 4-byte and offsets/timestamps as 8-byte
-/// big-endian numbers; other producers write decimal strings.
-fn number(v: &Option<Bytes>) -> Option<i64> {
+/// Kafka Connect writes numbers as decimal strings.
+fn decimal(v: &Option<Bytes>) -> Option<i64> {
+    std::str::from_utf8(v.as_ref()?).ok()?.trim().parse().ok()
+}
+
+/// Spring writes partitions as 4-byte and offsets and timestamps as 8-byte
+/// big-endian numbers; anything else is read as a decimal string.
+fn spring_number(v: &Option<Bytes>) -> Option<i64> {
     let b = v.as_ref()?;
     match b.len() {
         4 => Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64),
-        8 => Some(i64::from_be_bytes([
-            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-        ])),
-        _ => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        8 => Some(i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
+        _ => decimal(v),
     }
 }
 
@@ -72,8 +75,8 @@ pub fn parse_context(headers: &IndexMap<StrBytes, Option<Bytes>>) -> DlqContext 
         DlqContext {
             source: "connect".into(),
             original_topic: text(&get("__connect.errors.topic")),
-            original_partition: number(&get("__connect.errors.partition")).map(|v| v as i32),
-            original_offset: number(&get("__connect.errors.offset")),
+            original_partition: decimal(&get("__connect.errors.partition")).map(|v| v as i32),
+            original_offset: decimal(&get("__connect.errors.offset")),
             original_timestamp: None,
             exception_class: text(&get("__connect.errors.exception.class.name")),
             exception_message: text(&get("__connect.errors.exception.message")),
@@ -85,9 +88,9 @@ pub fn parse_context(headers: &IndexMap<StrBytes, Option<Bytes>>) -> DlqContext 
         DlqContext {
             source: "spring".into(),
             original_topic: text(&get("kafka_dlt-original-topic")),
-            original_partition: number(&get("kafka_dlt-original-partition")).map(|v| v as i32),
-            original_offset: number(&get("kafka_dlt-original-offset")),
-            original_timestamp: number(&get("kafka_dlt-original-timestamp")),
+            original_partition: spring_number(&get("kafka_dlt-original-partition")).map(|v| v as i32),
+            original_offset: spring_number(&get("kafka_dlt-original-offset")),
+            original_timestamp: spring_number(&get("kafka_dlt-original-timestamp")),
             exception_class: text(&get("kafka_dlt-exception-fqcn")),
             exception_message: text(&get("kafka_dlt-exception-message")),
             connector: None,
@@ -518,7 +521,7 @@ mod tests {
         let c = parse_context(&headers(&[
             ("__connect.errors.topic", b"orders"),
             ("__connect.errors.partition", b"2"),
-            ("__connect.errors.offset", b"41"),
+            ("__connect.errors.offset", b"12345678"),
             (
                 "__connect.errors.exception.class.name",
                 b"org.apache.kafka.connect.errors.DataException",
@@ -530,7 +533,7 @@ mod tests {
         assert_eq!(c.original_topic.as_deref(), Some("orders"));
         assert_eq!(
             (c.original_partition, c.original_offset),
-            (Some(2), Some(41))
+            (Some(2), Some(12_345_678))
         );
         let s = parse_context(&headers(&[
             ("kafka_dlt-original-topic", b"payments"),

@@ -287,4 +287,34 @@ mod tests {
         }
         assert_eq!(checked, 12);
     }
+
+    /// The valid examples, encoded as Avro binary by apache-avro, pass
+    /// content validation against the Avro contracts; truncated ones fail.
+    #[test]
+    fn examples_validate_against_avro_contracts() {
+        use crate::schema::Parsed;
+        let reg = Registry::in_memory().unwrap();
+        let installed = install_ai_contracts(&reg).unwrap();
+        let v = reg.validator();
+        for (kind, _) in EVENTS {
+            let id = installed.iter().find(|(s, _)| *s == avro_subject(kind)).unwrap().1;
+            let parsed = reg.parsed(id).unwrap();
+            let Parsed::Avro(schema) = &*parsed else { panic!("not avro") };
+            let path = repo().join(format!("contracts/examples/{kind}.valid.json"));
+            let json: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let value = apache_avro::types::Value::try_from(json)
+                .unwrap()
+                .resolve(&schema.full)
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            #[allow(deprecated)]
+            let body = apache_avro::to_avro_datum(&schema.full, value).unwrap();
+            let mut payload = vec![0];
+            payload.extend_from_slice(&id.to_be_bytes());
+            payload.extend_from_slice(&body);
+            let topic = format!("ai.{kind}");
+            let check = |p: &[u8]| v.validate(&topic, false, SubjectStrategy::TopicName, ValidationMode::Content, Some(p));
+            assert_eq!(check(&payload), Ok(id), "{kind}");
+            assert!(check(&payload[..payload.len() - 1]).is_err(), "{kind} truncated");
+        }
+    }
 }

@@ -750,8 +750,7 @@ impl Registry {
         }
         let live: Vec<VersionEntry> = list.iter().filter(|e| !e.deleted).copied().collect();
         let mut ops = Vec::new();
-        let versions: Vec<u32>;
-        if permanent {
+        let versions: Vec<u32> = if permanent {
             if !live.is_empty() {
                 return Err(RegistryError::SubjectNotSoftDeleted(subject.to_string()));
             }
@@ -772,7 +771,7 @@ impl Registry {
                 subject: Some(subject.to_string()),
                 mode: None,
             });
-            versions = list.iter().map(|e| e.version).collect();
+            list.iter().map(|e| e.version).collect()
         } else {
             if live.is_empty() {
                 return Err(RegistryError::SubjectSoftDeleted(subject.to_string()));
@@ -786,8 +785,8 @@ impl Registry {
                     },
                 });
             }
-            versions = live.iter().map(|e| e.version).collect();
-        }
+            live.iter().map(|e| e.version).collect()
+        };
         drop(st);
         self.commit(&mut store, ops)?;
         Ok(versions)
@@ -1021,5 +1020,427 @@ impl Registry {
             }],
         )?;
         Ok(prev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(ty: SchemaType, s: &str) -> SchemaRequest {
+        SchemaRequest::new(ty, s)
+    }
+
+    fn avro(fields: &str) -> String {
+        format!(r#"{{"type":"record","name":"R","namespace":"t","fields":[{fields}]}}"#)
+    }
+
+    fn json(props: &str) -> String {
+        format!(r#"{{"type":"object","properties":{{{props}}},"additionalProperties":false}}"#)
+    }
+
+    /// One schema change per type: (v1, full-compatible, backward-only,
+    /// forward-only, breaking).
+    fn changes(ty: SchemaType) -> [String; 5] {
+        match ty {
+            SchemaType::Avro => [
+                avro(r#"{"name":"a","type":"int"}"#),
+                avro(r#"{"name":"a","type":"int"},{"name":"b","type":"string","default":"x"}"#),
+                // int -> long promotion and a new field with a default: new readers
+                // read old data, old readers cannot read longs.
+                avro(
+                    r#"{"name":"a","type":"long"},{"name":"c","type":["null","long"],"default":null}"#,
+                ),
+                // A new field without a default: only old readers cope.
+                avro(r#"{"name":"a","type":"int"},{"name":"e","type":"string"}"#),
+                avro(r#"{"name":"a","type":"string"}"#),
+            ],
+            SchemaType::Json => [
+                json(r#""a":{"type":"integer"}"#),
+                json(r#""a":{"type":"integer","description":"the a"}"#),
+                json(r#""a":{"type":"integer"},"b":{"type":"string"}"#),
+                json(r#""a":{"type":"integer","maximum":10}"#),
+                json(r#""a":{"type":"string"}"#),
+            ],
+            SchemaType::Protobuf => [
+                "syntax = \"proto3\"; message M { int32 a = 1; }".into(),
+                "syntax = \"proto3\"; message M { int32 a = 1; string b = 2; }".into(),
+                "syntax = \"proto3\"; message M { int32 a = 1; } message N { int32 x = 1; }".into(),
+                "syntax = \"proto3\"; message M { int32 a = 1; }".into(),
+                "syntax = \"proto3\"; message M { string a = 1; }".into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn compatibility_table_per_type_and_level() {
+        use CompatibilityLevel::*;
+        // expected acceptance of (full, backward-only, forward-only, breaking)
+        let table = [
+            (None, [true, true, true, true]),
+            (Backward, [true, true, false, false]),
+            (BackwardTransitive, [true, true, false, false]),
+            (Forward, [true, false, true, false]),
+            (ForwardTransitive, [true, false, true, false]),
+            (Full, [true, false, false, false]),
+            (FullTransitive, [true, false, false, false]),
+        ];
+        for ty in [SchemaType::Avro, SchemaType::Json, SchemaType::Protobuf] {
+            let c = changes(ty);
+            for (level, expect) in table {
+                for (i, want) in expect.iter().enumerate() {
+                    let reg = Registry::in_memory().unwrap();
+                    let subject = "s";
+                    // Protobuf forward-only case: v1 has the extra message.
+                    let (v1, v2) = if ty == SchemaType::Protobuf && i == 2 {
+                        (c[2].clone(), c[0].clone())
+                    } else {
+                        (c[0].clone(), c[i + 1].clone())
+                    };
+                    reg.set_config(Some(subject), level).unwrap();
+                    reg.register(subject, &req(ty, &v1), false).unwrap();
+                    let r = reg.register(subject, &req(ty, &v2), false);
+                    assert_eq!(
+                        r.is_ok(),
+                        *want,
+                        "{ty} {level} change #{i}: {v1} -> {v2}: {r:?}"
+                    );
+                    if let Err(e) = r {
+                        assert_eq!(e.error_code(), 409);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transitive_levels_check_every_version() {
+        let v1 = avro(r#"{"name":"a","type":"int"}"#);
+        let v2 = avro("");
+        let v3 = avro(r#"{"name":"a","type":"string","default":"z"}"#);
+        for (level, v3_ok) in [
+            (CompatibilityLevel::Backward, true),
+            (CompatibilityLevel::BackwardTransitive, false),
+        ] {
+            let reg = Registry::in_memory().unwrap();
+            reg.set_config(None, level).unwrap();
+            reg.register("s", &req(SchemaType::Avro, &v1), false)
+                .unwrap();
+            reg.register("s", &req(SchemaType::Avro, &v2), false)
+                .unwrap();
+            assert_eq!(
+                reg.register("s", &req(SchemaType::Avro, &v3), false)
+                    .is_ok(),
+                v3_ok,
+                "{level}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_are_global_and_deduplicated() {
+        let reg = Registry::in_memory().unwrap();
+        let a = avro(r#"{"name":"a","type":"int"}"#);
+        let spaced = a.replace(',', " , ");
+        let r1 = reg
+            .register("x", &req(SchemaType::Avro, &a), false)
+            .unwrap();
+        let again = reg
+            .register("x", &req(SchemaType::Avro, &spaced), false)
+            .unwrap();
+        assert_eq!(
+            r1,
+            Registered {
+                id: r1.id,
+                version: 1,
+                created: true
+            }
+        );
+        assert_eq!(
+            again,
+            Registered {
+                id: r1.id,
+                version: 1,
+                created: false
+            }
+        );
+        let other = reg
+            .register("y", &req(SchemaType::Avro, &a), false)
+            .unwrap();
+        assert_eq!(other.id, r1.id);
+        assert_eq!(other.version, 1);
+        assert_eq!(reg.subjects_for_id(r1.id, false).unwrap(), vec!["x", "y"]);
+        // Same text as another type is another schema.
+        let j = reg
+            .register("z", &req(SchemaType::Json, r#"{"type":"object"}"#), false)
+            .unwrap();
+        assert_ne!(j.id, r1.id);
+        let found = reg
+            .lookup("y", &req(SchemaType::Avro, &spaced), false)
+            .unwrap();
+        assert_eq!((found.id, found.version), (r1.id, 1));
+        assert_eq!(
+            reg.lookup("y", &req(SchemaType::Avro, &avro("")), false)
+                .unwrap_err()
+                .error_code(),
+            40403
+        );
+        assert_eq!(
+            reg.lookup("nope", &req(SchemaType::Avro, &a), false)
+                .unwrap_err()
+                .error_code(),
+            40401
+        );
+    }
+
+    #[test]
+    fn soft_and_permanent_deletes() {
+        let reg = Registry::in_memory().unwrap();
+        reg.set_config(None, CompatibilityLevel::None).unwrap();
+        let v1 = reg
+            .register(
+                "s",
+                &req(SchemaType::Avro, &avro(r#"{"name":"a","type":"int"}"#)),
+                false,
+            )
+            .unwrap();
+        let v2 = reg
+            .register(
+                "s",
+                &req(SchemaType::Avro, &avro(r#"{"name":"b","type":"int"}"#)),
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            reg.delete_subject("s", true).unwrap_err().error_code(),
+            40405
+        );
+        assert_eq!(
+            reg.delete_version("s", VersionSel::Number(2), true)
+                .unwrap_err()
+                .error_code(),
+            40407
+        );
+        assert_eq!(
+            reg.delete_version("s", VersionSel::Number(2), false)
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            reg.delete_version("s", VersionSel::Number(2), false)
+                .unwrap_err()
+                .error_code(),
+            40406
+        );
+        assert_eq!(
+            reg.version("s", VersionSel::Number(2), false)
+                .unwrap_err()
+                .error_code(),
+            40402
+        );
+        assert!(
+            reg.version("s", VersionSel::Number(2), true)
+                .unwrap()
+                .deleted
+        );
+        assert_eq!(
+            reg.version("s", VersionSel::Latest, false).unwrap().version,
+            1
+        );
+        assert_eq!(reg.versions("s", false, false).unwrap(), vec![1]);
+        assert_eq!(reg.versions("s", true, false).unwrap(), vec![1, 2]);
+        // Soft-deleted schemas stay readable by id (old data still decodes).
+        assert!(reg.schema_by_id(v2.id).is_ok());
+        assert_eq!(reg.delete_subject("s", false).unwrap(), vec![1]);
+        assert_eq!(
+            reg.delete_subject("s", false).unwrap_err().error_code(),
+            40404
+        );
+        assert!(reg.subjects(false, false, None).is_empty());
+        assert_eq!(reg.subjects(true, false, None), vec!["s"]);
+        assert_eq!(
+            reg.versions("s", false, false).unwrap_err().error_code(),
+            40401
+        );
+        assert_eq!(reg.delete_subject("s", true).unwrap(), vec![1, 2]);
+        assert!(reg.subjects(true, false, None).is_empty());
+        assert_eq!(reg.schema_by_id(v1.id).unwrap_err().error_code(), 40403);
+        // Ids are never reused.
+        let v3 = reg
+            .register(
+                "s",
+                &req(SchemaType::Avro, &avro(r#"{"name":"c","type":"int"}"#)),
+                false,
+            )
+            .unwrap();
+        assert!(v3.id > v2.id);
+        assert_eq!(v3.version, 1);
+    }
+
+    #[test]
+    fn references_and_referenced_by() {
+        let reg = Registry::in_memory().unwrap();
+        let dep = r#"{"type":"record","name":"Addr","namespace":"t","fields":[{"name":"city","type":"string"}]}"#;
+        let d = reg
+            .register("addr", &req(SchemaType::Avro, dep), false)
+            .unwrap();
+        let mut main = req(
+            SchemaType::Avro,
+            r#"{"type":"record","name":"P","namespace":"t","fields":[{"name":"a","type":"t.Addr"}]}"#,
+        );
+        assert_eq!(
+            reg.register("p", &main, false).unwrap_err().error_code(),
+            42201
+        );
+        main.references = vec![SchemaReference {
+            name: "t.Addr".into(),
+            subject: "addr".into(),
+            version: 1,
+        }];
+        let p = reg.register("p", &main, false).unwrap();
+        assert_ne!(p.id, d.id);
+        assert_eq!(
+            reg.referenced_by("addr", VersionSel::Number(1)).unwrap(),
+            vec![p.id]
+        );
+        assert_eq!(
+            reg.delete_version("addr", VersionSel::Number(1), false)
+                .unwrap_err()
+                .error_code(),
+            42206
+        );
+        assert_eq!(
+            reg.delete_subject("addr", false).unwrap_err().error_code(),
+            42206
+        );
+        reg.delete_subject("p", false).unwrap();
+        assert!(reg
+            .referenced_by("addr", VersionSel::Number(1))
+            .unwrap()
+            .is_empty());
+        reg.delete_subject("addr", false).unwrap();
+    }
+
+    #[test]
+    fn config_and_mode() {
+        let reg = Registry::in_memory().unwrap();
+        assert_eq!(
+            reg.config(None, false).unwrap(),
+            CompatibilityLevel::Backward
+        );
+        assert_eq!(
+            reg.config(Some("s"), false).unwrap_err().error_code(),
+            40408
+        );
+        assert_eq!(
+            reg.config(Some("s"), true).unwrap(),
+            CompatibilityLevel::Backward
+        );
+        reg.set_config(None, CompatibilityLevel::Full).unwrap();
+        reg.set_config(Some("s"), CompatibilityLevel::None).unwrap();
+        assert_eq!(reg.effective_config("s"), CompatibilityLevel::None);
+        assert_eq!(reg.effective_config("t"), CompatibilityLevel::Full);
+        assert_eq!(
+            reg.delete_config(Some("s")).unwrap(),
+            CompatibilityLevel::None
+        );
+        assert_eq!(reg.delete_config(None).unwrap(), CompatibilityLevel::Full);
+        assert_eq!(
+            reg.config(None, false).unwrap(),
+            CompatibilityLevel::Backward
+        );
+        assert_eq!(
+            "bogus"
+                .parse::<CompatibilityLevel>()
+                .unwrap_err()
+                .error_code(),
+            42203
+        );
+
+        reg.set_mode(Some("ro"), Mode::ReadOnly, false).unwrap();
+        let a = avro(r#"{"name":"a","type":"int"}"#);
+        assert_eq!(
+            reg.register("ro", &req(SchemaType::Avro, &a), false)
+                .unwrap_err()
+                .error_code(),
+            42205
+        );
+        reg.register("rw", &req(SchemaType::Avro, &a), false)
+            .unwrap();
+        assert_eq!(
+            reg.set_mode(None, Mode::Import, false)
+                .unwrap_err()
+                .error_code(),
+            42205
+        );
+        // IMPORT keeps given ids and versions.
+        reg.set_mode(Some("imp"), Mode::Import, false).unwrap();
+        let mut r = req(SchemaType::Avro, &avro(r#"{"name":"z","type":"int"}"#));
+        r.id = Some(500);
+        r.version = Some(7);
+        assert_eq!(
+            reg.register("imp", &r, false).unwrap(),
+            Registered {
+                id: 500,
+                version: 7,
+                created: true
+            }
+        );
+        let next = reg
+            .register(
+                "rw2",
+                &req(SchemaType::Avro, &avro(r#"{"name":"q","type":"int"}"#)),
+                false,
+            )
+            .unwrap();
+        assert_eq!(next.id, 501);
+        assert_eq!(
+            reg.mode(Some("nomode"), false).unwrap_err().error_code(),
+            40409
+        );
+        assert_eq!(reg.mode(Some("nomode"), true).unwrap(), Mode::ReadWrite);
+    }
+
+    #[test]
+    fn state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let (id, id2) = {
+            let reg = Registry::open(&path).unwrap();
+            reg.set_config(Some("s"), CompatibilityLevel::Full).unwrap();
+            reg.set_mode(Some("m"), Mode::ReadOnly, false).unwrap();
+            let a = reg
+                .register(
+                    "s",
+                    &req(SchemaType::Avro, &avro(r#"{"name":"a","type":"int"}"#)),
+                    false,
+                )
+                .unwrap();
+            let b = reg
+                .register(
+                    "j",
+                    &req(
+                        SchemaType::Protobuf,
+                        "syntax = \"proto3\"; message M { int32 a = 1; }",
+                    ),
+                    false,
+                )
+                .unwrap();
+            reg.delete_subject("j", false).unwrap();
+            reg.delete_subject("j", true).unwrap();
+            (a.id, b.id)
+        };
+        let reg = Registry::open(&path).unwrap();
+        assert_eq!(reg.version("s", VersionSel::Latest, false).unwrap().id, id);
+        assert_eq!(
+            reg.config(Some("s"), false).unwrap(),
+            CompatibilityLevel::Full
+        );
+        assert_eq!(reg.mode(Some("m"), false).unwrap(), Mode::ReadOnly);
+        assert_eq!(reg.schema_by_id(id2).unwrap_err().error_code(), 40403);
+        let c = reg
+            .register("c", &req(SchemaType::Json, r#"{"type":"string"}"#), false)
+            .unwrap();
+        assert!(c.id > id2, "ids are not reused after restart");
     }
 }

@@ -579,3 +579,264 @@ pub fn router(registry: Arc<Registry>) -> Router {
         )
         .with_state(registry)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (u16, Value, String) {
+        let mut b = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            b = b.header("content-type", CONTENT_TYPE);
+        }
+        let req = b
+            .body(
+                body.map(|v| Body::from(v.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, v, ct)
+    }
+
+    const A1: &str = r#"{"type":"record","name":"U","fields":[{"name":"a","type":"int"}]}"#;
+    const A2: &str = r#"{"type":"record","name":"U","fields":[{"name":"a","type":"int"},{"name":"b","type":"string","default":"x"}]}"#;
+    const BAD: &str = r#"{"type":"record","name":"U","fields":[{"name":"a","type":"string"}]}"#;
+
+    fn app() -> Router {
+        // Merged the way the broker will: next to a router with a fallback.
+        let other = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .fallback(|| async { (StatusCode::NOT_FOUND, "no such endpoint") });
+        other.merge(router(Arc::new(Registry::in_memory().unwrap())))
+    }
+
+    #[tokio::test]
+    async fn register_get_and_errors() {
+        let app = app();
+        let (s, v, ct) = call(
+            &app,
+            "POST",
+            "/subjects/t-value/versions",
+            Some(json!({"schema": A1})),
+        )
+        .await;
+        assert_eq!((s, &v), (200, &json!({"id": 1})));
+        assert_eq!(ct, CONTENT_TYPE);
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            "/subjects/t-value/versions?normalize=False",
+            Some(json!({"schema": A2, "schemaType": "AVRO", "references": []})),
+        )
+        .await;
+        assert_eq!((s, &v), (200, &json!({"id": 2})));
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            "/subjects/t-value/versions",
+            Some(json!({"schema": BAD})),
+        )
+        .await;
+        assert_eq!(s, 409);
+        assert_eq!(v["error_code"], 409);
+        let (s, v, _) = call(&app, "GET", "/subjects/t-value/versions/latest", None).await;
+        assert_eq!(s, 200);
+        assert_eq!(v["version"], 2);
+        assert_eq!(v["id"], 2);
+        assert_eq!(v["subject"], "t-value");
+        assert!(v.get("schemaType").is_none(), "AVRO omits schemaType");
+        let (_, v, _) = call(&app, "GET", "/subjects/t-value/versions/1/schema", None).await;
+        assert_eq!(v["name"], "U");
+        let (_, v, _) = call(&app, "GET", "/schemas/ids/2", None).await;
+        assert!(v["schema"].as_str().unwrap().contains("\"b\""));
+        let (_, v, _) = call(&app, "GET", "/schemas/ids/1/versions", None).await;
+        assert_eq!(v, json!([{"subject": "t-value", "version": 1}]));
+        let (_, v, _) = call(&app, "GET", "/schemas/types", None).await;
+        assert_eq!(v, json!(["JSON", "PROTOBUF", "AVRO"]));
+        for (uri, code) in [
+            ("/subjects/nope/versions", 40401),
+            ("/subjects/t-value/versions/9", 40402),
+            ("/schemas/ids/99", 40403),
+            ("/subjects/t-value/versions/zero", 42202),
+            ("/config/t-value", 40408),
+            ("/mode/t-value", 40409),
+        ] {
+            let (s, v, ct) = call(&app, "GET", uri, None).await;
+            assert_eq!(v["error_code"], code, "{uri}");
+            assert_eq!(s as u64, code / 100, "{uri}");
+            assert!(v["message"].is_string());
+            assert_eq!(ct, CONTENT_TYPE);
+        }
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            "/subjects/x/versions",
+            Some(json!({"schema": "{not json"})),
+        )
+        .await;
+        assert_eq!((s, v["error_code"].clone()), (422, json!(42201)));
+        let (s, _, _) = call(
+            &app,
+            "POST",
+            "/subjects/x/versions",
+            Some(json!({"schema": A1, "schemaType": "XML"})),
+        )
+        .await;
+        assert_eq!(s, 422);
+        // The other router's routes and fallback still work.
+        let (s, _, _) = call(&app, "GET", "/healthz", None).await;
+        assert_eq!(s, 200);
+        let (s, _, _) = call(&app, "GET", "/v1/nothing", None).await;
+        assert_eq!(s, 404);
+    }
+
+    #[tokio::test]
+    async fn lookup_compat_config_mode_delete() {
+        let app = app();
+        call(
+            &app,
+            "POST",
+            "/subjects/a%2Fb-value/versions",
+            Some(json!({"schema": A1})),
+        )
+        .await;
+        let (_, v, _) = call(&app, "GET", "/subjects", None).await;
+        assert_eq!(v, json!(["a/b-value"]));
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            "/subjects/a%2Fb-value?normalize=False&deleted=False",
+            Some(json!({"schema": A1})),
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert_eq!(
+            (v["id"].clone(), v["version"].clone()),
+            (json!(1), json!(1))
+        );
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            "/compatibility/subjects/a%2Fb-value/versions/latest?verbose=true",
+            Some(json!({"schema": BAD})),
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert_eq!(v["is_compatible"], false);
+        assert!(!v["messages"].as_array().unwrap().is_empty());
+        let (_, v, _) = call(
+            &app,
+            "POST",
+            "/compatibility/subjects/a%2Fb-value/versions",
+            Some(json!({"schema": A2})),
+        )
+        .await;
+        assert_eq!(v, json!({"is_compatible": true}));
+        let (_, v, _) = call(
+            &app,
+            "POST",
+            "/compatibility/subjects/new/versions",
+            Some(json!({"schema": BAD})),
+        )
+        .await;
+        assert_eq!(v, json!({"is_compatible": true}));
+        let (_, v, _) = call(
+            &app,
+            "PUT",
+            "/config",
+            Some(json!({"compatibility": "FULL"})),
+        )
+        .await;
+        assert_eq!(v, json!({"compatibility": "FULL"}));
+        let (_, v, _) = call(&app, "GET", "/config", None).await;
+        assert_eq!(v, json!({"compatibilityLevel": "FULL"}));
+        let (_, v, _) = call(&app, "GET", "/config/zz?defaultToGlobal=true", None).await;
+        assert_eq!(v, json!({"compatibilityLevel": "FULL"}));
+        let (s, v, _) = call(
+            &app,
+            "PUT",
+            "/config/zz",
+            Some(json!({"compatibility": "SIDEWAYS"})),
+        )
+        .await;
+        assert_eq!((s, v["error_code"].clone()), (422, json!(42203)));
+        let (_, v, _) = call(&app, "PUT", "/mode/zz", Some(json!({"mode": "READONLY"}))).await;
+        assert_eq!(v, json!({"mode": "READONLY"}));
+        let (s, v, _) = call(
+            &app,
+            "POST",
+            "/subjects/zz/versions",
+            Some(json!({"schema": A1})),
+        )
+        .await;
+        assert_eq!((s, v["error_code"].clone()), (422, json!(42205)));
+        let (s, v, _) = call(&app, "PUT", "/mode", Some(json!({"mode": "WRONG"}))).await;
+        assert_eq!((s, v["error_code"].clone()), (422, json!(42204)));
+        let (_, v, _) = call(&app, "GET", "/mode", None).await;
+        assert_eq!(v, json!({"mode": "READWRITE"}));
+        let (_, v, _) = call(&app, "DELETE", "/subjects/a%2Fb-value", None).await;
+        assert_eq!(v, json!([1]));
+        let (s, v, _) = call(&app, "DELETE", "/subjects/a%2Fb-value", None).await;
+        assert_eq!((s, v["error_code"].clone()), (404, json!(40404)));
+        let (_, v, _) = call(&app, "GET", "/subjects?deleted=true", None).await;
+        assert_eq!(v, json!(["a/b-value"]));
+        let (_, v, _) = call(&app, "DELETE", "/subjects/a%2Fb-value?permanent=true", None).await;
+        assert_eq!(v, json!([1]));
+        let (s, _, _) = call(&app, "GET", "/schemas/ids/1", None).await;
+        assert_eq!(s, 404);
+    }
+
+    #[tokio::test]
+    async fn protobuf_serialized_format() {
+        let app = app();
+        let proto = "syntax = \"proto3\"; package p; message M { int32 a = 1; }";
+        let (_, v, _) = call(
+            &app,
+            "POST",
+            "/subjects/p-value/versions",
+            Some(json!({"schema": proto, "schemaType": "PROTOBUF"})),
+        )
+        .await;
+        let id = v["id"].as_u64().unwrap();
+        let (_, v, _) = call(&app, "GET", &format!("/schemas/ids/{id}"), None).await;
+        assert_eq!(v["schemaType"], "PROTOBUF");
+        assert_eq!(v["schema"], proto);
+        let (_, v, _) = call(
+            &app,
+            "GET",
+            &format!("/schemas/ids/{id}?format=serialized"),
+            None,
+        )
+        .await;
+        let b64 = v["schema"].as_str().unwrap().to_string();
+        // Registering the descriptor form finds the same schema.
+        let (_, v, _) = call(
+            &app,
+            "POST",
+            "/subjects/p-value/versions",
+            Some(json!({"schema": b64, "schemaType": "PROTOBUF"})),
+        )
+        .await;
+        assert_eq!(v["id"].as_u64().unwrap(), id);
+    }
+}

@@ -16,7 +16,9 @@ pub struct Dep {
     pub text: String,
 }
 
-/// A schema parsed by its library.
+/// A schema parsed by its library. Held behind an `Arc` in the cache,
+/// so the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     Avro(AvroSchema),
     Json(JsonSchema),
