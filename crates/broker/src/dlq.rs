@@ -6,17 +6,15 @@
 //! catalog so a second run replays nothing twice unless asked.
 
 use crate::Broker;
-use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sluice_catalog::ReplayRecord;
 use sluice_protocol::batch::split_and_check;
+use sluice_protocol::records::{decode_batch, encode_batch, RawRecord};
 use sluice_storage::{PartitionLog, ReadError};
 use std::collections::{BTreeMap, HashSet};
+
+type Headers = [(Bytes, Option<Bytes>)];
 
 /// Failure context found in a dead-letter record's headers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +33,8 @@ pub struct DlqContext {
 }
 
 /// Whether a header only describes the failure (dropped on replay).
-pub fn is_context_header(key: &str) -> bool {
-    key.starts_with("__connect.errors.") || key.starts_with("kafka_dlt-")
+pub fn is_context_header(key: &[u8]) -> bool {
+    key.starts_with(b"__connect.errors.") || key.starts_with(b"kafka_dlt-")
 }
 
 fn text(v: &Option<Bytes>) -> Option<String> {
@@ -54,23 +52,24 @@ fn spring_number(v: &Option<Bytes>) -> Option<i64> {
     let b = v.as_ref()?;
     match b.len() {
         4 => Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64),
-        8 => Some(i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
+        8 => Some(i64::from_be_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ])),
         _ => decimal(v),
     }
 }
 
-pub fn parse_context(headers: &IndexMap<StrBytes, Option<Bytes>>) -> DlqContext {
-    let get = |k: &str| {
+pub fn parse_context(headers: &Headers) -> DlqContext {
+    let get = |k: &str| -> Option<Bytes> {
         headers
             .iter()
-            .find(|(key, _)| key.as_str() == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or(None)
+            .find(|(key, _)| key.as_ref() == k.as_bytes())
+            .and_then(|(_, v)| v.clone())
     };
     let has_connect = headers
-        .keys()
-        .any(|k| k.as_str().starts_with("__connect.errors."));
-    let has_spring = headers.keys().any(|k| k.as_str().starts_with("kafka_dlt-"));
+        .iter()
+        .any(|(k, _)| k.starts_with(b"__connect.errors."));
+    let has_spring = headers.iter().any(|(k, _)| k.starts_with(b"kafka_dlt-"));
     if has_connect {
         DlqContext {
             source: "connect".into(),
@@ -88,7 +87,8 @@ pub fn parse_context(headers: &IndexMap<StrBytes, Option<Bytes>>) -> DlqContext 
         DlqContext {
             source: "spring".into(),
             original_topic: text(&get("kafka_dlt-original-topic")),
-            original_partition: spring_number(&get("kafka_dlt-original-partition")).map(|v| v as i32),
+            original_partition: spring_number(&get("kafka_dlt-original-partition"))
+                .map(|v| v as i32),
             original_offset: spring_number(&get("kafka_dlt-original-offset")),
             original_timestamp: spring_number(&get("kafka_dlt-original-timestamp")),
             exception_class: text(&get("kafka_dlt-exception-fqcn")),
@@ -188,7 +188,7 @@ async fn read_records(
     p: &PartitionLog,
     from: i64,
     max: usize,
-) -> Result<(Vec<Record>, i64, i64), DlqError> {
+) -> Result<(Vec<RawRecord>, i64, i64), DlqError> {
     let (log_start, hw) = p.offsets();
     let mut offset = from.max(log_start);
     let mut out = Vec::new();
@@ -202,18 +202,21 @@ async fn read_records(
             break;
         }
         for batch in read.batches {
-            let mut buf = batch.clone();
-            let set = RecordBatchDecoder::decode(&mut buf)
+            let control =
+                sluice_protocol::batch::BatchHeader::parse(&batch).is_ok_and(|h| h.is_control());
+            let records = decode_batch(&batch)
                 .map_err(|e| DlqError::Storage(format!("undecodable batch: {e}")))?;
-            for r in set.records {
-                if r.offset < offset || r.control {
+            for r in records {
+                if r.offset < offset {
                     continue;
                 }
                 if out.len() >= max {
                     return Ok((out, offset, hw));
                 }
                 offset = r.offset + 1;
-                out.push(r);
+                if !control {
+                    out.push(r);
+                }
             }
         }
     }
@@ -275,8 +278,13 @@ pub async fn inspect(
                 headers: r
                     .headers
                     .iter()
-                    .filter(|(k, _)| !is_context_header(k.as_str()))
-                    .map(|(k, v)| (k.as_str().to_string(), text(v).unwrap_or_default()))
+                    .filter(|(k, _)| !is_context_header(k))
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(k).into_owned(),
+                            text(v).unwrap_or_default(),
+                        )
+                    })
                     .collect(),
                 context: parse_context(&r.headers),
                 replayed: replayed.contains(&(partition, r.offset)),
@@ -291,28 +299,20 @@ pub async fn inspect(
 }
 
 /// The record to produce for a dead-letter record: same key, value and
-/// headers without the failure context, original timestamp when known.
-fn replay_record(r: &Record, ctx: &DlqContext) -> Record {
-    let headers: IndexMap<StrBytes, Option<Bytes>> = r
-        .headers
-        .iter()
-        .filter(|(k, _)| !is_context_header(k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
+/// headers (in order, duplicates kept) without the failure context, and the
+/// original timestamp when known.
+fn replay_record(r: &RawRecord, ctx: &DlqContext) -> RawRecord {
+    RawRecord {
         offset: 0,
-        sequence: -1,
         timestamp: ctx.original_timestamp.unwrap_or(r.timestamp),
         key: r.key.clone(),
         value: r.value.clone(),
-        headers,
+        headers: r
+            .headers
+            .iter()
+            .filter(|(k, _)| !is_context_header(k))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -338,7 +338,7 @@ pub async fn replay(
         ..Default::default()
     };
     // Records to produce, grouped by target partition in DLQ order.
-    let mut plan: BTreeMap<(String, i32), Vec<(i64, Record)>> = BTreeMap::new();
+    let mut plan: BTreeMap<(String, i32), Vec<(i64, RawRecord)>> = BTreeMap::new();
     for r in &records {
         let ctx = parse_context(&r.headers);
         if let Some(want) = &req.original_topic {
@@ -464,7 +464,7 @@ async fn produce<'a>(
     broker: &Broker,
     topic: &str,
     partition: i32,
-    records: impl Iterator<Item = &'a Record>,
+    records: impl Iterator<Item = &'a RawRecord>,
 ) -> Result<i64, String> {
     let t = broker
         .store
@@ -474,24 +474,9 @@ async fn produce<'a>(
         .partition(partition)
         .cloned()
         .ok_or_else(|| format!("no partition {partition}"))?;
-    let records: Vec<Record> = records
-        .enumerate()
-        .map(|(i, r)| Record {
-            offset: i as i64,
-            ..r.clone()
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| format!("encoding failed: {e}"))?;
-    let batches = split_and_check(&buf.freeze()).map_err(|e| e.to_string())?;
+    let records: Vec<RawRecord> = records.cloned().collect();
+    let batch = encode_batch(&records).map_err(|e| format!("encoding failed: {e}"))?;
+    let batches = split_and_check(&batch).map_err(|e| e.to_string())?;
     broker
         .store
         .append(&t, &p, batches)
@@ -504,12 +489,12 @@ async fn produce<'a>(
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &[u8])]) -> IndexMap<StrBytes, Option<Bytes>> {
+    fn headers(pairs: &[(&str, &[u8])]) -> Vec<(Bytes, Option<Bytes>)> {
         pairs
             .iter()
             .map(|(k, v)| {
                 (
-                    StrBytes::from_string(k.to_string()),
+                    Bytes::copy_from_slice(k.as_bytes()),
                     Some(Bytes::copy_from_slice(v)),
                 )
             })
@@ -555,7 +540,7 @@ mod tests {
         );
         assert_eq!(s.original_timestamp, Some(1_700_000_000_000));
         assert_eq!(parse_context(&headers(&[("a", b"b")])).source, "none");
-        assert!(is_context_header("kafka_dlt-exception-message"));
-        assert!(!is_context_header("traceparent"));
+        assert!(is_context_header(b"kafka_dlt-exception-message"));
+        assert!(!is_context_header(b"traceparent"));
     }
 }

@@ -297,9 +297,15 @@ mod tests {
         let installed = install_ai_contracts(&reg).unwrap();
         let v = reg.validator();
         for (kind, _) in EVENTS {
-            let id = installed.iter().find(|(s, _)| *s == avro_subject(kind)).unwrap().1;
+            let id = installed
+                .iter()
+                .find(|(s, _)| *s == avro_subject(kind))
+                .unwrap()
+                .1;
             let parsed = reg.parsed(id).unwrap();
-            let Parsed::Avro(schema) = &*parsed else { panic!("not avro") };
+            let Parsed::Avro(schema) = &*parsed else {
+                panic!("not avro")
+            };
             let path = repo().join(format!("contracts/examples/{kind}.valid.json"));
             let json: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
             let value = apache_avro::types::Value::try_from(json)
@@ -312,9 +318,20 @@ mod tests {
             payload.extend_from_slice(&id.to_be_bytes());
             payload.extend_from_slice(&body);
             let topic = format!("ai.{kind}");
-            let check = |p: &[u8]| v.validate(&topic, false, SubjectStrategy::TopicName, ValidationMode::Content, Some(p));
+            let check = |p: &[u8]| {
+                v.validate(
+                    &topic,
+                    false,
+                    SubjectStrategy::TopicName,
+                    ValidationMode::Content,
+                    Some(p),
+                )
+            };
             assert_eq!(check(&payload), Ok(id), "{kind}");
-            assert!(check(&payload[..payload.len() - 1]).is_err(), "{kind} truncated");
+            assert!(
+                check(&payload[..payload.len() - 1]).is_err(),
+                "{kind} truncated"
+            );
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod contracts;
 pub mod error;
 pub mod json;
 pub mod model;
+pub mod proto_text;
 pub mod protobuf;
 pub mod store;
 pub mod validate;

@@ -193,9 +193,18 @@ impl GovernancePolicy {
         &self,
         headers: &[(K, Option<V>)],
     ) -> Result<(), ValidationError> {
+        self.check_with(|name| header(headers, name))
+    }
+
+    /// Checks a record's headers through a lookup (`name` -> value of the
+    /// first header with that name, `None` when absent or null), so a
+    /// caller holding headers in another shape need not copy them.
+    pub fn check_with<'h>(
+        &self,
+        lookup: impl Fn(&str) -> Option<&'h [u8]>,
+    ) -> Result<(), ValidationError> {
         for name in &self.required_headers {
-            let v = header(headers, name).filter(|v| !v.is_empty());
-            let Some(v) = v else {
+            let Some(v) = lookup(name).filter(|v| !v.is_empty()) else {
                 return Err(ValidationError::MissingHeader(name.clone()));
             };
             if name == "traceparent" {
@@ -205,7 +214,7 @@ impl GovernancePolicy {
             }
         }
         if let Some(allowed) = &self.allowed_classifications {
-            let v = header(headers, CLASSIFICATION_HEADER)
+            let v = lookup(CLASSIFICATION_HEADER)
                 .filter(|v| !v.is_empty())
                 .ok_or(ValidationError::MissingClassification)?;
             let s = String::from_utf8_lossy(v);
@@ -332,6 +341,19 @@ impl TopicPolicy {
         value: Option<&[u8]>,
         headers: &[(K, Option<V>)],
     ) -> Result<u32, ValidationError> {
+        self.check_record_with(validator, topic, key, value, |name| header(headers, name))
+    }
+
+    /// `check_record` with headers behind a lookup (see
+    /// `GovernancePolicy::check_with`).
+    pub fn check_record_with<'h>(
+        &self,
+        validator: &Validator,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: impl Fn(&str) -> Option<&'h [u8]>,
+    ) -> Result<u32, ValidationError> {
         if let Some(k) = self.key {
             validator.validate(topic, true, k.strategy, self.mode, key)?;
         }
@@ -339,7 +361,9 @@ impl TopicPolicy {
         if let Some(v) = self.value {
             id = validator.validate(topic, false, v.strategy, self.mode, value)?;
         }
-        self.governance.check(headers)?;
+        if !self.governance.is_empty() {
+            self.governance.check_with(headers)?;
+        }
         Ok(id)
     }
 }
