@@ -46,6 +46,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// Why a request frame closes its connection.
@@ -290,6 +291,9 @@ pub async fn handle(
         RequestKind::OffsetDelete(r) => ready(ResponseKind::OffsetDelete(
             handlers::groups::offset_delete(broker, r).await,
         )),
+        RequestKind::DeleteRecords(r) => ready(ResponseKind::DeleteRecords(
+            handlers::delete_records::handle(broker, r).await,
+        )),
         _ => Err(DispatchError::NotServed(key).into()),
     };
     Ok(match handled? {
@@ -354,6 +358,7 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::DeleteRecords => "DeleteRecords",
         _ => "Other",
     }
 }

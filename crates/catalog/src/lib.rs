@@ -87,6 +87,27 @@ pub trait Catalog: Send + Sync + 'static {
     /// (topic, partition) pairs.
     fn delete_offsets(&self, group: &str, only: Option<&[(String, i32)]>) -> Result<()>;
 
+    /// Moves a partition's log start to `new_start` (never backwards) and
+    /// deletes the index rows wholly before it; returns the bytes they held.
+    fn trim_partition(&self, topic: Uuid, partition: i32, new_start: i64) -> Result<u64>;
+    /// Replaces the index rows starting at `old_bases` with `new_rows` that
+    /// point into `object` (compaction), atomically; `false` (and nothing
+    /// changed) if any old row is gone meanwhile.
+    fn replace_segments(
+        &self,
+        topic: Uuid,
+        partition: i32,
+        old_bases: &[i64],
+        object: &ObjectRecord,
+        new_rows: &[SegmentRecord],
+    ) -> Result<bool>;
+    /// Objects no index row points to any more, created before `before_ms`.
+    fn unreferenced_objects(&self, before_ms: i64) -> Result<Vec<String>>;
+    /// Forgets objects (after they were deleted from the store).
+    fn forget_objects(&self, keys: &[String]) -> Result<()>;
+    /// Every object the catalog knows.
+    fn object_keys(&self) -> Result<Vec<String>>;
+
     /// Records dead-letter records that were replayed.
     fn record_replays(&self, replays: &[ReplayRecord]) -> Result<()>;
     /// (partition, offset) of every record of a dead-letter topic already replayed.

@@ -65,7 +65,16 @@ pub fn can_read(reader: &AvroSchema, writer: &AvroSchema) -> Vec<String> {
             "{errorType:'PARTIAL_COMPATIBILITY', description:'The reader schema lacks an enum symbol or a union branch the writer schema can produce'}"
                 .to_string(),
         ],
-        Err(e) => vec![format!("{{errorType:'READER_CANNOT_READ_WRITER', description:'{e}'}}")],
+        Err(e) => {
+            // Some errors print whole schemas; keep the message readable.
+            let mut d = e.to_string();
+            if d.len() > 600 {
+                let cut = (0..=600).rev().find(|i| d.is_char_boundary(*i)).unwrap_or(0);
+                d.truncate(cut);
+                d.push_str("...");
+            }
+            vec![format!("{{errorType:'READER_CANNOT_READ_WRITER', description:'{d}'}}")]
+        }
     }
 }
 
@@ -255,27 +264,34 @@ impl Plan {
     /// Checks that `data` is exactly one Avro binary datum of this schema.
     pub fn validate(&self, data: &[u8]) -> Result<(), String> {
         let mut buf = data;
-        self.skip(self.root, &mut buf, 0)?;
-        if !buf.is_empty() {
-            return Err(format!("{} trailing bytes after the Avro datum", buf.len()));
+        let r = self.skip(self.root, &mut buf, 0);
+        let at = data.len() - buf.len();
+        match r {
+            Err(msg) => Err(format!("{msg} (at byte {at} of {})", data.len())),
+            Ok(()) if !buf.is_empty() => Err(format!(
+                "{} trailing bytes after the Avro datum (at byte {at})",
+                buf.len()
+            )),
+            Ok(()) => Ok(()),
         }
-        Ok(())
     }
 
-    fn skip(&self, idx: usize, buf: &mut &[u8], depth: u32) -> Result<(), String> {
+    // The walk reports static reasons (cheap to return on the hot path);
+    // `validate` adds the position.
+    fn skip(&self, idx: usize, buf: &mut &[u8], depth: u32) -> Result<(), &'static str> {
         if depth > MAX_DEPTH {
-            return Err("datum nested too deeply".into());
+            return Err("datum nested too deeply");
         }
         match &self.nodes[idx] {
             Node::Null => Ok(()),
             Node::Boolean => match take(buf, 1)? {
                 [0] | [1] => Ok(()),
-                _ => Err("invalid boolean byte".into()),
+                _ => Err("invalid boolean byte"),
             },
             Node::Int => {
                 let v = read_long(buf)?;
                 if i32::try_from(v).is_err() {
-                    return Err(format!("int out of range: {v}"));
+                    return Err("int out of range");
                 }
                 Ok(())
             }
@@ -291,23 +307,20 @@ impl Plan {
                 let s = take(buf, n)?;
                 std::str::from_utf8(s)
                     .map(|_| ())
-                    .map_err(|_| "string is not valid UTF-8".to_string())
+                    .map_err(|_| "string is not valid UTF-8")
             }
             Node::Fixed(n) => take(buf, *n).map(|_| ()),
             Node::Enum(n) => {
                 let v = read_long(buf)?;
                 if v < 0 || v as u64 >= *n as u64 {
-                    return Err(format!("enum index {v} out of range (0..{n})"));
+                    return Err("enum index out of range");
                 }
                 Ok(())
             }
             Node::Union(branches) => {
                 let v = read_long(buf)?;
                 if v < 0 || v as u64 >= branches.len() as u64 {
-                    return Err(format!(
-                        "union branch {v} out of range (0..{})",
-                        branches.len()
-                    ));
+                    return Err("union branch index out of range");
                 }
                 self.skip(branches[v as usize], buf, depth + 1)
             }
@@ -317,19 +330,19 @@ impl Plan {
                 }
                 Ok(())
             }
-            Node::Array(item) => self.skip_blocks(*item, None, buf, depth),
-            Node::Map(value) => self.skip_blocks(*value, Some(()), buf, depth),
-            Node::Pending => Err("internal: unresolved schema node".into()),
+            Node::Array(item) => self.skip_blocks(*item, false, buf, depth),
+            Node::Map(value) => self.skip_blocks(*value, true, buf, depth),
+            Node::Pending => Err("internal: unresolved schema node"),
         }
     }
 
     fn skip_blocks(
         &self,
         item: usize,
-        map: Option<()>,
+        map: bool,
         buf: &mut &[u8],
         depth: u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), &'static str> {
         loop {
             let mut count = read_long(buf)?;
             if count == 0 {
@@ -339,25 +352,25 @@ impl Plan {
                 count = count.checked_neg().ok_or("invalid block count")?;
                 let size = read_len(buf)?;
                 if size > buf.len() {
-                    return Err("block size beyond the end of the datum".into());
+                    return Err("block size beyond the end of the datum");
                 }
             }
             // An item that reads no bytes cannot fail; a map entry always
             // reads at least its key length.
-            if map.is_none() && self.zero_width[item] {
+            if !map && self.zero_width[item] {
                 continue;
             }
             // Each item consumes at least one byte, so the count is bounded
             // by what is left.
             if count as u64 > buf.len() as u64 {
-                return Err(format!("block of {count} items is longer than the datum"));
+                return Err("block has more items than bytes left");
             }
             for _ in 0..count {
-                if map.is_some() {
+                if map {
                     let n = read_len(buf)?;
                     let k = take(buf, n)?;
                     if std::str::from_utf8(k).is_err() {
-                        return Err("map key is not valid UTF-8".into());
+                        return Err("map key is not valid UTF-8");
                     }
                 }
                 self.skip(item, buf, depth + 1)?;
@@ -367,12 +380,9 @@ impl Plan {
 }
 
 #[inline]
-fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], &'static str> {
     if buf.len() < n {
-        return Err(format!(
-            "unexpected end of datum (needed {n} bytes, {} left)",
-            buf.len()
-        ));
+        return Err("unexpected end of datum");
     }
     let (head, tail) = buf.split_at(n);
     *buf = tail;
@@ -381,12 +391,12 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
 
 /// Zigzag varint (Avro int/long).
 #[inline]
-fn read_long(buf: &mut &[u8]) -> Result<i64, String> {
+fn read_long(buf: &mut &[u8]) -> Result<i64, &'static str> {
     let mut v: u64 = 0;
     let mut shift = 0u32;
     loop {
         let Some((&b, rest)) = buf.split_first() else {
-            return Err("unexpected end of datum in a varint".into());
+            return Err("unexpected end of datum in a varint");
         };
         *buf = rest;
         v |= u64::from(b & 0x7f) << shift;
@@ -395,19 +405,19 @@ fn read_long(buf: &mut &[u8]) -> Result<i64, String> {
         }
         shift += 7;
         if shift > 63 {
-            return Err("varint longer than 10 bytes".into());
+            return Err("varint longer than 10 bytes");
         }
     }
     Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
 }
 
 #[inline]
-fn read_len(buf: &mut &[u8]) -> Result<usize, String> {
+fn read_len(buf: &mut &[u8]) -> Result<usize, &'static str> {
     let n = read_long(buf)?;
     if n < 0 {
-        return Err(format!("negative length {n}"));
+        return Err("negative length");
     }
-    usize::try_from(n).map_err(|_| format!("length {n} too large"))
+    usize::try_from(n).map_err(|_| "length too large")
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! as text like Confluent does. Covers proto2/proto3 messages, fields
 //! (labels, maps, oneofs, proto3 `optional`, proto2 defaults), nested
 //! types, enums, reserved ranges/names, services and the common file
-//! options; anything else (extensions, groups, editions) yields `None` and
+//! options; anything else (extensions, groups, editions syntax) yields `None` and
 //! the caller keeps the descriptor form. The caller checks that the text
 //! compiles back to the same descriptor.
 
@@ -286,7 +286,7 @@ impl R {
 /// `.proto` source for a file descriptor, or `None` when it uses something
 /// this renderer does not cover.
 pub fn render(fdp: &FileDescriptorProto) -> Option<String> {
-    if !fdp.extension.is_empty() || fdp.edition.is_some() {
+    if !fdp.extension.is_empty() {
         return None;
     }
     let syntax = fdp.syntax.as_deref().unwrap_or("proto2");

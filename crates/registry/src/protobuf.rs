@@ -41,6 +41,9 @@ pub struct ProtoSchema {
     pub record_name: Option<String>,
     /// Base64 `FileDescriptorProto`, the `format=serialized` form.
     pub serialized: String,
+    /// `.proto` source rendered from the descriptor, when the schema was
+    /// given as a descriptor and the rendering compiles back to it.
+    pub rendered: Option<String>,
     file: FileDescriptor,
     top_messages: Vec<MessageDescriptor>,
 }
@@ -128,10 +131,20 @@ pub fn parse(text: &str, deps: &[(&str, &str)]) -> Result<ProtoSchema, RegistryE
     let canonical = B64.encode(fdp.encode_to_vec());
     let top_messages: Vec<MessageDescriptor> = file.messages().collect();
     let record_name = top_messages.first().map(|m| m.full_name().to_string());
+    let rendered = if looks_base64(text) {
+        crate::proto_text::render(file.file_descriptor_proto()).filter(|t| {
+            parse(t, deps)
+                .map(|p| p.canonical == canonical)
+                .unwrap_or(false)
+        })
+    } else {
+        None
+    };
     Ok(ProtoSchema {
         canonical,
         record_name,
         serialized,
+        rendered,
         file,
         top_messages,
     })
@@ -490,6 +503,23 @@ mod tests {
         let b = p(&a.serialized);
         assert_eq!(a.canonical, b.canonical);
         assert_eq!(a.record_name.as_deref(), Some("ex.U"));
+    }
+
+    #[test]
+    fn descriptors_render_back_to_proto_text() {
+        let src = "syntax = \"proto3\";\npackage ex.v1;\nimport \"google/protobuf/timestamp.proto\";\noption go_package = \"ex/v1\";\n\
+            message Order {\n  int64 id = 1;\n  optional string note = 2;\n  map<string, int32> qty = 3;\n  repeated Line lines = 4;\n\
+            oneof pay { string card = 5; bytes token = 6; }\n  google.protobuf.Timestamp at = 7;\n  Status status = 8;\n\
+            message Line { string sku = 1; }\n  enum Status { NEW = 0; DONE = 1; }\n  reserved 10 to 12;\n  reserved \"old\";\n}\n\
+            service Orders { rpc Get (Order) returns (stream Order); }\n";
+        let a = p(src);
+        let b = p(&a.serialized);
+        let text = b.rendered.clone().expect("rendered");
+        assert!(text.contains("map<string, int32> qty = 3;"), "{text}");
+        assert_eq!(p(&text).canonical, a.canonical);
+        let p2 = p("syntax = \"proto2\"; message M { required int32 a = 1 [default = 4]; optional string s = 2 [default = \"x\\\"y\"]; }");
+        let r = p(&p2.serialized).rendered.expect("proto2 rendered");
+        assert_eq!(p(&r).canonical, p2.canonical, "{r}");
     }
 
     #[test]

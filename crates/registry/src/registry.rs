@@ -416,7 +416,12 @@ impl Registry {
         let stored_text = match req.schema_type {
             // Confluent returns the canonical text for Avro and JSON.
             SchemaType::Avro | SchemaType::Json => canonical.clone(),
-            SchemaType::Protobuf => req.schema.clone(),
+            // Descriptors (what the Python serializer sends) are stored as
+            // the `.proto` text they render to, like Confluent.
+            SchemaType::Protobuf => parsed
+                .rendered_text()
+                .map(str::to_string)
+                .unwrap_or_else(|| req.schema.clone()),
         };
         let key: ContentKey = (req.schema_type, canonical.clone(), req.references.clone());
         let _ = normalize; // canonical forms are always used for matching

@@ -90,6 +90,14 @@ impl Parsed {
         }
     }
 
+    /// Protobuf given as a descriptor: its `.proto` source, rendered.
+    pub fn rendered_text(&self) -> Option<&str> {
+        match self {
+            Parsed::Protobuf(s) => s.rendered.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The `format=serialized` text (Protobuf: base64 descriptor).
     pub fn serialized(&self) -> Option<&str> {
         match self {

@@ -140,8 +140,25 @@ async fn not_found() -> ApiError {
     ApiError(AdminError::NotFound("no such endpoint".into()))
 }
 
-pub fn router(broker: Arc<Broker>) -> Router {
+async fn set_fault(
+    State(control): State<sluice_storage::faults::FaultControl>,
+    body: Result<Json<sluice_storage::faults::Fault>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<sluice_storage::faults::Fault>, ApiError> {
+    let Json(f) = body.map_err(|e| ApiError(AdminError::BadRequest(e.body_text())))?;
+    control.set(f);
+    Ok(Json(control.get()))
+}
+
+/// The HTTP routes; `faults` adds `POST /v1/debug/faults` (tests only).
+pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultControl>) -> Router {
+    let debug = match faults {
+        Some(control) => Router::new()
+            .route("/v1/debug/faults", post(set_fault))
+            .with_state(control),
+        None => Router::new(),
+    };
     Router::new()
+        .merge(debug)
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
         .route("/v1/topics", get(list_topics))

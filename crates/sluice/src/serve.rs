@@ -45,8 +45,33 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     sluice_storage::store_url::check_access(&opened)
         .await
         .context("the object store is not usable")?;
-    let objects = opened.store.clone();
-    let store_config = StorageConfig::new(data_dir.join("wal"));
+    let fault_control = std::env::var("SLUICE_FAULT_INJECTION")
+        .is_ok_and(|v| v == "1")
+        .then(sluice_storage::faults::FaultControl::default);
+    let objects: Arc<dyn object_store::ObjectStore> = match &fault_control {
+        Some(control) => {
+            tracing::warn!("object store fault injection is enabled (SLUICE_FAULT_INJECTION=1): for tests only");
+            Arc::new(sluice_storage::faults::FaultyStore::new(
+                opened.store.clone(),
+                control.clone(),
+            ))
+        }
+        None => opened.store.clone(),
+    };
+    let k = &s.storage;
+    let store_config = StorageConfig {
+        upload_bytes: k.upload_bytes,
+        upload_interval: Duration::from_millis(k.upload_interval_ms.max(1)),
+        tail_cache_bytes: k.tail_cache_bytes,
+        block_cache_bytes: k.block_cache_bytes,
+        max_unuploaded_bytes: k.max_unuploaded_bytes.max(1 << 20),
+        default_retention_ms: k.log_retention_ms,
+        default_retention_bytes: k.log_retention_bytes,
+        maintenance_interval: Duration::from_millis(k.maintenance_interval_ms.max(10)),
+        compaction_min_bytes: k.compaction_min_bytes,
+        gc_grace: Duration::from_millis(k.gc_grace_ms),
+        ..StorageConfig::new(data_dir.join("wal"))
+    };
     let store =
         tokio::task::block_in_place(|| LogStore::open(store_config, catalog.clone(), objects))
             .context("cannot open storage")?;
@@ -72,7 +97,12 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (--http-listen)", s.http_listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    store
+        .collect_orphans()
+        .await
+        .context("cannot list the object store for orphaned objects")?;
     let uploader = tokio::spawn(store.clone().run_uploader(stop_rx.clone()));
+    let maintenance = tokio::spawn(store.clone().run_maintenance(stop_rx.clone()));
     let expiry = tokio::spawn(broker.groups.clone().run_expiry(stop_rx.clone()));
     let rates = tokio::spawn(
         broker
@@ -80,7 +110,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             .run_rate_sampler(Duration::from_secs(2), stop_rx.clone()),
     );
     let mut http_stop = stop_rx.clone();
-    let router = crate::http::router(broker.clone());
+    let router = crate::http::router(broker.clone(), fault_control);
     let http_task = tokio::spawn(async move {
         let r = axum::serve(http, router)
             .with_graceful_shutdown(async move {
@@ -111,6 +141,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let _ = server.await;
     let _ = http_task.await;
     let _ = uploader.await;
+    let _ = maintenance.await;
     let _ = expiry.await;
     let _ = rates.await;
     tokio::task::block_in_place(|| store.shutdown());

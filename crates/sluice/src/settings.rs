@@ -40,6 +40,36 @@ pub struct ServeArgs {
     /// or the config file's [object_store_options]) [default: file://DATA_DIR/objects].
     #[arg(long, env = "SLUICE_OBJECT_STORE", value_name = "URL")]
     pub object_store: Option<String>,
+    /// Upload to objects as soon as this much durable data waits [default: 8388608].
+    #[arg(long, env = "SLUICE_UPLOAD_BYTES", value_name = "BYTES")]
+    pub upload_bytes: Option<usize>,
+    /// Upload at least this often when data waits [default: 250].
+    #[arg(long, env = "SLUICE_UPLOAD_INTERVAL_MS", value_name = "MS")]
+    pub upload_interval_ms: Option<u64>,
+    /// Memory for already-uploaded tail data kept for tail readers [default: 268435456].
+    #[arg(long, env = "SLUICE_TAIL_CACHE_BYTES", value_name = "BYTES")]
+    pub tail_cache_bytes: Option<usize>,
+    /// Memory for object blocks read by catch-up readers (separate from the tail) [default: 268435456].
+    #[arg(long, env = "SLUICE_BLOCK_CACHE_BYTES", value_name = "BYTES")]
+    pub block_cache_bytes: Option<usize>,
+    /// Producers wait (backpressure) while this much data is not yet uploaded [default: 1073741824].
+    #[arg(long, env = "SLUICE_MAX_UNUPLOADED_BYTES", value_name = "BYTES")]
+    pub max_unuploaded_bytes: Option<usize>,
+    /// Retention time of topics without retention.ms (log.retention.ms; -1 keeps forever) [default: 604800000].
+    #[arg(long, env = "SLUICE_LOG_RETENTION_MS", value_name = "MS")]
+    pub log_retention_ms: Option<i64>,
+    /// Retention size per partition of topics without retention.bytes (-1: no limit) [default: -1].
+    #[arg(long, env = "SLUICE_LOG_RETENTION_BYTES", value_name = "BYTES")]
+    pub log_retention_bytes: Option<i64>,
+    /// How often retention, compaction and object garbage collection run [default: 30000].
+    #[arg(long, env = "SLUICE_MAINTENANCE_INTERVAL_MS", value_name = "MS")]
+    pub maintenance_interval_ms: Option<u64>,
+    /// Compact a partition's small upload objects once they hold this much [default: 4194304].
+    #[arg(long, env = "SLUICE_COMPACTION_MIN_BYTES", value_name = "BYTES")]
+    pub compaction_min_bytes: Option<u64>,
+    /// Delete unreferenced objects only after this long [default: 60000].
+    #[arg(long, env = "SLUICE_GC_GRACE_MS", value_name = "MS")]
+    pub gc_grace_ms: Option<u64>,
 }
 
 /// The TOML file's keys.
@@ -54,6 +84,16 @@ struct FileSettings {
     num_partitions: Option<i32>,
     message_max_bytes: Option<usize>,
     object_store: Option<String>,
+    upload_bytes: Option<usize>,
+    upload_interval_ms: Option<u64>,
+    tail_cache_bytes: Option<usize>,
+    block_cache_bytes: Option<usize>,
+    max_unuploaded_bytes: Option<usize>,
+    log_retention_ms: Option<i64>,
+    log_retention_bytes: Option<i64>,
+    maintenance_interval_ms: Option<u64>,
+    compaction_min_bytes: Option<u64>,
+    gc_grace_ms: Option<u64>,
     /// S3 options by `object_store` key name (endpoint, region, access_key_id, allow_http, ...).
     #[serde(default)]
     object_store_options: std::collections::BTreeMap<String, String>,
@@ -72,6 +112,22 @@ pub struct Settings {
     pub message_max_bytes: usize,
     pub object_store: Option<String>,
     pub object_store_options: std::collections::BTreeMap<String, String>,
+    pub storage: StorageKnobs,
+}
+
+/// Storage tuning (each a flag, a TOML key and a SLUICE_* variable).
+#[derive(Debug, Clone)]
+pub struct StorageKnobs {
+    pub upload_bytes: usize,
+    pub upload_interval_ms: u64,
+    pub tail_cache_bytes: usize,
+    pub block_cache_bytes: usize,
+    pub max_unuploaded_bytes: usize,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub maintenance_interval_ms: u64,
+    pub compaction_min_bytes: u64,
+    pub gc_grace_ms: u64,
 }
 
 fn parse_addr(what: &str, s: &str) -> anyhow::Result<SocketAddr> {
@@ -150,6 +206,42 @@ impl Settings {
             message_max_bytes,
             object_store: args.object_store.or(file.object_store),
             object_store_options: file.object_store_options,
+            storage: StorageKnobs {
+                upload_bytes: args.upload_bytes.or(file.upload_bytes).unwrap_or(8388608),
+                upload_interval_ms: args
+                    .upload_interval_ms
+                    .or(file.upload_interval_ms)
+                    .unwrap_or(250),
+                tail_cache_bytes: args
+                    .tail_cache_bytes
+                    .or(file.tail_cache_bytes)
+                    .unwrap_or(268435456),
+                block_cache_bytes: args
+                    .block_cache_bytes
+                    .or(file.block_cache_bytes)
+                    .unwrap_or(268435456),
+                max_unuploaded_bytes: args
+                    .max_unuploaded_bytes
+                    .or(file.max_unuploaded_bytes)
+                    .unwrap_or(1073741824),
+                log_retention_ms: args
+                    .log_retention_ms
+                    .or(file.log_retention_ms)
+                    .unwrap_or(604800000),
+                log_retention_bytes: args
+                    .log_retention_bytes
+                    .or(file.log_retention_bytes)
+                    .unwrap_or(-1),
+                maintenance_interval_ms: args
+                    .maintenance_interval_ms
+                    .or(file.maintenance_interval_ms)
+                    .unwrap_or(30000),
+                compaction_min_bytes: args
+                    .compaction_min_bytes
+                    .or(file.compaction_min_bytes)
+                    .unwrap_or(4194304),
+                gc_grace_ms: args.gc_grace_ms.or(file.gc_grace_ms).unwrap_or(60000),
+            },
         })
     }
 }

@@ -12,7 +12,10 @@
 //!   offset lookups, recovery).
 //! - [`timestamps`]: exact offset-for-timestamp lookups inside batches.
 
+pub mod block_cache;
+pub mod faults;
 pub mod log;
+pub mod maintenance;
 pub mod object;
 pub mod partition;
 pub mod store_url;
@@ -46,6 +49,24 @@ pub struct StorageConfig {
     pub tail_cache_bytes: usize,
     /// Produce waits (backpressure) while this much data is not yet uploaded.
     pub max_unuploaded_bytes: usize,
+    /// Bytes of object data cached for catch-up reads (separate from the tail).
+    pub block_cache_bytes: usize,
+    /// Index rows read ahead after a catch-up read misses the block cache.
+    pub read_ahead_rows: usize,
+    /// How often retention, compaction and garbage collection run.
+    pub maintenance_interval: Duration,
+    /// Broker default for topics without `retention.ms` (-1: keep forever).
+    pub default_retention_ms: i64,
+    /// Broker default for topics without `retention.bytes` (-1: no limit).
+    pub default_retention_bytes: i64,
+    /// Unreferenced objects are deleted only after this long (in-flight reads).
+    pub gc_grace: Duration,
+    /// Compaction merges a partition's small objects once they hold this much.
+    pub compaction_min_bytes: u64,
+    /// Compaction output objects are at most this large.
+    pub compaction_max_bytes: u64,
+    /// Object store requests taking longer than this count as failed.
+    pub request_timeout: Duration,
 }
 
 impl StorageConfig {
@@ -58,6 +79,15 @@ impl StorageConfig {
             max_object_bytes: 64 << 20,
             tail_cache_bytes: 256 << 20,
             max_unuploaded_bytes: 1 << 30,
+            block_cache_bytes: 256 << 20,
+            read_ahead_rows: 4,
+            maintenance_interval: Duration::from_secs(30),
+            default_retention_ms: 7 * 24 * 3600 * 1000,
+            default_retention_bytes: -1,
+            gc_grace: Duration::from_secs(60),
+            compaction_min_bytes: 4 << 20,
+            compaction_max_bytes: 64 << 20,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! from objects, answers offset lookups, and recovers from the catalog and
 //! the WAL on start.
 
+use crate::block_cache::BlockCache;
 use crate::partition::{MemBatch, PartitionLog, ProducerState, SequenceCheck};
 use crate::timestamps;
 use crate::wal::{ReplayedRecord, Wal, WalError, WalJob};
@@ -36,6 +37,8 @@ pub enum StorageError {
     NoSuchTopic(String),
     #[error("background task failed: {0}")]
     Task(String),
+    #[error("object store request timed out: {0}")]
+    Timeout(String),
 }
 
 /// Why an append was refused.
@@ -140,6 +143,7 @@ pub struct LogStore {
     /// Bytes appended and not yet uploaded.
     pub(crate) pending_upload: AtomicUsize,
     pub(crate) upload_wake: Notify,
+    pub(crate) block_cache: Arc<BlockCache>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -255,6 +259,7 @@ impl LogStore {
             );
         }
         let budget = config.max_unuploaded_bytes.max(1);
+        let block_cache_bytes = config.block_cache_bytes;
         let store = Arc::new(Self {
             upload_budget: Semaphore::new(budget.saturating_sub(replayed_bytes)),
             pending_upload: AtomicUsize::new(replayed_bytes),
@@ -265,6 +270,7 @@ impl LogStore {
             wal,
             data_version,
             upload_wake: Notify::new(),
+            block_cache: Arc::new(BlockCache::new(block_cache_bytes)),
         });
         Ok(store)
     }
@@ -674,21 +680,81 @@ impl LogStore {
         blocking(move || catalog.segments_from(t, part, offset, limit)).await
     }
 
-    async fn fetch_segment(&self, seg: &SegmentRecord) -> Result<Bytes, StorageError> {
-        let path = ObjectPath::from(seg.object_key.as_str());
+    /// One index row's bytes: from the block cache, else from the object
+    /// store (then cached).
+    pub(crate) async fn fetch_row(&self, row: &SegmentRecord) -> Result<Bytes, StorageError> {
+        if let Some(b) = self.block_cache.get(&row.object_key, row.position) {
+            return Ok(b);
+        }
+        let data = get_range_timed(&*self.objects, row, self.config.request_timeout).await?;
+        self.block_cache
+            .insert(&row.object_key, row.position, data.clone());
+        Ok(data)
+    }
+
+    /// Fetches the rows after `row` into the block cache in the background.
+    fn read_ahead(&self, p: &PartitionLog, after: &SegmentRecord) {
+        let n = self.config.read_ahead_rows;
+        if n == 0 {
+            return;
+        }
+        let (catalog, objects, cache) = (
+            self.catalog.clone(),
+            self.objects.clone(),
+            self.block_cache.clone(),
+        );
+        let (t, part, from, timeout) = (
+            p.topic_id,
+            p.partition,
+            after.last_offset + 1,
+            self.config.request_timeout,
+        );
+        tokio::spawn(async move {
+            let rows =
+                match tokio::task::spawn_blocking(move || catalog.segments_from(t, part, from, n))
+                    .await
+                {
+                    Ok(Ok(rows)) => rows,
+                    _ => return,
+                };
+            for row in rows {
+                if cache.contains(&row.object_key, row.position) {
+                    continue;
+                }
+                match get_range_timed(&*objects, &row, timeout).await {
+                    Ok(data) => cache.insert(&row.object_key, row.position, data),
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
+    /// Writes an object (with a timeout and metrics).
+    pub(crate) async fn put_object(&self, key: &str, payload: Bytes) -> Result<(), StorageError> {
         let m = sluice_observe::metrics();
         let started = std::time::Instant::now();
-        let got = self
-            .objects
-            .get_range(&path, seg.position..seg.position + seg.length)
-            .await;
+        let path = ObjectPath::from(key);
+        let put = tokio::time::timeout(
+            self.config.request_timeout,
+            self.objects.put(&path, payload.clone().into()),
+        )
+        .await;
         m.object_request_seconds
-            .with_label_values(&["get"])
+            .with_label_values(&["put"])
             .observe(started.elapsed().as_secs_f64());
+        let ok = matches!(put, Ok(Ok(_)));
         m.object_requests
-            .with_label_values(&["get", if got.is_ok() { "ok" } else { "error" }])
+            .with_label_values(&["put", if ok { "ok" } else { "error" }])
             .inc();
-        Ok(got?)
+        match put {
+            Ok(Ok(_)) => {
+                m.objects_written.inc();
+                m.upload_bytes.inc_by(payload.len() as u64);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(StorageError::Timeout(format!("PUT {key}"))),
+        }
     }
 
     /// Timestamp of the batch holding `offset` (its first record's
@@ -710,7 +776,7 @@ impl LogStore {
             }
         }
         for seg in self.segments_from(p, offset, 1).await? {
-            let data = self.fetch_segment(&seg).await?;
+            let data = self.fetch_row(&seg).await?;
             for (h, range) in iter_stored(&data) {
                 if h.last_offset() >= offset {
                     return Ok(batch_timestamp(&data[range]));
@@ -728,6 +794,8 @@ impl LogStore {
         })
     }
 
+    /// Catch-up read from objects. An object deleted under a reader (by
+    /// compaction's garbage collection) is retried once with fresh rows.
     async fn read_objects(
         &self,
         p: &PartitionLog,
@@ -736,8 +804,36 @@ impl LogStore {
         hw: i64,
         out: &mut ReadOutcome,
     ) -> Result<(), StorageError> {
-        for seg in self.segments_from(p, offset, 4).await? {
-            let data = self.fetch_segment(&seg).await?;
+        match self.read_objects_once(p, offset, max_bytes, hw, out).await {
+            Err(StorageError::Object(object_store::Error::NotFound { .. })) => {
+                *out = ReadOutcome {
+                    high_watermark: out.high_watermark,
+                    log_start: out.log_start,
+                    ..Default::default()
+                };
+                self.read_objects_once(p, offset, max_bytes, hw, out).await
+            }
+            other => other,
+        }
+    }
+
+    async fn read_objects_once(
+        &self,
+        p: &PartitionLog,
+        offset: i64,
+        max_bytes: usize,
+        hw: i64,
+        out: &mut ReadOutcome,
+    ) -> Result<(), StorageError> {
+        let rows = self.segments_from(p, offset, 4).await?;
+        let mut first = true;
+        for seg in rows {
+            let cached = self.block_cache.contains(&seg.object_key, seg.position);
+            let data = self.fetch_row(&seg).await?;
+            if first && !cached {
+                self.read_ahead(p, &seg);
+            }
+            first = false;
             for (h, range) in iter_stored(&data) {
                 if h.last_offset() < offset {
                     continue;
@@ -771,7 +867,7 @@ impl LogStore {
         let log_start = p.offsets().0;
         let seg = blocking(move || catalog.first_segment_at_or_after_time(t, part, ts)).await?;
         if let Some(seg) = seg {
-            let data = self.fetch_segment(&seg).await?;
+            let data = self.fetch_row(&seg).await?;
             let batches: Vec<Bytes> = iter_stored(&data).map(|(_, r)| data.slice(r)).collect();
             if let Some((off, found_ts)) = timestamps::find_in_batches(&batches, ts) {
                 return Ok(Some((off.max(log_start), found_ts)));
@@ -793,5 +889,32 @@ impl LogStore {
     pub fn shutdown(&self) {
         self.upload_budget.close();
         self.wal.shutdown();
+    }
+}
+
+/// A ranged GET of one index row, with a timeout and metrics.
+async fn get_range_timed(
+    objects: &dyn ObjectStore,
+    row: &SegmentRecord,
+    timeout: std::time::Duration,
+) -> Result<Bytes, StorageError> {
+    let m = sluice_observe::metrics();
+    let path = ObjectPath::from(row.object_key.as_str());
+    let started = std::time::Instant::now();
+    let got = tokio::time::timeout(
+        timeout,
+        objects.get_range(&path, row.position..row.position + row.length),
+    )
+    .await;
+    m.object_request_seconds
+        .with_label_values(&["get"])
+        .observe(started.elapsed().as_secs_f64());
+    let ok = matches!(got, Ok(Ok(_)));
+    m.object_requests
+        .with_label_values(&["get", if ok { "ok" } else { "error" }])
+        .inc();
+    match got {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(StorageError::Timeout(format!("GET {}", row.object_key))),
     }
 }

@@ -12,8 +12,6 @@ use crate::log::LogStore;
 use crate::now_ms;
 use crate::object::ObjectBuilder;
 use crate::partition::PartitionLog;
-use object_store::path::Path as ObjectPath;
-use object_store::ObjectStoreExt;
 use sluice_catalog::{ObjectRecord, SegmentRecord, UploadCommit};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -99,24 +97,10 @@ impl LogStore {
         let key = format!("data/{created_ms:013}-{}.obj", Uuid::new_v4().simple());
         let (payload, chunks) = builder.finish();
         let object_size = payload.len() as u64;
-        let path = ObjectPath::from(key.as_str());
         let mut backoff = Duration::from_millis(100);
-        let m = sluice_observe::metrics();
         loop {
-            let started = std::time::Instant::now();
-            let put = self.objects.put(&path, payload.clone().into()).await;
-            m.object_request_seconds
-                .with_label_values(&["put"])
-                .observe(started.elapsed().as_secs_f64());
-            m.object_requests
-                .with_label_values(&["put", if put.is_ok() { "ok" } else { "error" }])
-                .inc();
-            match put {
-                Ok(_) => {
-                    m.objects_written.inc();
-                    m.upload_bytes.inc_by(object_size);
-                    break;
-                }
+            match self.put_object(&key, payload.clone()).await {
+                Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(object = %key, error = %e, "object upload failed; retrying");
                     if self.sleep_or_shutdown(backoff, shutdown).await {

@@ -1,0 +1,322 @@
+//! Background upkeep of the object layer:
+//!
+//! - **Retention** (`retention.ms`, `retention.bytes`, broker defaults) and
+//!   **DeleteRecords** move a partition's log start forward and drop the
+//!   index rows wholly before it.
+//! - **Compaction** rewrites a partition's run of small rows in
+//!   multi-partition upload objects into one per-partition object with
+//!   contiguous offsets, then swaps the index rows in one transaction (the
+//!   new object is written first, so readers never see a gap or a double).
+//! - **Garbage collection** deletes objects no index row points to, after a
+//!   grace period for reads in flight; at start-up, objects the catalog never
+//!   heard of (a crash between a PUT and its commit) are deleted too.
+
+use crate::log::{LogStore, StorageError};
+use crate::object::ObjectBuilder;
+use crate::partition::{MemBatch, PartitionLog};
+use crate::{now_ms, Topic};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStoreExt;
+use sluice_catalog::{ObjectRecord, SegmentRecord};
+use sluice_protocol::batch::iter_stored;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Object key prefixes Sluice writes.
+pub const DATA_PREFIX: &str = "data";
+pub const COMPACTED_PREFIX: &str = "compacted";
+
+fn config_i64(t: &Topic, key: &str, default: i64) -> i64 {
+    t.config(key)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+impl LogStore {
+    /// DeleteRecords: moves the log start to `offset` (-1: the high
+    /// watermark). Returns the new log start.
+    pub async fn delete_records(
+        &self,
+        p: &PartitionLog,
+        offset: i64,
+    ) -> Result<i64, crate::ReadError> {
+        let (log_start, hw) = p.offsets();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(crate::ReadError::OffsetOutOfRange {
+                offset,
+                log_start,
+                high_watermark: hw,
+            });
+        }
+        if target > log_start {
+            self.trim(p, target).await?;
+        }
+        Ok(p.offsets().0)
+    }
+
+    /// Moves the log start forward and frees what lies before it.
+    async fn trim(&self, p: &PartitionLog, new_start: i64) -> Result<(), StorageError> {
+        let catalog = self.catalog.clone();
+        let (t, part) = (p.topic_id, p.partition);
+        let freed = tokio::task::spawn_blocking(move || catalog.trim_partition(t, part, new_start))
+            .await
+            .map_err(|e| StorageError::Task(e.to_string()))??;
+        let mut inner = p.inner.lock();
+        inner.log_start = inner.log_start.max(new_start);
+        inner.size_bytes = inner.size_bytes.saturating_sub(freed);
+        // Drop memory wholly below the new start, if it is already uploaded.
+        while let Some(b) = inner.mem.front() {
+            if b.last_offset < new_start && b.last_offset < inner.uploaded_end {
+                inner.mem_bytes -= b.bytes.len();
+                inner.mem.pop_front();
+            } else {
+                break;
+            }
+        }
+        tracing::info!(topic = %p.topic_name, partition = p.partition, log_start = inner.log_start, "log start moved");
+        Ok(())
+    }
+
+    /// Applies retention to every partition once.
+    pub async fn enforce_retention(&self, now: i64) -> Result<(), StorageError> {
+        for t in self.topics() {
+            let retention_ms = config_i64(&t, "retention.ms", self.config.default_retention_ms);
+            let retention_bytes =
+                config_i64(&t, "retention.bytes", self.config.default_retention_bytes);
+            if retention_ms < 0 && retention_bytes < 0 {
+                continue;
+            }
+            for p in &t.partitions {
+                let (log_start, _) = p.offsets();
+                let rows = self.rows_of(p).await?;
+                let size = p.inner.lock().size_bytes;
+                let mut new_start = log_start;
+                let mut freed = 0u64;
+                for r in &rows {
+                    let too_old = retention_ms >= 0 && r.max_timestamp < now - retention_ms;
+                    let too_big =
+                        retention_bytes >= 0 && size.saturating_sub(freed) > retention_bytes as u64;
+                    if !(too_old || too_big) {
+                        break;
+                    }
+                    freed += r.length;
+                    new_start = new_start.max(r.last_offset + 1);
+                }
+                if new_start > log_start {
+                    self.trim(p, new_start).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn rows_of(&self, p: &PartitionLog) -> Result<Vec<SegmentRecord>, StorageError> {
+        let catalog = self.catalog.clone();
+        let (t, part) = (p.topic_id, p.partition);
+        tokio::task::spawn_blocking(move || catalog.segments_from(t, part, 0, usize::MAX >> 1))
+            .await
+            .map_err(|e| StorageError::Task(e.to_string()))?
+            .map_err(StorageError::from)
+    }
+
+    /// Compacts every partition's small upload rows once. Returns how many
+    /// objects were written.
+    pub async fn compact(&self) -> Result<usize, StorageError> {
+        let mut written = 0;
+        for p in self.all_partitions() {
+            if p.inner.lock().deleted {
+                continue;
+            }
+            written += self.compact_partition(&p).await?;
+        }
+        Ok(written)
+    }
+
+    async fn compact_partition(&self, p: &Arc<PartitionLog>) -> Result<usize, StorageError> {
+        let rows = self.rows_of(p).await?;
+        // Runs of consecutive rows that still live in multi-partition upload objects.
+        let mut runs: Vec<Vec<SegmentRecord>> = Vec::new();
+        let mut run: Vec<SegmentRecord> = Vec::new();
+        let mut run_bytes = 0u64;
+        for r in rows {
+            let small = r.object_key.starts_with(DATA_PREFIX);
+            let contiguous = run
+                .last()
+                .is_none_or(|l| l.last_offset + 1 == r.base_offset);
+            if small && contiguous && run_bytes + r.length <= self.config.compaction_max_bytes {
+                run_bytes += r.length;
+                run.push(r);
+                continue;
+            }
+            if !run.is_empty() {
+                runs.push(std::mem::take(&mut run));
+            }
+            run_bytes = 0;
+            if small {
+                run_bytes = r.length;
+                run.push(r);
+            }
+        }
+        if !run.is_empty() {
+            runs.push(run);
+        }
+        let mut written = 0;
+        for run in runs {
+            let bytes: u64 = run.iter().map(|r| r.length).sum();
+            if run.len() < 2 || bytes < self.config.compaction_min_bytes {
+                continue;
+            }
+            let mut batches = Vec::new();
+            for r in &run {
+                let data = self.fetch_row(r).await?;
+                for (h, range) in iter_stored(&data) {
+                    batches.push(MemBatch {
+                        base_offset: h.base_offset,
+                        last_offset: h.last_offset(),
+                        max_timestamp: h.max_timestamp,
+                        bytes: data.slice(range),
+                    });
+                }
+            }
+            let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
+                continue;
+            };
+            let key = format!(
+                "{COMPACTED_PREFIX}/{}/{}/{:020}-{:020}-{}.obj",
+                p.topic_id.simple(),
+                p.partition,
+                first.base_offset,
+                last.last_offset,
+                uuid::Uuid::new_v4().simple()
+            );
+            let mut builder = ObjectBuilder::default();
+            builder.add_chunk(p.topic_id, p.partition, &batches);
+            let (payload, chunks) = builder.finish();
+            let object = ObjectRecord {
+                key: key.clone(),
+                size: payload.len() as u64,
+                created_ms: now_ms(),
+            };
+            self.put_object(&key, payload).await?;
+            let new_rows: Vec<SegmentRecord> = chunks
+                .iter()
+                .map(|c| SegmentRecord {
+                    topic: c.topic,
+                    partition: c.partition,
+                    base_offset: c.base_offset,
+                    last_offset: c.last_offset,
+                    max_timestamp: c.max_timestamp,
+                    object_key: key.clone(),
+                    position: c.position,
+                    length: c.length,
+                })
+                .collect();
+            let old_bases: Vec<i64> = run.iter().map(|r| r.base_offset).collect();
+            let catalog = self.catalog.clone();
+            let (t, part) = (p.topic_id, p.partition);
+            let o = object.clone();
+            let swapped = tokio::task::spawn_blocking(move || {
+                catalog.replace_segments(t, part, &old_bases, &o, &new_rows)
+            })
+            .await
+            .map_err(|e| StorageError::Task(e.to_string()))??;
+            if swapped {
+                written += 1;
+                tracing::debug!(object = %key, rows = run.len(), bytes, "compacted");
+            } else {
+                // The rows changed meanwhile (retention): the new object is unused.
+                let _ = self.objects.delete(&ObjectPath::from(key.as_str())).await;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Deletes objects nothing points to any more (after the grace period).
+    pub async fn collect_garbage(&self) -> Result<usize, StorageError> {
+        let before = now_ms() - self.config.gc_grace.as_millis() as i64;
+        let catalog = self.catalog.clone();
+        let keys = tokio::task::spawn_blocking(move || catalog.unreferenced_objects(before))
+            .await
+            .map_err(|e| StorageError::Task(e.to_string()))??;
+        let mut gone = Vec::new();
+        for k in keys {
+            match self.objects.delete(&ObjectPath::from(k.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    self.block_cache.forget_object(&k);
+                    gone.push(k);
+                }
+                Err(e) => {
+                    tracing::warn!(object = %k, error = %e, "could not delete an unreferenced object")
+                }
+            }
+        }
+        let n = gone.len();
+        if n > 0 {
+            let catalog = self.catalog.clone();
+            tokio::task::spawn_blocking(move || catalog.forget_objects(&gone))
+                .await
+                .map_err(|e| StorageError::Task(e.to_string()))??;
+            tracing::debug!(objects = n, "deleted unreferenced objects");
+        }
+        Ok(n)
+    }
+
+    /// Deletes objects under Sluice's prefixes that the catalog does not
+    /// know (left by a crash between an upload and its commit). Runs before
+    /// the uploader starts.
+    pub async fn collect_orphans(&self) -> Result<usize, StorageError> {
+        let catalog = self.catalog.clone();
+        let known: HashSet<String> = tokio::task::spawn_blocking(move || catalog.object_keys())
+            .await
+            .map_err(|e| StorageError::Task(e.to_string()))??
+            .into_iter()
+            .collect();
+        let mut deleted = 0;
+        for prefix in [DATA_PREFIX, COMPACTED_PREFIX] {
+            let listed: Vec<_> = self
+                .objects
+                .list(Some(&ObjectPath::from(prefix)))
+                .try_collect()
+                .await?;
+            for meta in listed {
+                if !known.contains(meta.location.as_ref()) {
+                    self.objects.delete(&meta.location).await?;
+                    deleted += 1;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(objects = deleted, "deleted orphaned objects");
+        }
+        Ok(deleted)
+    }
+
+    /// Runs retention, compaction and garbage collection every
+    /// `maintenance_interval` until shutdown.
+    pub async fn run_maintenance(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.maintenance_interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = self.enforce_retention(now_ms()).await {
+                tracing::warn!(error = %e, "retention pass failed");
+            }
+            match self.compact().await {
+                Ok(n) if n > 0 => tracing::info!(objects = n, "compaction wrote objects"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "compaction pass failed"),
+            }
+            if let Err(e) = self.collect_garbage().await {
+                tracing::warn!(error = %e, "garbage collection failed");
+            }
+            let m = sluice_observe::metrics();
+            m.memory_bytes
+                .with_label_values(&["block_cache"])
+                .set(self.block_cache.used() as i64);
+        }
+    }
+}
