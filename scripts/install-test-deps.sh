@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the end-to-end tests (tests/e2e) need, if it is missing.
 #
-#   - Debian's kcat (librdkafka 2.0.2) via apt-get
-#   - Python packages via pip: pytest, confluent-kafka, kafka-python, pyflakes
+#   - Debian's kcat (librdkafka 2.0.2) and prometheus (for promtool) via apt-get
+#   - Python packages via pip: pytest, confluent-kafka, kafka-python, pyflakes,
+#     prometheus-client, PyYAML, moto[server] (the S3-compatible test server), boto3
 #
 # Fast when everything is already present (no apt-get update, no pip run).
 # Fails loudly if any install fails.
@@ -16,6 +17,10 @@ PY_PKGS=(
   "confluent-kafka==2.16.1|confluent_kafka"
   "kafka-python==3.0.12|kafka"
   "pyflakes==4.1.0|pyflakes"
+  "prometheus-client==0.26.0|prometheus_client"
+  "PyYAML==6.0.3|yaml"
+  "moto[server]==5.2.1|moto.server"
+  "boto3==1.43.11|boto3"
 )
 
 log() { echo "[install-test-deps] $*"; }
@@ -25,6 +30,10 @@ die() { echo "[install-test-deps] ERROR: $*" >&2; exit 1; }
 apt_missing=()
 if ! command -v kcat >/dev/null 2>&1; then
   apt_missing+=(kcat)
+fi
+# promtool (checks deploy/prometheus/alerts.yml) comes with Debian's prometheus.
+if ! command -v promtool >/dev/null 2>&1; then
+  apt_missing+=(prometheus)
 fi
 
 if ((${#apt_missing[@]})); then
@@ -51,6 +60,7 @@ pip_needed=()
 for entry in "${PY_PKGS[@]}"; do
   spec="${entry%%|*}"
   dist="${spec%%==*}"
+  dist="${dist%%\[*}"
   want="${spec##*==}"
   have="$("$PYTHON" - "$dist" <<'EOF' 2>/dev/null || true
 import sys

@@ -47,6 +47,8 @@ pub mod dlq {
     pub const CONNECT_TOPIC: &str = "__connect.errors.topic";
     pub const CONNECT_PARTITION: &str = "__connect.errors.partition";
     pub const CONNECT_MESSAGE: &str = "__connect.errors.exception.message";
+    /// `sluice.validation.<reason>`.
+    pub const CONNECT_CLASS: &str = "__connect.errors.exception.class.name";
 }
 
 /// The dead-letter topic of `topic`.
@@ -74,6 +76,10 @@ pub fn dlq_headers(topic: &str, partition: i32, err: &ValidationError) -> Vec<(S
     h.push((
         dlq::CONNECT_PARTITION.to_string(),
         partition.to_string().into_bytes(),
+    ));
+    h.push((
+        dlq::CONNECT_CLASS.to_string(),
+        format!("sluice.validation.{}", err.reason()).into_bytes(),
     ));
     h.push((dlq::CONNECT_MESSAGE.to_string(), message.into_bytes()));
     h
