@@ -14,6 +14,7 @@
 
 pub mod block_cache;
 pub mod faults;
+pub mod local_direct;
 pub mod log;
 pub mod maintenance;
 pub mod object;

