@@ -246,6 +246,8 @@ def test_retention_by_bytes(broker_factory):
     kept = sum(r[6] for r in rows)
     biggest = max(r[6] for r in rows)
     low, high = _watermarks(b, topic, 0)
+    print(f"retention.bytes={limit}: kept {kept} bytes in {len(rows)} rows (largest {biggest}), "
+          f"log start {low} of {high}")
     assert high == total
     assert low == rows[0][1], f"low watermark {low} is not the first kept row's base {rows[0][1]}"
     assert low == partition_offsets(b.data_dir, topic)[0][0]

@@ -30,6 +30,7 @@ pub struct Broker {
     pub store: Arc<LogStore>,
     pub catalog: Arc<dyn Catalog>,
     pub groups: Arc<groups::GroupCoordinator>,
+    pub registry: sluice_registry::Registry,
     pub lag: lag::LagTracker,
     pub rates: sluice_observe::rate::RateTracker,
     pub cluster_id: String,
@@ -41,6 +42,7 @@ impl Broker {
         group_settings: groups::GroupSettings,
         store: Arc<LogStore>,
         catalog: Arc<dyn Catalog>,
+        registry: sluice_registry::Registry,
     ) -> anyhow::Result<Arc<Self>> {
         let cluster_id = catalog.cluster_id()?;
         let groups = groups::GroupCoordinator::open(group_settings, catalog.clone())?;
@@ -49,6 +51,7 @@ impl Broker {
             store,
             catalog,
             groups,
+            registry,
             lag: lag::LagTracker::default(),
             rates: sluice_observe::rate::RateTracker::new(std::time::Duration::from_secs(30)),
             cluster_id,

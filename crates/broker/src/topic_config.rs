@@ -82,7 +82,8 @@ pub fn default_of(name: &str) -> Option<&'static str> {
 
 /// Checks one config; the error message names the problem.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
-    if name.starts_with("confluent.") {
+    if name.starts_with("confluent.") || name.starts_with("sluice.") {
+        // Contract settings: checked as a whole by `validate_all`.
         return Ok(());
     }
     let Some((_, _, kind)) = KNOWN.iter().find(|(n, _, _)| *n == name) else {
@@ -139,7 +140,13 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
 
 /// Checks a whole set of configs.
 pub fn validate_all(configs: &BTreeMap<String, String>) -> Result<(), String> {
-    configs.iter().try_for_each(|(k, v)| validate(k, v))
+    configs.iter().try_for_each(|(k, v)| validate(k, v))?;
+    for k in configs.keys().filter(|k| k.starts_with("sluice.")) {
+        if !sluice_registry::keys::ALL.contains(&k.as_str()) {
+            return Err(format!("Unknown topic config name: {k}"));
+        }
+    }
+    sluice_registry::try_policy_from_configs(configs).map(|_| ())
 }
 
 #[cfg(test)]

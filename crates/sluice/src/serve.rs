@@ -75,6 +75,8 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let store =
         tokio::task::block_in_place(|| LogStore::open(store_config, catalog.clone(), objects))
             .context("cannot open storage")?;
+    let registry = sluice_registry::Registry::open(&data_dir.join("catalog.db"))
+        .context("cannot open the schema registry")?;
     let broker = Broker::new(
         BrokerConfig {
             advertised_host: s.advertise_host.clone(),
@@ -87,6 +89,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         GroupSettings::default(),
         store.clone(),
         catalog,
+        registry.clone(),
     )?;
 
     let kafka = tokio::net::TcpListener::bind(s.listen)
@@ -110,7 +113,8 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             .run_rate_sampler(Duration::from_secs(2), stop_rx.clone()),
     );
     let mut http_stop = stop_rx.clone();
-    let router = crate::http::router(broker.clone(), fault_control);
+    let router = crate::http::router(broker.clone(), fault_control)
+        .merge(sluice_registry::router(Arc::new(registry)));
     let http_task = tokio::spawn(async move {
         let r = axum::serve(http, router)
             .with_graceful_shutdown(async move {

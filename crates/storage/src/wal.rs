@@ -300,9 +300,10 @@ impl Writer {
         {
             Ok(f) => f,
             // Some filesystems (tmpfs) refuse O_DIRECT: fall back to buffered writes.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                OpenOptions::new().create_new(true).write(true).open(&path)?
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(&path)?,
             Err(e) => return Err(e),
         };
         // Make the new file's directory entry durable too.

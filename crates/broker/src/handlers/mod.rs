@@ -10,6 +10,7 @@ pub mod metadata;
 pub mod produce;
 pub mod producer_id;
 pub mod topics;
+pub mod validation;
 
 use crate::Broker;
 use kafka_protocol::error::ResponseError;

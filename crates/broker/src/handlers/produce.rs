@@ -2,11 +2,14 @@
 //! appends all partitions of the request concurrently so one WAL group
 //! commit covers them, and answers once they are durable.
 
+use super::validation::{self, Validated};
 use super::{code, find_or_create_topic, str_bytes};
 use crate::Broker;
 use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use sluice_protocol::batch::split_and_check;
 use sluice_storage::AppendError;
@@ -21,6 +24,27 @@ fn partition_error(
     r.error_code = code(e);
     r.base_offset = -1;
     r.error_message = message.map(str_bytes);
+    r
+}
+
+/// INVALID_RECORD naming every record that failed its topic's contract.
+fn rejected(index: i32, bad: Vec<(i32, String)>) -> PartitionProduceResponse {
+    let message = bad
+        .iter()
+        .take(5)
+        .map(|(i, m)| format!("record {i}: {m}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut r = partition_error(index, ResponseError::InvalidRecord, Some(message));
+    r.record_errors = bad
+        .into_iter()
+        .map(|(i, m)| {
+            let mut e = BatchIndexAndErrorMessage::default();
+            e.batch_index = i;
+            e.batch_index_error_message = Some(str_bytes(m));
+            e
+        })
+        .collect();
     r
 }
 
@@ -84,15 +108,40 @@ pub async fn handle(
                                         ),
                                     )
                                 } else {
-                                    let index = pd.index;
-                                    let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
-                                    let records: i64 =
-                                        batches.iter().map(|b| b.header.record_count as i64).sum();
-                                    // Offsets are assigned here, in request order; durability is
-                                    // awaited after the next request of the connection may start.
-                                    let submitted = broker.store.submit(t, p, batches).await;
-                                    appends.push((ti, index, p.clone(), bytes, records, submitted));
-                                    None
+                                    match validation::validate(broker, t, pd.index, batches).await {
+                                        Validated::Reject(bad) => Some(rejected(pd.index, bad)),
+                                        Validated::Split { keep, .. } if keep.is_empty() => {
+                                            // Every record went to the dead-letter topic.
+                                            let mut r = PartitionProduceResponse::default();
+                                            r.index = pd.index;
+                                            r.base_offset = -1;
+                                            r.log_start_offset = p.offsets().0;
+                                            Some(r)
+                                        }
+                                        Validated::Accept(batches)
+                                        | Validated::Split { keep: batches, .. } => {
+                                            let index = pd.index;
+                                            let bytes: usize =
+                                                batches.iter().map(|b| b.bytes.len()).sum();
+                                            let records: i64 = batches
+                                                .iter()
+                                                .map(|b| b.header.record_count as i64)
+                                                .sum();
+                                            // Offsets are assigned here, in request order; durability is
+                                            // awaited after the next request of the connection may start.
+                                            let submitted =
+                                                broker.store.submit(t, p, batches).await;
+                                            appends.push((
+                                                ti,
+                                                index,
+                                                p.clone(),
+                                                bytes,
+                                                records,
+                                                submitted,
+                                            ));
+                                            None
+                                        }
+                                    }
                                 }
                             }
                         }

@@ -113,7 +113,8 @@ pub async fn create_topics(
                     t.replication_factor
                 ),
             );
-        } else if let Some(m) = config_error {
+        } else if let Some(m) = config_error.or_else(|| topic_config::validate_all(&configs).err())
+        {
             fail(&mut r, ResponseError::InvalidConfig, m);
         } else if !req.validate_only {
             match broker
