@@ -136,6 +136,15 @@ async fn dlq_replay(
         .map_err(dlq_error)
 }
 
+async fn install_contracts(State(b): Shared) -> Result<Json<Vec<(String, u32)>>, ApiError> {
+    let registry = b.registry.clone();
+    tokio::task::spawn_blocking(move || sluice_registry::install_ai_contracts(&registry))
+        .await
+        .map_err(|e| ApiError(AdminError::Internal(e.to_string())))?
+        .map(Json)
+        .map_err(|e| ApiError(AdminError::Internal(e.to_string())))
+}
+
 async fn not_found() -> ApiError {
     ApiError(AdminError::NotFound("no such endpoint".into()))
 }
@@ -165,6 +174,7 @@ pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultC
         .route("/v1/topics/{topic}", get(describe_topic))
         .route("/v1/dlq/{topic}/records", get(dlq_records))
         .route("/v1/dlq/{topic}/replay", post(dlq_replay))
+        .route("/v1/schemas/ai-contracts", post(install_contracts))
         .route("/v1/groups", get(list_groups))
         .route(
             "/v1/groups/{group}",

@@ -4,6 +4,7 @@
 mod dlq_cli;
 mod groups_cli;
 mod http;
+mod schemas_cli;
 mod serve;
 mod settings;
 mod top;
@@ -29,6 +30,8 @@ enum Command {
     Dlq(dlq_cli::DlqArgs),
     /// Live view of topics and consumer groups: throughput, lag, lag seconds, status.
     Top(top::TopArgs),
+    /// Schema registry: list, show, register, check compatibility, install the AI contracts.
+    Schemas(schemas_cli::SchemasArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,5 +66,6 @@ fn run() -> anyhow::Result<()> {
         Command::Groups(args) => groups_cli::run(args),
         Command::Dlq(args) => dlq_cli::run(args),
         Command::Top(args) => top::run(args),
+        Command::Schemas(args) => schemas_cli::run(args),
     }
 }
