@@ -1,0 +1,922 @@
+#!/usr/bin/env python3
+"""Sluice catch-up benchmark: tail reads vs catch-up reads from objects.
+
+For each object store (`--store file|s3|both`; s3 is a moto_server started by
+this script on 127.0.0.1), in one run:
+
+  1. produce      --bytes (default 1 GiB) of 1 KiB messages over several
+                  partitions (acks=all, idempotent), measuring the acked rate;
+  2. upload       wait until the broker has uploaded everything (catalog);
+  3. settle       wait until background compaction is idle, print the object
+                  counts (data/ upload objects, compacted/ objects);
+  4. baseline     a steady producer (--tail-rate msgs/s) and a tail consumer
+                  (its own group, keeps up) run for --baseline-s; the tail
+                  consumer measures every message's end-to-end latency (the
+                  producer's send time, carried in the value next to the
+                  record timestamp, to receipt);
+  5. catch-up     while both keep running, a new consumer group reads the
+                  whole topic from the earliest offset up to the high
+                  watermark of that moment; with a small --tail-cache-bytes
+                  the old data is only in objects; its rate is measured and
+                  every produced record is checked (offset <-> sequence);
+  6. report       catch-up rate / produce rate (target >= 3x), tail p99
+                  during catch-up vs baseline (target <= +20 %), object store
+                  request counts, object counts, read sources, broker RSS.
+
+Each phase shows progress. The final table prints PASS/MISS per target and
+the exact command. Exit status: 0 when the run completed (targets missed
+included, unless --strict), 1 on a failure (broker died, wrong data, a phase
+stalled), 2 on a usage problem.
+
+Needs confluent-kafka; for --store s3 also moto[server] and boto3
+(scripts/install-test-deps.sh installs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import multiprocessing as mp
+import os
+import random
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from array import array
+from pathlib import Path
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_BIN = REPO / "target" / "fast" / "sluice"
+
+CATCHUP_RATIO_TARGET = 3.0  # catch-up rate >= 3x produce rate
+TAIL_P99_GROWTH_TARGET = 0.20  # tail p99 during catch-up <= baseline p99 * 1.2
+
+T0 = time.monotonic()
+
+
+class BenchError(Exception):
+    def __init__(self, phase: str, message: str):
+        super().__init__(f"[{phase}] {message}")
+        self.phase = phase
+
+
+def info(msg: str) -> None:
+    print(f"{time.monotonic() - T0:7.1f}s {msg}", flush=True)
+
+
+def free_port() -> int:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def percentile(values: list, pct: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    k = min(len(v) - 1, max(0, int(round(pct / 100.0 * (len(v) - 1)))))
+    return v[k]
+
+
+class Ticker:
+    """Prints a progress line at most every `every` seconds."""
+
+    def __init__(self, every: float = 2.0):
+        self.every = every
+        self.last = 0.0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            return True
+        return False
+
+
+# ---------------------------------------------------------------------------
+# moto S3 server
+# ---------------------------------------------------------------------------
+
+
+class Moto:
+    REGION = "us-east-1"
+    KEY = "sluice-bench"
+    SECRET = "sluice-bench-secret"
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.log_path = workdir / "moto.log"
+        self.proc = None
+        self.bucket = f"sluice-bench-{uuid.uuid4().hex[:8]}"
+        self.prefix = "bench"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        missing = [m for m in ("boto3", "moto.server") if importlib.util.find_spec(m.split(".")[0]) is None]
+        if missing:
+            raise BenchError("moto", f"missing Python modules {missing}; install with: bash scripts/install-test-deps.sh")
+        self._log = open(self.log_path, "wb")
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        info(f"[moto     ] starting: {shlex.join(argv)} (log {self.log_path})")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError("moto", f"moto_server exited with code {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(self.endpoint + "/", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError("moto", "moto_server did not answer within 30 s")
+            time.sleep(0.1)
+        self.client.create_bucket(Bucket=self.bucket)
+        info(f"[moto     ] ready on {self.endpoint}, bucket {self.bucket}")
+
+    @property
+    def client(self):
+        if not hasattr(self, "_client"):
+            import boto3
+
+            self._client = boto3.client(
+                "s3", endpoint_url=self.endpoint, region_name=self.REGION,
+                aws_access_key_id=self.KEY, aws_secret_access_key=self.SECRET,
+            )
+        return self._client
+
+    def env(self) -> dict:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": self.REGION,
+            "AWS_ACCESS_KEY_ID": self.KEY,
+            "AWS_SECRET_ACCESS_KEY": self.SECRET,
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def listing(self) -> dict:
+        out = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + "/"):
+            for o in page.get("Contents", []):
+                out[o["Key"][len(self.prefix) + 1:]] = o["Size"]
+        return out
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self._log.close()
+
+
+# ---------------------------------------------------------------------------
+# Broker
+# ---------------------------------------------------------------------------
+
+
+class Broker:
+    def __init__(self, binary: Path, workdir: Path, args: list, env: dict):
+        self.binary = binary
+        self.data_dir = workdir / "data"
+        self.log_path = workdir / "broker.log"
+        self.port = free_port()
+        self.http_port = free_port()
+        self.args = args
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "AWS_"))}
+        self.env.update(env)
+        self.proc = None
+        self.rss_peak_mib = 0.0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def argv(self) -> list:
+        return [str(self.binary), "serve", "--data-dir", str(self.data_dir),
+                "--listen", self.bootstrap, "--http-listen", f"127.0.0.1:{self.http_port}", *self.args]
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")
+        env_note = " ".join(f"{k}={v}" for k, v in sorted(self.env.items()) if k.startswith("AWS_"))
+        info(f"[broker   ] starting: {(env_note + ' ') if env_note else ''}{shlex.join(self.argv)}")
+        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=self.env)
+        deadline = time.monotonic() + 30
+        while True:
+            self.check("startup")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError("startup", "broker not healthy within 30 s")
+            time.sleep(0.05)
+        info(f"[broker   ] ready (pid {self.proc.pid}), log {self.log_path}")
+
+    def check(self, phase: str) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise BenchError(phase, f"broker exited with code {self.proc.returncode}; log tail:\n{self.log_tail()}")
+
+    def rss_mib(self) -> float:
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        v = int(line.split()[1]) / 1024.0
+                        self.rss_peak_mib = max(self.rss_peak_mib, v)
+                        return v
+        except OSError:
+            pass
+        return 0.0
+
+    def metrics(self) -> dict:
+        """{(name, frozenset(labels)): value} of the sluice_* samples."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if not line.startswith("sluice_"):
+                continue
+            head, _, value = line.rpartition(" ")
+            name, _, rest = head.partition("{")
+            labels = []
+            for part in filter(None, rest.rstrip("}").split(",")):
+                k, _, v = part.partition("=")
+                labels.append((k, v.strip('"')))
+            try:
+                out[(name, frozenset(labels))] = float(value)
+            except ValueError:
+                pass
+        return out
+
+    def catalog(self, sql: str, params: tuple = ()) -> list:
+        conn = sqlite3.connect(str(self.data_dir / "catalog.db"), timeout=10)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                info("[broker   ] did not exit within 20 s of SIGTERM; killed")
+        self._log.close()
+        return self.proc.returncode
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+
+def msum(m: dict, name: str, **labels) -> float:
+    want = set((k, str(v)) for k, v in labels.items())
+    return sum(v for (n, ls), v in m.items() if n == name and want <= ls)
+
+
+def requests_by_op(m: dict) -> dict:
+    out = {}
+    for (n, ls), v in m.items():
+        if n == "sluice_object_store_requests_total":
+            d = dict(ls)
+            out[f"{d.get('op')}/{d.get('outcome')}"] = v
+    return out
+
+
+def delta(after: dict, before: dict) -> dict:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(after) | set(before)) if after.get(k, 0) - before.get(k, 0)}
+
+
+# ---------------------------------------------------------------------------
+# Worker processes (separate processes, so the GIL of one client does not
+# slow down the others)
+# ---------------------------------------------------------------------------
+
+
+def _conf(bootstrap: str) -> dict:
+    return {"bootstrap.servers": bootstrap, "broker.address.family": "v4", "socket.timeout.ms": 30000}
+
+
+def steady_producer(bootstrap, topic, partitions, rate, size, stop, counter):
+    """Produces `rate` msgs/s; value = send time ns (8) | seq (8) | filler."""
+    from confluent_kafka import Producer
+
+    p = Producer({**_conf(bootstrap), "acks": "all", "linger.ms": 1, "message.timeout.ms": 60000})
+    filler = random.Random(2).randbytes(size - 16)
+    errors = []
+
+    def cb(err, msg):
+        if err is not None:
+            errors.append(str(err))
+
+    seq = 0
+    start = time.monotonic()
+    while not stop.is_set():
+        ahead = seq / rate - (time.monotonic() - start)
+        if ahead > 0:
+            p.poll(min(ahead, 0.01))
+            continue
+        now_ns = time.time_ns()
+        try:
+            p.produce(topic, partition=seq % partitions,
+                      value=now_ns.to_bytes(8, "big") + seq.to_bytes(8, "big") + filler,
+                      timestamp=now_ns // 1_000_000, on_delivery=cb)
+        except BufferError:
+            p.poll(0.01)
+            continue
+        seq += 1
+        counter.value = seq
+        if seq % 100 == 0:
+            p.poll(0)
+    p.flush(30)
+    if errors:
+        print(f"steady producer: {len(errors)} delivery errors, first {errors[0]}", flush=True)
+
+
+def tail_consumer(bootstrap, topic, group, stop, ready, out_path, counter):
+    """A group member reading from the latest offset; records (receive time
+    ns, latency ns) for every message into out_path."""
+    from confluent_kafka import Consumer
+
+    c = Consumer({**_conf(bootstrap), "group.id": group, "auto.offset.reset": "latest",
+                  "enable.auto.commit": True, "fetch.wait.max.ms": 100})
+    c.subscribe([topic])
+    samples = array("q")
+    n = 0
+    try:
+        while not stop.is_set():
+            # poll() returns as soon as a message is there (consume(n, t)
+            # would wait for n messages or t seconds, adding latency).
+            m = c.poll(0.1)
+            if m is None or m.error() is not None:
+                continue
+            now = time.time_ns()
+            v = m.value()
+            sent = int.from_bytes(v[:8], "big")
+            samples.append(now)
+            samples.append(now - sent)
+            n += 1
+            if n == 1:
+                ready.set()
+            if n % 100 == 0:
+                counter.value = n
+    finally:
+        c.close()
+        with open(out_path, "wb") as f:
+            samples.tofile(f)
+
+
+def catchup_consumer(bootstrap, topic, group, targets, produced_ends, partitions, size, progress, result):
+    """A new group from the earliest offset up to `targets` (per partition);
+    checks produce-phase records: offset o of partition p holds seq o*N+p."""
+    from confluent_kafka import Consumer, KafkaError
+
+    c = Consumer({**_conf(bootstrap), "group.id": group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "max.partition.fetch.bytes": 8 * MiB,
+                  "fetch.max.bytes": 64 * MiB, "queued.max.messages.kbytes": 262144})
+    c.subscribe([topic])
+    pos = {p: 0 for p in range(partitions)}
+    first_ns = None
+    nbytes = 0
+    msgs = 0
+    bad = []
+    errors = []
+    last_report = 0.0
+    try:
+        while any(pos[p] < targets[p] for p in range(partitions)):
+            for m in c.consume(10000, timeout=0.2):
+                err = m.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        errors.append(str(err))
+                    continue
+                p, o = m.partition(), m.offset()
+                if o >= targets[p]:
+                    continue
+                if first_ns is None:
+                    first_ns = time.time_ns()
+                v = m.value()
+                nbytes += len(v)
+                msgs += 1
+                if o < produced_ends[p]:
+                    if len(v) != size or int.from_bytes(v[:8], "big") != o * partitions + p:
+                        if len(bad) < 10:
+                            bad.append((p, o, len(v), int.from_bytes(v[:8], "big")))
+                if o + 1 > pos[p]:
+                    pos[p] = o + 1
+            now = time.monotonic()
+            if now - last_report > 0.5:
+                last_report = now
+                progress.put(("progress", nbytes, msgs))
+        done_ns = time.time_ns()
+    finally:
+        c.close()
+    result.put({"first_ns": first_ns, "done_ns": done_ns, "bytes": nbytes, "messages": msgs,
+                "bad": bad, "errors": errors[:10], "positions": pos})
+
+
+# ---------------------------------------------------------------------------
+# One store
+# ---------------------------------------------------------------------------
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(_conf(bootstrap))
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        t = admin.list_topics(timeout=10).topics.get(topic)
+        if t is not None and t.error is None and len(t.partitions) == partitions:
+            return
+        time.sleep(0.1)
+    raise BenchError("setup", f"topic {topic} not visible with {partitions} partitions")
+
+
+def watermarks(bootstrap: str, topic: str, partitions: int) -> dict:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({**_conf(bootstrap), "group.id": "bench-watermarks"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+                for p in range(partitions)}
+    finally:
+        c.close()
+
+
+def object_counts(broker: Broker, moto) -> dict:
+    """Objects in the store by prefix (listing), and in the catalog."""
+    if moto is not None:
+        listing = moto.listing()
+    else:
+        root = broker.data_dir / "objects"
+        listing = {p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+    out = {"data": 0, "compacted": 0, "data_bytes": 0, "compacted_bytes": 0}
+    for k, size in listing.items():
+        head = k.split("/", 1)[0]
+        if head in ("data", "compacted"):
+            out[head] += 1
+            out[head + "_bytes"] += size
+    out["catalog_objects"] = broker.catalog("SELECT count(*) FROM objects")[0][0]
+    out["referenced"] = broker.catalog("SELECT count(DISTINCT object_key) FROM segments")[0][0]
+    return out
+
+
+def fmt_counts(c: dict) -> str:
+    return (f"data/ {c['data']} objects ({c['data_bytes'] / MiB:.0f} MiB), compacted/ {c['compacted']} "
+            f"({c['compacted_bytes'] / MiB:.0f} MiB); catalog: {c['catalog_objects']} objects, "
+            f"{c['referenced']} referenced")
+
+
+def produce_phase(args, broker: Broker, topic: str) -> dict:
+    from confluent_kafka import Producer
+
+    n = args.bytes // args.size
+    p = Producer({**_conf(broker.bootstrap), "acks": "all", "enable.idempotence": True, "linger.ms": 20,
+                  "batch.size": 1_000_000, "queue.buffering.max.kbytes": 262144,
+                  "queue.buffering.max.messages": 1_000_000, "message.timeout.ms": 300000})
+    filler = random.Random(1).randbytes(args.size - 8)
+    state = {"acked": 0, "errors": []}
+
+    def cb(err, msg):
+        if err is None:
+            state["acked"] += 1
+        elif len(state["errors"]) < 10:
+            state["errors"].append(str(err))
+
+    info(f"[produce  ] {n} messages x {args.size} B = {n * args.size / MiB:.0f} MiB over {args.partitions} partitions")
+    tick = Ticker()
+    t0 = time.monotonic()
+    for seq in range(n):
+        while True:
+            try:
+                p.produce(topic, partition=seq % args.partitions, value=seq.to_bytes(8, "big") + filler, on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.01)
+        if seq % 1000 == 0:
+            p.poll(0)
+            if tick.due():
+                broker.check("produce")
+                el = time.monotonic() - t0
+                m = broker.metrics()
+                info(f"[produce  ] {state['acked'] * args.size / MiB:8.0f}/{n * args.size / MiB:.0f} MiB acked, "
+                     f"{state['acked'] * args.size / MiB / el:6.1f} MiB/s, upload backlog "
+                     f"{msum(m, 'sluice_upload_backlog_bytes') / MiB:.0f} MiB, RSS {broker.rss_mib():.0f} MiB")
+    while state["acked"] + len(state["errors"]) < n:
+        p.poll(0.1)
+        broker.check("produce")
+        if time.monotonic() - t0 > args.phase_timeout:
+            raise BenchError("produce", f"only {state['acked']} of {n} acked after {args.phase_timeout} s")
+    p.flush(60)
+    el = time.monotonic() - t0
+    if state["errors"]:
+        raise BenchError("produce", f"delivery errors: {state['errors']}")
+    rate = n * args.size / el
+    info(f"[produce  ] done: {n * args.size / MiB:.0f} MiB in {el:.1f}s = {rate / MiB:.1f} MiB/s "
+         f"({n / el:.0f} msgs/s)")
+    return {"messages": n, "bytes": n * args.size, "seconds": el, "rate": rate}
+
+
+def wait_uploaded(args, broker: Broker, topic: str, ends: dict) -> float:
+    t0 = time.monotonic()
+    tick = Ticker()
+    tid = broker.catalog("SELECT id FROM topics WHERE name = ?", (topic,))[0][0]
+    while True:
+        broker.check("upload")
+        have = dict(broker.catalog("SELECT partition, uploaded_end FROM partitions WHERE topic_id = ?", (tid,)))
+        left = {p: e - have.get(p, 0) for p, e in ends.items() if have.get(p, 0) < e}
+        if not left:
+            info(f"[upload   ] everything uploaded ({time.monotonic() - t0:.1f}s after producing)")
+            return time.monotonic() - t0
+        if tick.due():
+            info(f"[upload   ] waiting: offsets not yet uploaded per partition {left}")
+        if time.monotonic() - t0 > args.phase_timeout:
+            raise BenchError("upload", f"not uploaded after {args.phase_timeout}s: {left}")
+        time.sleep(0.2)
+
+
+def settle(args, broker: Broker, moto) -> dict:
+    """Wait until compaction is idle (no object written and the index rows
+    unchanged for --settle-quiet-s) and garbage collection has deleted the
+    objects compaction replaced (catalog objects == referenced objects)."""
+    t0 = time.monotonic()
+    tick = Ticker(3.0)
+    last_sig, since = None, time.monotonic()
+    while True:
+        broker.check("settle")
+        m = broker.metrics()
+        sig = (msum(m, "sluice_objects_written_total"), broker.catalog("SELECT count(*), count(DISTINCT object_key) FROM segments")[0])
+        if sig != last_sig:
+            last_sig, since = sig, time.monotonic()
+        quiet = time.monotonic() - since
+        if quiet >= args.settle_quiet_s and sig[1][1] == broker.catalog("SELECT count(*) FROM objects")[0][0]:
+            counts = object_counts(broker, moto)
+            info(f"[settle   ] compaction idle after {time.monotonic() - t0:.1f}s: {fmt_counts(counts)}")
+            return counts
+        if tick.due():
+            info(f"[settle   ] objects written so far {sig[0]:.0f}, index rows {sig[1][0]} in {sig[1][1]} objects "
+                 f"(catalog: {broker.catalog('SELECT count(*) FROM objects')[0][0]}, the rest awaits GC); "
+                 f"quiet for {quiet:.0f}/{args.settle_quiet_s:.0f}s")
+        if time.monotonic() - t0 > args.phase_timeout:
+            counts = object_counts(broker, moto)
+            info(f"[settle   ] compaction still busy after {args.phase_timeout}s; going on: {fmt_counts(counts)}")
+            return counts
+        time.sleep(0.5)
+
+
+def run_store(args, store: str, workdir: Path) -> dict:
+    ctx = mp.get_context("spawn")
+    res = {"store": store}
+    moto = None
+    workdir.mkdir(parents=True, exist_ok=True)
+    binary = workdir / "sluice"
+    shutil.copy2(args.bin, binary)
+    broker_args = [
+        "--tail-cache-bytes", str(args.tail_cache_bytes),
+        "--block-cache-bytes", str(args.block_cache_bytes),
+        "--maintenance-interval-ms", str(args.maintenance_ms),
+        "--gc-grace-ms", str(args.gc_grace_ms),
+        *args.broker_arg,
+    ]
+    env = {}
+    if store == "s3":
+        moto = Moto(workdir)
+        moto.start()
+        broker_args = ["--object-store", moto.url] + broker_args
+        env = moto.env()
+    broker = Broker(binary, workdir, broker_args, env)
+    res["broker_command"] = shlex.join(broker.argv)
+    procs = []
+    try:
+        broker.start()
+        topic = "catchup"
+        create_topic(broker.bootstrap, topic, args.partitions)
+
+        # 1. produce
+        res["produce"] = produce_phase(args, broker, topic)
+        produced_ends = watermarks(broker.bootstrap, topic, args.partitions)
+        expect = {p: (res["produce"]["messages"] - p + args.partitions - 1) // args.partitions for p in range(args.partitions)}
+        if produced_ends != expect:
+            raise BenchError("produce", f"high watermarks {produced_ends} != expected {expect}")
+        m_after_produce = broker.metrics()
+
+        # 2. upload, 3. settle
+        res["upload_wait_s"] = wait_uploaded(args, broker, topic, produced_ends)
+        res["objects_settled"] = settle(args, broker, moto)
+        m_settled = broker.metrics()
+        res["requests_produce_and_settle"] = requests_by_op(m_settled)
+
+        # 4. baseline: steady producer + tail consumer
+        stop_prod, stop_tail, ready = ctx.Event(), ctx.Event(), ctx.Event()
+        prod_count, tail_count = ctx.Value("q", 0), ctx.Value("q", 0)
+        lat_path = workdir / "tail-latencies.bin"
+        tail = ctx.Process(target=tail_consumer, name="tail",
+                           args=(broker.bootstrap, topic, f"bench-tail-{uuid.uuid4().hex[:6]}", stop_tail, ready,
+                                 str(lat_path), tail_count))
+        tail.start()
+        procs.append(tail)
+        time.sleep(1.0)
+        prod = ctx.Process(target=steady_producer, name="steady",
+                           args=(broker.bootstrap, topic, args.partitions, args.tail_rate, args.size, stop_prod,
+                                 prod_count))
+        prod.start()
+        procs.append(prod)
+        t_wait = time.monotonic()
+        while not ready.is_set():
+            broker.check("baseline")
+            if time.monotonic() - t_wait > 60:
+                raise BenchError("baseline", "the tail consumer received nothing within 60 s")
+            time.sleep(0.1)
+        time.sleep(args.warmup_s)
+        info(f"[baseline ] tail consumer receiving; steady producer at {args.tail_rate} msgs/s "
+             f"({args.tail_rate * args.size / MiB:.1f} MiB/s); measuring for {args.baseline_s:.0f}s")
+        b0 = time.time_ns()
+        tick = Ticker()
+        while time.time_ns() - b0 < args.baseline_s * 1e9:
+            broker.check("baseline")
+            if tick.due():
+                info(f"[baseline ] produced {prod_count.value}, tail received {tail_count.value}, "
+                     f"RSS {broker.rss_mib():.0f} MiB")
+            time.sleep(0.2)
+        b1 = time.time_ns()
+        m_before_catchup = broker.metrics()
+
+        # 5. catch-up
+        targets = watermarks(broker.bootstrap, topic, args.partitions)
+        total_target = sum(targets.values())
+        progress, result = ctx.Queue(), ctx.Queue()
+        cu = ctx.Process(target=catchup_consumer, name="catchup",
+                         args=(broker.bootstrap, topic, f"bench-catchup-{uuid.uuid4().hex[:6]}", targets,
+                               produced_ends, args.partitions, args.size, progress, result))
+        info(f"[catch-up ] new group from the earliest offset up to {total_target} messages "
+             f"({total_target * args.size / MiB:.0f} MiB)")
+        c_start = time.time_ns()
+        cu.start()
+        procs.append(cu)
+        tick = Ticker()
+        got = None
+        last_bytes, last_change = -1, time.monotonic()
+        while got is None:
+            broker.check("catch-up")
+            try:
+                got = result.get(timeout=0.2)
+                break
+            except Exception:
+                pass
+            while not progress.empty():
+                _, nbytes, _msgs = progress.get()
+                if nbytes != last_bytes:
+                    last_bytes, last_change = nbytes, time.monotonic()
+            if tick.due() and last_bytes >= 0:
+                el = (time.time_ns() - c_start) / 1e9
+                m = broker.metrics()
+                info(f"[catch-up ] {last_bytes / MiB:8.0f}/{total_target * args.size / MiB:.0f} MiB "
+                     f"{last_bytes / MiB / el:7.1f} MiB/s; block cache "
+                     f"{msum(m, 'sluice_memory_bytes', kind='block_cache') / MiB:.0f} MiB, tail cache "
+                     f"{msum(m, 'sluice_memory_bytes', kind='tail_cache') / MiB:.0f} MiB, RSS {broker.rss_mib():.0f} MiB; "
+                     f"tail received {tail_count.value}")
+            if time.monotonic() - last_change > args.stall_s:
+                raise BenchError("catch-up", f"no progress for {args.stall_s}s at {last_bytes} bytes")
+            if not cu.is_alive() and result.empty():
+                raise BenchError("catch-up", f"catch-up consumer exited with code {cu.exitcode}")
+        m_after_catchup = broker.metrics()
+        if got["bad"] or got["messages"] != total_target:
+            raise BenchError("catch-up", f"read {got['messages']} of {total_target} messages; "
+                                         f"wrong records (partition, offset, size, seq): {got['bad']}; "
+                                         f"errors {got['errors']}")
+        c0, c1 = got["first_ns"], got["done_ns"]
+        cu_rate = got["bytes"] / ((c1 - c0) / 1e9)
+        info(f"[catch-up ] done: {got['bytes'] / MiB:.0f} MiB in {(c1 - c0) / 1e9:.1f}s = {cu_rate / MiB:.1f} MiB/s "
+             f"(first record {(c0 - c_start) / 1e9:.1f}s after start, group join included there); "
+             f"every produced record checked")
+        # A few more seconds of tail traffic after catch-up.
+        time.sleep(2)
+        stop_prod.set()
+        prod.join(60)
+        time.sleep(1)
+        stop_tail.set()
+        tail.join(60)
+        samples = array("q")
+        with open(lat_path, "rb") as f:
+            samples.frombytes(f.read())
+        recv, lat = samples[0::2], samples[1::2]
+        base = [lat[i] / 1e6 for i in range(len(lat)) if b0 <= recv[i] <= b1]
+        during = [lat[i] / 1e6 for i in range(len(lat)) if c0 <= recv[i] <= c1]
+        res["tail"] = {
+            "rate_msgs": args.tail_rate,
+            "baseline_n": len(base), "baseline_p50_ms": percentile(base, 50), "baseline_p99_ms": percentile(base, 99),
+            "baseline_max_ms": max(base) if base else float("nan"),
+            "during_n": len(during), "during_p50_ms": percentile(during, 50), "during_p99_ms": percentile(during, 99),
+            "during_max_ms": max(during) if during else float("nan"),
+            "received": len(lat), "produced": prod_count.value,
+        }
+        if len(during) < 50:
+            info(f"[report   ] warning: only {len(during)} tail samples during the catch-up window "
+                 f"(catch-up took {(c1 - c0) / 1e9:.1f}s); the comparison is weak")
+        res["catchup"] = {"bytes": got["bytes"], "messages": got["messages"], "seconds": (c1 - c0) / 1e9,
+                          "rate": cu_rate, "first_record_after_s": (c0 - c_start) / 1e9}
+        res["requests_during_catchup"] = delta(requests_by_op(m_after_catchup), requests_by_op(m_before_catchup))
+        res["requests_total"] = requests_by_op(m_after_catchup)
+        reads = {}
+        for src in ("tail", "object"):
+            reads[src] = msum(m_after_catchup, "sluice_fetch_reads_total", source=src) - \
+                msum(m_before_catchup, "sluice_fetch_reads_total", source=src)
+        res["fetch_reads_during_catchup"] = reads
+        res["objects_written_total"] = msum(m_after_catchup, "sluice_objects_written_total")
+        res["objects_written_during_produce"] = msum(m_after_produce, "sluice_objects_written_total")
+        res["objects_end"] = object_counts(broker, moto)
+        res["memory_end"] = {dict(ls).get("kind"): v for (n, ls), v in m_after_catchup.items() if n == "sluice_memory_bytes"}
+        res["rss_peak_mib"] = broker.rss_peak_mib
+        res["ratio"] = cu_rate / res["produce"]["rate"]
+        bp99 = res["tail"]["baseline_p99_ms"]
+        res["p99_growth"] = res["tail"]["during_p99_ms"] / bp99 - 1 if bp99 == bp99 and bp99 > 0 else float("nan")
+        return res
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+        rc = broker.stop()
+        res["broker_exit"] = rc
+        if moto is not None:
+            moto.stop()
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def report(results: list, command: str, args) -> bool:
+    all_ok = True
+    rows = []
+    for r in results:
+        s = r["store"]
+        if "catchup" not in r:
+            rows.append((s, "run", "FAILED", "", r.get("error", "")))
+            all_ok = False
+            continue
+        pr, cu, t = r["produce"], r["catchup"], r["tail"]
+        ratio_ok = r["ratio"] >= CATCHUP_RATIO_TARGET
+        p99_ok = r["p99_growth"] <= TAIL_P99_GROWTH_TARGET
+        all_ok &= ratio_ok and p99_ok
+        rows += [
+            (s, "produce rate", f"{pr['rate'] / MiB:.1f} MiB/s", "", f"{pr['bytes'] / MiB:.0f} MiB in {pr['seconds']:.1f}s"),
+            (s, "catch-up rate", f"{cu['rate'] / MiB:.1f} MiB/s", "", f"{cu['bytes'] / MiB:.0f} MiB in {cu['seconds']:.1f}s"),
+            (s, "catch-up / produce", f"{r['ratio']:.2f}x", f">= {CATCHUP_RATIO_TARGET:.0f}x", verdict(ratio_ok)),
+            (s, "tail p50 before/during", f"{t['baseline_p50_ms']:.2f} / {t['during_p50_ms']:.2f} ms", "", ""),
+            (s, "tail p99 before/during", f"{t['baseline_p99_ms']:.2f} / {t['during_p99_ms']:.2f} ms",
+             f"<= +{TAIL_P99_GROWTH_TARGET:.0%}", f"{verdict(p99_ok)} ({r['p99_growth']:+.0%})"),
+            (s, "tail samples before/during", f"{t['baseline_n']} / {t['during_n']}", "", f"at {t['rate_msgs']} msgs/s"),
+            (s, "objects after settle", fmt_counts(r["objects_settled"]), "", ""),
+            (s, "objects written total", f"{r['objects_written_total']:.0f}", "",
+             f"{r['objects_written_during_produce']:.0f} during produce"),
+            (s, "store requests (all)", ", ".join(f"{k}={v:.0f}" for k, v in r["requests_total"].items()), "", ""),
+            (s, "store requests (catch-up)", ", ".join(f"{k}={v:.0f}" for k, v in r["requests_during_catchup"].items()), "", ""),
+            (s, "fetch reads (catch-up)", ", ".join(f"{k}={v:.0f}" for k, v in r["fetch_reads_during_catchup"].items()), "", ""),
+            (s, "broker RSS peak", f"{r['rss_peak_mib']:.0f} MiB", "", ""),
+        ]
+    widths = [max(len(str(row[i])) for row in rows + [("store", "figure", "value", "target", "result")]) for i in range(5)]
+    print()
+    print("=" * 100)
+    head = ("store", "figure", "value", "target", "result")
+    print("  ".join(str(h).ljust(w) for h, w in zip(head, widths)))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+    print("=" * 100)
+    print(f"settings: {args.bytes / MiB:.0f} MiB of {args.size} B messages, {args.partitions} partitions, "
+          f"tail cache {args.tail_cache_bytes / MiB:.0f} MiB, block cache {args.block_cache_bytes / MiB:.0f} MiB, "
+          f"steady rate {args.tail_rate} msgs/s, baseline {args.baseline_s:.0f}s, "
+          f"maintenance {args.maintenance_ms} ms, gc grace {args.gc_grace_ms} ms")
+    if args.bytes < GiB:
+        print(f"note: --bytes {args.bytes} is below the 1 GiB of the issue's benchmark")
+    for r in results:
+        if "broker_command" in r:
+            print(f"broker ({r['store']}): {r['broker_command']}")
+    print(f"command: {command}")
+    return all_ok
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--bin", type=Path, default=Path(os.environ.get("SLUICE_BIN", DEFAULT_BIN)), help="broker binary")
+    ap.add_argument("--store", choices=["file", "s3", "both"], default="both")
+    ap.add_argument("--bytes", type=int, default=GiB, help="bytes (message values) to produce in phase 1")
+    ap.add_argument("--size", type=int, default=1024, help="message value size")
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--tail-rate", type=int, default=2000, help="steady producer rate, msgs/s")
+    ap.add_argument("--baseline-s", type=float, default=20.0)
+    ap.add_argument("--warmup-s", type=float, default=3.0, help="tail traffic before the baseline window")
+    ap.add_argument("--tail-cache-bytes", type=int, default=16 * MiB)
+    ap.add_argument("--block-cache-bytes", type=int, default=256 * MiB)
+    ap.add_argument("--maintenance-ms", type=int, default=5000, help="broker --maintenance-interval-ms")
+    ap.add_argument("--gc-grace-ms", type=int, default=10000, help="broker --gc-grace-ms")
+    ap.add_argument("--settle-quiet-s", type=float, default=12.0,
+                    help="compaction counts as idle after this long without new objects or index changes")
+    ap.add_argument("--phase-timeout", type=float, default=900.0)
+    ap.add_argument("--stall-s", type=float, default=60.0, help="fail the catch-up after this long without progress")
+    ap.add_argument("--broker-arg", action="append", default=[], help="extra sluice serve argument (repeatable)")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="scratch dir (default: a new dir under <repo>/target; removed unless --keep or failure)")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    a = ap.parse_args(argv)
+    if a.size < 16:
+        ap.error("--size must be at least 16")
+    if not a.bin.is_file():
+        print(f"broker binary {a.bin} not found (cargo build --profile fast -p sluice, or --bin)", file=sys.stderr)
+        sys.exit(2)
+    return a
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if importlib.util.find_spec("confluent_kafka") is None:
+        print("confluent-kafka is not installed (bash scripts/install-test-deps.sh)", file=sys.stderr)
+        return 2
+    command = shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["catchup_bench.py", *argv])
+    parent = REPO / "target"
+    parent.mkdir(exist_ok=True)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="catchup-bench-", dir=parent))
+    info(f"[bench    ] scratch dir {workdir}; binary {args.bin}; {os.cpu_count()} CPUs")
+    busy = [p for p in os.popen("ps -eo comm=").read().split() if p in ("rustc", "cargo", "cc1", "ld")]
+    if busy:
+        info(f"[bench    ] warning: compilers running ({', '.join(sorted(set(busy)))}): figures will be skewed")
+    stores = ["file", "s3"] if args.store == "both" else [args.store]
+    results = []
+    failed = False
+    for store in stores:
+        info(f"[bench    ] ===== store: {store} =====")
+        try:
+            results.append(run_store(args, store, workdir / store))
+        except BenchError as e:
+            failed = True
+            info(f"[bench    ] FAILED: {e}")
+            results.append({"store": store, "error": str(e)})
+        except KeyboardInterrupt:
+            info("[bench    ] interrupted")
+            return 1
+    ok = report(results, command, args)
+    if args.json:
+        args.json.write_text(json.dumps({"command": command, "results": results}, indent=2, default=str))
+        info(f"[bench    ] results written to {args.json}")
+    if failed or args.keep:
+        info(f"[bench    ] scratch dir kept: {workdir}")
+    elif args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if failed:
+        return 1
+    return 1 if (args.strict and not ok) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
