@@ -262,6 +262,15 @@ class Broker:
             pass
         return 0.0
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the broker process so far."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            return 0.0
+
     def metrics(self) -> dict:
         """{(name, frozenset(labels)): value} of the sluice_* samples."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10) as r:
@@ -418,6 +427,7 @@ def catchup_consumer(bootstrap, topic, group, targets, produced_ends, partitions
     c.subscribe([topic])
     pos = {p: 0 for p in range(partitions)}
     first_ns = None
+    first_cpu = 0.0
     nbytes = 0
     msgs = 0
     bad = []
@@ -436,6 +446,7 @@ def catchup_consumer(bootstrap, topic, group, targets, produced_ends, partitions
                     continue
                 if first_ns is None:
                     first_ns = time.time_ns()
+                    first_cpu = time.process_time()
                 v = m.value()
                 nbytes += len(v)
                 msgs += 1
@@ -450,9 +461,10 @@ def catchup_consumer(bootstrap, topic, group, targets, produced_ends, partitions
                 last_report = now
                 progress.put(("progress", nbytes, msgs))
         done_ns = time.time_ns()
+        cpu = time.process_time() - first_cpu
     finally:
         c.close()
-    result.put({"first_ns": first_ns, "done_ns": done_ns, "bytes": nbytes, "messages": msgs,
+    result.put({"first_ns": first_ns, "done_ns": done_ns, "cpu_s": cpu, "bytes": nbytes, "messages": msgs,
                 "bad": bad, "errors": errors[:10], "positions": pos})
 
 
@@ -694,6 +706,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
         info(f"[catch-up ] new group from the earliest offset up to {total_target} messages "
              f"({total_target * args.size / MiB:.0f} MiB)")
         c_start = time.time_ns()
+        cpu_before = broker.cpu_s()
         cu.start()
         procs.append(cu)
         tick = Ticker()
@@ -723,6 +736,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
             if not cu.is_alive() and result.empty():
                 raise BenchError("catch-up", f"catch-up consumer exited with code {cu.exitcode}")
         m_after_catchup = broker.metrics()
+        broker_cpu = broker.cpu_s() - cpu_before
         if got["bad"] or got["messages"] != total_target:
             raise BenchError("catch-up", f"read {got['messages']} of {total_target} messages; "
                                          f"wrong records (partition, offset, size, seq): {got['bad']}; "
@@ -731,7 +745,8 @@ def run_store(args, store: str, workdir: Path) -> dict:
         cu_rate = got["bytes"] / ((c1 - c0) / 1e9)
         info(f"[catch-up ] done: {got['bytes'] / MiB:.0f} MiB in {(c1 - c0) / 1e9:.1f}s = {cu_rate / MiB:.1f} MiB/s "
              f"(first record {(c0 - c_start) / 1e9:.1f}s after start, group join included there); "
-             f"every produced record checked")
+             f"every produced record checked; consumer CPU {got['cpu_s']:.1f}s "
+             f"({got['cpu_s'] / ((c1 - c0) / 1e9):.0%} of a core), broker CPU {broker_cpu:.1f}s since the consumer started")
         # A few more seconds of tail traffic after catch-up.
         time.sleep(2)
         stop_prod.set()
@@ -756,7 +771,11 @@ def run_store(args, store: str, workdir: Path) -> dict:
         if len(during) < 50:
             info(f"[report   ] warning: only {len(during)} tail samples during the catch-up window "
                  f"(catch-up took {(c1 - c0) / 1e9:.1f}s); the comparison is weak")
+        res["tail_spikes"] = spikes(recv, lat, b0, c0, c1)
+        for line in res["tail_spikes"]:
+            info(f"[report   ] tail latency spike: {line}")
         res["catchup"] = {"bytes": got["bytes"], "messages": got["messages"], "seconds": (c1 - c0) / 1e9,
+                          "consumer_cpu_s": got["cpu_s"], "broker_cpu_s": broker_cpu,
                           "rate": cu_rate, "first_record_after_s": (c0 - c_start) / 1e9}
         res["requests_during_catchup"] = delta(requests_by_op(m_after_catchup), requests_by_op(m_before_catchup))
         res["requests_total"] = requests_by_op(m_after_catchup)
@@ -785,6 +804,26 @@ def run_store(args, store: str, workdir: Path) -> dict:
             moto.stop()
 
 
+def spikes(recv, lat, b0: int, c0: int, c1: int, limit: int = 8) -> list:
+    """The worst 100 ms windows of tail latency, placed relative to the
+    baseline start and the catch-up window."""
+    buckets = {}
+    for r, l in zip(recv, lat):
+        if r < b0:
+            continue
+        k = (r - b0) // 100_000_000
+        if l > buckets.get(k, 0):
+            buckets[k] = l
+    worst = sorted(buckets.items(), key=lambda kv: -kv[1])[:limit]
+    out = []
+    for k, l in sorted(worst):
+        t = b0 + k * 100_000_000
+        where = "during catch-up" if c0 <= t <= c1 else ("before catch-up" if t < c0 else "after catch-up")
+        out.append(f"{l / 1e6:6.1f} ms at {(t - b0) / 1e9:5.1f}s after the baseline start ({where}, "
+                   f"{time.strftime('%H:%M:%S', time.gmtime(t / 1e9))}.{(t // 10**8) % 10} UTC)")
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
@@ -809,7 +848,9 @@ def report(results: list, command: str, args) -> bool:
         all_ok &= ratio_ok and p99_ok
         rows += [
             (s, "produce rate", f"{pr['rate'] / MiB:.1f} MiB/s", "", f"{pr['bytes'] / MiB:.0f} MiB in {pr['seconds']:.1f}s"),
-            (s, "catch-up rate", f"{cu['rate'] / MiB:.1f} MiB/s", "", f"{cu['bytes'] / MiB:.0f} MiB in {cu['seconds']:.1f}s"),
+            (s, "catch-up rate", f"{cu['rate'] / MiB:.1f} MiB/s", "",
+             f"{cu['bytes'] / MiB:.0f} MiB in {cu['seconds']:.1f}s; consumer CPU {cu['consumer_cpu_s'] / cu['seconds']:.0%}, "
+             f"broker CPU {cu['broker_cpu_s']:.1f}s"),
             (s, "catch-up / produce", f"{r['ratio']:.2f}x", f">= {CATCHUP_RATIO_TARGET:.0f}x", verdict(ratio_ok)),
             (s, "tail p50 before/during", f"{t['baseline_p50_ms']:.2f} / {t['during_p50_ms']:.2f} ms", "", ""),
             (s, "tail p99 before/during", f"{t['baseline_p99_ms']:.2f} / {t['during_p99_ms']:.2f} ms",

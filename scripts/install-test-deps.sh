@@ -21,6 +21,15 @@ PY_PKGS=(
   "PyYAML==6.0.3|yaml"
   "moto[server]==5.2.1|moto.server"
   "boto3==1.43.11|boto3"
+  # confluent-kafka's schema_registry extra, by name (the extra pins a certifi
+  # the registry mirror lacks).
+  "httpx==0.28.1|httpx"
+  "authlib==1.9.9|authlib"
+  "cachetools==8.0.1|cachetools"
+  "attrs==26.1.0|attrs"
+  "fastavro==1.13.1|fastavro"
+  "jsonschema==4.26.0|jsonschema"
+  "protobuf==7.36.2|google.protobuf"
 )
 
 log() { echo "[install-test-deps] $*"; }
