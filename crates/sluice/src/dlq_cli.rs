@@ -3,7 +3,7 @@
 //! topics, through the broker's HTTP admin API. Replays show a progress bar,
 //! skip records replayed before (unless `--again`), and can write a report.
 
-use crate::groups_cli::{agent, call, print_table, url};
+use crate::groups_cli::{agent, call, print_table, url, ApiArgs};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,14 +13,8 @@ use std::io::Write;
 
 #[derive(Args, Debug)]
 pub struct DlqArgs {
-    /// HTTP address of the broker.
-    #[arg(
-        long,
-        env = "SLUICE_HTTP",
-        default_value = "127.0.0.1:8081",
-        global = true
-    )]
-    http: String,
+    #[command(flatten)]
+    api: ApiArgs,
     #[command(subcommand)]
     command: DlqCommand,
 }
@@ -82,7 +76,7 @@ fn topic_detail(agent: &ureq::Agent, http: &str, topic: &str) -> anyhow::Result<
 
 pub fn run(args: DlqArgs) -> anyhow::Result<()> {
     let agent = agent();
-    let http = &args.http;
+    let http = &args.api.http;
     match args.command {
         DlqCommand::Inspect { topic, limit, json } => {
             let detail = topic_detail(&agent, http, &topic)?;

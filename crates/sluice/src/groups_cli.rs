@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sluice_broker::admin::{GroupDetail, GroupSummary, ResetPlanRow, ResetRequest, ResetTarget};
 
+/// Where the broker's HTTP API is (shared by every client subcommand).
 #[derive(Args, Debug)]
-pub struct GroupsArgs {
+pub struct ApiArgs {
     /// HTTP address of the broker.
     #[arg(
         long,
@@ -18,7 +19,13 @@ pub struct GroupsArgs {
         default_value = "127.0.0.1:8081",
         global = true
     )]
-    http: String,
+    pub http: String,
+}
+
+#[derive(Args, Debug)]
+pub struct GroupsArgs {
+    #[command(flatten)]
+    api: ApiArgs,
     #[command(subcommand)]
     command: GroupsCommand,
 }
@@ -146,7 +153,7 @@ fn parse_time(s: &str) -> anyhow::Result<i64> {
 
 pub fn run(args: GroupsArgs) -> anyhow::Result<()> {
     let agent = agent();
-    let http = &args.http;
+    let http = &args.api.http;
     match args.command {
         GroupsCommand::List => {
             let groups: Vec<GroupSummary> =

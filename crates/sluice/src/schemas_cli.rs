@@ -2,21 +2,15 @@
 //! running broker's Confluent-compatible registry, and install the AI event
 //! contracts shipped with Sluice.
 
-use crate::groups_cli::{agent, call, print_table, url};
+use crate::groups_cli::{agent, call, print_table, url, ApiArgs};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 #[derive(Args, Debug)]
 pub struct SchemasArgs {
-    /// HTTP address of the broker.
-    #[arg(
-        long,
-        env = "SLUICE_HTTP",
-        default_value = "127.0.0.1:8081",
-        global = true
-    )]
-    http: String,
+    #[command(flatten)]
+    api: ApiArgs,
     #[command(subcommand)]
     command: SchemasCommand,
 }
@@ -58,7 +52,7 @@ fn schema_body(file: &std::path::Path, schema_type: &str) -> anyhow::Result<Valu
 
 pub fn run(args: SchemasArgs) -> anyhow::Result<()> {
     let agent = agent();
-    let http = &args.http;
+    let http = &args.api.http;
     match args.command {
         SchemasCommand::List => {
             let subjects: Vec<String> =

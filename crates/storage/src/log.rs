@@ -731,30 +731,19 @@ impl LogStore {
 
     /// Writes an object (with a timeout and metrics).
     pub(crate) async fn put_object(&self, key: &str, payload: Bytes) -> Result<(), StorageError> {
-        let m = sluice_observe::metrics();
-        let started = std::time::Instant::now();
         let path = ObjectPath::from(key);
-        let put = tokio::time::timeout(
+        let len = payload.len() as u64;
+        timed_request(
+            "put",
+            key,
             self.config.request_timeout,
-            self.objects.put(&path, payload.clone().into()),
+            self.objects.put(&path, payload.into()),
         )
-        .await;
-        m.object_request_seconds
-            .with_label_values(&["put"])
-            .observe(started.elapsed().as_secs_f64());
-        let ok = matches!(put, Ok(Ok(_)));
-        m.object_requests
-            .with_label_values(&["put", if ok { "ok" } else { "error" }])
-            .inc();
-        match put {
-            Ok(Ok(_)) => {
-                m.objects_written.inc();
-                m.upload_bytes.inc_by(payload.len() as u64);
-                Ok(())
-            }
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(StorageError::Timeout(format!("PUT {key}"))),
-        }
+        .await?;
+        let m = sluice_observe::metrics();
+        m.objects_written.inc();
+        m.upload_bytes.inc_by(len);
+        Ok(())
     }
 
     /// Timestamp of the batch holding `offset` (its first record's
@@ -892,29 +881,42 @@ impl LogStore {
     }
 }
 
+/// One object store request with a timeout, counted and timed in the metrics.
+async fn timed_request<T>(
+    op: &'static str,
+    key: &str,
+    timeout: std::time::Duration,
+    request: impl std::future::Future<Output = object_store::Result<T>>,
+) -> Result<T, StorageError> {
+    let m = sluice_observe::metrics();
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(timeout, request).await;
+    m.object_request_seconds
+        .with_label_values(&[op])
+        .observe(started.elapsed().as_secs_f64());
+    let ok = matches!(result, Ok(Ok(_)));
+    m.object_requests
+        .with_label_values(&[op, if ok { "ok" } else { "error" }])
+        .inc();
+    match result {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(StorageError::Timeout(format!("{op} {key}"))),
+    }
+}
+
 /// A ranged GET of one index row, with a timeout and metrics.
 async fn get_range_timed(
     objects: &dyn ObjectStore,
     row: &SegmentRecord,
     timeout: std::time::Duration,
 ) -> Result<Bytes, StorageError> {
-    let m = sluice_observe::metrics();
     let path = ObjectPath::from(row.object_key.as_str());
-    let started = std::time::Instant::now();
-    let got = tokio::time::timeout(
+    let range = row.position..row.position + row.length;
+    timed_request(
+        "get",
+        &row.object_key,
         timeout,
-        objects.get_range(&path, row.position..row.position + row.length),
+        objects.get_range(&path, range),
     )
-    .await;
-    m.object_request_seconds
-        .with_label_values(&["get"])
-        .observe(started.elapsed().as_secs_f64());
-    let ok = matches!(got, Ok(Ok(_)));
-    m.object_requests
-        .with_label_values(&["get", if ok { "ok" } else { "error" }])
-        .inc();
-    match got {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(StorageError::Timeout(format!("GET {}", row.object_key))),
-    }
+    .await
 }

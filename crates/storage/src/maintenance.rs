@@ -201,19 +201,7 @@ impl LogStore {
                 created_ms: now_ms(),
             };
             self.put_object(&key, payload).await?;
-            let new_rows: Vec<SegmentRecord> = chunks
-                .iter()
-                .map(|c| SegmentRecord {
-                    topic: c.topic,
-                    partition: c.partition,
-                    base_offset: c.base_offset,
-                    last_offset: c.last_offset,
-                    max_timestamp: c.max_timestamp,
-                    object_key: key.clone(),
-                    position: c.position,
-                    length: c.length,
-                })
-                .collect();
+            let new_rows: Vec<SegmentRecord> = chunks.iter().map(|c| c.to_segment(&key)).collect();
             let old_bases: Vec<i64> = run.iter().map(|r| r.base_offset).collect();
             let catalog = self.catalog.clone();
             let (t, part) = (p.topic_id, p.partition);

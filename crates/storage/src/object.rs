@@ -25,6 +25,22 @@ pub struct ChunkEntry {
     pub length: u64,
 }
 
+impl ChunkEntry {
+    /// The catalog index row for this entry of object `key`.
+    pub fn to_segment(&self, key: &str) -> sluice_catalog::SegmentRecord {
+        sluice_catalog::SegmentRecord {
+            topic: self.topic,
+            partition: self.partition,
+            base_offset: self.base_offset,
+            last_offset: self.last_offset,
+            max_timestamp: self.max_timestamp,
+            object_key: key.to_string(),
+            position: self.position,
+            length: self.length,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Footer {
     pub version: u32,

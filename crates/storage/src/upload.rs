@@ -12,7 +12,7 @@ use crate::log::LogStore;
 use crate::now_ms;
 use crate::object::ObjectBuilder;
 use crate::partition::PartitionLog;
-use sluice_catalog::{ObjectRecord, SegmentRecord, UploadCommit};
+use sluice_catalog::{ObjectRecord, UploadCommit};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -116,19 +116,7 @@ impl LogStore {
                 size: object_size,
                 created_ms,
             }],
-            segments: chunks
-                .iter()
-                .map(|c| SegmentRecord {
-                    topic: c.topic,
-                    partition: c.partition,
-                    base_offset: c.base_offset,
-                    last_offset: c.last_offset,
-                    max_timestamp: c.max_timestamp,
-                    object_key: key.clone(),
-                    position: c.position,
-                    length: c.length,
-                })
-                .collect(),
+            segments: chunks.iter().map(|c| c.to_segment(&key)).collect(),
             producers,
         };
         let commit = Arc::new(commit);
