@@ -30,6 +30,7 @@ PY_PKGS=(
   "fastavro==1.13.1|fastavro"
   "jsonschema==4.26.0|jsonschema"
   "protobuf==7.36.2|google.protobuf"
+  "googleapis-common-protos==1.76.0|google.type"
 )
 
 log() { echo "[install-test-deps] $*"; }

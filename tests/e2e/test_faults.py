@@ -20,6 +20,8 @@ While a producer streams 1 KiB messages (acks=all):
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -383,3 +385,145 @@ def test_kill9_during_outage_then_backlog_uploads(broker_factory):
     finally:
         prod._stop.set()
         mon.stop()
+
+
+def _kill_with_backlog(b):
+    """Stream until an outage has filled the upload budget, then SIGKILL.
+    Returns (acked messages, backlog bytes at the kill)."""
+    prod = StreamingProducer(b.bootstrap, "stream").start()
+    try:
+        time.sleep(2)
+        set_fault(b, "fail")
+        wait_for(
+            lambda: (metric(b, "sluice_upload_backlog_bytes") or 0) >= MAX_UNUPLOADED * 0.75,
+            30,
+            "the upload backlog to fill during the outage",
+            describe=lambda: f"metrics {metric_samples(b, 'sluice_upload')}",
+        )
+        time.sleep(1)
+        backlog = metric(b, "sluice_upload_backlog_bytes")
+        prod.stop()
+        prod.producer.poll(0.5)
+        acked = dict(prod.acked)
+        b.kill9()
+        return acked, backlog
+    finally:
+        prod._stop.set()
+
+
+def _restart_with(b, extra_args, fault_injection: bool):
+    b.argv = b.argv + list(extra_args)
+    if not fault_injection:
+        b.env.pop("SLUICE_FAULT_INJECTION", None)
+    b.restart()
+
+
+@pytest.mark.e2e_timeout(150)
+def test_backlog_gauge_after_restart_counts_the_replayed_wal(broker_factory):
+    """After a restart the WAL's not-yet-uploaded data is the upload backlog:
+    sluice_upload_backlog_bytes must say so before the first upload."""
+    b = _fault_broker(broker_factory)
+    acked, backlog = _kill_with_backlog(b)
+    # A long upload interval leaves time to look before the first upload.
+    _restart_with(b, ["--upload-interval-ms", "6000"], fault_injection=False)
+    gauge = metric(b, "sluice_upload_backlog_bytes")
+    unuploaded = metric(b, "sluice_memory_bytes", kind="unuploaded")
+    uploaded_yet = metric(b, "sluice_objects_written_total") or 0
+    print(f"killed with backlog {backlog / MiB:.1f} MiB; after restart: sluice_upload_backlog_bytes={gauge}, "
+          f"sluice_memory_bytes{{kind=unuploaded}}={unuploaded}, objects written {uploaded_yet}")
+    assert uploaded_yet == 0, "the first upload happened before the check; the check proves nothing"
+    assert unuploaded and unuploaded >= backlog * 0.9, (
+        f"replayed unuploaded bytes {unuploaded} vs backlog at the kill {backlog}"
+    )
+    assert gauge is not None and gauge >= unuploaded * 0.9, (
+        f"sluice_upload_backlog_bytes={gauge} right after a restart that replayed "
+        f"{unuploaded:.0f} unuploaded bytes from the WAL (backlog at the kill: {backlog:.0f})"
+    )
+    _wait_drained(b, timeout=30)
+    _read_back(b, "stream", acked)
+
+
+@pytest.mark.e2e_timeout(150)
+def test_restart_with_a_smaller_budget_enforces_it(broker_factory):
+    """Restarted with a smaller --max-unuploaded-bytes than the replayed
+    backlog: once that backlog is uploaded, a new outage may only let the
+    new, smaller budget pile up."""
+    b = _fault_broker(broker_factory)
+    acked, backlog = _kill_with_backlog(b)
+    small = 4 * MiB
+    b.argv = [a if a != str(MAX_UNUPLOADED) else str(small) for a in b.argv]
+    assert str(small) in b.argv
+    b.restart()
+    _wait_drained(b, timeout=30)
+    prod = StreamingProducer(b.bootstrap, "stream").start()
+    mon = Monitor(b).start()
+    try:
+        time.sleep(2)
+        set_fault(b, "fail")
+        t_fail = time.monotonic()
+        time.sleep(10)
+        peak = max((s[1] or 0 for s in mon.window(t_fail, time.monotonic())), default=0)
+        acked_in_outage = prod.acks_between(t_fail + 0.5, time.monotonic())
+        print(f"backlog at the kill {backlog / MiB:.1f} MiB; restarted with a {small / MiB:.0f} MiB budget; "
+              f"new outage: peak backlog {peak / MiB:.1f} MiB, {acked_in_outage} acks")
+        assert peak <= small + MiB, (
+            f"--max-unuploaded-bytes {small} not enforced after a restart that replayed "
+            f"{backlog / MiB:.1f} MiB: the backlog reached {peak / MiB:.1f} MiB"
+        )
+        assert acked_in_outage * MSG_SIZE <= small + MiB, (
+            f"{acked_in_outage} KiB acknowledged during the outage with a {small / MiB:.0f} MiB budget"
+        )
+        set_fault(b, "off")
+        prod.stop()
+        assert prod.flush(60) == 0
+        _wait_drained(b)
+        _read_back(b, "stream", {**acked, **prod.acked} if False else prod.acked)
+    finally:
+        prod._stop.set()
+        mon.stop()
+        try:
+            set_fault(b, "off")
+        except Exception:
+            pass
+
+
+@pytest.mark.e2e_timeout(150)
+def test_sigterm_while_producers_wait_for_the_upload_budget(broker_factory):
+    """SIGTERM during an outage with producers held back by backpressure:
+    the broker exits 0 within the usual 10 s, and a restart (store healthy
+    again) keeps every acknowledged message."""
+    b = _fault_broker(broker_factory)
+    prod = StreamingProducer(b.bootstrap, "stream").start()
+    try:
+        time.sleep(2)
+        set_fault(b, "fail")
+        wait_for(
+            lambda: (metric(b, "sluice_upload_backlog_bytes") or 0) >= MAX_UNUPLOADED * 0.75,
+            30,
+            "the upload backlog to fill during the outage",
+        )
+        time.sleep(3)  # produce requests are now waiting for the budget
+        assert prod.outstanding() > 0
+        t = time.monotonic()
+        b.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = b.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            b.proc.kill()
+            b.proc.wait(10)
+            raise AssertionError(f"broker still running 40 s after SIGTERM\n{b.log_tail(3000)}")
+        took = time.monotonic() - t
+        b._close_log()
+        prod.stop()
+        print(f"exit code {rc} {took:.1f}s after SIGTERM with {prod.outstanding()} messages waiting")
+        assert rc == 0 and took <= 10, (
+            f"SIGTERM with producers waiting for the upload budget: exit code {rc} after {took:.1f}s "
+            f"(expected 0 within 10 s)\n{b.log_tail(3000)}"
+        )
+    finally:
+        prod._stop.set()
+    acked = dict(prod.acked)
+    b.env.pop("SLUICE_FAULT_INJECTION", None)
+    b.restart()
+    _wait_drained(b)
+    _read_back(b, "stream", acked)

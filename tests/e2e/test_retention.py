@@ -431,3 +431,51 @@ def test_deleted_topic_objects_are_removed(broker_factory):
     produce_indexed(make_producer(b.bootstrap), doomed, [{"partition": 0, "value": b"reborn"}])
     got = consume_all(b.bootstrap, doomed, [0], expected=1, timeout=20)
     assert [(m.offset, m.value) for m in got] == [(0, b"reborn")]
+
+
+@pytest.mark.e2e_timeout(120)
+def test_delete_records_before_upload_leaves_nothing_below_log_start(broker_factory):
+    """DeleteRecords on data still waiting for upload (object store down):
+    once the data is uploaded, no index row lies wholly below the log start
+    and the objects holding only deleted records are collected."""
+    from s3_server import set_fault
+
+    b = object_store_broker(
+        broker_factory, args=FAST_MAINTENANCE, env={"SLUICE_FAULT_INJECTION": "1"}
+    )
+    topic = "delete-before-upload"
+    create_topic(b.bootstrap, topic, 2)
+    set_fault(b, "fail")
+    msgs = [
+        {"partition": p, "key": f"{p}-{j}".encode(), "value": f"p{p} #{j} ".encode() * 20}
+        for p in (0, 1)
+        for j in range(500)
+    ]
+    acked = produce_indexed(make_producer(b.bootstrap), topic, msgs, timeout=60)
+    assert partition_offsets(b.data_dir, topic).get(0, (0, 0))[1] == 0, "uploaded despite the outage"
+    admin = admin_client(b.bootstrap)
+    futs = admin.delete_records(
+        [TopicPartition(topic, 0, -1), TopicPartition(topic, 1, 300)], request_timeout=15
+    )
+    lows = {tp.partition: f.result(timeout=20).low_watermark for tp, f in futs.items()}
+    assert lows == {0: 500, 1: 300}, lows
+    set_fault(b, "off")
+    wait_uploaded(b.data_dir, topic, {0: 500, 1: 500}, timeout=30)
+    time.sleep(2.5)  # a few maintenance passes (500 ms) and the GC grace (500 ms)
+
+    starts = {p: s for p, (s, _) in partition_offsets(b.data_dir, topic).items()}
+    assert starts == {0: 500, 1: 300}, f"log starts in the catalog: {starts}"
+    rows = segments_of(b.data_dir, topic)
+    below = [(r[0], r[1], r[2], r[4]) for r in rows if r[2] < starts[r[0]]]
+    assert not below, (
+        f"{len(below)} index rows lie wholly below the log start after the upload "
+        f"(partition, base, last, object): {below[:5]}; deleted records stay stored"
+    )
+    referenced = {k for (k,) in catalog_query(b.data_dir, "SELECT DISTINCT object_key FROM segments")}
+    stored = set(local_objects(_objects_dir(b)))
+    assert stored == referenced, f"objects no live record needs are still stored: {sorted(stored - referenced)}"
+    got = _consume_from(b, topic, 1, 0, 200)
+    where = {a: i for i, a in enumerate(acked)}
+    assert [m.offset() for m in got] == list(range(300, 500))
+    for m in got:
+        assert m.value() == msgs[where[(1, m.offset())]]["value"]

@@ -1,6 +1,7 @@
 //! Dead-letter topics: reading their records with the failure context that
 //! Kafka Connect (`__connect.errors.*` headers, string values) and Spring
-//! Kafka (`kafka_dlt-*` headers, binary ints and longs) attach, and replaying
+//! Kafka (`kafka_dlt-*` headers, binary ints and longs) attach (Sluice's own
+//! produce-time dead letters carry `sluice.dlq.*` plus the Connect headers), and replaying
 //! them to their original topic (or another) with key, value and headers
 //! byte-identical minus the failure context. Every replay is recorded in the
 //! catalog so a second run replays nothing twice unless asked.
@@ -34,7 +35,7 @@ pub struct DlqContext {
 
 /// Whether a header only describes the failure (dropped on replay).
 pub fn is_context_header(key: &[u8]) -> bool {
-    key.starts_with(b"__connect.errors.") || key.starts_with(b"kafka_dlt-")
+    key.starts_with(b"__connect.errors.") || key.starts_with(b"kafka_dlt-") || key.starts_with(b"sluice.dlq.")
 }
 
 fn text(v: &Option<Bytes>) -> Option<String> {
@@ -542,5 +543,6 @@ mod tests {
         assert_eq!(parse_context(&headers(&[("a", b"b")])).source, "none");
         assert!(is_context_header(b"kafka_dlt-exception-message"));
         assert!(!is_context_header(b"traceparent"));
+        assert!(is_context_header(b"sluice.dlq.reason"));
     }
 }
