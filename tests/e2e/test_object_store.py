@@ -8,6 +8,8 @@ on 127.0.0.1, started by the `moto_s3` fixture of s3_server.py).
 * A missing bucket or an unreachable endpoint stop `sluice serve` at start-up.
 * Objects under data/ and compacted/ the catalog does not know are deleted
   at start-up; other keys are left alone.
+* The block cache (catch-up reads) and the tail cache stay within their
+  configured budgets.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ import time
 import uuid
 
 import pytest
-from helpers import assert_contiguous_offsets, consume_all, create_topic, make_producer, payloads
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from helpers import (
+    assert_contiguous_offsets,
+    consume_all,
+    create_topic,
+    make_consumer,
+    make_producer,
+    payloads,
+)
 import s3_server
 from s3_server import (
     assert_rows_contiguous,
@@ -39,6 +50,7 @@ moto_s3 = s3_server.moto_s3
 s3_bucket = s3_server.s3_bucket
 
 PARTITIONS = 3
+MiB = 1024 * 1024
 
 
 def _messages(n: int, seed: int, lo: int, hi: int) -> list:
@@ -369,3 +381,84 @@ def test_orphaned_objects_are_collected_at_start_up(broker_factory, moto_s3, s3_
     for m in consumed:
         i = int(m.key[1:])
         assert (m.partition, m.offset) == acked[i] and m.value == msgs[i]["value"], m
+
+
+def _fill(b, topic, partitions, per_partition_bytes, size=1024):
+    msgs = [
+        {"partition": i % partitions, "value": i.to_bytes(8, "big") + bytes([i % 251]) * (size - 8)}
+        for i in range(partitions * per_partition_bytes // size)
+    ]
+    producer = make_producer(b.bootstrap, **{"linger.ms": 20})
+    acked = produce_indexed(producer, topic, msgs, timeout=120)
+    wait_uploaded(b.data_dir, topic, _hw(acked), timeout=120)
+    return msgs, acked
+
+
+@pytest.mark.e2e_timeout(180)
+def test_block_cache_stays_within_its_budget_during_catch_up(broker_factory, moto_s3, s3_bucket):
+    budget = 4 * MiB
+    b = object_store_broker(
+        broker_factory,
+        object_store=f"s3://{s3_bucket}/cache",
+        env=moto_s3.env(),
+        args=["--tail-cache-bytes", str(budget), "--block-cache-bytes", str(budget),
+              "--maintenance-interval-ms", "300"],
+    )
+    topic = "block-cache"
+    create_topic(b.bootstrap, topic, PARTITIONS)
+    msgs, acked = _fill(b, topic, PARTITIONS, 10 * MiB)
+    seen = []
+
+    def sample():
+        v = metric(b, "sluice_memory_bytes", kind="block_cache")
+        if v is not None:
+            seen.append(v)
+
+    # Read everything from the start: most of it only lives in objects.
+    c = make_consumer(b.bootstrap, **{"enable.partition.eof": False})
+    got = {}
+    try:
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+        deadline = time.monotonic() + 90
+        last = 0.0
+        while len(got) < len(msgs) and time.monotonic() < deadline:
+            for m in c.consume(2000, timeout=0.3):
+                assert m.error() is None, m.error()
+                got[(m.partition(), m.offset())] = m.value()
+            if time.monotonic() - last > 0.3:
+                last = time.monotonic()
+                sample()
+    finally:
+        c.close()
+    time.sleep(0.7)
+    sample()
+    assert len(got) == len(msgs), f"read {len(got)} of {len(msgs)}"
+    for i, at in enumerate(acked):
+        assert got[at] == msgs[i]["value"], f"message {i} at {at} differs"
+    reads = metric(b, "sluice_fetch_reads_total", source="object") or 0
+    assert reads > 0, f"no reads from objects: {metric_samples(b, 'sluice_fetch_reads_total')}"
+    assert seen and max(seen) > 0, f"block cache never used: {seen}"
+    assert max(seen) <= budget, f"block cache held up to {max(seen):.0f} bytes with a {budget} budget"
+
+
+@pytest.mark.e2e_timeout(180)
+def test_tail_cache_stays_within_its_budget_with_many_partitions(broker_factory, moto_s3, s3_bucket):
+    """--tail-cache-bytes bounds the memory of uploaded tail data, however
+    many partitions share it."""
+    budget, partitions = 4 * MiB, 32
+    b = object_store_broker(
+        broker_factory,
+        object_store=f"s3://{s3_bucket}/tail",
+        env=moto_s3.env(),
+        args=["--tail-cache-bytes", str(budget)],
+    )
+    topic = "many-partitions"
+    create_topic(b.bootstrap, topic, partitions)
+    _fill(b, topic, partitions, 2 * MiB)
+    tail = metric(b, "sluice_memory_bytes", kind="tail_cache")
+    unuploaded = metric(b, "sluice_memory_bytes", kind="unuploaded")
+    assert unuploaded == 0, f"everything is uploaded, yet unuploaded={unuploaded}"
+    assert tail is not None and tail <= budget + MiB, (
+        f"uploaded tail data held in memory: {tail / MiB:.1f} MiB with --tail-cache-bytes "
+        f"{budget / MiB:.0f} MiB over {partitions} partitions"
+    )

@@ -4,10 +4,13 @@ file:// object store under DATA_DIR/objects, fast maintenance passes).
 * retention.ms (topic config and the broker default --log-retention-ms):
   index rows whose newest record is too old go, the log start moves to the
   first kept offset, their objects are deleted; the rest stays readable.
-* retention.bytes: old rows go until the partition fits the limit.
+* retention.bytes: old rows go until the partition fits the limit;
+  retention.ms set later with IncrementalAlterConfigs applies too; the
+  documented -1 values of the broker flags are accepted.
 * DeleteRecords through confluent-kafka's AdminClient: low watermark moves,
   fetches below it get OFFSET_OUT_OF_RANGE, consumers reset; survives a
-  restart.
+  restart, also when the deleted data was not uploaded yet, and leaves no
+  index rows (or objects) of deleted records behind once it is uploaded.
 * Deleting a topic deletes its objects (upload and compacted) after the GC
   grace period, and leaves other topics alone.
 """
@@ -277,6 +280,37 @@ def test_retention_by_bytes(broker_factory):
     assert len(referenced()) < 2 * rounds, "no object was deleted"
 
 
+@pytest.mark.e2e_timeout(120)
+def test_retention_ms_set_later_with_incremental_alter_configs(broker_factory):
+    """A topic kept forever gets retention.ms through IncrementalAlterConfigs;
+    the next maintenance passes apply it."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    b = _broker(broker_factory, "--log-retention-ms=-1")
+    topic = "ret-altered"
+    create_topic(b.bootstrap, topic, 1)
+    old_ts = int(time.time() * 1000) - 2 * DAY_MS
+    old = lambda r: [{"partition": 0, "value": b"old %d/%d" % (r, j), "timestamp": old_ts + j} for j in range(100)]  # noqa: E731
+    new = lambda r: [{"partition": 0, "value": b"new %d/%d" % (r, j)} for j in range(100)]  # noqa: E731
+    _produce_rounds(b, topic, 3, old)
+    _produce_rounds(b, topic, 1, new)
+    time.sleep(1.5)  # maintenance passes: nothing expires without a retention
+    assert _watermarks(b, topic, 0) == (0, 400)
+
+    admin = admin_client(b.bootstrap)
+    res = ConfigResource(
+        ConfigResource.Type.TOPIC, topic,
+        incremental_configs=[ConfigEntry("retention.ms", str(3600 * 1000),
+                                         incremental_operation=AlterConfigOpType.SET)],
+    )
+    admin.incremental_alter_configs([res])[res].result(timeout=20)
+    wait_for(lambda: _watermarks(b, topic, 0) == (300, 400), 20,
+             "the altered retention.ms to move the log start to 300",
+             describe=lambda: f"watermarks {_watermarks(b, topic, 0)}")
+    got = _consume_from(b, topic, 0, 0, 100)
+    assert [m.value() for m in got] == [b"new 0/%d" % j for j in range(100)]
+
+
 # ---------------------------------------------------------------------------
 # DeleteRecords
 # ---------------------------------------------------------------------------
@@ -479,3 +513,51 @@ def test_delete_records_before_upload_leaves_nothing_below_log_start(broker_fact
     assert [m.offset() for m in got] == list(range(300, 500))
     for m in got:
         assert m.value() == msgs[where[(1, m.offset())]]["value"]
+
+
+@pytest.mark.e2e_timeout(120)
+def test_delete_records_survives_restart_before_upload(broker_factory):
+    """DeleteRecords on data that is only in the WAL (not uploaded yet),
+    then a clean restart: the log start must stay where DeleteRecords put it."""
+    b = object_store_broker(broker_factory, args=["--upload-interval-ms", "600000"])
+    topic = "delete-then-restart"
+    create_topic(b.bootstrap, topic, 1)
+    msgs = [{"partition": 0, "value": f"record {j}".encode()} for j in range(500)]
+    produce_indexed(make_producer(b.bootstrap), topic, msgs, timeout=60)
+    assert partition_offsets(b.data_dir, topic).get(0, (0, 0))[1] == 0, "uploaded already"
+    admin = admin_client(b.bootstrap)
+    fut = admin.delete_records([TopicPartition(topic, 0, 300)], request_timeout=15)
+    assert list(fut.values())[0].result(timeout=20).low_watermark == 300
+    assert _watermarks(b, topic, 0) == (300, 500)
+    assert partition_offsets(b.data_dir, topic)[0][0] == 300, "log start not in the catalog"
+
+    assert b.stop() == 0
+    b.restart()
+    low_high = _watermarks(b, topic, 0)
+    with WireConnection("127.0.0.1", b.kafka_port) as w:
+        r = w.fetch(topic, 0, 0)
+    assert low_high == (300, 500) and r.error_code == OFFSET_OUT_OF_RANGE, (
+        f"after a restart the watermarks are {low_high} (expected (300, 500)) and a fetch at "
+        f"offset 0 answers error {r.error_code} with {len(r.records or b'')} record bytes: "
+        f"records deleted by DeleteRecords are readable again; catalog {partition_offsets(b.data_dir, topic)}"
+    )
+
+
+
+@pytest.mark.e2e_timeout(60)
+def test_retention_flags_take_minus_one_as_documented(broker_factory):
+    """`sluice serve --help` documents -1 for --log-retention-ms (keep
+    forever) and --log-retention-bytes (no limit); written the usual way,
+    as a separate argument, the broker must accept it."""
+    b = object_store_broker(
+        broker_factory, args=["--log-retention-ms", "-1", "--log-retention-bytes", "-1"], start=False
+    )
+    b.start(wait=False)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and b.proc.poll() is None:
+        time.sleep(0.1)
+    assert b.proc.poll() is None, (
+        f"sluice serve --log-retention-ms -1 --log-retention-bytes -1 exited with code "
+        f"{b.proc.returncode}:\n{b.log_tail()}"
+    )
+    b.wait_ready()

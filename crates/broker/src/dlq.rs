@@ -35,7 +35,9 @@ pub struct DlqContext {
 
 /// Whether a header only describes the failure (dropped on replay).
 pub fn is_context_header(key: &[u8]) -> bool {
-    key.starts_with(b"__connect.errors.") || key.starts_with(b"kafka_dlt-") || key.starts_with(b"sluice.dlq.")
+    key.starts_with(b"__connect.errors.")
+        || key.starts_with(b"kafka_dlt-")
+        || key.starts_with(b"sluice.dlq.")
 }
 
 fn text(v: &Option<Bytes>) -> Option<String> {
