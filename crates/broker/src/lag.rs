@@ -10,18 +10,24 @@ use serde::Serialize;
 use sluice_observe::burrow::{
     group_status, CommitPoint, CommitWindow, GroupStatus, PartitionStatus,
 };
+use sluice_storage::PartitionLog;
 use std::collections::HashMap;
 
 /// Past this many cached timestamps the cache starts over.
 const TS_CACHE_LIMIT: usize = 200_000;
 
-type PartitionKey = (String, i32);
+/// topic → partition → commit window.
+type TopicWindows = HashMap<String, HashMap<i32, CommitWindow>>;
+/// (partition, offset) → batch timestamp.
+type OffsetTimestamps = HashMap<(i32, i64), i64>;
 
 /// Commit windows and a cache of record timestamps.
 #[derive(Default)]
 pub struct LagTracker {
-    windows: Mutex<HashMap<String, HashMap<PartitionKey, CommitWindow>>>,
-    timestamps: Mutex<HashMap<(String, i32, i64), i64>>,
+    /// group → topic → partition → window (nested so lookups by `&str` allocate nothing).
+    windows: Mutex<HashMap<String, TopicWindows>>,
+    /// topic → (partition, offset) → batch timestamp.
+    timestamps: Mutex<(usize, HashMap<String, OffsetTimestamps>)>,
 }
 
 /// Lag of one partition of a group.
@@ -64,7 +70,9 @@ impl LagTracker {
             .lock()
             .entry(group.to_string())
             .or_default()
-            .entry((topic.to_string(), partition))
+            .entry(topic.to_string())
+            .or_default()
+            .entry(partition)
             .or_default()
             .push(CommitPoint {
                 offset,
@@ -88,7 +96,8 @@ impl LagTracker {
         let windows = self.windows.lock();
         match windows
             .get(group)
-            .and_then(|g| g.get(&(topic.to_string(), partition)))
+            .and_then(|g| g.get(topic))
+            .and_then(|t| t.get(&partition))
         {
             Some(w) => (w.evaluate(lag, now_ms), w.trend()),
             None => (PartitionStatus::Ok, 0.0),
@@ -98,35 +107,33 @@ impl LagTracker {
     fn cached_timestamp(&self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
         self.timestamps
             .lock()
-            .get(&(topic.to_string(), partition, offset))
+            .1
+            .get(topic)
+            .and_then(|t| t.get(&(partition, offset)))
             .copied()
     }
 
     fn cache_timestamp(&self, topic: &str, partition: i32, offset: i64, ts: i64) {
-        let mut c = self.timestamps.lock();
-        if c.len() >= TS_CACHE_LIMIT {
-            c.clear();
+        let mut guard = self.timestamps.lock();
+        let (count, map) = &mut *guard;
+        if *count >= TS_CACHE_LIMIT {
+            map.clear();
+            *count = 0;
         }
-        c.insert((topic.to_string(), partition, offset), ts);
+        let per_topic = match map.get_mut(topic) {
+            Some(t) => t,
+            None => map.entry(topic.to_string()).or_default(),
+        };
+        if per_topic.insert((partition, offset), ts).is_none() {
+            *count += 1;
+        }
     }
 }
 
 /// Seconds since the first uncommitted record of a partition was produced
 /// (0 when the group is caught up).
-pub async fn lag_seconds(
-    broker: &Broker,
-    topic: &str,
-    partition: i32,
-    committed: i64,
-    now_ms: i64,
-) -> f64 {
-    let Some(p) = broker
-        .store
-        .topic(topic)
-        .and_then(|t| t.partition(partition).cloned())
-    else {
-        return 0.0;
-    };
+pub async fn lag_seconds(broker: &Broker, p: &PartitionLog, committed: i64, now_ms: i64) -> f64 {
+    let (topic, partition) = (p.topic_name.as_str(), p.partition);
     let (log_start, hw) = p.offsets();
     let first_uncommitted = committed.max(log_start);
     if first_uncommitted >= hw {
@@ -137,7 +144,7 @@ pub async fn lag_seconds(
         .cached_timestamp(topic, partition, first_uncommitted)
     {
         Some(ts) => Some(ts),
-        None => match broker.store.timestamp_at(&p, first_uncommitted).await {
+        None => match broker.store.timestamp_at(p, first_uncommitted).await {
             Ok(Some(ts)) => {
                 broker
                     .lag
@@ -166,14 +173,17 @@ pub async fn group_lag(broker: &Broker, group: &str, now_ms: i64) -> GroupLagInf
         .unwrap_or(0);
     let mut partitions = Vec::new();
     for c in broker.groups.committed(group) {
-        let log_end = broker
+        let Some(p) = broker
             .store
             .topic(&c.topic)
-            .and_then(|t| t.partition(c.partition).map(|p| p.offsets().1));
-        let Some(log_end) = log_end else { continue };
+            .and_then(|t| t.partition(c.partition).cloned())
+        else {
+            continue;
+        };
+        let log_end = p.offsets().1;
         let lag = (log_end - c.offset).max(0);
         let lag_seconds = if lag > 0 {
-            lag_seconds(broker, &c.topic, c.partition, c.offset, now_ms).await
+            lag_seconds(broker, &p, c.offset, now_ms).await
         } else {
             0.0
         };
