@@ -166,6 +166,24 @@ class Moto:
             )
         return self._client
 
+    def calibrate(self) -> dict:
+        """moto's own speed: 1 MiB ranged GETs from an 8 MiB and a 64 MiB
+        object (moto copies the whole object for every ranged GET, so large
+        objects read slowly), single stream, outside the broker's prefix."""
+        out = {}
+        for size in (8 * MiB, 64 * MiB):
+            key = f"calibration/{size // MiB}MiB"
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=random.Random(size).randbytes(size))
+            n, t0 = 0, time.monotonic()
+            for off in range(0, min(size, 16 * MiB), MiB):
+                body = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={off}-{off + MiB - 1}")["Body"]
+                n += len(body.read())
+            out[f"range_get_{size // MiB}MiB_object"] = n / (time.monotonic() - t0)
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        info("[moto     ] calibration, 1 MiB ranged GETs, one stream: "
+             + ", ".join(f"{k.split('_')[2]} object {v / MiB:.0f} MiB/s" for k, v in out.items()))
+        return out
+
     def env(self) -> dict:
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
@@ -416,16 +434,23 @@ def tail_consumer(bootstrap, topic, group, stop, ready, out_path, counter):
             samples.tofile(f)
 
 
-def catchup_consumer(bootstrap, topic, group, targets, produced_ends, partitions, size, progress, result):
-    """A new group from the earliest offset up to `targets` (per partition);
-    checks produce-phase records: offset o of partition p holds seq o*N+p."""
-    from confluent_kafka import Consumer, KafkaError
+def catchup_consumer(bootstrap, topic, group, targets, produced_ends, partitions, size, progress, result,
+                     mine=None, ident=0):
+    """Reads from the earliest offset up to `targets` (per partition): as a
+    new consumer group (subscribe), or, with `mine`, by assign() of those
+    partitions. Checks produce-phase records: offset o of partition p holds
+    seq o*N+p."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     c = Consumer({**_conf(bootstrap), "group.id": group, "auto.offset.reset": "earliest",
                   "enable.auto.commit": False, "max.partition.fetch.bytes": 8 * MiB,
                   "fetch.max.bytes": 64 * MiB, "queued.max.messages.kbytes": 262144})
-    c.subscribe([topic])
-    pos = {p: 0 for p in range(partitions)}
+    if mine is None:
+        mine = list(range(partitions))
+        c.subscribe([topic])
+    else:
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in mine])
+    pos = {p: (0 if p in mine else targets[p]) for p in range(partitions)}
     first_ns = None
     first_cpu = 0.0
     nbytes = 0
@@ -459,12 +484,12 @@ def catchup_consumer(bootstrap, topic, group, targets, produced_ends, partitions
             now = time.monotonic()
             if now - last_report > 0.5:
                 last_report = now
-                progress.put(("progress", nbytes, msgs))
+                progress.put((ident, nbytes, msgs))
         done_ns = time.time_ns()
         cpu = time.process_time() - first_cpu
     finally:
         c.close()
-    result.put({"first_ns": first_ns, "done_ns": done_ns, "cpu_s": cpu, "bytes": nbytes, "messages": msgs,
+    result.put({"ident": ident, "first_ns": first_ns, "done_ns": done_ns, "cpu_s": cpu, "bytes": nbytes, "messages": msgs,
                 "bad": bad, "errors": errors[:10], "positions": pos})
 
 
@@ -637,6 +662,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
     if store == "s3":
         moto = Moto(workdir)
         moto.start()
+        res["moto_calibration"] = moto.calibrate()
         broker_args = ["--object-store", moto.url] + broker_args
         env = moto.env()
     broker = Broker(binary, workdir, broker_args, env)
@@ -700,30 +726,41 @@ def run_store(args, store: str, workdir: Path) -> dict:
         targets = watermarks(broker.bootstrap, topic, args.partitions)
         total_target = sum(targets.values())
         progress, result = ctx.Queue(), ctx.Queue()
-        cu = ctx.Process(target=catchup_consumer, name="catchup",
-                         args=(broker.bootstrap, topic, f"bench-catchup-{uuid.uuid4().hex[:6]}", targets,
-                               produced_ends, args.partitions, args.size, progress, result))
-        info(f"[catch-up ] new group from the earliest offset up to {total_target} messages "
+        n_cu = args.catchup_consumers
+        group = f"bench-catchup-{uuid.uuid4().hex[:6]}"
+        cus = []
+        for i in range(n_cu):
+            mine = None if n_cu == 1 else [p for p in range(args.partitions) if p % n_cu == i]
+            cus.append(ctx.Process(target=catchup_consumer, name=f"catchup-{i}",
+                                   args=(broker.bootstrap, topic, group, targets, produced_ends, args.partitions,
+                                         args.size, progress, result, mine, i)))
+        how = ("a new consumer group (subscribe)" if n_cu == 1
+               else f"{n_cu} consumer processes, assign() of a share of the partitions each")
+        info(f"[catch-up ] {how}, from the earliest offset up to {total_target} messages "
              f"({total_target * args.size / MiB:.0f} MiB)")
         c_start = time.time_ns()
         cpu_before = broker.cpu_s()
-        cu.start()
-        procs.append(cu)
+        for cu in cus:
+            cu.start()
+            procs.append(cu)
         tick = Ticker()
-        got = None
+        done = []
+        seen = {}
         last_bytes, last_change = -1, time.monotonic()
-        while got is None:
+        while len(done) < n_cu:
             broker.check("catch-up")
             try:
-                got = result.get(timeout=0.2)
-                break
+                done.append(result.get(timeout=0.2))
+                continue
             except Exception:
                 pass
             while not progress.empty():
-                _, nbytes, _msgs = progress.get()
-                if nbytes != last_bytes:
-                    last_bytes, last_change = nbytes, time.monotonic()
-            if tick.due() and last_bytes >= 0:
+                ident, nbytes, _msgs = progress.get()
+                seen[ident] = nbytes
+            total_now = sum(seen.values())
+            if total_now != last_bytes:
+                last_bytes, last_change = total_now, time.monotonic()
+            if tick.due() and seen:
                 el = (time.time_ns() - c_start) / 1e9
                 m = broker.metrics()
                 info(f"[catch-up ] {last_bytes / MiB:8.0f}/{total_target * args.size / MiB:.0f} MiB "
@@ -733,8 +770,18 @@ def run_store(args, store: str, workdir: Path) -> dict:
                      f"tail received {tail_count.value}")
             if time.monotonic() - last_change > args.stall_s:
                 raise BenchError("catch-up", f"no progress for {args.stall_s}s at {last_bytes} bytes")
-            if not cu.is_alive() and result.empty():
-                raise BenchError("catch-up", f"catch-up consumer exited with code {cu.exitcode}")
+            dead = [cu for cu in cus if not cu.is_alive() and cu.exitcode not in (0, None)]
+            if dead and result.empty():
+                raise BenchError("catch-up", f"catch-up consumer exited with code {dead[0].exitcode}")
+        got = {
+            "first_ns": min(d["first_ns"] for d in done if d["first_ns"]),
+            "done_ns": max(d["done_ns"] for d in done),
+            "cpu_s": sum(d["cpu_s"] for d in done),
+            "bytes": sum(d["bytes"] for d in done),
+            "messages": sum(d["messages"] for d in done),
+            "bad": [b for d in done for b in d["bad"]],
+            "errors": [e for d in done for e in d["errors"]],
+        }
         m_after_catchup = broker.metrics()
         broker_cpu = broker.cpu_s() - cpu_before
         if got["bad"] or got["messages"] != total_target:
@@ -747,6 +794,9 @@ def run_store(args, store: str, workdir: Path) -> dict:
              f"(first record {(c0 - c_start) / 1e9:.1f}s after start, group join included there); "
              f"every produced record checked; consumer CPU {got['cpu_s']:.1f}s "
              f"({got['cpu_s'] / ((c1 - c0) / 1e9):.0%} of a core), broker CPU {broker_cpu:.1f}s since the consumer started")
+        if n_cu == 1 and got["cpu_s"] / ((c1 - c0) / 1e9) > 0.85:
+            info("[catch-up ] note: the consumer process used most of a core; the client may be the limit "
+                 "(try --catchup-consumers 2)")
         # A few more seconds of tail traffic after catch-up.
         time.sleep(2)
         stop_prod.set()
@@ -864,6 +914,10 @@ def report(results: list, command: str, args) -> bool:
             (s, "fetch reads (catch-up)", ", ".join(f"{k}={v:.0f}" for k, v in r["fetch_reads_during_catchup"].items()), "", ""),
             (s, "broker RSS peak", f"{r['rss_peak_mib']:.0f} MiB", "", ""),
         ]
+        if "moto_calibration" in r:
+            rows.append((s, "moto ranged GET (1 stream)",
+                         ", ".join(f"{k.split('_')[2]} objects {v / MiB:.0f} MiB/s" for k, v in r["moto_calibration"].items()),
+                         "", "the server's own limit"))
     widths = [max(len(str(row[i])) for row in rows + [("store", "figure", "value", "target", "result")]) for i in range(5)]
     print()
     print("=" * 100)
@@ -878,6 +932,8 @@ def report(results: list, command: str, args) -> bool:
           f"maintenance {args.maintenance_ms} ms, gc grace {args.gc_grace_ms} ms")
     if args.bytes < GiB:
         print(f"note: --bytes {args.bytes} is below the 1 GiB of the issue's benchmark")
+    print("note: store requests during the catch-up window include the steady producer's uploads and "
+          "background compaction (one ranged GET per index row it merges), not only catch-up reads")
     for r in results:
         if "broker_command" in r:
             print(f"broker ({r['store']}): {r['broker_command']}")
@@ -896,6 +952,9 @@ def parse_args(argv=None):
     ap.add_argument("--tail-rate", type=int, default=2000, help="steady producer rate, msgs/s")
     ap.add_argument("--baseline-s", type=float, default=20.0)
     ap.add_argument("--warmup-s", type=float, default=3.0, help="tail traffic before the baseline window")
+    ap.add_argument("--catchup-consumers", type=int, default=1,
+                    help="1: one new consumer group member (subscribe); N>1: N processes with assign() "
+                         "of a share of the partitions each (to see whether one client is the limit)")
     ap.add_argument("--tail-cache-bytes", type=int, default=16 * MiB)
     ap.add_argument("--block-cache-bytes", type=int, default=256 * MiB)
     ap.add_argument("--maintenance-ms", type=int, default=5000, help="broker --maintenance-interval-ms")

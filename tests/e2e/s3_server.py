@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -36,6 +37,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import pytest
 
+import helpers
 from sluice_proc import SluiceBroker, _set_pdeathsig, check_sluice_bin, free_port
 
 MOTO_READY_TIMEOUT_S = 30.0
@@ -355,6 +357,27 @@ def wait_for(
             extra = f"; {describe()}" if describe else ""
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# Clients whose librdkafka logs go to Python logging (shown with a failing
+# test) instead of stderr, so clients of brokers killed on purpose do not
+# flood the output with reconnect errors.
+# ---------------------------------------------------------------------------
+
+CLIENT_LOG = logging.getLogger("sluice.e2e.librdkafka")
+
+
+def make_producer(bootstrap: str, **conf):
+    return helpers.make_producer(bootstrap, logger=CLIENT_LOG, **conf)
+
+
+def make_consumer(bootstrap: str, **conf):
+    return helpers.make_consumer(bootstrap, logger=CLIENT_LOG, **conf)
+
+
+def client_conf(bootstrap: str) -> dict:
+    return dict(helpers.base_conf(bootstrap), logger=CLIENT_LOG)
 
 
 # ---------------------------------------------------------------------------

@@ -33,10 +33,13 @@ from collections import defaultdict
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
-from helpers import assert_contiguous_offsets, base_conf, create_topic, make_consumer
+from helpers import assert_contiguous_offsets, create_topic
 import s3_server
 from s3_server import (
+    client_conf,
     dir_bytes,
+    make_consumer,
+    make_producer,
     metric,
     metric_samples,
     object_store_broker,
@@ -75,7 +78,7 @@ class StreamingProducer:
     with the time it arrived."""
 
     def __init__(self, bootstrap: str, topic: str, rate: int = RATE, max_outstanding: int = 20000):
-        conf = base_conf(bootstrap)
+        conf = client_conf(bootstrap)
         conf.update(
             {
                 "acks": "all",
@@ -428,7 +431,6 @@ def test_tail_reads_continue_while_object_reads_are_down(broker_factory, mode):
     """With the object store down, a catch-up reader (data only in objects)
     stalls or gets retriable errors, but a separate tail consumer keeps
     getting new records promptly; after recovery the catch-up completes."""
-    from helpers import make_producer
     from s3_server import produce_indexed, wait_uploaded
 
     b = object_store_broker(
@@ -566,6 +568,8 @@ def test_restart_with_a_smaller_budget_enforces_it(broker_factory):
         mon.stop()
         try:
             set_fault(b, "off")
+            # Let held-back produce requests finish before the teardown's SIGTERM.
+            _wait_drained(b, timeout=20)
         except Exception:
             pass
 

@@ -21,17 +21,12 @@ import uuid
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from helpers import (
-    assert_contiguous_offsets,
-    consume_all,
-    create_topic,
-    make_consumer,
-    make_producer,
-    payloads,
-)
+from helpers import assert_contiguous_offsets, consume_all, create_topic, payloads
 import s3_server
 from s3_server import (
     assert_rows_contiguous,
+    make_consumer,
+    make_producer,
     catalog_query,
     metric,
     metric_samples,

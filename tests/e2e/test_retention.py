@@ -23,11 +23,13 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from helpers import admin_client, consume_all, create_topic, make_consumer, make_producer
+from helpers import admin_client, consume_all, create_topic
 from kafka_wire import WireConnection
 import s3_server
 from s3_server import (
     catalog_query,
+    make_consumer,
+    make_producer,
     local_objects,
     object_store_broker,
     partition_offsets,
@@ -259,7 +261,6 @@ def test_retention_by_bytes(broker_factory):
     assert limit - biggest < kept <= limit + biggest, (
         f"{kept} bytes kept in {len(rows)} rows (largest {biggest}) for retention.bytes={limit}"
     )
-    assert kept >= limit or kept + biggest > limit
     # Retention deleted old rows only; the newest records are all there.
     got = _consume_from(b, topic, 0, low, total - low)
     assert [m.offset() for m in got] == list(range(low, total))
@@ -267,6 +268,7 @@ def test_retention_by_bytes(broker_factory):
         assert m.value() == msgs[m.offset()]["value"]
     # The untouched topic still has everything.
     assert _watermarks(b, control, 0) == (0, total)
+
     # Objects that held only deleted rows go away; the others stay.
     def referenced():
         return {k for (k,) in catalog_query(b.data_dir, "SELECT DISTINCT object_key FROM segments")}

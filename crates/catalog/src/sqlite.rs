@@ -273,6 +273,23 @@ impl Catalog for SqliteCatalog {
             if live.is_none() {
                 continue;
             }
+            // Data deleted (DeleteRecords) before it was uploaded gets no row,
+            // but still counts as uploaded.
+            let log_start: i64 = tx
+                .query_row(
+                    "SELECT log_start FROM partitions WHERE topic_id = ?1 AND partition = ?2",
+                    params![topic, s.partition],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            if s.last_offset < log_start {
+                tx.execute(
+                    "UPDATE partitions SET uploaded_end = MAX(uploaded_end, ?3) WHERE topic_id = ?1 AND partition = ?2",
+                    params![topic, s.partition, s.last_offset + 1],
+                )?;
+                continue;
+            }
             tx.execute(
                 &format!("INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
                 params![

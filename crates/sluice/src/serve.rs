@@ -141,6 +141,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     );
 
     shutdown_signal().await;
+    store.stop_appends();
     let _ = stop_tx.send(true);
     let _ = server.await;
     let _ = http_task.await;

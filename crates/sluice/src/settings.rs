@@ -56,10 +56,20 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_MAX_UNUPLOADED_BYTES", value_name = "BYTES")]
     pub max_unuploaded_bytes: Option<usize>,
     /// Retention time of topics without retention.ms (log.retention.ms; -1 keeps forever) [default: 604800000].
-    #[arg(long, env = "SLUICE_LOG_RETENTION_MS", value_name = "MS")]
+    #[arg(
+        long,
+        env = "SLUICE_LOG_RETENTION_MS",
+        value_name = "MS",
+        allow_negative_numbers = true
+    )]
     pub log_retention_ms: Option<i64>,
     /// Retention size per partition of topics without retention.bytes (-1: no limit) [default: -1].
-    #[arg(long, env = "SLUICE_LOG_RETENTION_BYTES", value_name = "BYTES")]
+    #[arg(
+        long,
+        env = "SLUICE_LOG_RETENTION_BYTES",
+        value_name = "BYTES",
+        allow_negative_numbers = true
+    )]
     pub log_retention_bytes: Option<i64>,
     /// How often retention, compaction and object garbage collection run [default: 30000].
     #[arg(long, env = "SLUICE_MAINTENANCE_INTERVAL_MS", value_name = "MS")]

@@ -144,6 +144,7 @@ pub struct LogStore {
     pub(crate) pending_upload: AtomicUsize,
     pub(crate) upload_wake: Notify,
     pub(crate) block_cache: Arc<BlockCache>,
+    budget_debt: AtomicUsize,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -251,6 +252,9 @@ impl LogStore {
                 notify.send_modify(|v| *v += 1);
             }),
         )?;
+        sluice_observe::metrics()
+            .upload_backlog_bytes
+            .set(replayed_bytes as i64);
         if replayed > 0 {
             tracing::info!(
                 batches = replayed,
@@ -262,6 +266,8 @@ impl LogStore {
         let block_cache_bytes = config.block_cache_bytes;
         let store = Arc::new(Self {
             upload_budget: Semaphore::new(budget.saturating_sub(replayed_bytes)),
+            // Replayed data beyond the budget is paid back before permits return.
+            budget_debt: AtomicUsize::new(replayed_bytes.saturating_sub(budget)),
             pending_upload: AtomicUsize::new(replayed_bytes),
             config,
             catalog,
@@ -442,7 +448,21 @@ impl LogStore {
         sluice_observe::metrics()
             .upload_backlog_bytes
             .set(before.saturating_sub(bytes) as i64);
-        self.upload_budget.add_permits(bytes);
+        let mut give = bytes;
+        let _ = self
+            .budget_debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |debt| {
+                let pay = debt.min(bytes);
+                give = bytes - pay;
+                Some(debt - pay)
+            });
+        self.upload_budget.add_permits(give);
+    }
+
+    /// Stops taking appends: producers waiting for upload budget get an
+    /// error at once (shutdown).
+    pub fn stop_appends(&self) {
+        self.upload_budget.close();
     }
 
     /// Appends checked batches to a partition and waits until they are

@@ -235,10 +235,12 @@ impl PartitionLog {
             topic_name,
             partition,
             inner: Mutex::new(PartitionInner {
-                next_offset: start,
-                high_watermark: start,
-                log_start: log_start.min(start),
-                uploaded_end: start,
+                // Offsets continue from the log start when everything
+                // before it was deleted (DeleteRecords, retention).
+                next_offset: start.max(log_start),
+                high_watermark: start.max(log_start),
+                log_start,
+                uploaded_end: start.max(log_start),
                 ..Default::default()
             }),
         }

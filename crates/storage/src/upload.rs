@@ -140,7 +140,7 @@ impl LogStore {
         }
 
         let total_partitions = self.all_partitions().len().max(1);
-        let keep_per_partition = (self.config.tail_cache_bytes / total_partitions).max(1 << 20);
+        let keep_per_partition = self.config.tail_cache_bytes / total_partitions;
         let mut released = 0;
         for (p, end) in &taken {
             let mut inner = p.inner.lock();
