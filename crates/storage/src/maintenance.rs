@@ -97,8 +97,9 @@ impl LogStore {
                 let mut freed = 0u64;
                 for r in &rows {
                     let too_old = retention_ms >= 0 && r.max_timestamp < now - retention_ms;
-                    let too_big =
-                        retention_bytes >= 0 && size.saturating_sub(freed) > retention_bytes as u64;
+                    // Like Kafka: drop the oldest row only if at least the limit remains.
+                    let too_big = retention_bytes >= 0
+                        && size.saturating_sub(freed + r.length) >= retention_bytes as u64;
                     if !(too_old || too_big) {
                         break;
                     }

@@ -358,7 +358,10 @@ impl Writer {
                 }
                 let (file, size) = current.as_mut().expect("segment opened above");
                 // Pad the group to whole blocks in a block-aligned buffer.
-                let padded = buf.len().div_ceil(BLOCK) * BLOCK;
+                // At least 4 zero bytes follow the group, so a reader at its end
+                // always sees a whole zero length (the padding marker), never
+                // a length straddling into the next group.
+                let padded = (buf.len() + 4).div_ceil(BLOCK) * BLOCK;
                 if aligned.len() < padded + BLOCK {
                     aligned.resize(padded + BLOCK, 0);
                 }
@@ -438,6 +441,22 @@ mod tests {
         let (after_pad, _) = decode_records(&Bytes::from(padded));
         assert_eq!(after_pad.len(), 3, "records after padding are read too");
         assert_eq!(&after_pad[2].batch[..], b"next-group");
+        // A group ending 3 bytes before a block boundary: the writer pads a
+        // whole extra block, so the next group's length is never misread.
+        let t2 = Uuid::new_v4();
+        let mut g = Vec::new();
+        let body = vec![7u8; BLOCK - 3 - RECORD_HEADER - BODY_PREFIX];
+        encode_record(&mut g, t2, 0, &body);
+        assert_eq!(g.len(), BLOCK - 3);
+        let padded_len = (g.len() + 4).div_ceil(BLOCK) * BLOCK;
+        assert_eq!(padded_len, 2 * BLOCK);
+        g.resize(padded_len, 0);
+        encode_record(&mut g, t2, 1, b"second");
+        g.resize(3 * BLOCK, 0);
+        let (recs2, valid2) = decode_records(&Bytes::from(g));
+        assert_eq!(recs2.len(), 2);
+        assert_eq!(recs2[1].partition, 1);
+        assert!(valid2 > 2 * BLOCK);
         assert_eq!(recs.len(), 2);
         assert_eq!(valid, full);
         assert_eq!(&recs[1].batch[..], b"batch-two!");
