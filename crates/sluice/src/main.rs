@@ -10,6 +10,12 @@ mod settings;
 mod top;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of glibc's malloc: with many threads glibc keeps freed
+/// memory in per-thread arenas, and the broker's RSS grew to about twice the
+/// heap it used under sustained produce load (measured with heaptrack).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::IsTerminal;
 
 /// Sluice: a Kafka-compatible event streaming platform for AI telemetry.

@@ -712,6 +712,19 @@ impl LogStore {
         Ok(data)
     }
 
+    /// Reads `row` for a background task (compaction): from the block cache
+    /// when it is there, else from the object store without filling the
+    /// cache, so background reads never evict what consumers read.
+    pub(crate) async fn fetch_row_uncached(&self, row: &SegmentRecord) -> Result<Bytes, StorageError> {
+        // The row may span several cached rows: only a whole match counts.
+        if let Some(b) = self.block_cache.get(&row.object_key, row.position) {
+            if b.len() as u64 == row.length {
+                return Ok(b);
+            }
+        }
+        get_range_timed(&*self.objects, row, self.config.request_timeout).await
+    }
+
     /// Fetches the rows after `row` into the block cache in the background.
     fn read_ahead(&self, p: &PartitionLog, after: &SegmentRecord) {
         let n = self.config.read_ahead_rows;

@@ -170,9 +170,14 @@ impl LogStore {
             if run.len() < 2 || bytes < self.config.compaction_min_bytes {
                 continue;
             }
+            // One read at a time in memory: rows that sit side by side in
+            // one source object are read with one ranged GET, copied into
+            // the new object (sized once) and dropped.
+            let mut builder = ObjectBuilder::with_capacity(bytes as usize);
             let mut batches = Vec::new();
-            for r in &run {
-                let data = self.fetch_row(r).await?;
+            for r in &adjacent_reads(&run) {
+                let data = self.fetch_row_uncached(r).await?;
+                batches.clear();
                 for (h, range) in iter_stored(&data) {
                     batches.push(MemBatch {
                         base_offset: h.base_offset,
@@ -181,8 +186,9 @@ impl LogStore {
                         bytes: data.slice(range),
                     });
                 }
+                builder.add_chunk(p.topic_id, p.partition, &batches);
             }
-            let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
+            let (Some(first), Some(last)) = (run.first(), run.last()) else {
                 continue;
             };
             let key = format!(
@@ -193,8 +199,6 @@ impl LogStore {
                 last.last_offset,
                 uuid::Uuid::new_v4().simple()
             );
-            let mut builder = ObjectBuilder::default();
-            builder.add_chunk(p.topic_id, p.partition, &batches);
             let (payload, chunks) = builder.finish();
             let object = ObjectRecord {
                 key: key.clone(),
@@ -307,5 +311,64 @@ impl LogStore {
                 .with_label_values(&["block_cache"])
                 .set(self.block_cache.used() as i64);
         }
+    }
+}
+
+/// Merges rows that follow each other in the same object (and in offsets)
+/// into single reads of at most `INDEX_ROW_BYTES * 8` bytes.
+fn adjacent_reads(run: &[SegmentRecord]) -> Vec<SegmentRecord> {
+    let mut out: Vec<SegmentRecord> = Vec::new();
+    for r in run {
+        match out.last_mut() {
+            Some(l)
+                if l.object_key == r.object_key
+                    && l.position + l.length == r.position
+                    && l.last_offset + 1 == r.base_offset
+                    && l.length + r.length <= crate::object::INDEX_ROW_BYTES * 8 =>
+            {
+                l.last_offset = r.last_offset;
+                l.max_timestamp = l.max_timestamp.max(r.max_timestamp);
+                l.length += r.length;
+            }
+            _ => out.push(r.clone()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, base: i64, last: i64, position: u64, length: u64) -> SegmentRecord {
+        SegmentRecord {
+            topic: uuid::Uuid::nil(),
+            partition: 0,
+            base_offset: base,
+            last_offset: last,
+            max_timestamp: base,
+            object_key: key.into(),
+            position,
+            length,
+        }
+    }
+
+    #[test]
+    fn adjacent_rows_of_one_object_are_read_together() {
+        let run = vec![
+            row("a", 0, 9, 0, 100),
+            row("a", 10, 19, 100, 50),
+            row("b", 20, 29, 0, 10),
+            row("b", 30, 39, 500, 10), // not adjacent in the object
+        ];
+        let reads = adjacent_reads(&run);
+        let got: Vec<(&str, i64, i64, u64, u64)> = reads
+            .iter()
+            .map(|r| (r.object_key.as_str(), r.base_offset, r.last_offset, r.position, r.length))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("a", 0, 19, 0, 150), ("b", 20, 29, 0, 10), ("b", 30, 39, 500, 10)]
+        );
     }
 }

@@ -52,6 +52,9 @@ pub struct Footer {
 /// cache, so a fetch never reads more than about this much from an object.
 pub const INDEX_ROW_BYTES: u64 = 1 << 20;
 
+/// Room reserved for the footer by [`ObjectBuilder::with_capacity`].
+const FOOTER_ROOM: usize = 64 << 10;
+
 /// Builds an object chunk by chunk.
 #[derive(Default)]
 pub struct ObjectBuilder {
@@ -61,33 +64,55 @@ pub struct ObjectBuilder {
 }
 
 impl ObjectBuilder {
-    /// Adds one partition's consecutive batches (non-empty, in offset order).
+    /// A builder for about `data_bytes` of batches: the buffer is sized once
+    /// (with room for the footer) instead of doubling as chunks arrive.
+    pub fn with_capacity(data_bytes: usize) -> Self {
+        Self {
+            buf: BytesMut::with_capacity(data_bytes + FOOTER_ROOM),
+            ..Self::default()
+        }
+    }
+
+    /// Adds one partition's consecutive batches (in offset order). A call
+    /// that continues the previous call's partition at the next offset
+    /// extends its chunk and its last index row, so an object can be built
+    /// piece by piece (compaction adds one source row at a time).
     pub fn add_chunk(
         &mut self,
         topic: Uuid,
         partition: i32,
         batches: &[crate::partition::MemBatch],
     ) {
-        let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
+        let Some(first) = batches.first() else {
             return;
         };
-        let position = self.buf.len() as u64;
-        let mut row: Option<ChunkEntry> = None;
+        let continues = self.chunks.last().is_some_and(|c| {
+            c.topic == topic && c.partition == partition && c.last_offset + 1 == first.base_offset
+        });
+        if !continues {
+            self.chunks.push(ChunkEntry {
+                topic,
+                partition,
+                base_offset: first.base_offset,
+                last_offset: first.base_offset - 1,
+                max_timestamp: -1,
+                position: self.buf.len() as u64,
+                length: 0,
+            });
+        }
+        let mut row_open = continues;
         for b in batches {
             let at = self.buf.len() as u64;
             self.buf.extend_from_slice(&b.bytes);
             let len = b.bytes.len() as u64;
-            match row.as_mut() {
-                Some(r) if r.length + len <= INDEX_ROW_BYTES => {
+            match self.rows.last_mut() {
+                Some(r) if row_open && r.length + len <= INDEX_ROW_BYTES => {
                     r.last_offset = b.last_offset;
                     r.max_timestamp = r.max_timestamp.max(b.max_timestamp);
                     r.length += len;
                 }
                 _ => {
-                    if let Some(done) = row.take() {
-                        self.rows.push(done);
-                    }
-                    row = Some(ChunkEntry {
+                    self.rows.push(ChunkEntry {
                         topic,
                         partition,
                         base_offset: b.base_offset,
@@ -96,21 +121,15 @@ impl ObjectBuilder {
                         position: at,
                         length: len,
                     });
+                    row_open = true;
                 }
             }
+            if let Some(c) = self.chunks.last_mut() {
+                c.last_offset = b.last_offset;
+                c.max_timestamp = c.max_timestamp.max(b.max_timestamp);
+                c.length += len;
+            }
         }
-        if let Some(done) = row {
-            self.rows.push(done);
-        }
-        self.chunks.push(ChunkEntry {
-            topic,
-            partition,
-            base_offset: first.base_offset,
-            last_offset: last.last_offset,
-            max_timestamp: batches.iter().map(|b| b.max_timestamp).max().unwrap_or(-1),
-            position,
-            length: self.buf.len() as u64 - position,
-        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -202,5 +221,33 @@ mod tests {
         assert_eq!((rows[1].base_offset, rows[1].last_offset), (20, 39));
         assert_eq!(rows[2].position, 4 * 400 * 1024);
         assert_eq!(read_footer(&obj).unwrap().chunks.len(), 1);
+    }
+
+    #[test]
+    fn continued_chunks_merge_and_fill_index_rows() {
+        let t = Uuid::new_v4();
+        let small = Bytes::from(vec![1u8; 300 * 1024]);
+        let batch = |i: i64| MemBatch {
+            base_offset: i * 10,
+            last_offset: i * 10 + 9,
+            max_timestamp: 100 - i,
+            bytes: small.clone(),
+        };
+        let mut b = ObjectBuilder::with_capacity(5 * 300 * 1024);
+        for i in 0..5 {
+            b.add_chunk(t, 3, &[batch(i)]);
+        }
+        // A gap or another partition starts a new chunk.
+        b.add_chunk(t, 3, &[batch(7)]);
+        b.add_chunk(t, 4, &[batch(8)]);
+        let (obj, rows) = b.finish();
+        let chunks = read_footer(&obj).unwrap().chunks;
+        assert_eq!(chunks.len(), 3);
+        assert_eq!((chunks[0].base_offset, chunks[0].last_offset), (0, 49));
+        assert_eq!(chunks[0].length, 5 * 300 * 1024);
+        assert_eq!(chunks[0].max_timestamp, 100);
+        let firsts: Vec<(i64, i64)> = rows.iter().map(|r| (r.base_offset, r.last_offset)).collect();
+        assert_eq!(firsts, vec![(0, 29), (30, 49), (70, 79), (80, 89)], "rows fill up to 1 MiB across calls");
+        assert_eq!(rows[1].position, 3 * 300 * 1024);
     }
 }

@@ -45,7 +45,7 @@ impl LogStore {
 
     /// Uploads one object's worth of data. Returns whether more data waits.
     pub async fn upload_once(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let mut builder = ObjectBuilder::default();
+        let mut parts = Vec::new();
         let mut taken: Vec<(Arc<PartitionLog>, i64)> = Vec::new();
         let mut producers = Vec::new();
         let mut size = 0usize;
@@ -87,11 +87,15 @@ impl LogStore {
                 }
             }
             drop(inner);
-            builder.add_chunk(p.topic_id, p.partition, &batches);
+            parts.push((p.topic_id, p.partition, batches));
             taken.push((p, end));
         }
-        if builder.is_empty() {
+        if parts.is_empty() {
             return false;
+        }
+        let mut builder = ObjectBuilder::with_capacity(size);
+        for (topic, partition, batches) in parts {
+            builder.add_chunk(topic, partition, &batches);
         }
         let created_ms = now_ms();
         let key = format!("data/{created_ms:013}-{}.obj", Uuid::new_v4().simple());

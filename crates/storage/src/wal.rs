@@ -34,7 +34,7 @@ const KIND_BATCH: u8 = 1;
 const RECORD_HEADER: usize = 8;
 const BODY_PREFIX: usize = 1 + 16 + 4;
 /// Upper bound of bytes written by one group commit.
-const MAX_GROUP_BYTES: usize = 16 << 20;
+const MAX_GROUP_BYTES: usize = 8 << 20;
 /// Alignment of group commits (and of `O_DIRECT` buffers and offsets).
 const BLOCK: usize = 4096;
 
@@ -324,8 +324,12 @@ impl Writer {
 
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<WalJob>) {
         let mut current: Option<(File, u64)> = None;
-        let mut buf = Vec::with_capacity(MAX_GROUP_BYTES + (1 << 20));
-        let mut aligned: Vec<u8> = Vec::with_capacity(MAX_GROUP_BYTES + (2 << 20));
+        // One buffer: records are encoded straight into a block-aligned
+        // region of it, so an O_DIRECT write needs no extra copy. Its
+        // capacity covers a full group plus one large batch; a group that
+        // outgrows it (a realloc may move the region off alignment) is
+        // copied into a fresh aligned buffer instead.
+        let mut buf: Vec<u8> = Vec::with_capacity(MAX_GROUP_BYTES + (2 << 20));
         while let Some(first) = rx.blocking_recv() {
             let mut jobs = vec![first];
             let mut bytes = jobs[0].batch.len();
@@ -343,6 +347,8 @@ impl Writer {
                 continue;
             }
             buf.clear();
+            let lead = buf.as_ptr().align_offset(BLOCK);
+            buf.resize(lead, 0);
             for j in &jobs {
                 encode_record(
                     &mut buf,
@@ -351,6 +357,7 @@ impl Writer {
                     &j.batch,
                 );
             }
+            let group_len = buf.len() - lead;
             let started = std::time::Instant::now();
             let result = (|| -> std::io::Result<()> {
                 if current.is_none() {
@@ -361,14 +368,17 @@ impl Writer {
                 // At least 4 zero bytes follow the group, so a reader at its end
                 // always sees a whole zero length (the padding marker), never
                 // a length straddling into the next group.
-                let padded = (buf.len() + 4).div_ceil(BLOCK) * BLOCK;
-                if aligned.len() < padded + BLOCK {
-                    aligned.resize(padded + BLOCK, 0);
-                }
-                let start = aligned.as_ptr().align_offset(BLOCK);
-                let block = &mut aligned[start..start + padded];
-                block[..buf.len()].copy_from_slice(&buf);
-                block[buf.len()..].fill(0);
+                let padded = (group_len + 4).div_ceil(BLOCK) * BLOCK;
+                buf.resize(lead + padded, 0);
+                let mut moved;
+                let block: &[u8] = if buf[lead..].as_ptr().align_offset(BLOCK) == 0 {
+                    &buf[lead..]
+                } else {
+                    moved = vec![0u8; padded + BLOCK];
+                    let at = moved.as_ptr().align_offset(BLOCK);
+                    moved[at..at + padded].copy_from_slice(&buf[lead..]);
+                    &moved[at..at + padded]
+                };
                 use std::os::unix::fs::FileExt;
                 file.write_all_at(block, *size)?;
                 file.sync_data()?;
@@ -377,7 +387,7 @@ impl Writer {
             })();
             let m = sluice_observe::metrics();
             m.wal_fsync_seconds.observe(started.elapsed().as_secs_f64());
-            m.wal_bytes.inc_by(buf.len() as u64);
+            m.wal_bytes.inc_by(group_len as u64);
             if let Err(e) = result {
                 tracing::error!(error = %e, "write-ahead log write failed; refusing further appends");
                 self.failed.store(true, Ordering::Release);
