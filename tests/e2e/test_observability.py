@@ -141,9 +141,9 @@ class Scrape:
         return {frozenset(k for k, _ in lab) for (n, lab) in self.samples if n == name}
 
 
-def scrape(broker) -> Scrape:
+def scrape(broker, path: str = "/metrics") -> Scrape:
     t0 = now_ms()
-    status, ctype, body = http_get(broker, "/metrics")
+    status, ctype, body = http_get(broker, path)
     t1 = now_ms()
     assert status == 200, f"GET /metrics: status {status}: {body[:500]!r}"
     assert ctype.startswith("text/plain"), f"GET /metrics content-type {ctype!r}"
@@ -531,7 +531,7 @@ def test_burrow_statuses_from_a_scripted_committer(broker, sluice_bin):
         # The STOP scenario's last commit was at tick 1; its window spans ~1 s.
         # Everything is read well inside the other scenarios' 5 s span.
         t_read = time.time()
-        scr = scrape(broker)
+        scr = scrape(broker, "/metrics?detail=partition")
         groups = {g: get_json(broker, f"/v1/groups/g-{g}") for g in list(SCENARIOS) + list(MIXED)}
         t_done = time.time()
     finally:
@@ -562,6 +562,10 @@ def test_burrow_statuses_from_a_scripted_committer(broker, sluice_bin):
         statuses = {dict(lab)["status"]: v for lab, v in got.items()}
         if statuses != {want: 1.0}:
             problems.append(f"{g}: sluice_consumergroup_partition_status {statuses}, expected {{{want!r}: 1}}")
+        counts = {dict(lab)["status"]: v for lab, v in scr.select("sluice_consumergroup_partitions", consumergroup=g).items()}
+        expected_counts = {st: (1.0 if st == want else 0.0) for st in ("OK", "WARN", "STOP", "STALL", "REWIND")}
+        if counts != expected_counts:
+            problems.append(f"{g}: sluice_consumergroup_partitions {counts}, expected {expected_counts}")
         gs = {dict(lab)["status"]: v for lab, v in scr.select("sluice_consumergroup_status", consumergroup=g).items()}
         if gs != {GROUP_OF_STATUS[want]: 1.0}:
             problems.append(f"{g}: sluice_consumergroup_status {gs}, expected {{{GROUP_OF_STATUS[want]!r}: 1}}")
@@ -587,8 +591,10 @@ def test_burrow_statuses_from_a_scripted_committer(broker, sluice_bin):
         expected = (h[-1][2] - h[0][2]) / (h[-1][0] - h[0][0])
         assert expected * sign > 0
         rate = scr.one("sluice_consumergroup_lag_rate", consumergroup=f"g-{name}", topic=topics[name], partition=0)
+        rate_sum = scr.one("sluice_consumergroup_topic_lag_rate", consumergroup=f"g-{name}", topic=topics[name])
         trend = groups[name]["partitions"][0]["trend"]
-        for what, v in (("sluice_consumergroup_lag_rate", rate), ("/v1 trend", trend)):
+        for what, v in (("sluice_consumergroup_lag_rate", rate), ("sluice_consumergroup_topic_lag_rate", rate_sum),
+                        ("/v1 trend", trend)):
             if not (abs(v - expected) <= 0.15 * abs(expected)):
                 problems.append(f"g-{name}: {what} {v}, expected about {expected:.3f} records/s from commits {h}")
     assert not problems, "Burrow status problems:\n  " + "\n  ".join(problems)
@@ -617,9 +623,9 @@ EXPECTED_SERIES = {
     "kafka_consumergroup_lag_sum": (GAUGE, {"consumergroup", "topic"}),
     "kafka_consumergroup_lag_seconds": (GAUGE, {"consumergroup", "topic", "partition"}),
     "kafka_consumergroup_lag_seconds_max": (GAUGE, {"consumergroup"}),
-    "sluice_consumergroup_partition_status": (GAUGE, {"consumergroup", "topic", "partition", "status"}),
+    "sluice_consumergroup_partitions": (GAUGE, {"consumergroup", "status"}),
     "sluice_consumergroup_status": (GAUGE, {"consumergroup", "status"}),
-    "sluice_consumergroup_lag_rate": (GAUGE, {"consumergroup", "topic", "partition"}),
+    "sluice_consumergroup_topic_lag_rate": (GAUGE, {"consumergroup", "topic"}),
     "sluice_dlq_records": (GAUGE, {"topic"}),
     "sluice_dlq_oldest_record_age_seconds": (GAUGE, {"topic"}),
     "sluice_requests_total": (COUNTER, {"api"}),
@@ -645,6 +651,12 @@ EXPECTED_SERIES = {
     "sluice_upload_backlog_bytes": (GAUGE, set()),
     "sluice_fetch_reads_total": (COUNTER, {"source"}),
     "sluice_memory_bytes": (GAUGE, {"kind"}),
+}
+# Per-partition Burrow status and lag rate: only on /metrics?detail=partition
+# (or with the broker setting metrics_partition_detail).
+DETAIL_SERIES = {
+    "sluice_consumergroup_partition_status": (GAUGE, {"consumergroup", "topic", "partition", "status"}),
+    "sluice_consumergroup_lag_rate": (GAUGE, {"consumergroup", "topic", "partition"}),
 }
 # Kafka Connect / Spring / custom dead-letter topic naming conventions.
 DLQ_TOPICS = ["orders-dlq", "orders.dlq", "orders_dlq", "orders-dlt", "orders.DLT", "dlq.orders"]
@@ -687,12 +699,12 @@ def populate(broker, dlq_topics=DLQ_TOPICS) -> dict:
     return facts
 
 
-def wait_for_series(broker, names: Iterable[str], timeout: float = 20.0) -> Scrape:
+def wait_for_series(broker, names: Iterable[str], timeout: float = 20.0, path: str = "/metrics") -> Scrape:
     """Scrape until all sample names appear (uploads are asynchronous)."""
     names = set(names)
     deadline = time.monotonic() + timeout
     while True:
-        scr = scrape(broker)
+        scr = scrape(broker, path)
         missing = names - scr.names()
         if not missing or time.monotonic() > deadline:
             return scr
@@ -704,19 +716,31 @@ def test_metrics_page_parses_with_the_expected_families(broker):
     facts = populate(broker)
     scr = wait_for_series(broker, EXPECTED_SERIES)
     assert not scr.duplicates, f"duplicate series: {scr.duplicates[:10]}"
+    detailed = wait_for_series(broker, list(EXPECTED_SERIES) + list(DETAIL_SERIES), path="/metrics?detail=partition")
+    assert not detailed.duplicates, f"duplicate series: {detailed.duplicates[:10]}"
 
-    missing = sorted(set(EXPECTED_SERIES) - scr.names())
-    problems = [f"missing from /metrics: {missing}"] if missing else []
-    for name, (typ, labels) in EXPECTED_SERIES.items():
-        if name not in scr.names():
-            continue
-        fam = scr.family_of[name]
-        if fam.type != typ:
-            problems.append(f"{name}: family {fam.name} has TYPE {fam.type}, expected {typ}")
-        got = scr.label_names(name)
-        if got != {frozenset(labels)}:
-            problems.append(f"{name}: label names {sorted(map(sorted, got))}, expected {sorted(labels)}")
+    problems = []
+    for page, expected in ((scr, EXPECTED_SERIES), (detailed, {**EXPECTED_SERIES, **DETAIL_SERIES})):
+        missing = sorted(set(expected) - page.names())
+        if missing:
+            problems.append(f"missing from /metrics: {missing}")
+        for name, (typ, labels) in expected.items():
+            if name not in page.names():
+                continue
+            fam = page.family_of[name]
+            if fam.type != typ:
+                problems.append(f"{name}: family {fam.name} has TYPE {fam.type}, expected {typ}")
+            got = page.label_names(name)
+            if got != {frozenset(labels)}:
+                problems.append(f"{name}: label names {sorted(map(sorted, got))}, expected {sorted(labels)}")
+    extra = sorted(set(DETAIL_SERIES) & scr.names())
+    if extra:
+        problems.append(f"per-partition detail families on the default page: {extra}")
     assert not problems, "\n".join(problems)
+
+    status, ctype, body = http_get(broker, "/metrics?detail=everything")
+    assert status == 400 and "application/json" in ctype, (status, ctype, body[:300])
+    assert "detail" in json.loads(body)["message"], body[:300]
 
     # Values that are known exactly.
     assert scr.one("kafka_brokers") == 1

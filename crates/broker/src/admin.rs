@@ -290,7 +290,7 @@ pub async fn describe_group(broker: &Broker, group: &str) -> Result<GroupDetail,
             let info = lag
                 .partitions
                 .iter()
-                .find(|i| i.topic == tp.topic && i.partition == tp.partition);
+                .find(|i| *i.topic == *tp.topic && i.partition == tp.partition);
             let log_end = broker
                 .store
                 .topic(&tp.topic)

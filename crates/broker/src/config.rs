@@ -18,6 +18,8 @@ pub struct BrokerConfig {
     pub max_request_bytes: usize,
     /// Requests one connection may have in flight (pipelined).
     pub max_inflight_per_connection: usize,
+    /// Per-partition Burrow status and lag rate on `/metrics` by default.
+    pub metrics_partition_detail: bool,
 }
 
 impl Default for BrokerConfig {
@@ -31,6 +33,7 @@ impl Default for BrokerConfig {
             message_max_bytes: 1_048_588,
             max_request_bytes: 104_857_600,
             max_inflight_per_connection: 64,
+            metrics_partition_detail: false,
         }
     }
 }

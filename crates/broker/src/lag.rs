@@ -12,28 +12,33 @@ use sluice_observe::burrow::{
 };
 use sluice_storage::PartitionLog;
 use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Past this many cached timestamps the cache starts over.
-const TS_CACHE_LIMIT: usize = 200_000;
+/// What is kept per group-partition: the window of recent commits and the
+/// timestamp of the first uncommitted record (valid while the committed
+/// offset stays at `age_offset`), so a scrape looks up one entry per
+/// group-partition and reads storage only when a commit moved.
+#[derive(Default)]
+struct PartitionTrack {
+    window: CommitWindow,
+    /// (first uncommitted offset, its batch timestamp)
+    age_at: Option<(i64, i64)>,
+}
 
-/// topic → partition → commit window.
-type TopicWindows = HashMap<String, HashMap<i32, CommitWindow>>;
-/// (partition, offset) → batch timestamp.
-type OffsetTimestamps = HashMap<(i32, i64), i64>;
+/// topic → partition → track.
+type TopicTracks = HashMap<String, HashMap<i32, PartitionTrack>>;
 
-/// Commit windows and a cache of record timestamps.
+/// Commit windows and event-age timestamps of every group.
 #[derive(Default)]
 pub struct LagTracker {
-    /// group → topic → partition → window (nested so lookups by `&str` allocate nothing).
-    windows: Mutex<HashMap<String, TopicWindows>>,
-    /// topic → (partition, offset) → batch timestamp.
-    timestamps: Mutex<(usize, HashMap<String, OffsetTimestamps>)>,
+    /// group → topic → partition → track (nested so lookups by `&str` allocate nothing).
+    tracks: Mutex<HashMap<String, TopicTracks>>,
 }
 
 /// Lag of one partition of a group.
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionLagInfo {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     pub committed: i64,
     pub log_end: i64,
@@ -66,14 +71,9 @@ impl LagTracker {
         log_end: i64,
         now_ms: i64,
     ) {
-        self.windows
-            .lock()
-            .entry(group.to_string())
-            .or_default()
-            .entry(topic.to_string())
-            .or_default()
-            .entry(partition)
-            .or_default()
+        let mut tracks = self.tracks.lock();
+        track_mut(&mut tracks, group, topic, partition)
+            .window
             .push(CommitPoint {
                 offset,
                 lag: (log_end - offset).max(0),
@@ -82,124 +82,118 @@ impl LagTracker {
     }
 
     pub fn forget_group(&self, group: &str) {
-        self.windows.lock().remove(group);
-    }
-
-    fn evaluate(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
-        lag: i64,
-        now_ms: i64,
-    ) -> (PartitionStatus, f64) {
-        let windows = self.windows.lock();
-        match windows
-            .get(group)
-            .and_then(|g| g.get(topic))
-            .and_then(|t| t.get(&partition))
-        {
-            Some(w) => (w.evaluate(lag, now_ms), w.trend()),
-            None => (PartitionStatus::Ok, 0.0),
-        }
-    }
-
-    fn cached_timestamp(&self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
-        self.timestamps
-            .lock()
-            .1
-            .get(topic)
-            .and_then(|t| t.get(&(partition, offset)))
-            .copied()
-    }
-
-    fn cache_timestamp(&self, topic: &str, partition: i32, offset: i64, ts: i64) {
-        let mut guard = self.timestamps.lock();
-        let (count, map) = &mut *guard;
-        if *count >= TS_CACHE_LIMIT {
-            map.clear();
-            *count = 0;
-        }
-        let per_topic = match map.get_mut(topic) {
-            Some(t) => t,
-            None => map.entry(topic.to_string()).or_default(),
-        };
-        if per_topic.insert((partition, offset), ts).is_none() {
-            *count += 1;
-        }
+        self.tracks.lock().remove(group);
     }
 }
 
-/// Seconds since the first uncommitted record of a partition was produced
-/// (0 when the group is caught up).
-pub async fn lag_seconds(broker: &Broker, p: &PartitionLog, committed: i64, now_ms: i64) -> f64 {
-    let (topic, partition) = (p.topic_name.as_str(), p.partition);
-    let (log_start, hw) = p.offsets();
-    let first_uncommitted = committed.max(log_start);
-    if first_uncommitted >= hw {
-        return 0.0;
+/// The tracks of a group's topic, created on first use (keys are allocated
+/// only then).
+fn topic_tracks_mut<'a>(
+    tracks: &'a mut HashMap<String, TopicTracks>,
+    group: &str,
+    topic: &str,
+) -> &'a mut HashMap<i32, PartitionTrack> {
+    if !tracks.contains_key(group) {
+        tracks.insert(group.to_string(), HashMap::new());
     }
-    let ts = match broker
-        .lag
-        .cached_timestamp(topic, partition, first_uncommitted)
-    {
-        Some(ts) => Some(ts),
-        None => match broker.store.timestamp_at(p, first_uncommitted).await {
-            Ok(Some(ts)) => {
-                broker
-                    .lag
-                    .cache_timestamp(topic, partition, first_uncommitted, ts);
-                Some(ts)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(topic, partition, error = %e, "timestamp lookup for lag seconds failed");
-                None
-            }
-        },
-    };
-    match ts {
-        Some(ts) if ts > 0 => ((now_ms - ts).max(0)) as f64 / 1000.0,
-        _ => 0.0,
+    let topics = tracks.get_mut(group).expect("inserted above");
+    if !topics.contains_key(topic) {
+        topics.insert(topic.to_string(), HashMap::new());
+    }
+    topics.get_mut(topic).expect("inserted above")
+}
+
+/// The track of a group-partition, created on first use.
+fn track_mut<'a>(
+    tracks: &'a mut HashMap<String, TopicTracks>,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> &'a mut PartitionTrack {
+    topic_tracks_mut(tracks, group, topic)
+        .entry(partition)
+        .or_default()
+}
+
+/// Event age in seconds of a record produced at `ts` (0 when unknown).
+fn age_seconds(ts: i64, now_ms: i64) -> f64 {
+    if ts > 0 {
+        ((now_ms - ts).max(0)) as f64 / 1000.0
+    } else {
+        0.0
     }
 }
 
 /// Lag of every partition a group has committed offsets for.
+///
+/// One pass under the tracker's lock computes offsets, lag, status, trend and
+/// (from the cached timestamp) the event age; only partitions whose first
+/// uncommitted record's timestamp is not cached are then read from storage.
 pub async fn group_lag(broker: &Broker, group: &str, now_ms: i64) -> GroupLagInfo {
     let members = broker
         .groups
         .group(group)
         .map(|g| g.describe().members.len())
         .unwrap_or(0);
-    let mut partitions = Vec::new();
-    for c in broker.groups.committed(group) {
-        let Some(p) = broker
-            .store
-            .topic(&c.topic)
-            .and_then(|t| t.partition(c.partition).cloned())
-        else {
-            continue;
-        };
-        let log_end = p.offsets().1;
-        let lag = (log_end - c.offset).max(0);
-        let lag_seconds = if lag > 0 {
-            lag_seconds(broker, &p, c.offset, now_ms).await
-        } else {
-            0.0
-        };
-        let (status, trend) = broker
-            .lag
-            .evaluate(group, &c.topic, c.partition, lag, now_ms);
-        partitions.push(PartitionLagInfo {
-            topic: c.topic,
-            partition: c.partition,
-            committed: c.offset,
-            log_end,
-            lag,
-            lag_seconds,
-            status,
-            trend,
-        });
+    // Committed offsets by topic, each topic's partitions in order: one
+    // catalog and one tracker lookup per topic, and a page in a stable order.
+    let by_topic = broker.groups.committed_by_topic(group);
+    let mut partitions = Vec::with_capacity(by_topic.iter().map(|(_, v)| v.len()).sum());
+    // (index in `partitions`, partition log, first uncommitted offset)
+    let mut misses: Vec<(usize, Arc<PartitionLog>, i64)> = Vec::new();
+    {
+        let mut guard = broker.lag.tracks.lock();
+        for (topic_name, offsets) in by_topic {
+            let Some(topic) = broker.store.topic(&topic_name) else {
+                continue;
+            };
+            let topic_name: Arc<str> = Arc::from(topic_name);
+            let topic_tracks = topic_tracks_mut(&mut guard, group, &topic_name);
+            for (partition, committed) in offsets {
+                let Some(p) = topic.partition(partition) else {
+                    continue;
+                };
+                let (log_start, log_end) = p.offsets();
+                let lag = (log_end - committed).max(0);
+                let track = topic_tracks.entry(partition).or_default();
+                let first_uncommitted = committed.max(log_start);
+                let lag_seconds = if lag == 0 || first_uncommitted >= log_end {
+                    0.0
+                } else {
+                    match track.age_at {
+                        Some((at, ts)) if at == first_uncommitted => age_seconds(ts, now_ms),
+                        _ => {
+                            misses.push((partitions.len(), p.clone(), first_uncommitted));
+                            0.0
+                        }
+                    }
+                };
+                partitions.push(PartitionLagInfo {
+                    status: track.window.evaluate(lag, now_ms),
+                    trend: track.window.trend(),
+                    topic: topic_name.clone(),
+                    partition,
+                    committed,
+                    log_end,
+                    lag,
+                    lag_seconds,
+                });
+            }
+        }
+    }
+    for (i, p, offset) in misses {
+        match broker.store.timestamp_at(&p, offset).await {
+            Ok(Some(ts)) => {
+                partitions[i].lag_seconds = age_seconds(ts, now_ms);
+                let mut tracks = broker.lag.tracks.lock();
+                track_mut(&mut tracks, group, &p.topic_name, p.partition).age_at =
+                    Some((offset, ts));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(topic = %p.topic_name, partition = p.partition, error = %e, "timestamp lookup for lag seconds failed");
+            }
+        }
     }
     GroupLagInfo {
         group: group.to_string(),

@@ -30,6 +30,15 @@ pub enum PartitionStatus {
 }
 
 impl PartitionStatus {
+    /// Every status, in declaration order (`status as usize` indexes it).
+    pub const ALL: [PartitionStatus; 5] = [
+        PartitionStatus::Ok,
+        PartitionStatus::Warn,
+        PartitionStatus::Stop,
+        PartitionStatus::Stall,
+        PartitionStatus::Rewind,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PartitionStatus::Ok => "OK",

@@ -2,7 +2,7 @@
 //! (`/v1/groups...`) that `sluice groups` and dashboards use. Errors are JSON
 //! `{"error_code": <http status>, "message": "..."}`.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -60,16 +60,39 @@ async fn describe_topic(
         .map_err(ApiError)
 }
 
-async fn metrics(State(b): Shared) -> Response {
-    let body = sluice_broker::metrics_page::render(&b).await;
-    (
+/// `GET /metrics[?detail=partition|group]`.
+#[derive(serde::Deserialize)]
+struct MetricsQuery {
+    detail: Option<String>,
+}
+
+async fn metrics(State(b): Shared, Query(q): Query<MetricsQuery>) -> Result<Response, ApiError> {
+    use sluice_broker::metrics_page::{render_chunks, Detail};
+    let detail = match q.detail.as_deref() {
+        None if b.config.metrics_partition_detail => Detail::Partition,
+        None | Some("group") => Detail::Group,
+        Some("partition") => Detail::Partition,
+        Some(other) => {
+            return Err(ApiError(AdminError::BadRequest(format!(
+                "detail must be \"group\" or \"partition\", not {other:?}"
+            ))))
+        }
+    };
+    let chunks = render_chunks(&b, detail).await;
+    let stream = futures::stream::unfold(chunks, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    let body = axum::body::Body::from_stream(stream);
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         body,
     )
-        .into_response()
+        .into_response())
 }
 
 async fn delete_group(State(b): Shared, Path(group): Path<String>) -> Result<StatusCode, ApiError> {

@@ -84,6 +84,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             auto_create_topics_enable: s.auto_create_topics_enable,
             num_partitions: s.num_partitions,
             message_max_bytes: s.message_max_bytes,
+            metrics_partition_detail: s.metrics_partition_detail,
             ..BrokerConfig::default()
         },
         GroupSettings::default(),

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys: data_dir, listen, advertise,
     /// http_listen, auto_create_topics_enable, num_partitions, message_max_bytes, object_store,
+    /// metrics_partition_detail, the storage settings by their flag names with underscores,
     /// and an [object_store_options] table).
     #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -80,6 +81,10 @@ pub struct ServeArgs {
     /// Delete unreferenced objects only after this long [default: 60000].
     #[arg(long, env = "SLUICE_GC_GRACE_MS", value_name = "MS")]
     pub gc_grace_ms: Option<u64>,
+    /// Put Burrow's status and the lag rate of every group-partition on /metrics, not only per
+    /// group (doubles the page at many partitions; /metrics?detail=partition asks once) [default: false].
+    #[arg(long, env = "SLUICE_METRICS_PARTITION_DETAIL", value_name = "BOOL")]
+    pub metrics_partition_detail: Option<bool>,
 }
 
 /// The TOML file's keys.
@@ -104,6 +109,7 @@ struct FileSettings {
     maintenance_interval_ms: Option<u64>,
     compaction_min_bytes: Option<u64>,
     gc_grace_ms: Option<u64>,
+    metrics_partition_detail: Option<bool>,
     /// S3 options by `object_store` key name (endpoint, region, access_key_id, allow_http, ...).
     #[serde(default)]
     object_store_options: std::collections::BTreeMap<String, String>,
@@ -120,6 +126,7 @@ pub struct Settings {
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     pub message_max_bytes: usize,
+    pub metrics_partition_detail: bool,
     pub object_store: Option<String>,
     pub object_store_options: std::collections::BTreeMap<String, String>,
     pub storage: StorageKnobs,
@@ -214,6 +221,10 @@ impl Settings {
                 .unwrap_or(true),
             num_partitions,
             message_max_bytes,
+            metrics_partition_detail: args
+                .metrics_partition_detail
+                .or(file.metrics_partition_detail)
+                .unwrap_or(false),
             object_store: args.object_store.or(file.object_store),
             object_store_options: file.object_store_options,
             storage: StorageKnobs {

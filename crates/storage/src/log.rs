@@ -715,7 +715,10 @@ impl LogStore {
     /// Reads `row` for a background task (compaction): from the block cache
     /// when it is there, else from the object store without filling the
     /// cache, so background reads never evict what consumers read.
-    pub(crate) async fn fetch_row_uncached(&self, row: &SegmentRecord) -> Result<Bytes, StorageError> {
+    pub(crate) async fn fetch_row_uncached(
+        &self,
+        row: &SegmentRecord,
+    ) -> Result<Bytes, StorageError> {
         // The row may span several cached rows: only a whole match counts.
         if let Some(b) = self.block_cache.get(&row.object_key, row.position) {
             if b.len() as u64 == row.length {

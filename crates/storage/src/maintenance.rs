@@ -364,11 +364,23 @@ mod tests {
         let reads = adjacent_reads(&run);
         let got: Vec<(&str, i64, i64, u64, u64)> = reads
             .iter()
-            .map(|r| (r.object_key.as_str(), r.base_offset, r.last_offset, r.position, r.length))
+            .map(|r| {
+                (
+                    r.object_key.as_str(),
+                    r.base_offset,
+                    r.last_offset,
+                    r.position,
+                    r.length,
+                )
+            })
             .collect();
         assert_eq!(
             got,
-            vec![("a", 0, 19, 0, 150), ("b", 20, 29, 0, 10), ("b", 30, 39, 500, 10)]
+            vec![
+                ("a", 0, 19, 0, 150),
+                ("b", 20, 29, 0, 10),
+                ("b", 30, 39, 500, 10)
+            ]
         );
     }
 }

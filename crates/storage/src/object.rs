@@ -246,8 +246,15 @@ mod tests {
         assert_eq!((chunks[0].base_offset, chunks[0].last_offset), (0, 49));
         assert_eq!(chunks[0].length, 5 * 300 * 1024);
         assert_eq!(chunks[0].max_timestamp, 100);
-        let firsts: Vec<(i64, i64)> = rows.iter().map(|r| (r.base_offset, r.last_offset)).collect();
-        assert_eq!(firsts, vec![(0, 29), (30, 49), (70, 79), (80, 89)], "rows fill up to 1 MiB across calls");
+        let firsts: Vec<(i64, i64)> = rows
+            .iter()
+            .map(|r| (r.base_offset, r.last_offset))
+            .collect();
+        assert_eq!(
+            firsts,
+            vec![(0, 29), (30, 49), (70, 79), (80, 89)],
+            "rows fill up to 1 MiB across calls"
+        );
         assert_eq!(rows[1].position, 3 * 300 * 1024);
     }
 }

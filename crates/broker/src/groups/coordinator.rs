@@ -140,6 +140,33 @@ impl GroupCoordinator {
             .unwrap_or_default()
     }
 
+    /// A group's committed offsets by topic, topics in name order, each
+    /// topic's (partition, offset) pairs in partition order. Built under the
+    /// lock without cloning per-partition records: the lag of every group
+    /// is computed from this on each `/metrics` scrape.
+    pub fn committed_by_topic(&self, group: &str) -> Vec<(String, Vec<(i32, i64)>)> {
+        let all = self.offsets.lock();
+        let Some(map) = all.get(group) else {
+            return Vec::new();
+        };
+        let mut by_topic: HashMap<&str, Vec<(i32, i64)>> = HashMap::new();
+        for ((topic, partition), o) in map {
+            by_topic
+                .entry(topic.as_str())
+                .or_default()
+                .push((*partition, o.offset));
+        }
+        let mut out: Vec<(String, Vec<(i32, i64)>)> = by_topic
+            .into_iter()
+            .map(|(t, mut v)| {
+                v.sort_unstable();
+                (t.to_string(), v)
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     pub fn committed_one(
         &self,
         group: &str,
