@@ -16,6 +16,25 @@ use clap::{Parser, Subcommand};
 /// heap it used under sustained produce load (measured with heaptrack).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, the
+/// same in mimalloc v2 and v3; the sys crate names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps freed memory for a second before returning it to the OS (mimalloc
+/// defaults to 10 ms). Fetch responses and produce requests are buffers of
+/// megabytes allocated and freed many times a second; returned too soon,
+/// each new one is zeroed again by the kernel, which cost a quarter of the
+/// broker's CPU on catch-up reads. Left alone when `MIMALLOC_PURGE_DELAY`
+/// set something other than the default.
+fn tune_allocator() {
+    // SAFETY: reading and setting a mimalloc option has no preconditions.
+    unsafe {
+        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 10 {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000);
+        }
+    }
+}
 use std::io::IsTerminal;
 
 /// Sluice: a Kafka-compatible event streaming platform for AI telemetry.
@@ -41,6 +60,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -52,7 +52,7 @@ pub struct StorageConfig {
     pub max_unuploaded_bytes: usize,
     /// Bytes of object data cached for catch-up reads (separate from the tail).
     pub block_cache_bytes: usize,
-    /// Index rows read ahead after a catch-up read misses the block cache.
+    /// Index rows (about 1 MiB each) a catch-up reader is kept ahead by.
     pub read_ahead_rows: usize,
     /// How often retention, compaction and garbage collection run.
     pub maintenance_interval: Duration,
@@ -81,7 +81,7 @@ impl StorageConfig {
             tail_cache_bytes: 256 << 20,
             max_unuploaded_bytes: 1 << 30,
             block_cache_bytes: 256 << 20,
-            read_ahead_rows: 4,
+            read_ahead_rows: 8,
             maintenance_interval: Duration::from_secs(30),
             default_retention_ms: 7 * 24 * 3600 * 1000,
             default_retention_bytes: -1,

@@ -11,7 +11,7 @@ use crate::{now_ms, StorageConfig};
 use bytes::{Bytes, BytesMut};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use sluice_catalog::{Catalog, CatalogError, SegmentRecord, TopicRecord};
 use sluice_protocol::batch::{
     iter_stored, set_base_offset, set_log_append_time, BatchHeader, CheckedBatch,
@@ -144,6 +144,9 @@ pub struct LogStore {
     pub(crate) pending_upload: AtomicUsize,
     pub(crate) upload_wake: Notify,
     pub(crate) block_cache: Arc<BlockCache>,
+    /// Index rows (object key, position) a read-ahead is fetching, each
+    /// with the signal readers waiting for it get when it lands.
+    read_ahead_inflight: Arc<Mutex<InflightRows>>,
     budget_debt: AtomicUsize,
 }
 
@@ -277,6 +280,7 @@ impl LogStore {
             data_version,
             upload_wake: Notify::new(),
             block_cache: Arc::new(BlockCache::new(block_cache_bytes)),
+            read_ahead_inflight: Arc::default(),
         });
         Ok(store)
     }
@@ -706,10 +710,76 @@ impl LogStore {
         if let Some(b) = self.block_cache.get(&row.object_key, row.position) {
             return Ok(b);
         }
+        // A read-ahead is fetching it: wait for that instead of a second GET.
+        let key = (row.object_key.clone(), row.position);
+        let pending = self.read_ahead_inflight.lock().get(&key).cloned();
+        if let Some(signal) = pending {
+            let landed = signal.notified();
+            tokio::pin!(landed);
+            landed.as_mut().enable();
+            if self.read_ahead_inflight.lock().contains_key(&key) {
+                let _ = tokio::time::timeout(self.config.request_timeout, landed).await;
+            }
+            if let Some(b) = self.block_cache.get(&row.object_key, row.position) {
+                return Ok(b);
+            }
+        }
         let data = get_range_timed(&*self.objects, row, self.config.request_timeout).await?;
         self.block_cache
             .insert(&row.object_key, row.position, data.clone());
         Ok(data)
+    }
+
+    /// Several index rows' bytes, in order: cached ones from the block
+    /// cache, ones a read-ahead is fetching from it, the rest with one ranged
+    /// GET per run of side-by-side rows (then cached).
+    async fn fetch_rows(&self, rows: &[SegmentRecord]) -> Result<Vec<Bytes>, StorageError> {
+        let mut out: Vec<Option<Bytes>> = rows
+            .iter()
+            .map(|r| self.block_cache.get(&r.object_key, r.position))
+            .collect();
+        let absent: Vec<SegmentRecord> = {
+            let busy = self.read_ahead_inflight.lock();
+            rows.iter()
+                .zip(&out)
+                .filter(|(r, got)| {
+                    got.is_none() && !busy.contains_key(&(r.object_key.clone(), r.position))
+                })
+                .map(|(r, _)| r.clone())
+                .collect()
+        };
+        for (span, parts) in crate::object::adjacent_reads(&absent, READ_AHEAD_SPAN_BYTES) {
+            if parts.len() < 2 {
+                continue; // fetch_row below
+            }
+            let data = get_range_timed(&*self.objects, &span, self.config.request_timeout).await?;
+            for r in &parts {
+                let at = (r.position - span.position) as usize;
+                let Some(slice) = at
+                    .checked_add(r.length as usize)
+                    .filter(|&end| end <= data.len())
+                    .map(|end| data.slice(at..end))
+                else {
+                    continue;
+                };
+                self.block_cache
+                    .insert(&r.object_key, r.position, slice.clone());
+                if let Some(i) = rows
+                    .iter()
+                    .position(|x| x.object_key == r.object_key && x.position == r.position)
+                {
+                    out[i] = Some(slice);
+                }
+            }
+        }
+        let mut datas = Vec::with_capacity(rows.len());
+        for (r, got) in rows.iter().zip(out) {
+            datas.push(match got {
+                Some(b) => b,
+                None => self.fetch_row(r).await?,
+            });
+        }
+        Ok(datas)
     }
 
     /// Reads `row` for a background task (compaction): from the block cache
@@ -728,16 +798,21 @@ impl LogStore {
         get_range_timed(&*self.objects, row, self.config.request_timeout).await
     }
 
-    /// Fetches the rows after `row` into the block cache in the background.
+    /// Keeps the block cache `read_ahead_rows` index rows ahead of a
+    /// catch-up reader at `row`, in the background: rows neither cached nor
+    /// already being fetched are read, side-by-side rows of one object with
+    /// one ranged GET (compacted objects hold a partition's rows in order,
+    /// so a read-ahead is usually a single request).
     fn read_ahead(&self, p: &PartitionLog, after: &SegmentRecord) {
         let n = self.config.read_ahead_rows;
         if n == 0 {
             return;
         }
-        let (catalog, objects, cache) = (
+        let (catalog, objects, cache, inflight) = (
             self.catalog.clone(),
             self.objects.clone(),
             self.block_cache.clone(),
+            self.read_ahead_inflight.clone(),
         );
         let (t, part, from, timeout) = (
             p.topic_id,
@@ -753,13 +828,59 @@ impl LogStore {
                     Ok(Ok(rows)) => rows,
                     _ => return,
                 };
-            for row in rows {
-                if cache.contains(&row.object_key, row.position) {
-                    continue;
+            let missing: Vec<SegmentRecord> = {
+                let mut busy = inflight.lock();
+                // Still at least half the window ahead: wait, so that each
+                // read-ahead is a span of several rows, not one row a time.
+                let ready = rows
+                    .iter()
+                    .take_while(|r| {
+                        cache.contains(&r.object_key, r.position)
+                            || busy.contains_key(&(r.object_key.clone(), r.position))
+                    })
+                    .count();
+                if ready >= n.div_ceil(2) && ready < rows.len() {
+                    return;
                 }
-                match get_range_timed(&*objects, &row, timeout).await {
-                    Ok(data) => cache.insert(&row.object_key, row.position, data),
-                    Err(_) => return,
+                rows.into_iter()
+                    .filter(|r| !cache.contains(&r.object_key, r.position))
+                    .filter(|r| {
+                        let key = (r.object_key.clone(), r.position);
+                        if busy.contains_key(&key) {
+                            return false;
+                        }
+                        busy.insert(key, Arc::default());
+                        true
+                    })
+                    .collect()
+            };
+            let spans = crate::object::adjacent_reads(&missing, READ_AHEAD_SPAN_BYTES);
+            let mut failed = false;
+            for (span, parts) in spans {
+                if !failed {
+                    match get_range_timed(&*objects, &span, timeout).await {
+                        Ok(data) => {
+                            for r in &parts {
+                                let at = (r.position - span.position) as usize;
+                                if let Some(end) = at.checked_add(r.length as usize) {
+                                    if end <= data.len() {
+                                        cache.insert(
+                                            &r.object_key,
+                                            r.position,
+                                            data.slice(at..end),
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                        Err(_) => failed = true,
+                    }
+                }
+                let mut busy = inflight.lock();
+                for r in &parts {
+                    if let Some(signal) = busy.remove(&(r.object_key.clone(), r.position)) {
+                        signal.notify_waiters();
+                    }
                 }
             }
         });
@@ -850,15 +971,25 @@ impl LogStore {
         hw: i64,
         out: &mut ReadOutcome,
     ) -> Result<(), StorageError> {
-        let rows = self.segments_from(p, offset, 4).await?;
-        let mut first = true;
-        for seg in rows {
-            let cached = self.block_cache.contains(&seg.object_key, seg.position);
-            let data = self.fetch_row(&seg).await?;
-            if first && !cached {
-                self.read_ahead(p, &seg);
-            }
-            first = false;
+        let mut rows = self.segments_from(p, offset, 4).await?;
+        // The rows this fetch needs (about max_bytes of them), read together:
+        // side-by-side rows of one object with one ranged GET.
+        let mut need = 0u64;
+        let keep = rows
+            .iter()
+            .take_while(|r| {
+                let more = need < max_bytes as u64;
+                need += r.length;
+                more
+            })
+            .count()
+            .max(1);
+        rows.truncate(keep);
+        if let Some(last) = rows.last() {
+            self.read_ahead(p, last);
+        }
+        let datas = self.fetch_rows(&rows).await?;
+        for data in datas {
             for (h, range) in iter_stored(&data) {
                 if h.last_offset() < offset {
                     continue;
@@ -918,6 +1049,12 @@ impl LogStore {
 }
 
 /// One object store request with a timeout, counted and timed in the metrics.
+/// Rows being read ahead: (object key, position) → signal for waiters.
+type InflightRows = HashMap<(String, u64), Arc<tokio::sync::Notify>>;
+
+/// Largest span one read-ahead GET covers.
+const READ_AHEAD_SPAN_BYTES: u64 = 8 << 20;
+
 async fn timed_request<T>(
     op: &'static str,
     key: &str,

@@ -12,7 +12,7 @@
 //!   heard of (a crash between a PUT and its commit) are deleted too.
 
 use crate::log::{LogStore, StorageError};
-use crate::object::ObjectBuilder;
+use crate::object::{adjacent_reads, ObjectBuilder};
 use crate::partition::{MemBatch, PartitionLog};
 use crate::{now_ms, Topic};
 use futures::TryStreamExt;
@@ -175,7 +175,7 @@ impl LogStore {
             // the new object (sized once) and dropped.
             let mut builder = ObjectBuilder::with_capacity(bytes as usize);
             let mut batches = Vec::new();
-            for r in &adjacent_reads(&run) {
+            for (r, _) in &adjacent_reads(&run, crate::object::INDEX_ROW_BYTES * 8) {
                 let data = self.fetch_row_uncached(r).await?;
                 batches.clear();
                 for (h, range) in iter_stored(&data) {
@@ -314,28 +314,6 @@ impl LogStore {
     }
 }
 
-/// Merges rows that follow each other in the same object (and in offsets)
-/// into single reads of at most `INDEX_ROW_BYTES * 8` bytes.
-fn adjacent_reads(run: &[SegmentRecord]) -> Vec<SegmentRecord> {
-    let mut out: Vec<SegmentRecord> = Vec::new();
-    for r in run {
-        match out.last_mut() {
-            Some(l)
-                if l.object_key == r.object_key
-                    && l.position + l.length == r.position
-                    && l.last_offset + 1 == r.base_offset
-                    && l.length + r.length <= crate::object::INDEX_ROW_BYTES * 8 =>
-            {
-                l.last_offset = r.last_offset;
-                l.max_timestamp = l.max_timestamp.max(r.max_timestamp);
-                l.length += r.length;
-            }
-            _ => out.push(r.clone()),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,10 +339,17 @@ mod tests {
             row("b", 20, 29, 0, 10),
             row("b", 30, 39, 500, 10), // not adjacent in the object
         ];
-        let reads = adjacent_reads(&run);
+        let reads = adjacent_reads(&run, 1 << 20);
+        let parts: Vec<usize> = reads.iter().map(|(_, p)| p.len()).collect();
+        assert_eq!(parts, vec![2, 1, 1]);
+        assert_eq!(
+            adjacent_reads(&run, 120).len(),
+            4,
+            "a span stays within its size limit"
+        );
         let got: Vec<(&str, i64, i64, u64, u64)> = reads
             .iter()
-            .map(|r| {
+            .map(|(r, _)| {
                 (
                     r.object_key.as_str(),
                     r.base_offset,

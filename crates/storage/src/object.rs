@@ -152,6 +152,39 @@ impl ObjectBuilder {
     }
 }
 
+/// Groups index rows that follow each other in one object (and in offsets)
+/// into spans read with one ranged GET of at most `max_bytes` (unless a
+/// single row is larger): each span with the rows it covers.
+pub fn adjacent_reads(
+    rows: &[sluice_catalog::SegmentRecord],
+    max_bytes: u64,
+) -> Vec<(
+    sluice_catalog::SegmentRecord,
+    Vec<sluice_catalog::SegmentRecord>,
+)> {
+    let mut out: Vec<(
+        sluice_catalog::SegmentRecord,
+        Vec<sluice_catalog::SegmentRecord>,
+    )> = Vec::new();
+    for r in rows {
+        match out.last_mut() {
+            Some((span, parts))
+                if span.object_key == r.object_key
+                    && span.position + span.length == r.position
+                    && span.last_offset + 1 == r.base_offset
+                    && span.length + r.length <= max_bytes =>
+            {
+                span.last_offset = r.last_offset;
+                span.max_timestamp = span.max_timestamp.max(r.max_timestamp);
+                span.length += r.length;
+                parts.push(r.clone());
+            }
+            _ => out.push((r.clone(), vec![r.clone()])),
+        }
+    }
+    out
+}
+
 /// Reads the footer of a whole object.
 pub fn read_footer(object: &[u8]) -> Option<Footer> {
     let n = object.len();
