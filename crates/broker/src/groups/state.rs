@@ -547,12 +547,18 @@ impl Group {
         }
     }
 
-    fn schedule_join_timer(self: &Arc<Self>, epoch: u64, after: Duration) {
+    /// Calls `f` with the group after `delay` (a timer; the callback checks
+    /// the epoch or generation it was armed for and ignores stale firings).
+    fn after(self: &Arc<Self>, delay: Duration, f: impl FnOnce(&Arc<Self>) + Send + 'static) {
         let group = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            group.on_join_timer(epoch);
+            tokio::time::sleep(delay).await;
+            f(&group);
         });
+    }
+
+    fn schedule_join_timer(self: &Arc<Self>, epoch: u64, after: Duration) {
+        self.after(after, move |g| g.on_join_timer(epoch));
     }
 
     fn on_join_timer(self: &Arc<Self>, epoch: u64) {
@@ -638,11 +644,8 @@ impl Group {
             .map(|m| m.rebalance_timeout)
             .max()
             .unwrap_or(Duration::ZERO);
-        let (group, generation) = (self.clone(), g.generation);
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            group.on_sync_timeout(generation);
-        });
+        let generation = g.generation;
+        self.after(timeout, move |group| group.on_sync_timeout(generation));
     }
 
     fn on_sync_timeout(self: &Arc<Self>, generation: i32) {
@@ -726,11 +729,8 @@ impl Group {
         };
         m.session_epoch += 1;
         let (epoch, timeout) = (m.session_epoch, m.session_timeout);
-        let (group, id) = (self.clone(), member_id.to_string());
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            group.on_session_timeout(&id, epoch);
-        });
+        let id = member_id.to_string();
+        self.after(timeout, move |group| group.on_session_timeout(&id, epoch));
     }
 
     fn on_session_timeout(self: &Arc<Self>, member_id: &str, epoch: u64) {
@@ -758,9 +758,7 @@ impl Group {
     }
 
     fn schedule_pending_expiry(self: &Arc<Self>, member_id: String, timeout: Duration) {
-        let group = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
+        self.after(timeout, move |group| {
             let mut g = group.inner.lock();
             if g.pending.remove(&member_id).is_some() {
                 group.maybe_complete_join(&mut g);
