@@ -21,17 +21,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// same in mimalloc v2 and v3; the sys crate names no constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Keeps freed memory for a second before returning it to the OS (mimalloc
-/// defaults to 10 ms). Fetch responses and produce requests are buffers of
-/// megabytes allocated and freed many times a second; returned too soon,
-/// each new one is zeroed again by the kernel, which cost a quarter of the
-/// broker's CPU on catch-up reads. Left alone when `MIMALLOC_PURGE_DELAY`
-/// set something other than the default.
+/// Keeps freed memory for 10 s before returning it to the OS (mimalloc
+/// defaults to 10 ms). Produce requests, the tail cache and fetch responses
+/// recycle hundreds of megabytes a second; returned too soon, that memory is
+/// zeroed again by the kernel on its next use, which cost a quarter of the
+/// broker's CPU on produce and on catch-up reads (perf: `clear_page_erms`).
+/// Measured on 6 s of produce at ~400k msg/s: 2.1 CPU-s/GiB with a 1 s
+/// delay, 1.6 with 10 s. What is held stays within the configured caches and
+/// budgets. Left alone when `MIMALLOC_PURGE_DELAY` set something other than
+/// the default.
 fn tune_allocator() {
     // SAFETY: reading and setting a mimalloc option has no preconditions.
     unsafe {
         if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 10 {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000);
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000);
         }
     }
 }
