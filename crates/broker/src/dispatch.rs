@@ -8,6 +8,7 @@
 //! unsupported key or version, or an undecodable body, closes the connection
 //! (as Kafka does).
 
+use crate::fetch_frame::{self, Frame};
 use crate::handlers;
 use crate::Broker;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -181,8 +182,8 @@ pub fn encode_response(
 /// A handled request: its response frame now, or a future that produces it
 /// (`None`: no response, as for acks=0).
 pub enum Handled {
-    Ready(Option<BytesMut>),
-    Deferred(BoxFuture<'static, anyhow::Result<Option<BytesMut>>>),
+    Ready(Option<Frame>),
+    Deferred(BoxFuture<'static, anyhow::Result<Option<Frame>>>),
 }
 
 /// Handles one request. Everything that changes state happens before this
@@ -199,7 +200,7 @@ pub async fn handle(
             let body =
                 ResponseKind::ApiVersions(api_versions(Some(ResponseError::UnsupportedVersion)));
             return encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
-                .map(|b| Handled::Ready(Some(b)));
+                .map(|b| Handled::Ready(Some(b.into())));
         }
         Incoming::Request {
             key,
@@ -209,8 +210,8 @@ pub async fn handle(
         } => (key, version, header, body),
     };
     let correlation_id = header.correlation_id;
-    let encode = move |body: ResponseKind| -> anyhow::Result<Option<BytesMut>> {
-        encode_response(key, version, correlation_id, &body).map(Some)
+    let encode = move |body: ResponseKind| -> anyhow::Result<Option<Frame>> {
+        encode_response(key, version, correlation_id, &body).map(|b| Some(Frame::from(b)))
     };
     let ready = |body: ResponseKind| encode(body).map(Handled::Ready);
     let timer = RequestTimer::start(key);
@@ -228,9 +229,12 @@ pub async fn handle(
         RequestKind::Fetch(r) => {
             let b = broker.clone();
             Ok(Handled::Deferred(Box::pin(async move {
-                encode(ResponseKind::Fetch(
-                    handlers::fetch::handle(&b, r, version).await,
-                ))
+                let reply = handlers::fetch::handle(&b, r, version).await;
+                match fetch_frame::encode(version, correlation_id, &reply.response, &reply.records)
+                {
+                    Some(frame) => Ok(Some(frame)),
+                    None => encode(ResponseKind::Fetch(reply.into_joined())),
+                }
             })))
         }
         RequestKind::JoinGroup(r) => {

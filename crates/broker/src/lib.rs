@@ -10,6 +10,7 @@ pub mod admin;
 pub mod config;
 pub mod dispatch;
 pub mod dlq;
+pub mod fetch_frame;
 pub mod groups;
 pub mod handlers;
 pub mod lag;

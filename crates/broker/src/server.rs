@@ -7,7 +7,6 @@
 
 use crate::dispatch;
 use crate::Broker;
-use bytes::BytesMut;
 use sluice_protocol::frame::{read_frame, FrameError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-type Pending = oneshot::Receiver<Option<BytesMut>>;
+type Pending = oneshot::Receiver<Option<crate::fetch_frame::Frame>>;
 
 /// Accepts connections until `shutdown` turns true, then stops reading new
 /// requests and waits (up to `drain`) for in-flight ones to be answered.
@@ -125,6 +124,40 @@ async fn connection(
     m.connections.dec();
 }
 
+/// Frames below this size go through the connection's buffer (coalescing
+/// small responses); larger ones are written with `writev` straight from
+/// their parts, so record batches are not copied in user space.
+const DIRECT_WRITE_BYTES: usize = 64 * 1024;
+
+async fn write_frame(
+    writer: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    frame: &crate::fetch_frame::Frame,
+) -> std::io::Result<()> {
+    if frame.len() < DIRECT_WRITE_BYTES {
+        for part in &frame.parts {
+            writer.write_all(part).await?;
+        }
+        return Ok(());
+    }
+    writer.flush().await?;
+    let inner = writer.get_mut();
+    let mut slices: Vec<std::io::IoSlice> = frame
+        .parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| std::io::IoSlice::new(p))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = inner.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
 async fn write_responses(
     writer: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::Receiver<Pending>,
@@ -133,8 +166,8 @@ async fn write_responses(
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(pending) = rx.recv().await {
         match pending.await {
-            Ok(Some(bytes)) => {
-                if let Err(e) = writer.write_all(&bytes).await {
+            Ok(Some(frame)) => {
+                if let Err(e) = write_frame(&mut writer, &frame).await {
                     tracing::debug!(%peer, error = %e, "connection write error");
                     break;
                 }

@@ -19,12 +19,40 @@ use tokio::time::Instant;
 /// Upper bound on how long one fetch waits, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-fn concat(batches: Vec<Bytes>, total: usize) -> Bytes {
+/// A fetch's answer: the response, and each partition's stored batches (in
+/// response order), kept apart so the frame can carry them without copying
+/// (see `fetch_frame`).
+pub struct FetchReply {
+    pub response: FetchResponse,
+    pub records: Vec<Vec<Bytes>>,
+}
+
+impl FetchReply {
+    /// The response with every partition's batches joined into its
+    /// `records` field, for `kafka-protocol`'s encoder.
+    pub fn into_joined(self) -> FetchResponse {
+        let mut resp = self.response;
+        let mut records = self.records.into_iter();
+        for p in resp
+            .responses
+            .iter_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+        {
+            let batches = records.next().unwrap_or_default();
+            if !batches.is_empty() {
+                p.records = Some(join(batches));
+            }
+        }
+        resp
+    }
+}
+
+fn join(batches: Vec<Bytes>) -> Bytes {
     match batches.len() {
         0 => Bytes::new(),
         1 => batches.into_iter().next().unwrap_or_default(),
         _ => {
-            let mut buf = BytesMut::with_capacity(total);
+            let mut buf = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
             for b in batches {
                 buf.extend_from_slice(&b);
             }
@@ -36,7 +64,7 @@ fn concat(batches: Vec<Bytes>, total: usize) -> Bytes {
 async fn read_all(
     broker: &Broker,
     req: &FetchRequest,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+) -> (Vec<FetchableTopicResponse>, Vec<Vec<Bytes>>, usize, bool) {
     let max_bytes = if req.max_bytes > 0 {
         req.max_bytes as usize
     } else {
@@ -45,6 +73,7 @@ async fn read_all(
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(req.topics.len());
+    let mut records = Vec::new();
     for ft in &req.topics {
         let mut tr = FetchableTopicResponse::default();
         tr.topic = ft.topic.clone();
@@ -61,6 +90,7 @@ async fn read_all(
                 pd.error_code = code(ResponseError::UnknownTopicOrPartition);
                 any_error = true;
                 tr.partitions.push(pd);
+                records.push(Vec::new());
                 continue;
             };
             let budget =
@@ -71,15 +101,17 @@ async fn read_all(
                 pd.last_stable_offset = hw;
                 pd.log_start_offset = start;
                 tr.partitions.push(pd);
+                records.push(Vec::new());
                 continue;
             }
+            let mut batches = Vec::new();
             match broker.store.read(p, fp.fetch_offset, budget.max(1)).await {
                 Ok(out) => {
                     pd.high_watermark = out.high_watermark;
                     pd.last_stable_offset = out.high_watermark;
                     pd.log_start_offset = out.log_start;
                     total += out.bytes;
-                    pd.records = Some(concat(out.batches, out.bytes));
+                    batches = out.batches;
                 }
                 Err(ReadError::OffsetOutOfRange {
                     log_start,
@@ -99,21 +131,23 @@ async fn read_all(
                 }
             }
             tr.partitions.push(pd);
+            records.push(batches);
         }
         topics.push(tr);
     }
-    (topics, total, any_error)
+    (topics, records, total, any_error)
 }
 
 /// Adds the bytes and records a response carries to the per-topic counters.
-fn count_out(topics: &[FetchableTopicResponse]) {
+fn count_out(topics: &[FetchableTopicResponse], batches: &[Vec<Bytes>]) {
     let m = sluice_observe::metrics();
+    let mut per_partition = batches.iter();
     for t in topics {
         let (mut bytes, mut records) = (0u64, 0u64);
-        for p in &t.partitions {
-            if let Some(r) = &p.records {
-                bytes += r.len() as u64;
-                records += iter_stored(r)
+        for _ in &t.partitions {
+            for b in per_partition.next().into_iter().flatten() {
+                bytes += b.len() as u64;
+                records += iter_stored(b)
                     .map(|(h, _)| h.record_count.max(0) as u64)
                     .sum::<u64>();
             }
@@ -126,26 +160,26 @@ fn count_out(topics: &[FetchableTopicResponse]) {
     }
 }
 
-pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchResponse {
+pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchReply {
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
     let min_bytes = req.min_bytes.max(0) as usize;
     let mut changes = broker.store.subscribe();
     loop {
         changes.borrow_and_update();
-        let (topics, total, any_error) = read_all(broker, &req).await;
+        let (topics, records, total, any_error) = read_all(broker, &req).await;
         if total >= min_bytes || any_error || Instant::now() >= deadline {
-            count_out(&topics);
-            let mut resp = FetchResponse::default();
-            resp.responses = topics;
-            return resp;
+            count_out(&topics, &records);
+            let mut response = FetchResponse::default();
+            response.responses = topics;
+            return FetchReply { response, records };
         }
         tokio::select! {
             r = changes.changed() => {
                 if r.is_err() {
-                    let mut resp = FetchResponse::default();
-                    resp.responses = topics;
-                    return resp;
+                    let mut response = FetchResponse::default();
+                    response.responses = topics;
+                    return FetchReply { response, records };
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {}
