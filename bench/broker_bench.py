@@ -90,6 +90,18 @@ def proc_cpu_seconds(pid: int | str) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def wait_broker_idle(pid: int | str, timeout: float, below: float = 0.03) -> float:
+    """Waits until the process uses less than `below` of a core over a second;
+    returns how long that took (at most `timeout`)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        c0 = proc_cpu_seconds(pid)
+        time.sleep(1.0)
+        if proc_cpu_seconds(pid) - c0 < below:
+            break
+    return time.monotonic() - t0
+
+
 def thread_cpu_seconds(pid: int | str) -> dict[int, float]:
     """CPU time per living thread of a process, seconds. Uses the nanosecond
     run time from /proc/PID/task/TID/schedstat, or utime+stime from .../stat
@@ -1167,6 +1179,14 @@ def main(argv: list[str] | None = None) -> int:
         prod["broker_rss_mib_after"] = proc_rss_mib(broker.pid)
         results["produce"] = prod
         broker.check_alive("produce")
+
+        # Uploads and compaction of what was just produced run in the
+        # background; wait for them, so the consume figures are the fetch
+        # path's own cost.
+        phase = "settle"
+        settle_s = wait_broker_idle(broker.pid, timeout=120.0)
+        results["settle_s"] = settle_s
+        info(f"[settle   ] broker idle {settle_s:.1f}s after the produce (uploads, compaction)")
 
         # 3. consume
         phase = "consume"
