@@ -754,12 +754,7 @@ impl LogStore {
             }
             let data = get_range_timed(&*self.objects, &span, self.config.request_timeout).await?;
             for r in &parts {
-                let at = (r.position - span.position) as usize;
-                let Some(slice) = at
-                    .checked_add(r.length as usize)
-                    .filter(|&end| end <= data.len())
-                    .map(|end| data.slice(at..end))
-                else {
+                let Some(slice) = row_in_span(&span, &data, r) else {
                     continue;
                 };
                 self.block_cache
@@ -861,15 +856,8 @@ impl LogStore {
                     match get_range_timed(&*objects, &span, timeout).await {
                         Ok(data) => {
                             for r in &parts {
-                                let at = (r.position - span.position) as usize;
-                                if let Some(end) = at.checked_add(r.length as usize) {
-                                    if end <= data.len() {
-                                        cache.insert(
-                                            &r.object_key,
-                                            r.position,
-                                            data.slice(at..end),
-                                        );
-                                    }
+                                if let Some(slice) = row_in_span(&span, &data, r) {
+                                    cache.insert(&r.object_key, r.position, slice);
                                 }
                             }
                         }
@@ -1049,6 +1037,14 @@ impl LogStore {
 }
 
 /// One object store request with a timeout, counted and timed in the metrics.
+/// The bytes of `row` within `data`, the bytes of `span` (a ranged GET that
+/// covered it); `None` if the span came back short.
+fn row_in_span(span: &SegmentRecord, data: &Bytes, row: &SegmentRecord) -> Option<Bytes> {
+    let at = usize::try_from(row.position.checked_sub(span.position)?).ok()?;
+    let end = at.checked_add(usize::try_from(row.length).ok()?)?;
+    (end <= data.len()).then(|| data.slice(at..end))
+}
+
 /// Rows being read ahead: (object key, position) → signal for waiters.
 type InflightRows = HashMap<(String, u64), Arc<tokio::sync::Notify>>;
 
