@@ -341,18 +341,7 @@ def test_kill9_during_outage_then_backlog_uploads(broker_factory):
     mon = Monitor(b).start()
     try:
         time.sleep(3)
-        set_fault(b, "fail")
-        wait_for(
-            lambda: (metric(b, "sluice_upload_backlog_bytes") or 0) >= MAX_UNUPLOADED * 0.75,
-            30,
-            "the upload backlog to fill during the outage",
-            describe=lambda: f"metrics {metric_samples(b, 'sluice_upload')}",
-        )
-        time.sleep(2)
-        backlog = metric(b, "sluice_upload_backlog_bytes")
-        prod.stop()
-        prod.producer.poll(0.5)
-        acked_before = dict(prod.acked)
+        backlog, acked_before = _fail_until_backlog_full(b, prod, settle=2)
         catalog_before = partition_offsets(b.data_dir, "stream")
         mon.stop()
         assert mon.max_rss() < RSS_LIMIT_MIB, f"broker RSS reached {mon.max_rss():.0f} MiB"
@@ -394,24 +383,31 @@ def test_kill9_during_outage_then_backlog_uploads(broker_factory):
         mon.stop()
 
 
+def _fail_until_backlog_full(b, prod, settle: float):
+    """Fails every object store request until the upload backlog nears
+    --max-unuploaded-bytes, waits `settle` s, stops the producer. Returns
+    (backlog bytes, acknowledged messages)."""
+    set_fault(b, "fail")
+    wait_for(
+        lambda: (metric(b, "sluice_upload_backlog_bytes") or 0) >= MAX_UNUPLOADED * 0.75,
+        30,
+        "the upload backlog to fill during the outage",
+        describe=lambda: f"metrics {metric_samples(b, 'sluice_upload')}",
+    )
+    time.sleep(settle)
+    backlog = metric(b, "sluice_upload_backlog_bytes")
+    prod.stop()
+    prod.producer.poll(0.5)
+    return backlog, dict(prod.acked)
+
+
 def _kill_with_backlog(b):
     """Stream until an outage has filled the upload budget, then SIGKILL.
     Returns (acked messages, backlog bytes at the kill)."""
     prod = StreamingProducer(b.bootstrap, "stream").start()
     try:
         time.sleep(2)
-        set_fault(b, "fail")
-        wait_for(
-            lambda: (metric(b, "sluice_upload_backlog_bytes") or 0) >= MAX_UNUPLOADED * 0.75,
-            30,
-            "the upload backlog to fill during the outage",
-            describe=lambda: f"metrics {metric_samples(b, 'sluice_upload')}",
-        )
-        time.sleep(1)
-        backlog = metric(b, "sluice_upload_backlog_bytes")
-        prod.stop()
-        prod.producer.poll(0.5)
-        acked = dict(prod.acked)
+        backlog, acked = _fail_until_backlog_full(b, prod, settle=1)
         b.kill9()
         return acked, backlog
     finally:

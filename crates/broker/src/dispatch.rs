@@ -155,20 +155,8 @@ pub fn encode_response(
     correlation_id: i32,
     body: &ResponseKind,
 ) -> anyhow::Result<BytesMut> {
-    // A fetch response is mostly its record bytes: size the buffer for them
-    // once, instead of growing (and copying) it while encoding.
-    let capacity = match body {
-        ResponseKind::Fetch(r) => {
-            256 + r
-                .responses
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| 128 + p.records.as_ref().map_or(0, |b| b.len()))
-                .sum::<usize>()
-        }
-        _ => 256,
-    };
-    let mut buf = BytesMut::with_capacity(capacity);
+    // Fetch responses, the large ones, are written by `fetch_frame`.
+    let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)

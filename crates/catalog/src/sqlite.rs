@@ -290,19 +290,7 @@ impl Catalog for SqliteCatalog {
                 )?;
                 continue;
             }
-            tx.execute(
-                &format!("INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-                params![
-                    topic,
-                    s.partition,
-                    s.base_offset,
-                    s.last_offset,
-                    s.max_timestamp,
-                    s.object_key,
-                    s.position as i64,
-                    s.length as i64
-                ],
-            )?;
+            insert_segment(&tx, &topic, s.partition, s)?;
             tx.execute(
                 "INSERT INTO partitions (topic_id, partition, uploaded_end) VALUES (?1, ?2, ?3)
                  ON CONFLICT (topic_id, partition) DO UPDATE SET uploaded_end = MAX(uploaded_end, excluded.uploaded_end)",
@@ -524,19 +512,7 @@ impl Catalog for SqliteCatalog {
             params![object.key, object.size as i64, object.created_ms],
         )?;
         for s in new_rows {
-            tx.execute(
-                &format!("INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-                params![
-                    t,
-                    partition,
-                    s.base_offset,
-                    s.last_offset,
-                    s.max_timestamp,
-                    s.object_key,
-                    s.position as i64,
-                    s.length as i64
-                ],
-            )?;
+            insert_segment(&tx, &t, partition, s)?;
         }
         tx.commit()?;
         Ok(true)
@@ -652,6 +628,30 @@ impl SqliteCatalog {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
+}
+
+/// Adds one index row (upload commits and compaction both write them).
+fn insert_segment(
+    tx: &rusqlite::Transaction<'_>,
+    topic: &str,
+    partition: i32,
+    s: &SegmentRecord,
+) -> rusqlite::Result<usize> {
+    tx.execute(
+        &format!(
+            "INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ),
+        params![
+            topic,
+            partition,
+            s.base_offset,
+            s.last_offset,
+            s.max_timestamp,
+            s.object_key,
+            s.position as i64,
+            s.length as i64
+        ],
+    )
 }
 
 #[cfg(test)]
