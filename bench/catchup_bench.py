@@ -365,38 +365,45 @@ def _conf(bootstrap: str) -> dict:
     return {"bootstrap.servers": bootstrap, "broker.address.family": "v4", "socket.timeout.ms": 30000}
 
 
-def steady_producer(bootstrap, topic, partitions, rate, size, stop, counter):
-    """Produces `rate` msgs/s; value = send time ns (8) | seq (8) | filler."""
+def steady_producer(bootstrap, topic, partitions, rate, size, stop, counter, out_path):
+    """Produces `rate` msgs/s; value = send time ns (8) | seq (8) | filler.
+    Records (ack time ns, ack latency ns) for every message into out_path."""
     from confluent_kafka import Producer
 
     p = Producer({**_conf(bootstrap), "acks": "all", "linger.ms": 1, "message.timeout.ms": 60000})
     filler = random.Random(2).randbytes(size - 16)
     errors = []
+    acks = array("q")
 
     def cb(err, msg):
         if err is not None:
             errors.append(str(err))
+            return
+        now = time.time_ns()
+        acks.append(now)
+        acks.append(now - int.from_bytes(msg.value()[:8], "big"))
 
+    # Sends what is due every 2 ms and sleeps in poll() in between: a loop
+    # per message would spin a core and compete with what it measures.
+    tick = 0.002
     seq = 0
     start = time.monotonic()
     while not stop.is_set():
-        ahead = seq / rate - (time.monotonic() - start)
-        if ahead > 0:
-            p.poll(min(ahead, 0.01))
-            continue
-        now_ns = time.time_ns()
-        try:
-            p.produce(topic, partition=seq % partitions,
-                      value=now_ns.to_bytes(8, "big") + seq.to_bytes(8, "big") + filler,
-                      timestamp=now_ns // 1_000_000, on_delivery=cb)
-        except BufferError:
-            p.poll(0.01)
-            continue
-        seq += 1
+        due = int((time.monotonic() - start) * rate)
+        while seq < due:
+            now_ns = time.time_ns()
+            try:
+                p.produce(topic, partition=seq % partitions,
+                          value=now_ns.to_bytes(8, "big") + seq.to_bytes(8, "big") + filler,
+                          timestamp=now_ns // 1_000_000, on_delivery=cb)
+            except BufferError:
+                break
+            seq += 1
         counter.value = seq
-        if seq % 100 == 0:
-            p.poll(0)
+        p.poll(max(tick, start + (seq + 1) / rate - time.monotonic()))
     p.flush(30)
+    with open(out_path, "wb") as f:
+        acks.tofile(f)
     if errors:
         print(f"steady producer: {len(errors)} delivery errors, first {errors[0]}", flush=True)
 
@@ -434,63 +441,73 @@ def tail_consumer(bootstrap, topic, group, stop, ready, out_path, counter):
             samples.tofile(f)
 
 
-def catchup_consumer(bootstrap, topic, group, targets, produced_ends, partitions, size, progress, result,
-                     mine=None, ident=0):
-    """Reads from the earliest offset up to `targets` (per partition): as a
-    new consumer group (subscribe), or, with `mine`, by assign() of those
-    partitions. Checks produce-phase records: offset o of partition p holds
-    seq o*N+p."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+def catchup_consumer(bootstrap, topic, group, targets, produced_ends, partitions, size, progress, result, stop,
+                     ident=0, nice=0):
+    """One member of a new consumer group (subscribe) reading from the
+    earliest offset. For every partition it is given it reads up to
+    `targets[p]`, checks each record (offsets follow each other with no gap;
+    produce-phase offset o of partition p holds seq o*N+p and `size` bytes)
+    and reports ("done", p, ns) when it gets there; ("bytes", ident, bytes,
+    messages) every 0.5 s. Runs until `stop` is set."""
+    from confluent_kafka import Consumer, KafkaError
 
+    if nice and os.getpriority(os.PRIO_PROCESS, 0) < nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
     c = Consumer({**_conf(bootstrap), "group.id": group, "auto.offset.reset": "earliest",
                   "enable.auto.commit": False, "max.partition.fetch.bytes": 8 * MiB,
-                  "fetch.max.bytes": 64 * MiB, "queued.max.messages.kbytes": 262144})
-    if mine is None:
-        mine = list(range(partitions))
-        c.subscribe([topic])
-    else:
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in mine])
-    pos = {p: (0 if p in mine else targets[p]) for p in range(partitions)}
+                  "fetch.max.bytes": 64 * MiB, "queued.max.messages.kbytes": 262144,
+                  # librdkafka pauses a partition's fetches for this long once
+                  # its local queue is full (default 1 s): a consumer slower
+                  # than the broker would then idle in 1 s steps.
+                  "fetch.queue.backoff.ms": 5})
+    c.subscribe([topic])
+    nxt = [0] * partitions  # next offset expected per partition
     first_ns = None
     first_cpu = 0.0
-    nbytes = 0
-    msgs = 0
-    bad = []
-    errors = []
-    last_report = 0.0
+    nbytes = msgs = 0
+    bad, errors = [], []
+    timeline = []  # (ns since the epoch, bytes so far) every ~0.25 s
+    last_report = last_sample = 0
+    EOF_CODE = KafkaError._PARTITION_EOF
     try:
-        while any(pos[p] < targets[p] for p in range(partitions)):
-            for m in c.consume(10000, timeout=0.2):
+        while not stop.is_set():
+            batch = c.consume(10000, timeout=0.1)
+            if batch and first_ns is None:
+                first_ns = time.time_ns()
+                first_cpu = time.process_time()
+            for m in batch:
                 err = m.error()
                 if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
+                    if err.code() != EOF_CODE:
                         errors.append(str(err))
                     continue
                 p, o = m.partition(), m.offset()
-                if o >= targets[p]:
-                    continue
-                if first_ns is None:
-                    first_ns = time.time_ns()
-                    first_cpu = time.process_time()
+                if o < nxt[p] or o >= targets[p]:
+                    continue  # read again after a rebalance (counted once), or past the target
+                if o > nxt[p] and len(bad) < 10:
+                    bad.append(("gap", p, nxt[p], o))
                 v = m.value()
                 nbytes += len(v)
                 msgs += 1
-                if o < produced_ends[p]:
-                    if len(v) != size or int.from_bytes(v[:8], "big") != o * partitions + p:
-                        if len(bad) < 10:
-                            bad.append((p, o, len(v), int.from_bytes(v[:8], "big")))
-                if o + 1 > pos[p]:
-                    pos[p] = o + 1
-            now = time.monotonic()
-            if now - last_report > 0.5:
-                last_report = now
-                progress.put((ident, nbytes, msgs))
-        done_ns = time.time_ns()
-        cpu = time.process_time() - first_cpu
+                if o < produced_ends[p] and (len(v) != size or int.from_bytes(v[:8], "big") != o * partitions + p):
+                    if len(bad) < 10:
+                        bad.append(("record", p, o, len(v), int.from_bytes(v[:8], "big")))
+                nxt[p] = o + 1
+                if o + 1 == targets[p]:
+                    progress.put(("done", p, time.time_ns()))
+            t_ns = time.time_ns()
+            if t_ns - last_report > 500_000_000:
+                last_report = t_ns
+                progress.put(("bytes", ident, nbytes, msgs))
+            if first_ns is not None and t_ns - last_sample >= 250_000_000:
+                last_sample = t_ns
+                timeline.append((t_ns, nbytes))
+        timeline.append((time.time_ns(), nbytes))
+        cpu = time.process_time() - first_cpu if first_ns is not None else 0.0
     finally:
         c.close()
-    result.put({"ident": ident, "first_ns": first_ns, "done_ns": done_ns, "cpu_s": cpu, "bytes": nbytes, "messages": msgs,
-                "bad": bad, "errors": errors[:10], "positions": pos})
+    result.put({"ident": ident, "first_ns": first_ns, "cpu_s": cpu, "bytes": nbytes, "messages": msgs,
+                "bad": bad, "errors": errors[:10], "timeline": timeline})
 
 
 # ---------------------------------------------------------------------------
@@ -691,6 +708,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
         stop_prod, stop_tail, ready = ctx.Event(), ctx.Event(), ctx.Event()
         prod_count, tail_count = ctx.Value("q", 0), ctx.Value("q", 0)
         lat_path = workdir / "tail-latencies.bin"
+        ack_path = workdir / "ack-latencies.bin"
         tail = ctx.Process(target=tail_consumer, name="tail",
                            args=(broker.bootstrap, topic, f"bench-tail-{uuid.uuid4().hex[:6]}", stop_tail, ready,
                                  str(lat_path), tail_count))
@@ -699,7 +717,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
         time.sleep(1.0)
         prod = ctx.Process(target=steady_producer, name="steady",
                            args=(broker.bootstrap, topic, args.partitions, args.tail_rate, args.size, stop_prod,
-                                 prod_count))
+                                 prod_count, str(ack_path)))
         prod.start()
         procs.append(prod)
         t_wait = time.monotonic()
@@ -712,6 +730,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
         info(f"[baseline ] tail consumer receiving; steady producer at {args.tail_rate} msgs/s "
              f"({args.tail_rate * args.size / MiB:.1f} MiB/s); measuring for {args.baseline_s:.0f}s")
         b0 = time.time_ns()
+        base_cpu0 = broker.cpu_s()
         tick = Ticker()
         while time.time_ns() - b0 < args.baseline_s * 1e9:
             broker.check("baseline")
@@ -720,6 +739,8 @@ def run_store(args, store: str, workdir: Path) -> dict:
                      f"RSS {broker.rss_mib():.0f} MiB")
             time.sleep(0.2)
         b1 = time.time_ns()
+        res["broker_cpu_baseline"] = (broker.cpu_s() - base_cpu0) / ((b1 - b0) / 1e9)
+        info(f"[baseline ] broker CPU {res['broker_cpu_baseline']:.0%} of a core for the steady traffic")
         m_before_catchup = broker.metrics()
 
         # 5. catch-up
@@ -728,14 +749,12 @@ def run_store(args, store: str, workdir: Path) -> dict:
         progress, result = ctx.Queue(), ctx.Queue()
         n_cu = args.catchup_consumers
         group = f"bench-catchup-{uuid.uuid4().hex[:6]}"
-        cus = []
-        for i in range(n_cu):
-            mine = None if n_cu == 1 else [p for p in range(args.partitions) if p % n_cu == i]
-            cus.append(ctx.Process(target=catchup_consumer, name=f"catchup-{i}",
-                                   args=(broker.bootstrap, topic, group, targets, produced_ends, args.partitions,
-                                         args.size, progress, result, mine, i)))
-        how = ("a new consumer group (subscribe)" if n_cu == 1
-               else f"{n_cu} consumer processes, assign() of a share of the partitions each")
+        stop_cu = ctx.Event()
+        cus = [ctx.Process(target=catchup_consumer, name=f"catchup-{i}",
+                           args=(broker.bootstrap, topic, group, targets, produced_ends, args.partitions,
+                                 args.size, progress, result, stop_cu, i, args.catchup_nice))
+               for i in range(n_cu)]
+        how = "a new consumer group (subscribe)" + ("" if n_cu == 1 else f" of {n_cu} member processes")
         info(f"[catch-up ] {how}, from the earliest offset up to {total_target} messages "
              f"({total_target * args.size / MiB:.0f} MiB)")
         c_start = time.time_ns()
@@ -743,22 +762,29 @@ def run_store(args, store: str, workdir: Path) -> dict:
         for cu in cus:
             cu.start()
             procs.append(cu)
+            if args.catchup_nice:
+                # From its first instruction (the interpreter's start-up and
+                # imports too), not only once it runs os.nice() itself.
+                try:
+                    os.setpriority(os.PRIO_PROCESS, cu.pid, args.catchup_nice)
+                except OSError:
+                    pass
         tick = Ticker()
-        done = []
+        finished = {}
         seen = {}
         last_bytes, last_change = -1, time.monotonic()
-        while len(done) < n_cu:
+        while len(finished) < args.partitions:
             broker.check("catch-up")
             try:
-                done.append(result.get(timeout=0.2))
-                continue
+                msg = progress.get(timeout=0.2)
             except Exception:
-                pass
-            while not progress.empty():
-                ident, nbytes, _msgs = progress.get()
-                seen[ident] = nbytes
+                msg = None
+            if msg is not None and msg[0] == "done":
+                finished.setdefault(msg[1], msg[2])
+            elif msg is not None:
+                seen[msg[1]] = msg[2]
             total_now = sum(seen.values())
-            if total_now != last_bytes:
+            if total_now != last_bytes or msg is not None and msg[0] == "done":
                 last_bytes, last_change = total_now, time.monotonic()
             if tick.due() and seen:
                 el = (time.time_ns() - c_start) / 1e9
@@ -767,26 +793,39 @@ def run_store(args, store: str, workdir: Path) -> dict:
                      f"{last_bytes / MiB / el:7.1f} MiB/s; block cache "
                      f"{msum(m, 'sluice_memory_bytes', kind='block_cache') / MiB:.0f} MiB, tail cache "
                      f"{msum(m, 'sluice_memory_bytes', kind='tail_cache') / MiB:.0f} MiB, RSS {broker.rss_mib():.0f} MiB; "
-                     f"tail received {tail_count.value}")
+                     f"{len(finished)}/{args.partitions} partitions done; tail received {tail_count.value}")
             if time.monotonic() - last_change > args.stall_s:
                 raise BenchError("catch-up", f"no progress for {args.stall_s}s at {last_bytes} bytes")
-            dead = [cu for cu in cus if not cu.is_alive() and cu.exitcode not in (0, None)]
-            if dead and result.empty():
-                raise BenchError("catch-up", f"catch-up consumer exited with code {dead[0].exitcode}")
+            dead = [cu for cu in cus if not cu.is_alive()]
+            if dead:
+                raise BenchError("catch-up", f"catch-up consumer exited early with code {dead[0].exitcode}")
+        stop_cu.set()
+        done = []
+        for _ in cus:
+            try:
+                done.append(result.get(timeout=60))
+            except Exception:
+                raise BenchError("catch-up", "a catch-up consumer did not report within 60 s of the end")
         got = {
             "first_ns": min(d["first_ns"] for d in done if d["first_ns"]),
-            "done_ns": max(d["done_ns"] for d in done),
+            "done_ns": max(finished.values()),
             "cpu_s": sum(d["cpu_s"] for d in done),
-            "bytes": sum(d["bytes"] for d in done),
+            # Every message (produce phase and steady producer) has --size
+            # bytes; records a member read twice after a rebalance are not
+            # counted twice here.
+            "bytes": total_target * args.size,
             "messages": sum(d["messages"] for d in done),
             "bad": [b for d in done for b in d["bad"]],
             "errors": [e for d in done for e in d["errors"]],
         }
+        res["catchup_timeline"] = rate_timeline([d["timeline"] for d in done], got["first_ns"])
+        for line in timeline_chart(res["catchup_timeline"]):
+            info(f"[catch-up ] {line}")
         m_after_catchup = broker.metrics()
         broker_cpu = broker.cpu_s() - cpu_before
-        if got["bad"] or got["messages"] != total_target:
+        if got["bad"] or got["messages"] < total_target:
             raise BenchError("catch-up", f"read {got['messages']} of {total_target} messages; "
-                                         f"wrong records (partition, offset, size, seq): {got['bad']}; "
+                                         f"wrong records (gap/record, partition, offset, ...): {got['bad']}; "
                                          f"errors {got['errors']}")
         c0, c1 = got["first_ns"], got["done_ns"]
         cu_rate = got["bytes"] / ((c1 - c0) / 1e9)
@@ -794,9 +833,9 @@ def run_store(args, store: str, workdir: Path) -> dict:
              f"(first record {(c0 - c_start) / 1e9:.1f}s after start, group join included there); "
              f"every produced record checked; consumer CPU {got['cpu_s']:.1f}s "
              f"({got['cpu_s'] / ((c1 - c0) / 1e9):.0%} of a core), broker CPU {broker_cpu:.1f}s since the consumer started")
-        if n_cu == 1 and got["cpu_s"] / ((c1 - c0) / 1e9) > 0.85:
+        if got["cpu_s"] / n_cu / ((c1 - c0) / 1e9) > 0.85:
             info("[catch-up ] note: the consumer process used most of a core; the client may be the limit "
-                 "(try --catchup-consumers 2)")
+                 f"(try --catchup-consumers {n_cu + 1})")
         # A few more seconds of tail traffic after catch-up.
         time.sleep(2)
         stop_prod.set()
@@ -810,6 +849,14 @@ def run_store(args, store: str, workdir: Path) -> dict:
         recv, lat = samples[0::2], samples[1::2]
         base = [lat[i] / 1e6 for i in range(len(lat)) if b0 <= recv[i] <= b1]
         during = [lat[i] / 1e6 for i in range(len(lat)) if c0 <= recv[i] <= c1]
+        acks = array("q")
+        with open(ack_path, "rb") as f:
+            acks.frombytes(f.read())
+        a_t, a_lat = acks[0::2], acks[1::2]
+        a_base = [a_lat[i] / 1e6 for i in range(len(a_lat)) if b0 <= a_t[i] <= b1]
+        a_during = [a_lat[i] / 1e6 for i in range(len(a_lat)) if c0 <= a_t[i] <= c1]
+        res["acks"] = {"baseline_p50_ms": percentile(a_base, 50), "baseline_p99_ms": percentile(a_base, 99),
+                       "during_p50_ms": percentile(a_during, 50), "during_p99_ms": percentile(a_during, 99)}
         res["tail"] = {
             "rate_msgs": args.tail_rate,
             "baseline_n": len(base), "baseline_p50_ms": percentile(base, 50), "baseline_p99_ms": percentile(base, 99),
@@ -852,6 +899,39 @@ def run_store(args, store: str, workdir: Path) -> dict:
         res["broker_exit"] = rc
         if moto is not None:
             moto.stop()
+
+
+def rate_timeline(timelines: list, t0: int, bucket_s: float = 0.5) -> list:
+    """MiB/s per `bucket_s` from t0, summed over the consumers' (ns, bytes
+    so far) samples (each consumer's bytes spread evenly between samples)."""
+    bucket_ns = int(bucket_s * 1e9)
+    out: dict = {}
+    for tl in timelines:
+        prev_t, prev_b = t0, 0
+        for t, b in tl:
+            if t <= prev_t:
+                prev_b = b
+                continue
+            span, moved = t - prev_t, b - prev_b
+            at = prev_t
+            while at < t:
+                k = (at - t0) // bucket_ns
+                edge = min(t, t0 + (k + 1) * bucket_ns)
+                out[k] = out.get(k, 0.0) + moved * (edge - at) / span
+                at = edge
+            prev_t, prev_b = t, b
+    n = max(out) + 1 if out else 0
+    return [out.get(k, 0.0) / MiB / bucket_s for k in range(n)]
+
+
+def timeline_chart(rates: list, bucket_s: float = 0.5, width: int = 50) -> list:
+    """A bar per bucket of the catch-up rate."""
+    top = max(rates, default=0.0)
+    lines = ["rate over the catch-up (MiB/s per %.1f s):" % bucket_s]
+    for k, r in enumerate(rates):
+        bar = "#" * (round(r / top * width) if top > 0 else 0)
+        lines.append(f"  {k * bucket_s:5.1f}s {r:7.1f} {bar}")
+    return lines
 
 
 def spikes(recv, lat, b0: int, c0: int, c1: int, limit: int = 8) -> list:
@@ -906,6 +986,11 @@ def report(results: list, command: str, args) -> bool:
             (s, "tail p99 before/during", f"{t['baseline_p99_ms']:.2f} / {t['during_p99_ms']:.2f} ms",
              f"<= +{TAIL_P99_GROWTH_TARGET:.0%}", f"{verdict(p99_ok)} ({r['p99_growth']:+.0%})"),
             (s, "tail samples before/during", f"{t['baseline_n']} / {t['during_n']}", "", f"at {t['rate_msgs']} msgs/s"),
+            (s, "produce ack p50/p99 before", f"{r['acks']['baseline_p50_ms']:.2f} / {r['acks']['baseline_p99_ms']:.2f} ms",
+             "", "steady producer, acks=all"),
+            (s, "produce ack p50/p99 during", f"{r['acks']['during_p50_ms']:.2f} / {r['acks']['during_p99_ms']:.2f} ms",
+             "", "catch-up window"),
+            (s, "broker CPU, steady traffic", f"{r['broker_cpu_baseline']:.0%} of a core", "", "baseline window"),
             (s, "objects after settle", fmt_counts(r["objects_settled"]), "", ""),
             (s, "objects written total", f"{r['objects_written_total']:.0f}", "",
              f"{r['objects_written_during_produce']:.0f} during produce"),
@@ -953,8 +1038,10 @@ def parse_args(argv=None):
     ap.add_argument("--baseline-s", type=float, default=20.0)
     ap.add_argument("--warmup-s", type=float, default=3.0, help="tail traffic before the baseline window")
     ap.add_argument("--catchup-consumers", type=int, default=1,
-                    help="1: one new consumer group member (subscribe); N>1: N processes with assign() "
-                         "of a share of the partitions each (to see whether one client is the limit)")
+                    help="members (processes) of the catch-up consumer group")
+    ap.add_argument("--catchup-nice", type=int, default=0,
+                    help="nice value of the catch-up consumer processes (a batch job that would run on "
+                         "other machines; here it shares the broker's cores)")
     ap.add_argument("--tail-cache-bytes", type=int, default=16 * MiB)
     ap.add_argument("--block-cache-bytes", type=int, default=256 * MiB)
     ap.add_argument("--maintenance-ms", type=int, default=5000, help="broker --maintenance-interval-ms")

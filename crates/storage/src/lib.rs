@@ -19,6 +19,7 @@ pub mod log;
 pub mod maintenance;
 pub mod object;
 pub mod partition;
+pub mod read_buffers;
 pub mod store_url;
 pub mod timestamps;
 pub mod upload;
@@ -52,8 +53,9 @@ pub struct StorageConfig {
     pub max_unuploaded_bytes: usize,
     /// Bytes of object data cached for catch-up reads (separate from the tail).
     pub block_cache_bytes: usize,
-    /// Index rows (about 1 MiB each) a catch-up reader is kept ahead by.
-    pub read_ahead_rows: usize,
+    /// Bytes a catch-up reader is kept ahead by (at least two of its fetches;
+    /// at most a quarter of the block cache). 0 turns read-ahead off.
+    pub read_ahead_bytes: usize,
     /// How often retention, compaction and garbage collection run.
     pub maintenance_interval: Duration,
     /// Broker default for topics without `retention.ms` (-1: keep forever).
@@ -81,7 +83,7 @@ impl StorageConfig {
             tail_cache_bytes: 256 << 20,
             max_unuploaded_bytes: 1 << 30,
             block_cache_bytes: 256 << 20,
-            read_ahead_rows: 8,
+            read_ahead_bytes: 16 << 20,
             maintenance_interval: Duration::from_secs(30),
             default_retention_ms: 7 * 24 * 3600 * 1000,
             default_retention_bytes: -1,

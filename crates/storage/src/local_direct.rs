@@ -7,21 +7,42 @@
 //! A put writes a temporary file with `O_DIRECT` (falling back to buffered
 //! I/O where unsupported), trims it to size, fsyncs it, renames it into
 //! place and fsyncs the directory.
+//!
+//! Ranged reads (the read path's GETs) are done here too, with `O_DIRECT`
+//! into an aligned buffer that becomes the returned `Bytes`: objects are
+//! written past the page cache, so a buffered read would go to the disk in
+//! the kernel's small read-ahead steps and then copy; a direct read is one
+//! large request and no copy, and leaves the page cache to the WAL.
+//!
+//! Reads share the disk with the WAL, whose fsync latency is every acks=all
+//! producer's latency: measured here, two concurrent 8 MiB direct reads
+//! pushed a 64 KiB write+fdatasync from 0.24 ms to 18 ms (p50), one stream
+//! of 256 KiB reads kept it under 1 ms. So reads go one chunk of
+//! `READ_CHUNK` at a time through one lane for the whole store, which at
+//! queue depth 1 still reads ~900 MB/s on that disk.
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, StreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    Result,
 };
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-const BLOCK: usize = 4096;
+use crate::read_buffers::{ReadBuffers, BLOCK};
+
+/// Bytes one direct read request asks the disk for (see the module comment).
+const READ_CHUNK: usize = 256 << 10;
+
+/// Idle read buffers kept for reuse (a few read-ahead spans' worth).
+const READ_BUFFERS_IDLE_BYTES: usize = 64 << 20;
 /// Bytes copied into the aligned buffer per write (a multiple of BLOCK).
 const WRITE_CHUNK: usize = 1 << 20;
 
@@ -29,12 +50,20 @@ const WRITE_CHUNK: usize = 1 << 20;
 pub struct DirectLocalStore {
     root: PathBuf,
     inner: LocalFileSystem,
+    buffers: Arc<ReadBuffers>,
+    /// Held for each chunk read: one read request at the disk at a time.
+    read_lane: Arc<parking_lot::Mutex<()>>,
 }
 
 impl DirectLocalStore {
     pub fn new(root: PathBuf) -> Result<Self> {
         let inner = LocalFileSystem::new_with_prefix(&root)?;
-        Ok(Self { root, inner })
+        Ok(Self {
+            root,
+            inner,
+            buffers: ReadBuffers::new(READ_BUFFERS_IDLE_BYTES),
+            read_lane: Arc::default(),
+        })
     }
 }
 
@@ -96,6 +125,57 @@ fn write_durably(target: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Reads `range` of `path` (clipped to the file's end) with `O_DIRECT`
+/// (buffered where unsupported). `None` when the range is empty or starts
+/// at or past the end.
+fn read_range_direct(
+    path: &std::path::Path,
+    range: std::ops::Range<u64>,
+    buffers: &Arc<ReadBuffers>,
+    lane: &parking_lot::Mutex<()>,
+) -> std::io::Result<Option<(bytes::Bytes, std::ops::Range<u64>, std::fs::Metadata)>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => File::open(path)?,
+        other => other?,
+    };
+    let meta = file.metadata()?;
+    let end = range.end.min(meta.len());
+    if range.start >= end {
+        return Ok(None);
+    }
+    let from = range.start / BLOCK as u64 * BLOCK as u64;
+    let to = end.div_ceil(BLOCK as u64) * BLOCK as u64;
+    let span = usize::try_from(to - from).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let mut loan = buffers.take(span);
+    let window = &mut loan.window()[..span];
+    let mut got = 0;
+    while got < span {
+        let chunk = (span - got).min(READ_CHUNK);
+        let n = {
+            let _turn = lane.lock();
+            file.read_at(&mut window[got..got + chunk], from + got as u64)?
+        };
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let skew = (range.start - from) as usize;
+    let len = (end - range.start) as usize;
+    if skew + len > got {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(Some((
+        loan.into_bytes(skew..skew + len),
+        range.start..end,
+        meta,
+    )))
+}
+
 #[async_trait]
 impl ObjectStore for DirectLocalStore {
     async fn put_opts(
@@ -133,7 +213,55 @@ impl ObjectStore for DirectLocalStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
+        let plain = options.if_match.is_none()
+            && options.if_none_match.is_none()
+            && options.if_modified_since.is_none()
+            && options.if_unmodified_since.is_none()
+            && options.version.is_none()
+            && !options.head;
+        let Some(GetRange::Bounded(range)) = options.range.clone().filter(|_| plain) else {
+            return self.inner.get_opts(location, options).await;
+        };
+        let file = self.root.join(location.as_ref());
+        let at = location.clone();
+        let (buffers, lane) = (self.buffers.clone(), self.read_lane.clone());
+        let read =
+            tokio::task::spawn_blocking(move || read_range_direct(&file, range, &buffers, &lane))
+                .await
+                .map_err(|e| object_store::Error::Generic {
+                    store: "DirectLocalStore",
+                    source: Box::new(e),
+                })?;
+        match read {
+            Ok(Some((data, range, meta))) => Ok(GetResult {
+                payload: GetResultPayload::Stream(
+                    futures::stream::once(async { Ok(data) }).boxed(),
+                ),
+                meta: ObjectMeta {
+                    location: at,
+                    last_modified: meta
+                        .modified()
+                        .map(chrono::DateTime::<chrono::Utc>::from)
+                        .unwrap_or_default(),
+                    size: meta.len(),
+                    e_tag: None,
+                    version: None,
+                },
+                range,
+                attributes: Default::default(),
+                extensions: Default::default(),
+            }),
+            // An empty or out-of-bounds range: the inner store's answer (and
+            // error) for it.
+            Ok(None) => self.inner.get_opts(location, options).await,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(object_store::Error::NotFound {
+                    path: location.to_string(),
+                    source: Box::new(e),
+                })
+            }
+            Err(e) => Err(io_err(&self.root.join(location.as_ref()), e)),
+        }
     }
 
     fn delete_stream(
@@ -172,6 +300,18 @@ mod tests {
             assert_eq!(store.get(&p).await.unwrap().bytes().await.unwrap(), data);
             if len > 10 {
                 assert_eq!(store.get_range(&p, 3..10).await.unwrap(), data.slice(3..10));
+                // Unaligned, crossing blocks, and past the end (clipped).
+                let mid = len as u64 / 3;
+                let r = mid + 1..(2 * mid + 4097).min(len as u64);
+                assert_eq!(
+                    store.get_range(&p, r.clone()).await.unwrap(),
+                    data.slice(r.start as usize..r.end as usize)
+                );
+                let tail = len as u64 - 5..len as u64 + 100;
+                assert_eq!(
+                    store.get_range(&p, tail).await.unwrap(),
+                    data.slice(len - 5..)
+                );
             }
         }
         let listed: Vec<_> =
@@ -179,5 +319,10 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(listed.len(), 7, "no temporary files are left behind");
+        let missing = store.get_range(&Path::from("data/none.obj"), 0..10).await;
+        assert!(
+            matches!(missing, Err(object_store::Error::NotFound { .. })),
+            "{missing:?}"
+        );
     }
 }

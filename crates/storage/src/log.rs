@@ -793,16 +793,21 @@ impl LogStore {
         get_range_timed(&*self.objects, row, self.config.request_timeout).await
     }
 
-    /// Keeps the block cache `read_ahead_rows` index rows ahead of a
-    /// catch-up reader at `row`, in the background: rows neither cached nor
-    /// already being fetched are read, side-by-side rows of one object with
-    /// one ranged GET (compacted objects hold a partition's rows in order,
-    /// so a read-ahead is usually a single request).
-    fn read_ahead(&self, p: &PartitionLog, after: &SegmentRecord) {
-        let n = self.config.read_ahead_rows;
-        if n == 0 {
+    /// Keeps the block cache a window of bytes ahead of a catch-up reader at
+    /// `after` whose fetches take `budget` bytes, in the background: rows
+    /// neither cached nor already being fetched are read, side-by-side rows
+    /// of one object with one ranged GET (compacted objects hold a
+    /// partition's rows in order, so a span is usually one request), and the
+    /// spans concurrently.
+    fn read_ahead(&self, p: &PartitionLog, after: &SegmentRecord, budget: usize) {
+        if self.config.read_ahead_bytes == 0 {
             return;
         }
+        let window = self
+            .config
+            .read_ahead_bytes
+            .max(budget.saturating_mul(2))
+            .min(self.config.block_cache_bytes / 4) as u64;
         let (catalog, objects, cache, inflight) = (
             self.catalog.clone(),
             self.objects.clone(),
@@ -816,25 +821,36 @@ impl LogStore {
             self.config.request_timeout,
         );
         tokio::spawn(async move {
-            let rows =
-                match tokio::task::spawn_blocking(move || catalog.segments_from(t, part, from, n))
-                    .await
-                {
-                    Ok(Ok(rows)) => rows,
-                    _ => return,
-                };
+            let rows = match tokio::task::spawn_blocking(move || {
+                catalog.segments_from(t, part, from, READ_AHEAD_MAX_ROWS)
+            })
+            .await
+            {
+                Ok(Ok(rows)) => rows,
+                _ => return,
+            };
+            let mut ahead = 0u64;
+            let rows: Vec<SegmentRecord> = rows
+                .into_iter()
+                .take_while(|r| {
+                    let more = ahead < window;
+                    ahead += r.length;
+                    more
+                })
+                .collect();
             let missing: Vec<SegmentRecord> = {
                 let mut busy = inflight.lock();
                 // Still at least half the window ahead: wait, so that each
                 // read-ahead is a span of several rows, not one row a time.
-                let ready = rows
+                let ready: u64 = rows
                     .iter()
                     .take_while(|r| {
                         cache.contains(&r.object_key, r.position)
                             || busy.contains_key(&(r.object_key.clone(), r.position))
                     })
-                    .count();
-                if ready >= n.div_ceil(2) && ready < rows.len() {
+                    .map(|r| r.length)
+                    .sum();
+                if ready >= window / 2 {
                     return;
                 }
                 rows.into_iter()
@@ -850,27 +866,25 @@ impl LogStore {
                     .collect()
             };
             let spans = crate::object::adjacent_reads(&missing, READ_AHEAD_SPAN_BYTES);
-            let mut failed = false;
-            for (span, parts) in spans {
-                if !failed {
-                    match get_range_timed(&*objects, &span, timeout).await {
-                        Ok(data) => {
-                            for r in &parts {
-                                if let Some(slice) = row_in_span(&span, &data, r) {
-                                    cache.insert(&r.object_key, r.position, slice);
-                                }
+            let reads = spans.into_iter().map(|(span, parts)| {
+                let (objects, cache, inflight) = (&objects, &cache, &inflight);
+                async move {
+                    if let Ok(data) = get_range_timed(&**objects, &span, timeout).await {
+                        for r in &parts {
+                            if let Some(slice) = row_in_span(&span, &data, r) {
+                                cache.insert(&r.object_key, r.position, slice);
                             }
                         }
-                        Err(_) => failed = true,
+                    }
+                    let mut busy = inflight.lock();
+                    for r in &parts {
+                        if let Some(signal) = busy.remove(&(r.object_key.clone(), r.position)) {
+                            signal.notify_waiters();
+                        }
                     }
                 }
-                let mut busy = inflight.lock();
-                for r in &parts {
-                    if let Some(signal) = busy.remove(&(r.object_key.clone(), r.position)) {
-                        signal.notify_waiters();
-                    }
-                }
-            }
+            });
+            futures::future::join_all(reads).await;
         });
     }
 
@@ -959,7 +973,7 @@ impl LogStore {
         hw: i64,
         out: &mut ReadOutcome,
     ) -> Result<(), StorageError> {
-        let mut rows = self.segments_from(p, offset, 4).await?;
+        let mut rows = self.segments_from(p, offset, FETCH_MAX_ROWS).await?;
         // The rows this fetch needs (about max_bytes of them), read together:
         // side-by-side rows of one object with one ranged GET.
         let mut need = 0u64;
@@ -974,7 +988,7 @@ impl LogStore {
             .max(1);
         rows.truncate(keep);
         if let Some(last) = rows.last() {
-            self.read_ahead(p, last);
+            self.read_ahead(p, last, max_bytes);
         }
         let datas = self.fetch_rows(&rows).await?;
         for data in datas {
@@ -1050,6 +1064,14 @@ type InflightRows = HashMap<(String, u64), Arc<tokio::sync::Notify>>;
 
 /// Largest span one read-ahead GET covers.
 const READ_AHEAD_SPAN_BYTES: u64 = 8 << 20;
+
+/// Most index rows one catch-up fetch of a partition reads (it stops at its
+/// byte budget first unless the rows are small).
+const FETCH_MAX_ROWS: usize = 64;
+
+/// Most index rows one read-ahead looks at (rows of uncompacted objects can
+/// be small; the byte window decides).
+const READ_AHEAD_MAX_ROWS: usize = 256;
 
 async fn timed_request<T>(
     op: &'static str,

@@ -259,6 +259,13 @@ impl PartitionLog {
         let inner = self.inner.lock();
         (inner.log_start, inner.high_watermark)
     }
+
+    /// Whether a read at `offset` would go to objects (it is in the log but
+    /// no longer in memory): a catch-up read.
+    pub fn reads_from_objects(&self, offset: i64) -> bool {
+        let inner = self.inner.lock();
+        offset >= inner.log_start && offset < inner.high_watermark && offset < inner.mem_start()
+    }
 }
 
 #[cfg(test)]

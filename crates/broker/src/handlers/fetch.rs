@@ -12,7 +12,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use sluice_protocol::batch::iter_stored;
-use sluice_storage::ReadError;
+use sluice_storage::{PartitionLog, ReadError, ReadOutcome};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -61,6 +61,45 @@ fn join(batches: Vec<Bytes>) -> Bytes {
     }
 }
 
+/// Fills `pd` from a read's outcome; returns its batches and whether it
+/// failed.
+fn settle(
+    pd: &mut PartitionData,
+    p: &PartitionLog,
+    read: Result<ReadOutcome, ReadError>,
+) -> (Vec<Bytes>, bool) {
+    match read {
+        Ok(out) => {
+            pd.high_watermark = out.high_watermark;
+            pd.last_stable_offset = out.high_watermark;
+            pd.log_start_offset = out.log_start;
+            (out.batches, false)
+        }
+        Err(ReadError::OffsetOutOfRange {
+            log_start,
+            high_watermark,
+            ..
+        }) => {
+            pd.error_code = code(ResponseError::OffsetOutOfRange);
+            pd.high_watermark = high_watermark;
+            pd.last_stable_offset = high_watermark;
+            pd.log_start_offset = log_start;
+            (Vec::new(), true)
+        }
+        Err(ReadError::Storage(e)) => {
+            tracing::error!(topic = %p.topic_name, partition = p.partition, error = %e, "fetch read failed");
+            pd.error_code = code(ResponseError::KafkaStorageError);
+            (Vec::new(), true)
+        }
+    }
+}
+
+/// Reads every requested partition. Reads from memory happen in order, each
+/// within what is left of the request's `max_bytes`; reads from objects
+/// (catch-up) are started with their whole partition budget reserved and run
+/// concurrently, so a fetch over several lagging partitions waits for one
+/// round of object reads, not one per partition. A last pass in response
+/// order keeps the total within `max_bytes` (the first batch always stays).
 async fn read_all(
     broker: &Broker,
     req: &FetchRequest,
@@ -70,10 +109,12 @@ async fn read_all(
     } else {
         usize::MAX
     };
-    let mut total = 0usize;
+    let mut reserved = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(req.topics.len());
-    let mut records = Vec::new();
+    let mut records: Vec<Vec<Bytes>> = Vec::new();
+    // (topic index, partition index, slot in `records`, partition, read)
+    let mut cold = Vec::new();
     for ft in &req.topics {
         let mut tr = FetchableTopicResponse::default();
         tr.topic = ft.topic.clone();
@@ -94,8 +135,8 @@ async fn read_all(
                 continue;
             };
             let budget =
-                (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
-            if budget == 0 && total > 0 {
+                (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(reserved));
+            if budget == 0 && reserved > 0 {
                 let (start, hw) = p.offsets();
                 pd.high_watermark = hw;
                 pd.last_stable_offset = hw;
@@ -104,38 +145,54 @@ async fn read_all(
                 records.push(Vec::new());
                 continue;
             }
-            let mut batches = Vec::new();
-            match broker.store.read(p, fp.fetch_offset, budget.max(1)).await {
-                Ok(out) => {
-                    pd.high_watermark = out.high_watermark;
-                    pd.last_stable_offset = out.high_watermark;
-                    pd.log_start_offset = out.log_start;
-                    total += out.bytes;
-                    batches = out.batches;
-                }
-                Err(ReadError::OffsetOutOfRange {
-                    log_start,
-                    high_watermark,
-                    ..
-                }) => {
-                    pd.error_code = code(ResponseError::OffsetOutOfRange);
-                    pd.high_watermark = high_watermark;
-                    pd.last_stable_offset = high_watermark;
-                    pd.log_start_offset = log_start;
-                    any_error = true;
-                }
-                Err(ReadError::Storage(e)) => {
-                    tracing::error!(topic = %p.topic_name, partition = p.partition, error = %e, "fetch read failed");
-                    pd.error_code = code(ResponseError::KafkaStorageError);
-                    any_error = true;
-                }
+            if p.reads_from_objects(fp.fetch_offset) {
+                reserved = reserved.saturating_add(budget.max(1));
+                let (p, offset) = (p.clone(), fp.fetch_offset);
+                let read = async move {
+                    let r = broker.store.read(&p, offset, budget.max(1)).await;
+                    (p, r)
+                };
+                cold.push((topics.len(), tr.partitions.len(), records.len(), read));
+                tr.partitions.push(pd);
+                records.push(Vec::new());
+                continue;
             }
+            let read = broker.store.read(p, fp.fetch_offset, budget.max(1)).await;
+            let (batches, failed) = settle(&mut pd, p, read);
+            any_error |= failed;
+            reserved += batches.iter().map(Bytes::len).sum::<usize>();
             tr.partitions.push(pd);
             records.push(batches);
         }
         topics.push(tr);
     }
+    let slots: Vec<_> = cold.iter().map(|(t, i, r, _)| (*t, *i, *r)).collect();
+    let reads = futures::future::join_all(cold.into_iter().map(|(.., read)| read)).await;
+    for ((t, i, r), (p, read)) in slots.into_iter().zip(reads) {
+        let (batches, failed) = settle(&mut topics[t].partitions[i], &p, read);
+        any_error |= failed;
+        records[r] = batches;
+    }
+    let total = trim_to(&mut records, max_bytes);
     (topics, records, total, any_error)
+}
+
+/// Keeps the batches, in response order, within `max_bytes` (the first batch
+/// stays whatever its size); returns the bytes kept.
+fn trim_to(records: &mut [Vec<Bytes>], max_bytes: usize) -> usize {
+    let mut total = 0usize;
+    for batches in records.iter_mut() {
+        let mut keep = 0;
+        for b in batches.iter() {
+            if total > 0 && total.saturating_add(b.len()) > max_bytes {
+                break;
+            }
+            total += b.len();
+            keep += 1;
+        }
+        batches.truncate(keep);
+    }
+    total
 }
 
 /// Adds the bytes and records a response carries to the per-topic counters.
