@@ -19,11 +19,14 @@ pub const BLOCK: usize = 4096;
 /// Smallest size class.
 const MIN_CLASS: usize = 64 << 10;
 
+/// Idle buffers by size class, and the bytes they hold.
+type Idle = (HashMap<usize, Vec<Vec<u8>>>, usize);
+
 /// A pool of idle buffers per size class (powers of two, plus one block of
 /// slack for alignment), holding at most `limit` bytes.
 #[derive(Debug)]
 pub struct ReadBuffers {
-    idle: Mutex<(HashMap<usize, Vec<Vec<u8>>>, usize)>,
+    idle: Mutex<Idle>,
     limit: usize,
 }
 
