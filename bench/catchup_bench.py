@@ -843,18 +843,8 @@ def run_store(args, store: str, workdir: Path) -> dict:
         time.sleep(1)
         stop_tail.set()
         tail.join(60)
-        samples = array("q")
-        with open(lat_path, "rb") as f:
-            samples.frombytes(f.read())
-        recv, lat = samples[0::2], samples[1::2]
-        base = [lat[i] / 1e6 for i in range(len(lat)) if b0 <= recv[i] <= b1]
-        during = [lat[i] / 1e6 for i in range(len(lat)) if c0 <= recv[i] <= c1]
-        acks = array("q")
-        with open(ack_path, "rb") as f:
-            acks.frombytes(f.read())
-        a_t, a_lat = acks[0::2], acks[1::2]
-        a_base = [a_lat[i] / 1e6 for i in range(len(a_lat)) if b0 <= a_t[i] <= b1]
-        a_during = [a_lat[i] / 1e6 for i in range(len(a_lat)) if c0 <= a_t[i] <= c1]
+        recv, lat, base, during = latency_windows(lat_path, (b0, b1), (c0, c1))
+        _, _, a_base, a_during = latency_windows(ack_path, (b0, b1), (c0, c1))
         res["acks"] = {"baseline_p50_ms": percentile(a_base, 50), "baseline_p99_ms": percentile(a_base, 99),
                        "during_p50_ms": percentile(a_during, 50), "during_p99_ms": percentile(a_during, 99)}
         res["tail"] = {
@@ -899,6 +889,19 @@ def run_store(args, store: str, workdir: Path) -> dict:
         res["broker_exit"] = rc
         if moto is not None:
             moto.stop()
+
+
+def latency_windows(path: Path, baseline: tuple, catchup: tuple):
+    """Reads (time ns, latency ns) pairs; returns the times, the latencies,
+    and the latencies in ms within the baseline and catch-up windows."""
+    samples = array("q")
+    with open(path, "rb") as f:
+        samples.frombytes(f.read())
+    at, lat = samples[0::2], samples[1::2]
+    (b0, b1), (c0, c1) = baseline, catchup
+    base = [lat[i] / 1e6 for i in range(len(lat)) if b0 <= at[i] <= b1]
+    during = [lat[i] / 1e6 for i in range(len(lat)) if c0 <= at[i] <= c1]
+    return at, lat, base, during
 
 
 def rate_timeline(timelines: list, t0: int, bucket_s: float = 0.5) -> list:
