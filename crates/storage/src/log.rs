@@ -9,6 +9,7 @@ use crate::timestamps;
 use crate::wal::{ReplayedRecord, Wal, WalError, WalJob};
 use crate::{now_ms, StorageConfig};
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::{Mutex, RwLock};
@@ -866,25 +867,28 @@ impl LogStore {
                     .collect()
             };
             let spans = crate::object::adjacent_reads(&missing, READ_AHEAD_SPAN_BYTES);
-            let reads = spans.into_iter().map(|(span, parts)| {
-                let (objects, cache, inflight) = (&objects, &cache, &inflight);
-                async move {
-                    if let Ok(data) = get_range_timed(&**objects, &span, timeout).await {
+            let reads = futures::stream::iter(spans).for_each_concurrent(
+                READ_AHEAD_CONCURRENCY,
+                |(span, parts)| {
+                    let (objects, cache, inflight) = (&objects, &cache, &inflight);
+                    async move {
+                        if let Ok(data) = get_range_timed(&**objects, &span, timeout).await {
+                            for r in &parts {
+                                if let Some(slice) = row_in_span(&span, &data, r) {
+                                    cache.insert(&r.object_key, r.position, slice);
+                                }
+                            }
+                        }
+                        let mut busy = inflight.lock();
                         for r in &parts {
-                            if let Some(slice) = row_in_span(&span, &data, r) {
-                                cache.insert(&r.object_key, r.position, slice);
+                            if let Some(signal) = busy.remove(&(r.object_key.clone(), r.position)) {
+                                signal.notify_waiters();
                             }
                         }
                     }
-                    let mut busy = inflight.lock();
-                    for r in &parts {
-                        if let Some(signal) = busy.remove(&(r.object_key.clone(), r.position)) {
-                            signal.notify_waiters();
-                        }
-                    }
-                }
-            });
-            futures::future::join_all(reads).await;
+                },
+            );
+            reads.await;
         });
     }
 
@@ -1068,6 +1072,11 @@ const READ_AHEAD_SPAN_BYTES: u64 = 8 << 20;
 /// Most index rows one catch-up fetch of a partition reads (it stops at its
 /// byte budget first unless the rows are small).
 const FETCH_MAX_ROWS: usize = 64;
+
+/// Spans one read-ahead reads at a time (rows of uncompacted upload objects
+/// are small and each its own span: hundreds of them must not become
+/// hundreds of requests at once).
+const READ_AHEAD_CONCURRENCY: usize = 4;
 
 /// Most index rows one read-ahead looks at (rows of uncompacted objects can
 /// be small; the byte window decides).
