@@ -985,6 +985,8 @@ def report(results: list, command: str, args) -> bool:
              f"{cu['bytes'] / MiB:.0f} MiB in {cu['seconds']:.1f}s; consumer CPU {cu['consumer_cpu_s'] / cu['seconds']:.0%}, "
              f"broker CPU {cu['broker_cpu_s']:.1f}s"),
             (s, "catch-up / produce", f"{r['ratio']:.2f}x", f">= {CATCHUP_RATIO_TARGET:.0f}x", verdict(ratio_ok)),
+            (s, "catch-up / steady produce", f"{cu['rate'] / (t['rate_msgs'] * args.size):.0f}x", "",
+             "how much faster than the live traffic a lagging group catches up (context, not the target)"),
             (s, "tail p50 before/during", f"{t['baseline_p50_ms']:.2f} / {t['during_p50_ms']:.2f} ms", "", ""),
             (s, "tail p99 before/during", f"{t['baseline_p99_ms']:.2f} / {t['during_p99_ms']:.2f} ms",
              f"<= +{TAIL_P99_GROWTH_TARGET:.0%}", f"{verdict(p99_ok)} ({r['p99_growth']:+.0%})"),
