@@ -822,7 +822,7 @@ impl LogStore {
             self.config.request_timeout,
         );
         tokio::spawn(async move {
-            let rows = match tokio::task::spawn_blocking(move || {
+            let mut rows = match tokio::task::spawn_blocking(move || {
                 catalog.segments_from(t, part, from, READ_AHEAD_MAX_ROWS)
             })
             .await
@@ -830,15 +830,7 @@ impl LogStore {
                 Ok(Ok(rows)) => rows,
                 _ => return,
             };
-            let mut ahead = 0u64;
-            let rows: Vec<SegmentRecord> = rows
-                .into_iter()
-                .take_while(|r| {
-                    let more = ahead < window;
-                    ahead += r.length;
-                    more
-                })
-                .collect();
+            rows.truncate(rows_within(&rows, window));
             let missing: Vec<SegmentRecord> = {
                 let mut busy = inflight.lock();
                 // Still at least half the window ahead: wait, so that each
@@ -980,17 +972,7 @@ impl LogStore {
         let mut rows = self.segments_from(p, offset, FETCH_MAX_ROWS).await?;
         // The rows this fetch needs (about max_bytes of them), read together:
         // side-by-side rows of one object with one ranged GET.
-        let mut need = 0u64;
-        let keep = rows
-            .iter()
-            .take_while(|r| {
-                let more = need < max_bytes as u64;
-                need += r.length;
-                more
-            })
-            .count()
-            .max(1);
-        rows.truncate(keep);
+        rows.truncate(rows_within(&rows, max_bytes as u64).max(1));
         if let Some(last) = rows.last() {
             self.read_ahead(p, last, max_bytes);
         }
@@ -1054,7 +1036,19 @@ impl LogStore {
     }
 }
 
-/// One object store request with a timeout, counted and timed in the metrics.
+/// How many of `rows`, from the first, it takes to cover `bytes` (the row
+/// that crosses the limit included).
+fn rows_within(rows: &[SegmentRecord], bytes: u64) -> usize {
+    let mut covered = 0u64;
+    rows.iter()
+        .take_while(|r| {
+            let more = covered < bytes;
+            covered += r.length;
+            more
+        })
+        .count()
+}
+
 /// The bytes of `row` within `data`, the bytes of `span` (a ranged GET that
 /// covered it); `None` if the span came back short.
 fn row_in_span(span: &SegmentRecord, data: &Bytes, row: &SegmentRecord) -> Option<Bytes> {
@@ -1082,6 +1076,7 @@ const READ_AHEAD_CONCURRENCY: usize = 4;
 /// be small; the byte window decides).
 const READ_AHEAD_MAX_ROWS: usize = 256;
 
+/// One object store request with a timeout, counted and timed in the metrics.
 async fn timed_request<T>(
     op: &'static str,
     key: &str,
