@@ -28,7 +28,8 @@ the exact command. Exit status: 0 when the run completed (targets missed
 included, unless --strict), 1 on a failure (broker died, wrong data, a phase
 stalled), 2 on a usage problem.
 
-Needs confluent-kafka; for --store s3 also moto[server] and boto3
+Needs confluent-kafka, and for the default --catchup-client native cargo and
+Debian's librdkafka-dev (bench/reader is built on first use); for --store s3 also moto[server] and boto3
 (scripts/install-test-deps.sh installs them).
 """
 
@@ -510,6 +511,66 @@ def catchup_consumer(bootstrap, topic, group, targets, produced_ends, partitions
                 "bad": bad, "errors": errors[:10], "timeline": timeline})
 
 
+READER_DIR = REPO / "bench" / "reader"
+READER_BIN = READER_DIR / "target" / "release" / "sluice-catchup-reader"
+
+
+def build_reader() -> Path:
+    """Builds the native catch-up reader (needs Debian's librdkafka-dev)."""
+    info("[bench    ] building the native catch-up reader (bench/reader, librdkafka)")
+    r = subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path", str(READER_DIR / "Cargo.toml")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BenchError("setup", "building bench/reader failed (apt-get install librdkafka-dev pkg-config?):\n"
+                         + r.stderr[-2000:])
+    return READER_BIN
+
+
+def catchup_consumer_native(bootstrap, topic, group, targets, produced_ends, partitions, size, progress, result,
+                            stop, ident=0, nice=0):
+    """The same group member as catchup_consumer, run by bench/reader (compiled
+    code over librdkafka, so the client's CPU does not crowd out the broker's
+    on a small machine). Translates its stdout lines into the same progress
+    and result messages; stops it by closing its stdin."""
+    import threading
+
+    argv = [str(READER_BIN), bootstrap, topic, group, str(size),
+            ",".join(str(targets[p]) for p in range(partitions)),
+            ",".join(str(produced_ends[p]) for p in range(partitions))]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=(lambda: os.setpriority(os.PRIO_PROCESS, 0, nice)) if nice else None)
+    end, bad, errors, timeline = {}, [], [], []
+
+    def pump():
+        for line in proc.stdout:
+            kind, _, rest = line.rstrip("\n").partition(" ")
+            f = rest.split()
+            if kind == "bytes":
+                progress.put(("bytes", ident, int(f[0]), int(f[1])))
+            elif kind == "done":
+                progress.put(("done", int(f[0]), int(f[1])))
+            elif kind == "sample":
+                timeline.append((int(f[0]), int(f[1])))
+            elif kind == "bad":
+                bad.append(rest)
+            elif kind == "error":
+                errors.append(rest)
+            elif kind == "end":
+                end.update(first_ns=int(f[0]) or None, cpu_s=float(f[1]), bytes=int(f[2]), messages=int(f[3]))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    while not stop.wait(0.2):
+        if proc.poll() is not None:
+            break
+    proc.stdin.close()
+    proc.wait(60)
+    reader.join(10)
+    if not end:
+        raise SystemExit(f"catch-up reader exited with {proc.returncode} without a result")
+    result.put({"ident": ident, **end, "bad": bad[:10], "errors": errors[:10], "timeline": timeline})
+
+
 # ---------------------------------------------------------------------------
 # One store
 # ---------------------------------------------------------------------------
@@ -750,11 +811,12 @@ def run_store(args, store: str, workdir: Path) -> dict:
         n_cu = args.catchup_consumers
         group = f"bench-catchup-{uuid.uuid4().hex[:6]}"
         stop_cu = ctx.Event()
-        cus = [ctx.Process(target=catchup_consumer, name=f"catchup-{i}",
+        member = catchup_consumer_native if args.catchup_client == "native" else catchup_consumer
+        cus = [ctx.Process(target=member, name=f"catchup-{i}",
                            args=(broker.bootstrap, topic, group, targets, produced_ends, args.partitions,
                                  args.size, progress, result, stop_cu, i, args.catchup_nice))
                for i in range(n_cu)]
-        how = "a new consumer group (subscribe)" + ("" if n_cu == 1 else f" of {n_cu} member processes")
+        how = f"a new consumer group (subscribe, {args.catchup_client} client)" + ("" if n_cu == 1 else f" of {n_cu} member processes")
         info(f"[catch-up ] {how}, from the earliest offset up to {total_target} messages "
              f"({total_target * args.size / MiB:.0f} MiB)")
         c_start = time.time_ns()
@@ -1044,6 +1106,9 @@ def parse_args(argv=None):
     ap.add_argument("--warmup-s", type=float, default=3.0, help="tail traffic before the baseline window")
     ap.add_argument("--catchup-consumers", type=int, default=1,
                     help="members (processes) of the catch-up consumer group")
+    ap.add_argument("--catchup-client", choices=["native", "python"], default="native",
+                    help="catch-up group member: bench/reader (librdkafka from compiled code) or "
+                         "confluent-kafka in Python (~2.4 CPU-s per GiB of 1 KiB records on the client)")
     ap.add_argument("--catchup-nice", type=int, default=0,
                     help="nice value of the catch-up consumer processes (a batch job that would run on "
                          "other machines; here it shares the broker's cores)")
@@ -1083,6 +1148,12 @@ def main(argv=None) -> int:
     busy = [p for p in os.popen("ps -eo comm=").read().split() if p in ("rustc", "cargo", "cc1", "ld")]
     if busy:
         info(f"[bench    ] warning: compilers running ({', '.join(sorted(set(busy)))}): figures will be skewed")
+    if args.catchup_client == "native":
+        try:
+            build_reader()
+        except BenchError as e:
+            print(e, file=sys.stderr)
+            return 1
     stores = ["file", "s3"] if args.store == "both" else [args.store]
     results = []
     failed = False
