@@ -47,7 +47,10 @@ fn cpu_s() -> f64 {
 
 fn offsets(arg: &str) -> Result<Vec<i64>, String> {
     arg.split(',')
-        .map(|s| s.parse::<i64>().map_err(|e| format!("bad offset {s:?}: {e}")))
+        .map(|s| {
+            s.parse::<i64>()
+                .map_err(|e| format!("bad offset {s:?}: {e}"))
+        })
         .collect()
 }
 
@@ -121,19 +124,25 @@ fn run() -> Result<(), String> {
                     if p < partitions && o >= next[p] && o < targets[p] {
                         if o > next[p] && bad < 10 {
                             bad += 1;
-                            emit(&mut out, format!("bad gap p{p} expected {} got {o}", next[p]));
+                            emit(
+                                &mut out,
+                                format!("bad gap p{p} expected {} got {o}", next[p]),
+                            );
                         }
                         let v = m.payload().unwrap_or(&[]);
                         bytes += v.len() as u64;
                         msgs += 1;
                         if o < produced_ends[p] {
-                            let seq = v.get(..8).map(|b| {
-                                u64::from_be_bytes(b.try_into().unwrap_or([0; 8])) as i64
-                            });
+                            let seq = v
+                                .get(..8)
+                                .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])) as i64);
                             let want = o * partitions as i64 + p as i64;
                             if (v.len() != size || seq != Some(want)) && bad < 10 {
                                 bad += 1;
-                                emit(&mut out, format!("bad record p{p} o{o} len {} seq {seq:?}", v.len()));
+                                emit(
+                                    &mut out,
+                                    format!("bad record p{p} o{o} len {} seq {seq:?}", v.len()),
+                                );
                             }
                         }
                         next[p] = o + 1;
@@ -156,6 +165,9 @@ fn run() -> Result<(), String> {
     }
     emit(&mut out, format!("sample {} {bytes}", now_ns()));
     let (first_ns, first_cpu) = first.unwrap_or((0, cpu_s()));
-    emit(&mut out, format!("end {first_ns} {:.3} {bytes} {msgs}", cpu_s() - first_cpu));
+    emit(
+        &mut out,
+        format!("end {first_ns} {:.3} {bytes} {msgs}", cpu_s() - first_cpu),
+    );
     Ok(())
 }
