@@ -106,7 +106,7 @@ fn run() -> Result<(), String> {
     let (mut bytes, mut msgs, mut bad) = (0u64, 0u64, 0usize);
     let mut first: Option<(u128, f64)> = None;
     let (mut last_report, mut last_sample) = (0u128, 0u128);
-    let mut emit = |out: &mut std::io::StdoutLock, line: String| {
+    let emit = |out: &mut std::io::StdoutLock, line: String| {
         // A closed pipe means the benchmark is gone; stop quietly.
         if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
             std::process::exit(0);
