@@ -28,9 +28,10 @@ the exact command. Exit status: 0 when the run completed (targets missed
 included, unless --strict), 1 on a failure (broker died, wrong data, a phase
 stalled), 2 on a usage problem.
 
-Needs confluent-kafka, and for the default --catchup-client native cargo and
-Debian's librdkafka-dev (bench/reader is built on first use); for --store s3 also moto[server] and boto3
-(scripts/install-test-deps.sh installs them).
+Needs confluent-kafka; for --store s3 also moto[server] and boto3
+(scripts/install-test-deps.sh installs them). The default --catchup-client
+native also needs cargo and Debian's librdkafka-dev and pkg-config, which the
+test setup does not install; bench/reader is built on first use.
 """
 
 from __future__ import annotations
@@ -515,7 +516,7 @@ READER_DIR = REPO / "bench" / "reader"
 READER_BIN = READER_DIR / "target" / "release" / "sluice-catchup-reader"
 
 
-def build_reader() -> Path:
+def build_reader() -> None:
     """Builds the native catch-up reader (needs Debian's librdkafka-dev)."""
     info("[bench    ] building the native catch-up reader (bench/reader, librdkafka)")
     r = subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path", str(READER_DIR / "Cargo.toml")],
@@ -523,7 +524,6 @@ def build_reader() -> Path:
     if r.returncode != 0:
         raise BenchError("setup", "building bench/reader failed (apt-get install librdkafka-dev pkg-config?):\n"
                          + r.stderr[-2000:])
-    return READER_BIN
 
 
 def catchup_consumer_native(bootstrap, topic, group, targets, produced_ends, partitions, size, progress, result,

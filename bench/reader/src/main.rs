@@ -135,7 +135,8 @@ fn run() -> Result<(), String> {
                         if o < produced_ends[p] {
                             let seq = v
                                 .get(..8)
-                                .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])) as i64);
+                                .and_then(|b| b.try_into().ok())
+                                .map(i64::from_be_bytes);
                             let want = o * partitions as i64 + p as i64;
                             if (v.len() != size || seq != Some(want)) && bad < 10 {
                                 bad += 1;
