@@ -53,7 +53,7 @@ pub struct StorageConfig {
     pub max_unuploaded_bytes: usize,
     /// Bytes of object data cached for catch-up reads (separate from the tail).
     pub block_cache_bytes: usize,
-    /// Bytes a catch-up reader is kept ahead by (at least two of its fetches;
+    /// Bytes a catch-up reader is kept ahead by (at least four of its fetches;
     /// at most a quarter of the block cache). 0 turns read-ahead off.
     pub read_ahead_bytes: usize,
     /// How often retention, compaction and garbage collection run.

@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -20,13 +20,15 @@ pub const BLOCK: usize = 4096;
 const MIN_CLASS: usize = 64 << 10;
 
 /// Idle buffers by size class, and the bytes they hold.
-type Idle = (HashMap<usize, Vec<Vec<u8>>>, usize);
+type Idle = (BTreeMap<usize, Vec<Vec<u8>>>, usize);
 
-/// Size classes: steps of 1/16 of the next power of two, so at most 1/8 is
-/// wasted (an 8 MiB span plus a block of alignment takes 9 MiB, not 16).
+/// Size classes: steps of 1/8 of the next power of two, so at most a
+/// quarter is wasted, and read-ahead spans of 7-8 MiB of rows all share the
+/// 8 MiB class (finer classes left buffers idle in one class while another
+/// class allocated fresh ones).
 fn size_class(len: usize) -> usize {
     let len = len.max(MIN_CLASS);
-    let step = len.next_power_of_two() / 16;
+    let step = len.next_power_of_two() / 8;
     len.div_ceil(step) * step
 }
 
@@ -48,7 +50,7 @@ pub struct Loan {
 impl ReadBuffers {
     pub fn new(limit: usize) -> Arc<Self> {
         Arc::new(Self {
-            idle: Mutex::new((HashMap::new(), 0)),
+            idle: Mutex::new((BTreeMap::new(), 0)),
             limit,
         })
     }
@@ -59,13 +61,20 @@ impl ReadBuffers {
         let class = size_class(len);
         let reused = {
             let mut idle = self.idle.lock();
-            let buf = idle.0.get_mut(&class).and_then(Vec::pop);
-            if let Some(b) = &buf {
+            // The smallest idle buffer of this class or up to twice its
+            // size: exact classes alone left the pool full of odd sizes
+            // (spans cut short at a window's end) while every read of the
+            // common class allocated afresh.
+            let fit = idle
+                .0
+                .range_mut(class..=class * 2)
+                .find_map(|(_, bufs)| bufs.pop());
+            if let Some(b) = &fit {
                 idle.1 -= b.len();
             }
-            buf
+            fit
         };
-        let buf = reused.unwrap_or_else(|| vec![0u8; class + BLOCK]);
+        let buf = reused.unwrap_or_else(|| fresh_buffer(class + BLOCK));
         let start = buf.as_ptr().align_offset(BLOCK);
         Loan {
             buf,
@@ -77,6 +86,23 @@ impl ReadBuffers {
     fn give_back(&self, buf: Vec<u8>) {
         let class = buf.len() - BLOCK;
         let mut idle = self.idle.lock();
+        // Over the limit, smaller idle buffers make room for a larger one:
+        // a large buffer also serves smaller reads.
+        while idle.1 + buf.len() > self.limit {
+            let (map, bytes) = &mut *idle;
+            let Some(mut smallest) = map.first_entry() else {
+                break;
+            };
+            if *smallest.key() >= class {
+                break;
+            }
+            if let Some(dropped) = smallest.get_mut().pop() {
+                *bytes -= dropped.len();
+            }
+            if smallest.get().is_empty() {
+                smallest.remove();
+            }
+        }
         if idle.1 + buf.len() <= self.limit {
             idle.1 += buf.len();
             idle.0.entry(class).or_default().push(buf);
@@ -87,6 +113,20 @@ impl ReadBuffers {
     pub fn idle_bytes(&self) -> usize {
         self.idle.lock().1
     }
+}
+
+/// A new zeroed buffer with every page already faulted in. The allocator
+/// hands out untouched memory for large zeroed buffers, so otherwise the
+/// kernel would fault and zero its pages inside the first read into it,
+/// while that read holds one of the disk's read turns.
+fn fresh_buffer(len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    for i in (0..len).step_by(BLOCK) {
+        // SAFETY: `i` is within `buf`; a volatile write so the store of a
+        // zero into zeroed memory is not optimised away.
+        unsafe { std::ptr::write_volatile(buf.as_mut_ptr().add(i), 0) };
+    }
+    buf
 }
 
 impl Loan {
@@ -129,7 +169,9 @@ mod tests {
         let mut a = pool.take(1 << 20);
         assert_eq!(a.window().as_ptr() as usize % BLOCK, 0);
         assert_eq!(a.window().len(), 1 << 20);
-        assert_eq!(size_class((8 << 20) + BLOCK), 9 << 20);
+        assert_eq!(size_class((8 << 20) - 3 * BLOCK), 8 << 20);
+        assert_eq!(size_class((7 << 20) + 300 * 1024), 8 << 20);
+        assert_eq!(size_class((8 << 20) + BLOCK), 10 << 20);
         assert_eq!(size_class(1), MIN_CLASS);
         a.window()[..3].copy_from_slice(b"abc");
         let ptr = a.window().as_ptr();
@@ -148,5 +190,25 @@ mod tests {
         drop(loans);
         drop(b);
         assert!(pool.idle_bytes() <= 3 << 20);
+    }
+
+    #[test]
+    fn larger_buffers_serve_smaller_reads_and_push_out_small_idle_ones() {
+        let pool = ReadBuffers::new((8 << 20) + (2 << 20) + 2 * BLOCK);
+        // Two small idle buffers fill part of the pool.
+        drop((pool.take(1 << 20), pool.take(1 << 20)));
+        assert_eq!(pool.idle_bytes(), 2 * ((1 << 20) + BLOCK));
+        // An 8 MiB buffer coming back pushes one out rather than being freed.
+        let big = pool.take(8 << 20);
+        let big_ptr = big.buf.as_ptr();
+        drop(big);
+        assert_eq!(pool.idle_bytes(), (8 << 20) + (1 << 20) + 2 * BLOCK);
+        // A 5 MiB read (class 5 MiB) takes the 8 MiB buffer: within 2x.
+        let mid = pool.take(5 << 20);
+        assert_eq!(mid.buf.as_ptr(), big_ptr);
+        drop(mid);
+        // A 96 KiB read does not tie up the 8 MiB buffer: more than 2x.
+        let small = pool.take(96 << 10);
+        assert_ne!(small.buf.as_ptr(), big_ptr);
     }
 }
