@@ -919,6 +919,8 @@ def run_store(args, store: str, workdir: Path) -> dict:
             "bad": [b for d in done for b in d["bad"]],
             "errors": [e for d in done for e in d["errors"]],
         }
+        firsts = sorted((d["first_ns"] - c_start) / 1e9 for d in done if d["first_ns"])
+        info(f"[catch-up ] first record per member, s after start: {', '.join(f'{x:.2f}' for x in firsts)}")
         res["catchup_timeline"] = rate_timeline([d["timeline"] for d in done], got["first_ns"])
         for line in timeline_chart(res["catchup_timeline"]):
             info(f"[catch-up ] {line}")
@@ -974,6 +976,11 @@ def run_store(args, store: str, workdir: Path) -> dict:
             reads[src] = msum(m_after_catchup, "sluice_fetch_reads_total", source=src) - \
                 msum(m_before_catchup, "sluice_fetch_reads_total", source=src)
         res["fetch_reads_during_catchup"] = reads
+        res["cache_during_catchup"] = {
+            f"{name}/{outcome}": msum(m_after_catchup, metric, outcome=outcome) - msum(m_before_catchup, metric, outcome=outcome)
+            for name, metric, outcomes in (("block cache", "sluice_block_cache_lookups_total", ("hit", "miss")),
+                                           ("read buffers", "sluice_read_buffers_total", ("reused", "fresh")))
+            for outcome in outcomes}
         res["objects_written_total"] = msum(m_after_catchup, "sluice_objects_written_total")
         res["objects_written_during_produce"] = msum(m_after_produce, "sluice_objects_written_total")
         res["objects_end"] = object_counts(broker, moto)
@@ -1109,6 +1116,8 @@ def report(results: list, command: str, args) -> bool:
             (s, "store requests (all)", ", ".join(f"{k}={v:.0f}" for k, v in r["requests_total"].items()), "", ""),
             (s, "store requests (catch-up)", ", ".join(f"{k}={v:.0f}" for k, v in r["requests_during_catchup"].items()), "", ""),
             (s, "fetch reads (catch-up)", ", ".join(f"{k}={v:.0f}" for k, v in r["fetch_reads_during_catchup"].items()), "", ""),
+            (s, "caches (catch-up)", ", ".join(f"{k}={v:.0f}" for k, v in r["cache_during_catchup"].items()), "",
+             "block cache lookups; buffers for direct reads"),
             (s, "broker RSS peak", f"{r['rss_peak_mib']:.0f} MiB", "", ""),
         ]
         if "moto_calibration" in r:

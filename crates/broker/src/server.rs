@@ -129,16 +129,38 @@ async fn connection(
 /// their parts, so record batches are not copied in user space.
 const DIRECT_WRITE_BYTES: usize = 64 * 1024;
 
+/// Writes `frame` to the connection. Large frames (catch-up fetches) are
+/// written by a task on the bulk runtime, so copying them into the socket
+/// does not hold up the main workers' produce and tail-fetch work.
 async fn write_frame(
-    writer: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    writer: Writer,
+    frame: crate::fetch_frame::Frame,
+) -> (Option<Writer>, std::io::Result<()>) {
+    if frame.len() < DIRECT_WRITE_BYTES {
+        let mut writer = writer;
+        for part in &frame.parts {
+            if let Err(e) = writer.write_all(part).await {
+                return (Some(writer), Err(e));
+            }
+        }
+        return (Some(writer), Ok(()));
+    }
+    let task = sluice_storage::bulk::handle().spawn(async move {
+        let mut writer = writer;
+        let written = write_vectored_all(&mut writer, &frame).await;
+        (writer, written)
+    });
+    match task.await {
+        Ok((writer, written)) => (Some(writer), written),
+        Err(e) => (None, Err(std::io::Error::other(e))),
+    }
+}
+
+/// Flushes the buffer, then writes the frame's parts with `writev`.
+async fn write_vectored_all(
+    writer: &mut Writer,
     frame: &crate::fetch_frame::Frame,
 ) -> std::io::Result<()> {
-    if frame.len() < DIRECT_WRITE_BYTES {
-        for part in &frame.parts {
-            writer.write_all(part).await?;
-        }
-        return Ok(());
-    }
     writer.flush().await?;
     let inner = writer.get_mut();
     let mut slices: Vec<std::io::IoSlice> = frame
@@ -158,6 +180,8 @@ async fn write_frame(
     Ok(())
 }
 
+type Writer = BufWriter<tokio::net::tcp::OwnedWriteHalf>;
+
 async fn write_responses(
     writer: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::Receiver<Pending>,
@@ -167,7 +191,13 @@ async fn write_responses(
     while let Some(pending) = rx.recv().await {
         match pending.await {
             Ok(Some(frame)) => {
-                if let Err(e) = write_frame(&mut writer, &frame).await {
+                let (back, written) = write_frame(writer, frame).await;
+                let Some(back) = back else {
+                    tracing::debug!(%peer, "connection writer task failed");
+                    return;
+                };
+                writer = back;
+                if let Err(e) = written {
                     tracing::debug!(%peer, error = %e, "connection write error");
                     break;
                 }

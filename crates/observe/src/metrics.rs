@@ -27,6 +27,8 @@ pub struct Metrics {
     pub upload_backlog_bytes: IntGauge,
     pub read_source: IntCounterVec,
     pub memory_bytes: IntGaugeVec,
+    pub block_cache_lookups: IntCounterVec,
+    pub read_buffers: IntCounterVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -140,6 +142,16 @@ impl Metrics {
             &["kind"],
         )?;
         registry.register(Box::new(memory_bytes.clone()))?;
+        let block_cache_lookups = counter_vec(
+            "sluice_block_cache_lookups_total",
+            "Block cache lookups of object rows for catch-up reads, by outcome (hit or miss).",
+            &["outcome"],
+        )?;
+        let read_buffers = counter_vec(
+            "sluice_read_buffers_total",
+            "Buffers handed out for direct object reads, by whether an idle one was reused or a fresh one allocated.",
+            &["outcome"],
+        )?;
         Ok(Self {
             registry,
             requests,
@@ -159,6 +171,8 @@ impl Metrics {
             upload_backlog_bytes,
             read_source,
             memory_bytes,
+            block_cache_lookups,
+            read_buffers,
         })
     }
 

@@ -42,6 +42,10 @@ fn tune_allocator() {
 }
 use std::io::IsTerminal;
 
+/// Worker threads of the bulk runtime (catch-up reads and large response
+/// writes; see `sluice_storage::bulk`).
+const BULK_THREADS: usize = 2;
+
 /// Sluice: a Kafka-compatible event streaming platform for AI telemetry.
 #[derive(Parser)]
 #[command(name = "sluice", version, about, long_about = None)]
@@ -92,7 +96,16 @@ fn run() -> anyhow::Result<()> {
                 .enable_all()
                 .thread_name("sluice")
                 .build()?;
-            runtime.block_on(serve::run(settings))
+            let bulk = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(BULK_THREADS)
+                .enable_all()
+                .thread_name("sluice-bulk")
+                .on_thread_start(sluice_storage::bulk::lower_thread_io_priority)
+                .build()?;
+            sluice_storage::bulk::install(bulk.handle().clone());
+            let served = runtime.block_on(serve::run(settings));
+            bulk.shutdown_background();
+            served
         }
         Command::Groups(args) => groups_cli::run(args),
         Command::Dlq(args) => dlq_cli::run(args),

@@ -8,7 +8,6 @@
 use bytes::Bytes;
 use lru::LruCache;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 type Key = (String, u64);
 
@@ -16,8 +15,6 @@ type Key = (String, u64);
 pub struct BlockCache {
     budget: usize,
     inner: Mutex<(LruCache<Key, Bytes>, usize)>,
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
 }
 
 impl BlockCache {
@@ -25,20 +22,20 @@ impl BlockCache {
         Self {
             budget,
             inner: Mutex::new((LruCache::unbounded(), 0)),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         }
     }
 
     pub fn get(&self, object: &str, position: u64) -> Option<Bytes> {
-        let mut g = self.inner.lock();
-        let hit = g.0.get(&(object.to_string(), position)).cloned();
-        let counter = if hit.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let hit = self
+            .inner
+            .lock()
+            .0
+            .get(&(object.to_string(), position))
+            .cloned();
+        sluice_observe::metrics()
+            .block_cache_lookups
+            .with_label_values(&[if hit.is_some() { "hit" } else { "miss" }])
+            .inc();
         hit
     }
 

@@ -11,8 +11,12 @@
 //! - [`log`]: [`LogStore`], the facade the broker uses (topics, append, read,
 //!   offset lookups, recovery).
 //! - [`timestamps`]: exact offset-for-timestamp lookups inside batches.
+//! - [`bulk`]: the second runtime for catch-up reads and large writes.
+//! - [`disk_lane`]: turns at the local disk for object reads and WAL commits.
 
 pub mod block_cache;
+pub mod bulk;
+pub mod disk_lane;
 pub mod faults;
 pub mod local_direct;
 pub mod log;

@@ -14,14 +14,9 @@
 //! the kernel's small read-ahead steps and then copy; a direct read is one
 //! large request and no copy, and leaves the page cache to the WAL.
 //!
-//! Reads share the disk with the WAL, whose fsync latency is every acks=all
-//! producer's latency: measured here, two concurrent 8 MiB direct reads
-//! pushed a 64 KiB write+fdatasync from 0.24 ms to 18 ms (p50), one stream
-//! of 256 KiB reads kept it under 1 ms. So reads go one chunk of
-//! `READ_CHUNK` at a time through a lane of `READ_LANE_DEPTH` turns for the
-//! whole store. On the machines we measure (a virtual disk), one stream of
-//! direct reads gets 0.94-0.99 GB/s whatever the request size (256 KiB to
-//! 1 MiB), two streams 1.24 GB/s together (`dd iflag=direct`), so two turns.
+//! Reads share the disk with the WAL: each chunk of `READ_CHUNK` takes a
+//! turn of the disk lane (`crate::disk_lane`), which bounds the reads at the
+//! disk and holds new ones back while the WAL commits.
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
@@ -43,77 +38,6 @@ use crate::read_buffers::{ReadBuffers, BLOCK};
 /// Bytes one direct read request asks the disk for (see the module comment).
 const READ_CHUNK: usize = 256 << 10;
 
-/// Chunk reads at the disk at a time (see the module comment).
-const READ_LANE_DEPTH: usize = 2;
-
-tokio::task_local! {
-    /// Set while a read-ahead runs: its reads yield the disk to reads a
-    /// consumer is waiting for.
-    static READ_AHEAD: ();
-}
-
-/// Runs `reads` as read-ahead: their chunk reads wait while a chunk read
-/// a consumer is waiting for wants a turn.
-pub(crate) async fn as_read_ahead<F: std::future::Future>(reads: F) -> F::Output {
-    READ_AHEAD.scope((), reads).await
-}
-
-/// Admits at most `depth` chunk reads to the disk at a time, urgent ones
-/// (a consumer waits for them) before read-ahead ones.
-#[derive(Debug)]
-struct ReadLane {
-    state: parking_lot::Mutex<LaneState>,
-    freed: parking_lot::Condvar,
-    depth: usize,
-}
-
-#[derive(Debug, Default)]
-struct LaneState {
-    busy: usize,
-    urgent_waiting: usize,
-}
-
-/// One admitted chunk read; its turn ends when dropped.
-struct LaneTurn<'a>(&'a ReadLane);
-
-impl ReadLane {
-    fn new(depth: usize) -> Self {
-        Self {
-            state: parking_lot::Mutex::new(LaneState::default()),
-            freed: parking_lot::Condvar::new(),
-            depth: depth.max(1),
-        }
-    }
-
-    /// Blocks until a turn is free (and, for a read-ahead, no urgent read
-    /// waits for one).
-    fn turn(&self, urgent: bool) -> LaneTurn<'_> {
-        let mut st = self.state.lock();
-        if urgent {
-            st.urgent_waiting += 1;
-            while st.busy >= self.depth {
-                self.freed.wait(&mut st);
-            }
-            st.urgent_waiting -= 1;
-        } else {
-            while st.busy >= self.depth || st.urgent_waiting > 0 {
-                self.freed.wait(&mut st);
-            }
-        }
-        st.busy += 1;
-        LaneTurn(self)
-    }
-}
-
-impl Drop for LaneTurn<'_> {
-    fn drop(&mut self) {
-        self.0.state.lock().busy -= 1;
-        // All: a woken read-ahead may have to keep waiting for an urgent
-        // read, which must then be the one to get the turn.
-        self.0.freed.notify_all();
-    }
-}
-
 /// Idle read buffers kept for reuse (a few read-ahead spans' worth).
 const READ_BUFFERS_IDLE_BYTES: usize = 64 << 20;
 /// Bytes copied into the aligned buffer per write (a multiple of BLOCK).
@@ -124,8 +48,6 @@ pub struct DirectLocalStore {
     root: PathBuf,
     inner: LocalFileSystem,
     buffers: Arc<ReadBuffers>,
-    /// Taken for each chunk read: a few read requests at the disk at a time.
-    read_lane: Arc<ReadLane>,
 }
 
 impl DirectLocalStore {
@@ -135,7 +57,6 @@ impl DirectLocalStore {
             root,
             inner,
             buffers: ReadBuffers::new(READ_BUFFERS_IDLE_BYTES),
-            read_lane: Arc::new(ReadLane::new(READ_LANE_DEPTH)),
         })
     }
 }
@@ -205,7 +126,6 @@ fn read_range_direct(
     path: &std::path::Path,
     range: std::ops::Range<u64>,
     buffers: &Arc<ReadBuffers>,
-    lane: &ReadLane,
     urgent: bool,
 ) -> std::io::Result<Option<(bytes::Bytes, std::ops::Range<u64>, std::fs::Metadata)>> {
     let file = match OpenOptions::new()
@@ -230,7 +150,7 @@ fn read_range_direct(
     while got < span {
         let chunk = (span - got).min(READ_CHUNK);
         let n = {
-            let _turn = lane.turn(urgent);
+            let _turn = crate::disk_lane::read_turn(urgent);
             file.read_at(&mut window[got..got + chunk], from + got as u64)?
         };
         if n == 0 {
@@ -298,16 +218,15 @@ impl ObjectStore for DirectLocalStore {
         };
         let file = self.root.join(location.as_ref());
         let at = location.clone();
-        let (buffers, lane) = (self.buffers.clone(), self.read_lane.clone());
-        let urgent = READ_AHEAD.try_with(|_| ()).is_err();
-        let read = tokio::task::spawn_blocking(move || {
-            read_range_direct(&file, range, &buffers, &lane, urgent)
-        })
-        .await
-        .map_err(|e| object_store::Error::Generic {
-            store: "DirectLocalStore",
-            source: Box::new(e),
-        })?;
+        let buffers = self.buffers.clone();
+        let urgent = crate::disk_lane::is_urgent();
+        let read = crate::bulk::handle()
+            .spawn_blocking(move || read_range_direct(&file, range, &buffers, urgent))
+            .await
+            .map_err(|e| object_store::Error::Generic {
+                store: "DirectLocalStore",
+                source: Box::new(e),
+            })?;
         match read {
             Ok(Some((data, range, meta))) => Ok(GetResult {
                 payload: GetResultPayload::Stream(

@@ -825,77 +825,98 @@ impl LogStore {
             after.last_offset + 1,
             self.config.request_timeout,
         );
+        // Rounds of at most READ_AHEAD_NEW_SPANS spans each, until the window
+        // is full: the window fills without waiting for the reader's next
+        // fetches (tied to them, a catch-up's first second read the disk at
+        // a quarter of its rate), and partitions starting together take
+        // turns. A failed read, or a cache too small to hold the window,
+        // ends the task; the reader's next fetch starts another.
+        let rounds = window / (READ_AHEAD_SPAN_BYTES * READ_AHEAD_NEW_SPANS as u64) + 1;
         let read_ahead = async move {
-            let mut rows = match tokio::task::spawn_blocking(move || {
-                catalog.segments_from(t, part, from, READ_AHEAD_MAX_ROWS)
-            })
-            .await
-            {
-                Ok(Ok(rows)) => rows,
-                _ => return,
-            };
-            rows.truncate(rows_within(&rows, window));
-            let spans = {
-                let mut busy = inflight.lock();
-                // Less than a span missing: wait, so that each read-ahead
-                // is a span of several rows, not one row at a time.
-                let ready: u64 = rows
-                    .iter()
-                    .take_while(|r| {
-                        cache.contains(&r.object_key, r.position)
-                            || busy.contains_key(&(r.object_key.clone(), r.position))
-                    })
-                    .map(|r| r.length)
-                    .sum();
-                if ready + READ_AHEAD_SPAN_BYTES.min(window / 2) > window {
-                    return;
-                }
-                let missing: Vec<SegmentRecord> = rows
-                    .into_iter()
-                    .filter(|r| {
-                        !cache.contains(&r.object_key, r.position)
-                            && !busy.contains_key(&(r.object_key.clone(), r.position))
-                    })
-                    .collect();
-                let mut spans = crate::object::adjacent_reads(&missing, READ_AHEAD_SPAN_BYTES);
-                spans.truncate(READ_AHEAD_NEW_SPANS);
-                for (_, parts) in &spans {
-                    for r in parts {
-                        busy.insert((r.object_key.clone(), r.position), Arc::default());
+            let failed = std::sync::atomic::AtomicBool::new(false);
+            for _ in 0..rounds {
+                let catalog = catalog.clone();
+                let mut rows = match tokio::task::spawn_blocking(move || {
+                    catalog.segments_from(t, part, from, READ_AHEAD_MAX_ROWS)
+                })
+                .await
+                {
+                    Ok(Ok(rows)) => rows,
+                    _ => return,
+                };
+                rows.truncate(rows_within(&rows, window));
+                let spans = {
+                    let mut busy = inflight.lock();
+                    // Less than a span missing: wait, so that each read-ahead
+                    // is a span of several rows, not one row at a time.
+                    let ready: u64 = rows
+                        .iter()
+                        .take_while(|r| {
+                            cache.contains(&r.object_key, r.position)
+                                || busy.contains_key(&(r.object_key.clone(), r.position))
+                        })
+                        .map(|r| r.length)
+                        .sum();
+                    if ready + READ_AHEAD_SPAN_BYTES.min(window / 2) > window {
+                        return;
                     }
-                }
-                spans
-            };
-            let reads = futures::stream::iter(spans).for_each_concurrent(
-                READ_AHEAD_CONCURRENCY,
-                |(span, parts)| {
-                    let (objects, cache, inflight, requests) =
-                        (&objects, &cache, &inflight, &requests);
-                    async move {
-                        let turn = requests.acquire().await;
-                        let got = match turn {
-                            Ok(_permit) => get_range_timed(&**objects, &span, timeout).await.ok(),
-                            Err(_) => None,
-                        };
-                        if let Some(data) = got {
+                    let missing: Vec<SegmentRecord> = rows
+                        .into_iter()
+                        .filter(|r| {
+                            !cache.contains(&r.object_key, r.position)
+                                && !busy.contains_key(&(r.object_key.clone(), r.position))
+                        })
+                        .collect();
+                    let mut spans = crate::object::adjacent_reads(&missing, READ_AHEAD_SPAN_BYTES);
+                    spans.truncate(READ_AHEAD_NEW_SPANS);
+                    for (_, parts) in &spans {
+                        for r in parts {
+                            busy.insert((r.object_key.clone(), r.position), Arc::default());
+                        }
+                    }
+                    spans
+                };
+                let reads = futures::stream::iter(spans).for_each_concurrent(
+                    READ_AHEAD_CONCURRENCY,
+                    |(span, parts)| {
+                        let (objects, cache, inflight, requests, failed) =
+                            (&objects, &cache, &inflight, &requests, &failed);
+                        async move {
+                            let turn = requests.acquire().await;
+                            let got = match turn {
+                                Ok(_permit) => {
+                                    get_range_timed(&**objects, &span, timeout).await.ok()
+                                }
+                                Err(_) => None,
+                            };
+                            if got.is_none() {
+                                failed.store(true, Ordering::Relaxed);
+                            }
+                            if let Some(data) = got {
+                                for r in &parts {
+                                    if let Some(slice) = row_in_span(&span, &data, r) {
+                                        cache.insert(&r.object_key, r.position, slice);
+                                    }
+                                }
+                            }
+                            let mut busy = inflight.lock();
                             for r in &parts {
-                                if let Some(slice) = row_in_span(&span, &data, r) {
-                                    cache.insert(&r.object_key, r.position, slice);
+                                if let Some(signal) =
+                                    busy.remove(&(r.object_key.clone(), r.position))
+                                {
+                                    signal.notify_waiters();
                                 }
                             }
                         }
-                        let mut busy = inflight.lock();
-                        for r in &parts {
-                            if let Some(signal) = busy.remove(&(r.object_key.clone(), r.position)) {
-                                signal.notify_waiters();
-                            }
-                        }
-                    }
-                },
-            );
-            reads.await;
+                    },
+                );
+                reads.await;
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
         };
-        tokio::spawn(crate::local_direct::as_read_ahead(read_ahead));
+        tokio::spawn(crate::disk_lane::as_read_ahead(read_ahead));
     }
 
     /// Writes an object (with a timeout and metrics).
@@ -1079,9 +1100,8 @@ type InflightRows = HashMap<(String, u64), Arc<tokio::sync::Notify>>;
 /// flight on most fetches and waited 30-130 ms for them (traced per fetch).
 const READ_AHEAD_FETCHES: usize = 4;
 
-/// Spans one read-ahead adds at most: a reader's window fills over its next
-/// fetches, so when many partitions start catching up at once their first
-/// spans are read before anyone's fourth.
+/// Spans one round of a read-ahead reads at most: when many partitions start
+/// catching up at once, their first spans are read before anyone's fourth.
 const READ_AHEAD_NEW_SPANS: usize = 2;
 
 /// Largest span one read-ahead GET covers.

@@ -74,6 +74,10 @@ impl ReadBuffers {
             }
             fit
         };
+        sluice_observe::metrics()
+            .read_buffers
+            .with_label_values(&[if reused.is_some() { "reused" } else { "fresh" }])
+            .inc();
         let buf = reused.unwrap_or_else(|| fresh_buffer(class + BLOCK));
         let start = buf.as_ptr().align_offset(BLOCK);
         Loan {
