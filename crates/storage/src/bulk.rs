@@ -1,10 +1,10 @@
 //! The bulk runtime: catch-up reads and the socket writes of large
 //! (catch-up) fetch responses run on a small second runtime, so the main
-//! runtime's workers stay free for produce and tail fetches. A multi-MiB
-//! `writev` holds its thread for about a millisecond; on two cores with
-//! those writes on the main workers, a tail consumer's p99 latency during a
-//! catch-up was 22-35 ms, and 10-18 ms with them here (catchup_bench,
-//! BENCHMARKS.md).
+//! runtime's workers stay free for produce and tail fetches (a multi-MiB
+//! `writev` holds its thread for about a millisecond). In our benchmark
+//! runs on two shared cores the tail's p99 moved by less than the noise
+//! between runs either way; the split is kept because it bounds what
+//! catch-up work can take from the main workers at all.
 //!
 //! The bulk threads' disk requests are in the idle I/O class, so schedulers
 //! that honour I/O priorities (mq-deadline, BFQ) serve the WAL first. (On

@@ -8,7 +8,11 @@
 //! ~0.2 ms, and the idle I/O class for the reading threads did not change
 //! that (the device, not the kernel's scheduler, queues the requests). One
 //! stream of direct reads gets 0.94-0.99 GB/s whatever the request size,
-//! two streams 1.24 GB/s together (`dd iflag=direct`).
+//! two streams 1.24 GB/s together (`dd iflag=direct`); a 4 KiB
+//! write+fdatasync took 0.21 ms (p50) on an idle disk, 0.52 ms beside one
+//! stream of 256 KiB reads and 1.01 ms beside two. Two turns made catch-up
+//! ~8% faster in an A/B of three benchmark runs each, within the noise of
+//! those runs, and gave the tail nothing: one turn it is.
 //!
 //! So every chunk read takes a turn here: at most [`READ_DEPTH`] at a time,
 //! chunks a consumer is waiting for before read-ahead ones, and none while
@@ -20,7 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use std::sync::LazyLock;
 
 /// Chunk reads at the disk at a time (see the module comment).
-pub const READ_DEPTH: usize = 2;
+pub const READ_DEPTH: usize = 1;
 
 tokio::task_local! {
     /// Set while a read-ahead runs: its reads yield the disk to reads a

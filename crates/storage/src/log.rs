@@ -827,10 +827,9 @@ impl LogStore {
         );
         // Rounds of at most READ_AHEAD_NEW_SPANS spans each, until the window
         // is full: the window fills without waiting for the reader's next
-        // fetches (tied to them, a catch-up's first second read the disk at
-        // a quarter of its rate), and partitions starting together take
-        // turns. A failed read, or a cache too small to hold the window,
-        // ends the task; the reader's next fetch starts another.
+        // fetches, and partitions starting together take turns. A failed
+        // read, or a cache too small to hold the window, ends the task; the
+        // reader's next fetch starts another.
         let rounds = window / (READ_AHEAD_SPAN_BYTES * READ_AHEAD_NEW_SPANS as u64) + 1;
         let read_ahead = async move {
             let failed = std::sync::atomic::AtomicBool::new(false);
