@@ -160,6 +160,14 @@ def test_round_trip_200k_from_bucket_after_wiping_data_dir(broker_factory, moto_
         f"{tail_reads:g} reads served from the memory tail after a restart with everything uploaded: "
         f"{metric_samples(b, 'sluice_fetch_reads_total')}"
     )
+    # The restarted broker's block cache starts empty: its first lookups miss,
+    # and every read from objects looks up at least one row.
+    hits = metric(b, "sluice_block_cache_lookups_total", outcome="hit") or 0
+    misses = metric(b, "sluice_block_cache_lookups_total", outcome="miss") or 0
+    assert misses > 0 and hits + misses >= object_reads, (
+        f"block cache lookups (hit {hits:g}, miss {misses:g}) do not cover {object_reads:g} reads from objects: "
+        f"{metric_samples(b, 'sluice_block_cache')}"
+    )
     gets = metric(b, "sluice_object_store_requests_total", op="get", outcome="ok")
     assert gets and gets > 0, f"no GETs against the bucket: {metric_samples(b, 'sluice_object_store')}"
     # Nothing was re-uploaded from anywhere but the bucket: the keys are the same.
