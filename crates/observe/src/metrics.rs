@@ -152,6 +152,14 @@ impl Metrics {
             "Buffers handed out for direct object reads, by whether an idle one was reused or a fresh one allocated.",
             &["outcome"],
         )?;
+        // Both outcomes exported from the start, so rates and ratios over
+        // them exist before the first catch-up read.
+        for outcome in ["hit", "miss"] {
+            block_cache_lookups.with_label_values(&[outcome]);
+        }
+        for outcome in ["reused", "fresh"] {
+            read_buffers.with_label_values(&[outcome]);
+        }
         Ok(Self {
             registry,
             requests,
@@ -220,5 +228,7 @@ mod tests {
         m.render(&mut s);
         assert!(s.contains("sluice_requests_total{api=\"Produce\"} 1"));
         assert!(s.contains("sluice_wal_fsync_duration_seconds_bucket"));
+        assert!(s.contains("sluice_block_cache_lookups_total{outcome=\"miss\"}"));
+        assert!(s.contains("sluice_read_buffers_total{outcome=\"fresh\"}"));
     }
 }

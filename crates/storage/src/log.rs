@@ -1119,9 +1119,9 @@ const READ_AHEAD_CONCURRENCY: usize = 4;
 
 /// Read-ahead GETs in flight over all partitions. The permits are handed
 /// out in request order, so with many partitions catching up the oldest
-/// spans land first: with each partition's spans all in flight at once,
-/// a local disk interleaved ~100 MiB of reads before the first span landed,
-/// and catch-up started at a third of its later rate.
+/// spans land first: with each partition's spans all in flight at once, a
+/// local disk reading them side by side would read ~100 MiB before the
+/// first span landed.
 const READ_AHEAD_REQUESTS: usize = 4;
 
 /// Most index rows one read-ahead looks at (rows of uncompacted objects can
