@@ -3,10 +3,12 @@
 //! Direct reads of local objects share the disk with the WAL, whose commit
 //! latency is every acks=all producer's latency. Measured on our machines (a
 //! virtual disk): two concurrent 8 MiB direct reads pushed a 64 KiB
-//! write+fdatasync from 0.24 ms to 18 ms (p50); with catch-up reading
-//! ~1.2 GB/s in 256 KiB chunks, 4-10 KiB WAL commits took 2-6 ms instead of
-//! ~0.2 ms, and the idle I/O class for the reading threads did not change
-//! that (the device, not the kernel's scheduler, queues the requests). One
+//! write+fdatasync from 0.24 ms to 18 ms (p50); with catch-up reading in
+//! 256 KiB chunks, the WAL's group commits kept a p50 of 0.2 ms but their
+//! p99 rose from 0.4 to 1.6-3.2 ms (strace on the WAL thread: pwrite and
+//! fdatasync p99 0.29 and 0.19 ms before, 2.35 and 2.09 ms during), and the
+//! idle I/O class for the reading threads did not change that (the device,
+//! not the kernel's scheduler, queues the requests). One
 //! stream of direct reads gets 0.94-0.99 GB/s whatever the request size,
 //! two streams 1.24 GB/s together (`dd iflag=direct`); a 4 KiB
 //! write+fdatasync took 0.21 ms (p50) on an idle disk, 0.52 ms beside one
