@@ -811,14 +811,6 @@ def run_store(args, store: str, workdir: Path) -> dict:
                                  prod_count, str(ack_path)))
         prod.start()
         procs.append(prod)
-        if args.tail_nice:
-            # The live traffic's clients stand for clients on other
-            # machines: ahead of the broker's catch-up work for the CPU.
-            for pid in (tail.pid, prod.pid):
-                try:
-                    os.setpriority(os.PRIO_PROCESS, pid, args.tail_nice)
-                except OSError as e:
-                    info(f"[baseline ] could not set the live clients' nice value {args.tail_nice}: {e}")
         t_wait = time.monotonic()
         while not ready.is_set():
             broker.check("baseline")
@@ -1106,7 +1098,8 @@ def report(results: list, command: str, args) -> bool:
             (s, "produce ack p50/p99 during", f"{r['acks']['during_p50_ms']:.2f} / {r['acks']['during_p99_ms']:.2f} ms",
              "", "catch-up window"),
             *[(s, f"broker {k} p50/p99 before/during",
-               f"{b[0]:g}/{b[1]:g} -> {d[0]:g}/{d[1]:g} ms", "", "bucket upper bounds (x2 steps)")
+               f"{b[0]:g}/{b[1]:g} -> {d[0]:g}/{d[1]:g} ms", "",
+               "bucket upper bounds (x2 steps)" + ("; includes long-poll waits" if k == "fetch" else ""))
               for k, b, d in ((k, r["broker_latency_baseline"][k], r["broker_latency_catchup"][k])
                               for k in r["broker_latency_baseline"])],
             (s, "broker CPU, steady traffic", f"{r['broker_cpu_baseline']:.0%} of a core", "", "baseline window"),
@@ -1163,8 +1156,6 @@ def parse_args(argv=None):
     ap.add_argument("--catchup-client", choices=["native", "python"], default="native",
                     help="catch-up group member: bench/reader (librdkafka from compiled code) or "
                          "confluent-kafka in Python (~2.4 CPU-s per GiB of 1 KiB records on the client)")
-    ap.add_argument("--tail-nice", type=int, default=0,
-                    help="nice value of the steady producer and tail consumer processes (negative needs root)")
     ap.add_argument("--catchup-nice", type=int, default=0,
                     help="nice value of the catch-up consumer processes (a batch job that would run on "
                          "other machines; here it shares the broker's cores)")

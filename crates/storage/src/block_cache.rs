@@ -39,6 +39,17 @@ impl BlockCache {
         hit
     }
 
+    /// Like [`get`](Self::get), but neither counted in the hit/miss metrics
+    /// nor moving the row up the LRU: for a second look at a row already
+    /// counted, and for background (compaction) reads.
+    pub fn peek(&self, object: &str, position: u64) -> Option<Bytes> {
+        self.inner
+            .lock()
+            .0
+            .peek(&(object.to_string(), position))
+            .cloned()
+    }
+
     pub fn contains(&self, object: &str, position: u64) -> bool {
         self.inner
             .lock()
@@ -104,5 +115,16 @@ mod tests {
         assert!(!c.contains("a", 0));
         c.insert("huge", 0, Bytes::from(vec![0; 1000]));
         assert!(!c.contains("huge", 0));
+    }
+
+    #[test]
+    fn peek_does_not_keep_a_row_from_eviction() {
+        let c = BlockCache::new(250);
+        c.insert("a", 0, Bytes::from(vec![0; 100]));
+        c.insert("a", 100, Bytes::from(vec![0; 100]));
+        assert!(c.peek("a", 0).is_some());
+        c.insert("b", 0, Bytes::from(vec![0; 100]));
+        assert!(c.peek("a", 0).is_none(), "a peek does not make a row recent");
+        assert!(c.peek("a", 100).is_some());
     }
 }

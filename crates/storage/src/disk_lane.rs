@@ -17,10 +17,11 @@
 //! those runs, and gave the tail nothing: one turn it is.
 //!
 //! So every chunk read takes a turn here: at most [`READ_DEPTH`] at a time,
-//! chunks a consumer is waiting for before read-ahead ones, and none while
-//! the WAL commits: a commit then waits only for the chunks already at the
-//! disk. One lane per process: the embedded broker keeps its WAL and its
-//! local objects under one data directory.
+//! chunks a consumer is waiting for before background ones (read-ahead,
+//! compaction), and none while the WAL commits: a commit then waits only
+//! for the chunks already at the disk. One lane per process: by default the
+//! embedded broker keeps its WAL and its local objects under one data
+//! directory.
 
 use parking_lot::{Condvar, Mutex};
 use std::sync::LazyLock;
@@ -29,20 +30,20 @@ use std::sync::LazyLock;
 pub const READ_DEPTH: usize = 1;
 
 tokio::task_local! {
-    /// Set while a read-ahead runs: its reads yield the disk to reads a
-    /// consumer is waiting for.
-    static READ_AHEAD: ();
+    /// Set while background work runs (read-ahead, compaction): its reads
+    /// yield the disk to reads a consumer is waiting for.
+    static BACKGROUND: ();
 }
 
-/// Runs `reads` as read-ahead: their chunk reads wait while a chunk read a
-/// consumer is waiting for wants a turn.
-pub(crate) async fn as_read_ahead<F: std::future::Future>(reads: F) -> F::Output {
-    READ_AHEAD.scope((), reads).await
+/// Runs `work` in the background class: its chunk reads wait while a chunk
+/// read a consumer is waiting for wants a turn.
+pub(crate) async fn in_background<F: std::future::Future>(work: F) -> F::Output {
+    BACKGROUND.scope((), work).await
 }
 
-/// Whether the calling task's reads are urgent (not a read-ahead).
+/// Whether the calling task's reads are urgent (a consumer waits for them).
 pub(crate) fn is_urgent() -> bool {
-    READ_AHEAD.try_with(|_| ()).is_err()
+    BACKGROUND.try_with(|_| ()).is_err()
 }
 
 static LANE: LazyLock<Lane> = LazyLock::new(|| Lane::new(READ_DEPTH));
@@ -110,8 +111,8 @@ impl Lane {
         Pause(self)
     }
 
-    /// Wakes every waiter: a woken read-ahead may have to keep waiting for
-    /// an urgent read, which must then be the one to get the turn.
+    /// Wakes every waiter: a woken background read may have to keep waiting
+    /// for an urgent read, which must then be the one to get the turn.
     fn release(&self, f: impl FnOnce(&mut LaneState)) {
         f(&mut self.state.lock());
         self.freed.notify_all();
@@ -170,7 +171,7 @@ mod tests {
     }
 
     #[test]
-    fn urgent_reads_go_before_read_ahead() {
+    fn urgent_reads_go_before_background_ones() {
         let lane = Arc::new(Lane::new(1));
         let first = lane.read_turn(false);
         let order = Arc::new(Mutex::new(Vec::new()));
@@ -182,13 +183,13 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(10));
             })
         };
-        let ahead = spawn(false, "read-ahead");
+        let ahead = spawn(false, "background");
         std::thread::sleep(Duration::from_millis(30));
         let urgent = spawn(true, "urgent");
         std::thread::sleep(Duration::from_millis(30));
         drop(first);
         ahead.join().unwrap();
         urgent.join().unwrap();
-        assert_eq!(*order.lock(), vec!["urgent", "read-ahead"]);
+        assert_eq!(*order.lock(), vec!["urgent", "background"]);
     }
 }

@@ -714,6 +714,12 @@ impl LogStore {
         if let Some(b) = self.block_cache.get(&row.object_key, row.position) {
             return Ok(b);
         }
+        self.fetch_missed_row(row).await
+    }
+
+    /// A row the block cache did not have (that lookup already counted):
+    /// waits for a read-ahead fetching it, else reads it (then cached).
+    async fn fetch_missed_row(&self, row: &SegmentRecord) -> Result<Bytes, StorageError> {
         // A read-ahead is fetching it: wait for that instead of a second GET.
         let key = (row.object_key.clone(), row.position);
         let pending = self.read_ahead_inflight.lock().get(&key).cloned();
@@ -724,7 +730,7 @@ impl LogStore {
             if self.read_ahead_inflight.lock().contains_key(&key) {
                 let _ = tokio::time::timeout(self.config.request_timeout, landed).await;
             }
-            if let Some(b) = self.block_cache.get(&row.object_key, row.position) {
+            if let Some(b) = self.block_cache.peek(&row.object_key, row.position) {
                 return Ok(b);
             }
         }
@@ -775,7 +781,7 @@ impl LogStore {
         for (r, got) in rows.iter().zip(out) {
             datas.push(match got {
                 Some(b) => b,
-                None => self.fetch_row(r).await?,
+                None => self.fetch_missed_row(r).await?,
             });
         }
         Ok(datas)
@@ -789,7 +795,7 @@ impl LogStore {
         row: &SegmentRecord,
     ) -> Result<Bytes, StorageError> {
         // The row may span several cached rows: only a whole match counts.
-        if let Some(b) = self.block_cache.get(&row.object_key, row.position) {
+        if let Some(b) = self.block_cache.peek(&row.object_key, row.position) {
             if b.len() as u64 == row.length {
                 return Ok(b);
             }
@@ -827,13 +833,15 @@ impl LogStore {
         );
         // Rounds of at most READ_AHEAD_NEW_SPANS spans each, until the window
         // is full: the window fills without waiting for the reader's next
-        // fetches, and partitions starting together take turns. A failed
-        // read, or a cache too small to hold the window, ends the task; the
-        // reader's next fetch starts another.
-        let rounds = window / (READ_AHEAD_SPAN_BYTES * READ_AHEAD_NEW_SPANS as u64) + 1;
+        // fetches, and partitions starting together take turns. The task
+        // ends when nothing is left to read, on a failed read, or once it
+        // has read a window's worth (a cache too small to hold the window
+        // would otherwise keep it reading); the reader's next fetch starts
+        // another.
         let read_ahead = async move {
             let failed = std::sync::atomic::AtomicBool::new(false);
-            for _ in 0..rounds {
+            let mut read = 0u64;
+            while read < window {
                 let catalog = catalog.clone();
                 let mut rows = match tokio::task::spawn_blocking(move || {
                     catalog.segments_from(t, part, from, READ_AHEAD_MAX_ROWS)
@@ -868,6 +876,10 @@ impl LogStore {
                         .collect();
                     let mut spans = crate::object::adjacent_reads(&missing, READ_AHEAD_SPAN_BYTES);
                     spans.truncate(READ_AHEAD_NEW_SPANS);
+                    if spans.is_empty() {
+                        return;
+                    }
+                    read += spans.iter().map(|(span, _)| span.length).sum::<u64>();
                     for (_, parts) in &spans {
                         for r in parts {
                             busy.insert((r.object_key.clone(), r.position), Arc::default());
@@ -875,9 +887,8 @@ impl LogStore {
                     }
                     spans
                 };
-                let reads = futures::stream::iter(spans).for_each_concurrent(
-                    READ_AHEAD_CONCURRENCY,
-                    |(span, parts)| {
+                let reads =
+                    futures::stream::iter(spans).for_each_concurrent(None, |(span, parts)| {
                         let (objects, cache, inflight, requests, failed) =
                             (&objects, &cache, &inflight, &requests, &failed);
                         async move {
@@ -907,15 +918,14 @@ impl LogStore {
                                 }
                             }
                         }
-                    },
-                );
+                    });
                 reads.await;
                 if failed.load(Ordering::Relaxed) {
                     return;
                 }
             }
         };
-        tokio::spawn(crate::disk_lane::as_read_ahead(read_ahead));
+        tokio::spawn(crate::disk_lane::in_background(read_ahead));
     }
 
     /// Writes an object (with a timeout and metrics).
@@ -1106,16 +1116,11 @@ const READ_AHEAD_NEW_SPANS: usize = 2;
 /// Largest span one read-ahead GET covers.
 /// (Two blocks short of 8 MiB, so a span with its alignment fits the read
 /// buffers' 8 MiB class.)
-const READ_AHEAD_SPAN_BYTES: u64 = (8 << 20) - 2 * 4096;
+const READ_AHEAD_SPAN_BYTES: u64 = (8 << 20) - 2 * crate::read_buffers::BLOCK as u64;
 
 /// Most index rows one catch-up fetch of a partition reads (it stops at its
 /// byte budget first unless the rows are small).
 const FETCH_MAX_ROWS: usize = 64;
-
-/// Spans one read-ahead reads at a time (rows of uncompacted upload objects
-/// are small and each its own span: hundreds of them must not become
-/// hundreds of requests at once).
-const READ_AHEAD_CONCURRENCY: usize = 4;
 
 /// Read-ahead GETs in flight over all partitions. The permits are handed
 /// out in request order, so with many partitions catching up the oldest

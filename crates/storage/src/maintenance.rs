@@ -298,7 +298,8 @@ impl LogStore {
             if let Err(e) = self.enforce_retention(now_ms()).await {
                 tracing::warn!(error = %e, "retention pass failed");
             }
-            match self.compact().await {
+            // Compaction's reads yield the disk to consumers' reads.
+            match crate::disk_lane::in_background(self.compact()).await {
                 Ok(n) if n > 0 => tracing::info!(objects = n, "compaction wrote objects"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "compaction pass failed"),
