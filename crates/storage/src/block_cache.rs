@@ -124,7 +124,10 @@ mod tests {
         c.insert("a", 100, Bytes::from(vec![0; 100]));
         assert!(c.peek("a", 0).is_some());
         c.insert("b", 0, Bytes::from(vec![0; 100]));
-        assert!(c.peek("a", 0).is_none(), "a peek does not make a row recent");
+        assert!(
+            c.peek("a", 0).is_none(),
+            "a peek does not make a row recent"
+        );
         assert!(c.peek("a", 100).is_some());
     }
 }

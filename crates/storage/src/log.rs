@@ -718,8 +718,12 @@ impl LogStore {
     }
 
     /// A row the block cache did not have (that lookup already counted):
-    /// waits for a read-ahead fetching it, else reads it (then cached).
+    /// takes it from the cache if a read-ahead has landed it since, waits for
+    /// a read-ahead fetching it, else reads it (then cached).
     async fn fetch_missed_row(&self, row: &SegmentRecord) -> Result<Bytes, StorageError> {
+        if let Some(b) = self.block_cache.peek(&row.object_key, row.position) {
+            return Ok(b);
+        }
         // A read-ahead is fetching it: wait for that instead of a second GET.
         let key = (row.object_key.clone(), row.position);
         let pending = self.read_ahead_inflight.lock().get(&key).cloned();
