@@ -923,6 +923,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
                                          f"wrong records (gap/record, partition, offset, ...): {got['bad']}; "
                                          f"errors {got['errors']}")
         c0, c1 = got["first_ns"], got["done_ns"]
+        res["catchup_window_ns"] = [c0, c1]
         cu_rate = got["bytes"] / ((c1 - c0) / 1e9)
         info(f"[catch-up ] done: {got['bytes'] / MiB:.0f} MiB in {(c1 - c0) / 1e9:.1f}s = {cu_rate / MiB:.1f} MiB/s "
              f"(first record {(c0 - c_start) / 1e9:.1f}s after start, group join included there); "

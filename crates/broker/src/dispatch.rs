@@ -218,11 +218,17 @@ pub async fn handle(
             let b = broker.clone();
             Ok(Handled::Deferred(Box::pin(async move {
                 let reply = handlers::fetch::handle(&b, r, version).await;
-                match fetch_frame::encode(version, correlation_id, &reply.response, &reply.records)
-                {
-                    Some(frame) => Ok(Some(frame)),
-                    None => encode(ResponseKind::Fetch(reply.into_joined())),
-                }
+                let background = reply.from_objects;
+                let frame = match fetch_frame::encode(
+                    version,
+                    correlation_id,
+                    &reply.response,
+                    &reply.records,
+                ) {
+                    Some(frame) => Some(frame),
+                    None => encode(ResponseKind::Fetch(reply.into_joined()))?,
+                };
+                Ok(frame.map(|f| Frame { background, ..f }))
             })))
         }
         RequestKind::JoinGroup(r) => {

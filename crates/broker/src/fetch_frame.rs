@@ -21,6 +21,8 @@ const VERSIONS: std::ops::RangeInclusive<i16> = 4..=12;
 #[derive(Debug, Default)]
 pub struct Frame {
     pub parts: Vec<Bytes>,
+    /// Catch-up data: written at background priority.
+    pub background: bool,
 }
 
 impl Frame {
@@ -37,6 +39,7 @@ impl From<BytesMut> for Frame {
     fn from(b: BytesMut) -> Self {
         Frame {
             parts: vec![b.freeze()],
+            background: false,
         }
     }
 }
@@ -188,7 +191,10 @@ pub fn encode(
     let mut parts = Vec::with_capacity(w.parts.len() + 1);
     parts.push(Bytes::copy_from_slice(&(body as i32).to_be_bytes()));
     parts.extend(w.parts);
-    Some(Frame { parts })
+    Some(Frame {
+        parts,
+        background: false,
+    })
 }
 
 #[cfg(test)]

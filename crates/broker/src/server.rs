@@ -129,15 +129,17 @@ async fn connection(
 /// their parts, so record batches are not copied in user space.
 const DIRECT_WRITE_BYTES: usize = 64 * 1024;
 
-/// Writes `frame` to the connection. Large frames (catch-up fetches) are
-/// written by a task on the bulk runtime, so copying them into the socket
-/// does not hold up the main workers' produce and tail-fetch work.
+/// Writes `frame` to the connection. Large catch-up frames (read from
+/// objects) are written by a task on the bulk runtime, whose threads give
+/// the CPU to produce and tail-fetch work (`sluice_storage::bulk`); other
+/// large frames are written here, so a tail consumer's answers never wait
+/// for the CPU behind live traffic.
 async fn write_frame(
     writer: Writer,
     frame: crate::fetch_frame::Frame,
 ) -> (Option<Writer>, std::io::Result<()>) {
+    let mut writer = writer;
     if frame.len() < DIRECT_WRITE_BYTES {
-        let mut writer = writer;
         for part in &frame.parts {
             if let Err(e) = writer.write_all(part).await {
                 return (Some(writer), Err(e));
@@ -145,8 +147,11 @@ async fn write_frame(
         }
         return (Some(writer), Ok(()));
     }
+    if !frame.background {
+        let written = write_vectored_all(&mut writer, &frame).await;
+        return (Some(writer), written);
+    }
     let task = sluice_storage::bulk::handle().spawn(async move {
-        let mut writer = writer;
         let written = write_vectored_all(&mut writer, &frame).await;
         (writer, written)
     });
@@ -156,28 +161,70 @@ async fn write_frame(
     }
 }
 
-/// Flushes the buffer, then writes the frame's parts with `writev`.
+/// Bytes handed to the kernel per `writev` of a large frame. On kernels
+/// without full preemption (`PREEMPT_NONE`/`VOLUNTARY`, the usual server
+/// builds, and the one we benchmark on) a thread copying a multi-MiB frame
+/// into a socket keeps its CPU until the copy is done, whatever its
+/// priority; coming back to user space every 256 KiB lets a waking produce
+/// or tail-fetch thread have the CPU within a fraction of a millisecond.
+const WRITE_CALL_BYTES: usize = 256 * 1024;
+
+/// Flushes the buffer, then writes the frame's parts with `writev`, at most
+/// `WRITE_CALL_BYTES` per call.
 async fn write_vectored_all(
     writer: &mut Writer,
     frame: &crate::fetch_frame::Frame,
 ) -> std::io::Result<()> {
     writer.flush().await?;
     let inner = writer.get_mut();
-    let mut slices: Vec<std::io::IoSlice> = frame
-        .parts
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| std::io::IoSlice::new(p))
-        .collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let n = inner.write_vectored(rest).await?;
+    let parts = &frame.parts;
+    let mut at = advance(parts, (0, 0), 0);
+    while at.0 < parts.len() {
+        let window = write_window(parts, at, WRITE_CALL_BYTES);
+        let n = inner.write_vectored(&window).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        std::io::IoSlice::advance_slices(&mut rest, n);
+        at = advance(parts, at, n);
     }
     Ok(())
+}
+
+/// The slices of the next `writev`: up to `cap` bytes of `parts`, starting
+/// at byte `at.1` of part `at.0`.
+fn write_window(
+    parts: &[bytes::Bytes],
+    at: (usize, usize),
+    cap: usize,
+) -> Vec<std::io::IoSlice<'_>> {
+    let mut window = Vec::new();
+    let mut left = cap;
+    let (mut part, mut offset) = at;
+    while left > 0 && part < parts.len() {
+        let rest = &parts[part][offset..];
+        let n = rest.len().min(left);
+        if n > 0 {
+            window.push(std::io::IoSlice::new(&rest[..n]));
+            left -= n;
+        }
+        (part, offset) = (part + 1, 0);
+    }
+    window
+}
+
+/// The position `n` bytes after `at`, past any empty parts (so a finished
+/// frame ends at `(parts.len(), 0)`).
+fn advance(parts: &[bytes::Bytes], at: (usize, usize), mut n: usize) -> (usize, usize) {
+    let (mut part, mut offset) = at;
+    while part < parts.len() {
+        let rest = parts[part].len() - offset;
+        if n < rest {
+            return (part, offset + n);
+        }
+        n -= rest;
+        (part, offset) = (part + 1, 0);
+    }
+    (part, 0)
 }
 
 type Writer = BufWriter<tokio::net::tcp::OwnedWriteHalf>;
@@ -214,4 +261,63 @@ async fn write_responses(
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// Writes `parts` through `write_window`/`advance` the way
+    /// `write_vectored_all` does, with a writer that takes at most `take`
+    /// bytes per call; returns the bytes written and each call's size.
+    fn write_all_bounded(parts: &[Bytes], cap: usize, take: usize) -> (Vec<u8>, Vec<usize>) {
+        let (mut out, mut calls) = (Vec::new(), Vec::new());
+        let mut at = advance(parts, (0, 0), 0);
+        while at.0 < parts.len() {
+            let window = write_window(parts, at, cap);
+            let offered: usize = window.iter().map(|s| s.len()).sum();
+            let n = offered.min(take);
+            let mut left = n;
+            for s in &window {
+                let k = s.len().min(left);
+                out.extend_from_slice(&s[..k]);
+                left -= k;
+            }
+            calls.push(offered);
+            at = advance(parts, at, n);
+        }
+        (out, calls)
+    }
+
+    #[test]
+    fn bounded_writes_send_every_byte_in_order() {
+        let parts: Vec<Bytes> = [0usize, 5, 0, 300, 1, 0, 700, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Bytes::from(vec![i as u8; n]))
+            .collect();
+        let whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        for (cap, take) in [
+            (256, usize::MAX),
+            (256, 100),
+            (1, usize::MAX),
+            (10_000, 7),
+            (64, 64),
+        ] {
+            let (out, calls) = write_all_bounded(&parts, cap, take);
+            assert_eq!(out, whole, "cap {cap}, take {take}");
+            assert!(
+                calls.iter().all(|&c| c > 0 && c <= cap),
+                "cap {cap}: {calls:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_frame_of_empty_parts_needs_no_write() {
+        let parts = vec![Bytes::new(), Bytes::new()];
+        assert_eq!(advance(&parts, (0, 0), 0), (2, 0));
+        assert_eq!(write_all_bounded(&parts, 256, 256).1, Vec::<usize>::new());
+    }
 }

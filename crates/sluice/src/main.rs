@@ -100,7 +100,7 @@ fn run() -> anyhow::Result<()> {
                 .worker_threads(BULK_THREADS)
                 .enable_all()
                 .thread_name("sluice-bulk")
-                .on_thread_start(sluice_storage::bulk::lower_thread_io_priority)
+                .on_thread_start(sluice_storage::bulk::lower_thread_priority)
                 .build()?;
             sluice_storage::bulk::install(bulk.handle().clone());
             let served = runtime.block_on(serve::run(settings));

@@ -25,6 +25,9 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 pub struct FetchReply {
     pub response: FetchResponse,
     pub records: Vec<Vec<Bytes>>,
+    /// Some partition was read from objects: a catch-up answer, written at
+    /// background priority (see the server's `write_frame`).
+    pub from_objects: bool,
 }
 
 impl FetchReply {
@@ -100,10 +103,18 @@ fn settle(
 /// concurrently, so a fetch over several lagging partitions waits for one
 /// round of object reads, not one per partition. A last pass in response
 /// order keeps the total within `max_bytes` (the first batch always stays).
+/// Returns the partitions' responses, their batches, the bytes kept, whether
+/// any partition failed and whether any was read from objects.
 async fn read_all(
     broker: &Broker,
     req: &FetchRequest,
-) -> (Vec<FetchableTopicResponse>, Vec<Vec<Bytes>>, usize, bool) {
+) -> (
+    Vec<FetchableTopicResponse>,
+    Vec<Vec<Bytes>>,
+    usize,
+    bool,
+    bool,
+) {
     let max_bytes = if req.max_bytes > 0 {
         req.max_bytes as usize
     } else {
@@ -166,6 +177,7 @@ async fn read_all(
         }
         topics.push(tr);
     }
+    let from_objects = !cold.is_empty();
     let slots: Vec<_> = cold.iter().map(|(t, i, r, _)| (*t, *i, *r)).collect();
     let reads = futures::future::join_all(cold.into_iter().map(|(.., read)| read)).await;
     for ((t, i, r), (p, read)) in slots.into_iter().zip(reads) {
@@ -174,7 +186,7 @@ async fn read_all(
         records[r] = batches;
     }
     let total = trim_to(&mut records, max_bytes);
-    (topics, records, total, any_error)
+    (topics, records, total, any_error, from_objects)
 }
 
 /// Keeps the batches, in response order, within `max_bytes` (the first batch
@@ -224,19 +236,27 @@ pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchR
     let mut changes = broker.store.subscribe();
     loop {
         changes.borrow_and_update();
-        let (topics, records, total, any_error) = read_all(broker, &req).await;
+        let (topics, records, total, any_error, from_objects) = read_all(broker, &req).await;
         if total >= min_bytes || any_error || Instant::now() >= deadline {
             count_out(&topics, &records);
             let mut response = FetchResponse::default();
             response.responses = topics;
-            return FetchReply { response, records };
+            return FetchReply {
+                response,
+                records,
+                from_objects,
+            };
         }
         tokio::select! {
             r = changes.changed() => {
                 if r.is_err() {
                     let mut response = FetchResponse::default();
                     response.responses = topics;
-                    return FetchReply { response, records };
+                    return FetchReply {
+                        response,
+                        records,
+                        from_objects,
+                    };
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {}
