@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Sluice catch-up benchmark: tail reads vs catch-up reads from objects.
 
-For each object store (`--store file|s3|both`; s3 is a moto_server started by
-this script on 127.0.0.1), in one run:
+For each object store (`--store file|s3|both`; s3 is an S3-compatible server
+started by this script on 127.0.0.1: moto_server, or s3s-fs with
+`--s3-server s3s-fs`), in one run:
 
   1. produce      --bytes (default 1 GiB) of 1 KiB messages over several
                   partitions (acks=all, idempotent), measuring the acked rate;
@@ -28,10 +29,11 @@ the exact command. Exit status: 0 when the run completed (targets missed
 included, unless --strict), 1 on a failure (broker died, wrong data, a phase
 stalled), 2 on a usage problem.
 
-Needs confluent-kafka; for --store s3 also moto[server] and boto3
+Needs confluent-kafka; for --store s3 also boto3 and moto[server]
 (scripts/install-test-deps.sh installs them). The default --catchup-client
 native also needs cargo and Debian's librdkafka-dev and pkg-config, which the
-test setup does not install; bench/reader is built on first use.
+test setup does not install; bench/reader is built on first use, and so is
+s3s-fs (`cargo install s3s-fs`, into target/tools) for `--s3-server s3s-fs`.
 """
 
 from __future__ import annotations
@@ -113,49 +115,94 @@ class Ticker:
 
 
 # ---------------------------------------------------------------------------
-# moto S3 server
+# S3-compatible server (moto_server or s3s-fs)
 # ---------------------------------------------------------------------------
 
 
-class Moto:
+S3S_FS_VERSION = "0.14.1"  # the newest that builds with rustc 1.95
+S3S_FS_BIN = REPO / "target" / "tools" / "bin" / "s3s-fs"
+
+
+def build_s3s_fs() -> Path:
+    """s3s-fs (an S3 server over a directory, in Rust), installed into
+    target/tools on first use."""
+    if S3S_FS_BIN.exists():
+        return S3S_FS_BIN
+    if shutil.which("cargo") is None:
+        raise BenchError("s3s-fs", "cargo is needed to install s3s-fs")
+    info(f"[s3s-fs   ] installing s3s-fs {S3S_FS_VERSION} into target/tools (a few minutes, once)")
+    r = subprocess.run(["cargo", "install", "s3s-fs", "--version", S3S_FS_VERSION, "--features", "binary",
+                        "--locked", "--quiet", "--root", str(S3S_FS_BIN.parent.parent)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0 or not S3S_FS_BIN.exists():
+        raise BenchError("s3s-fs", f"cargo install s3s-fs failed:\n{r.stdout[-3000:]}")
+    return S3S_FS_BIN
+
+
+class S3Server:
+    """moto_server (Python; keeps objects in memory and copies a whole
+    object for each ranged GET) or s3s-fs (Rust; objects are files in the
+    scratch dir, on the broker's disk, read through the page cache)."""
+
     REGION = "us-east-1"
     KEY = "sluice-bench"
     SECRET = "sluice-bench-secret"
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, kind: str, storage_dir: Path, nice: int):
+        self.kind = kind
+        self.nice = nice
         self.port = free_port()
-        self.log_path = workdir / "moto.log"
+        self.log_path = workdir / f"{kind}.log"
+        # Where the server keeps objects (s3s-fs's root; moto's spill files
+        # via TMPDIR): not on the broker's disk by default, see --s3-dir.
+        self.storage = Path(tempfile.mkdtemp(prefix="sluice-bench-s3-", dir=storage_dir))
         self.proc = None
         self.bucket = f"sluice-bench-{uuid.uuid4().hex[:8]}"
         self.prefix = "bench"
 
     @property
+    def tag(self) -> str:
+        return f"[{self.kind:<9}]"
+
+    @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def argv(self) -> list:
+        if self.kind == "s3s-fs":
+            return [str(build_s3s_fs()), "--host", "127.0.0.1", "--port", str(self.port),
+                    "--access-key", self.KEY, "--secret-key", self.SECRET, str(self.storage)]
+        if importlib.util.find_spec("moto") is None:
+            raise BenchError("moto", "missing Python module moto; install with: bash scripts/install-test-deps.sh")
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+
     def start(self) -> None:
-        missing = [m for m in ("boto3", "moto.server") if importlib.util.find_spec(m.split(".")[0]) is None]
-        if missing:
-            raise BenchError("moto", f"missing Python modules {missing}; install with: bash scripts/install-test-deps.sh")
+        if importlib.util.find_spec("boto3") is None:
+            raise BenchError(self.kind, "missing Python module boto3; install with: bash scripts/install-test-deps.sh")
+        argv = self.argv()
         self._log = open(self.log_path, "wb")
-        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        info(f"[moto     ] starting: {shlex.join(argv)} (log {self.log_path})")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        info(f"{self.tag} starting: {shlex.join(argv)} (log {self.log_path})")
+        nice = self.nice
+        env = {**os.environ, "TMPDIR": str(self.storage)}
+        info(f"{self.tag} objects kept in {self.storage}" + (f", nice {nice}" if nice else ""))
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                     preexec_fn=(lambda: os.setpriority(os.PRIO_PROCESS, 0, nice)) if nice else None)
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
-                raise BenchError("moto", f"moto_server exited with code {self.proc.returncode}")
+                raise BenchError(self.kind, f"{self.kind} exited with code {self.proc.returncode}")
             try:
-                with urllib.request.urlopen(self.endpoint + "/", timeout=1) as r:
-                    if r.status == 200:
-                        break
+                with urllib.request.urlopen(self.endpoint + "/", timeout=1):
+                    break
+            except urllib.error.HTTPError:
+                break  # it answers (an unsigned request may be refused)
             except (OSError, urllib.error.URLError):
                 pass
             if time.monotonic() > deadline:
-                raise BenchError("moto", "moto_server did not answer within 30 s")
+                raise BenchError(self.kind, f"{self.kind} did not answer within 30 s")
             time.sleep(0.1)
         self.client.create_bucket(Bucket=self.bucket)
-        info(f"[moto     ] ready on {self.endpoint}, bucket {self.bucket}")
+        info(f"{self.tag} ready on {self.endpoint}, bucket {self.bucket}")
 
     @property
     def client(self):
@@ -169,9 +216,10 @@ class Moto:
         return self._client
 
     def calibrate(self) -> dict:
-        """moto's own speed: 1 MiB ranged GETs from an 8 MiB and a 64 MiB
-        object (moto copies the whole object for every ranged GET, so large
-        objects read slowly), single stream, outside the broker's prefix."""
+        """The server's own speed: 1 MiB ranged GETs from an 8 MiB and a
+        64 MiB object (moto copies the whole object for every ranged GET, so
+        large objects read slowly), single stream, outside the broker's
+        prefix."""
         out = {}
         for size in (8 * MiB, 64 * MiB):
             key = f"calibration/{size // MiB}MiB"
@@ -182,7 +230,7 @@ class Moto:
                 n += len(body.read())
             out[f"range_get_{size // MiB}MiB_object"] = n / (time.monotonic() - t0)
             self.client.delete_object(Bucket=self.bucket, Key=key)
-        info("[moto     ] calibration, 1 MiB ranged GETs, one stream: "
+        info(f"{self.tag} calibration, 1 MiB ranged GETs, one stream: "
              + ", ".join(f"{k.split('_')[2]} object {v / MiB:.0f} MiB/s" for k, v in out.items()))
         return out
 
@@ -216,6 +264,7 @@ class Moto:
                 self.proc.wait()
         if self.proc is not None:
             self._log.close()
+        shutil.rmtree(self.storage, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------
@@ -631,10 +680,10 @@ def watermarks(bootstrap: str, topic: str, partitions: int) -> dict:
         c.close()
 
 
-def object_counts(broker: Broker, moto) -> dict:
+def object_counts(broker: Broker, s3) -> dict:
     """Objects in the store by prefix (listing), and in the catalog."""
-    if moto is not None:
-        listing = moto.listing()
+    if s3 is not None:
+        listing = s3.listing()
     else:
         root = broker.data_dir / "objects"
         listing = {p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*") if p.is_file()}
@@ -723,7 +772,7 @@ def wait_uploaded(args, broker: Broker, topic: str, ends: dict) -> float:
         time.sleep(0.2)
 
 
-def settle(args, broker: Broker, moto) -> dict:
+def settle(args, broker: Broker, s3) -> dict:
     """Wait until compaction is idle (no object written and the index rows
     unchanged for --settle-quiet-s) and garbage collection has deleted the
     objects compaction replaced (catalog objects == referenced objects)."""
@@ -738,7 +787,7 @@ def settle(args, broker: Broker, moto) -> dict:
             last_sig, since = sig, time.monotonic()
         quiet = time.monotonic() - since
         if quiet >= args.settle_quiet_s and sig[1][1] == broker.catalog("SELECT count(*) FROM objects")[0][0]:
-            counts = object_counts(broker, moto)
+            counts = object_counts(broker, s3)
             info(f"[settle   ] compaction idle after {time.monotonic() - t0:.1f}s: {fmt_counts(counts)}")
             return counts
         if tick.due():
@@ -746,7 +795,7 @@ def settle(args, broker: Broker, moto) -> dict:
                  f"(catalog: {broker.catalog('SELECT count(*) FROM objects')[0][0]}, the rest awaits GC); "
                  f"quiet for {quiet:.0f}/{args.settle_quiet_s:.0f}s")
         if time.monotonic() - t0 > args.phase_timeout:
-            counts = object_counts(broker, moto)
+            counts = object_counts(broker, s3)
             info(f"[settle   ] compaction still busy after {args.phase_timeout}s; going on: {fmt_counts(counts)}")
             return counts
         time.sleep(0.5)
@@ -755,7 +804,7 @@ def settle(args, broker: Broker, moto) -> dict:
 def run_store(args, store: str, workdir: Path) -> dict:
     ctx = mp.get_context("spawn")
     res = {"store": store}
-    moto = None
+    s3 = None
     workdir.mkdir(parents=True, exist_ok=True)
     binary = workdir / "sluice"
     shutil.copy2(args.bin, binary)
@@ -768,11 +817,14 @@ def run_store(args, store: str, workdir: Path) -> dict:
     ]
     env = {}
     if store == "s3":
-        moto = Moto(workdir)
-        moto.start()
-        res["moto_calibration"] = moto.calibrate()
-        broker_args = ["--object-store", moto.url] + broker_args
-        env = moto.env()
+        s3 = S3Server(workdir, args.s3_server, args.s3_dir or workdir, args.s3_nice)
+        res["s3_server"] = args.s3_server
+        res["s3_storage"] = str(s3.storage)
+        res["s3_nice"] = args.s3_nice
+        s3.start()
+        res["s3_calibration"] = s3.calibrate()
+        broker_args = ["--object-store", s3.url] + broker_args
+        env = s3.env()
     broker = Broker(binary, workdir, broker_args, env)
     res["broker_command"] = shlex.join(broker.argv)
     procs = []
@@ -791,7 +843,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
 
         # 2. upload, 3. settle
         res["upload_wait_s"] = wait_uploaded(args, broker, topic, produced_ends)
-        res["objects_settled"] = settle(args, broker, moto)
+        res["objects_settled"] = settle(args, broker, s3)
         m_settled = broker.metrics()
         res["requests_produce_and_settle"] = requests_by_op(m_settled)
 
@@ -976,7 +1028,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
             for outcome in outcomes}
         res["objects_written_total"] = msum(m_after_catchup, "sluice_objects_written_total")
         res["objects_written_during_produce"] = msum(m_after_produce, "sluice_objects_written_total")
-        res["objects_end"] = object_counts(broker, moto)
+        res["objects_end"] = object_counts(broker, s3)
         res["memory_end"] = {dict(ls).get("kind"): v for (n, ls), v in m_after_catchup.items() if n == "sluice_memory_bytes"}
         res["rss_peak_mib"] = broker.rss_peak_mib
         res["ratio"] = cu_rate / res["produce"]["rate"]
@@ -990,8 +1042,8 @@ def run_store(args, store: str, workdir: Path) -> dict:
                 p.join(5)
         rc = broker.stop()
         res["broker_exit"] = rc
-        if moto is not None:
-            moto.stop()
+        if s3 is not None:
+            s3.stop()
 
 
 def latency_windows(path: Path, baseline: tuple, catchup: tuple):
@@ -1114,10 +1166,10 @@ def report(results: list, command: str, args) -> bool:
              "block cache lookups; buffers for direct reads"),
             (s, "broker RSS peak", f"{r['rss_peak_mib']:.0f} MiB", "", ""),
         ]
-        if "moto_calibration" in r:
-            rows.append((s, "moto ranged GET (1 stream)",
-                         ", ".join(f"{k.split('_')[2]} objects {v / MiB:.0f} MiB/s" for k, v in r["moto_calibration"].items()),
-                         "", "the server's own limit"))
+        if "s3_calibration" in r:
+            rows.append((s, f"{r['s3_server']} ranged GET (1 stream)",
+                         ", ".join(f"{k.split('_')[2]} objects {v / MiB:.0f} MiB/s" for k, v in r["s3_calibration"].items()),
+                         "", f"the server's own limit; objects in {r['s3_storage']}, nice {r['s3_nice']}"))
     widths = [max(len(str(row[i])) for row in rows + [("store", "figure", "value", "target", "result")]) for i in range(5)]
     print()
     print("=" * 100)
@@ -1146,6 +1198,15 @@ def parse_args(argv=None):
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--bin", type=Path, default=Path(os.environ.get("SLUICE_BIN", DEFAULT_BIN)), help="broker binary")
     ap.add_argument("--store", choices=["file", "s3", "both"], default="both")
+    ap.add_argument("--s3-server", choices=["moto", "s3s-fs"], default="moto",
+                    help="the S3-compatible server for --store s3 (s3s-fs is installed with cargo on first use)")
+    shm = Path("/dev/shm")
+    ap.add_argument("--s3-dir", type=Path, default=shm if shm.is_dir() else None,
+                    help="where the S3 server keeps objects (default /dev/shm: a remote store does not share the "
+                         "broker's disk; moto spilling objects to /tmp on the WAL's disk made WAL syncs wait up "
+                         "to 138 ms); the scratch dir when there is no /dev/shm")
+    ap.add_argument("--s3-nice", type=int, default=0,
+                    help="nice value of the S3 server (a remote service; here it shares the broker's cores)")
     ap.add_argument("--bytes", type=int, default=GiB, help="bytes (message values) to produce in phase 1")
     ap.add_argument("--size", type=int, default=1024, help="message value size")
     ap.add_argument("--partitions", type=int, default=6)
