@@ -20,6 +20,9 @@ started by this script on 127.0.0.1: moto_server, or s3s-fs with
                   watermark of that moment; with a small --tail-cache-bytes
                   the old data is only in objects; its rate is measured and
                   every produced record is checked (offset <-> sequence);
+                  --catchup-rounds N repeats this with a new group each
+                  time (the rate is the median round's, the tail p99 is
+                  over all rounds);
   6. report       catch-up rate / produce rate (target >= 3x), tail p99
                   during catch-up vs baseline (target <= +20 %), object store
                   request counts, object counts, read sources, broker RSS.
@@ -801,6 +804,111 @@ def settle(args, broker: Broker, s3) -> dict:
         time.sleep(0.5)
 
 
+def catchup_round(args, ctx, broker, topic: str, produced_ends: dict, procs: list, tail_count, rnd: int) -> dict:
+    """One catch-up: a new consumer group reads the topic from the earliest
+    offset up to the high watermark of its start, checking every record."""
+    targets = watermarks(broker.bootstrap, topic, args.partitions)
+    total_target = sum(targets.values())
+    progress, result = ctx.Queue(), ctx.Queue()
+    n_cu = args.catchup_consumers
+    group = f"bench-catchup-{uuid.uuid4().hex[:6]}-r{rnd}"
+    stop_cu = ctx.Event()
+    member = catchup_consumer_native if args.catchup_client == "native" else catchup_consumer
+    cus = [ctx.Process(target=member, name=f"catchup-{i}",
+                       args=(broker.bootstrap, topic, group, targets, produced_ends, args.partitions,
+                             args.size, progress, result, stop_cu, i, args.catchup_nice))
+           for i in range(n_cu)]
+    how = f"a new consumer group (subscribe, {args.catchup_client} client)" + ("" if n_cu == 1 else f" of {n_cu} member processes")
+    info(f"[catch-up ] round {rnd}: {how}, from the earliest offset up to {total_target} messages "
+         f"({total_target * args.size / MiB:.0f} MiB)")
+    m_before = broker.metrics()
+    c_start = time.time_ns()
+    cpu_before = broker.cpu_s()
+    for cu in cus:
+        cu.start()
+        procs.append(cu)
+        if args.catchup_nice:
+            # From its first instruction (the interpreter's start-up and
+            # imports too), not only once it runs os.nice() itself.
+            try:
+                os.setpriority(os.PRIO_PROCESS, cu.pid, args.catchup_nice)
+            except OSError:
+                pass
+    tick = Ticker()
+    finished = {}
+    seen = {}
+    last_bytes, last_change = -1, time.monotonic()
+    while len(finished) < args.partitions:
+        broker.check("catch-up")
+        try:
+            msg = progress.get(timeout=0.2)
+        except Exception:
+            msg = None
+        if msg is not None and msg[0] == "done":
+            finished.setdefault(msg[1], msg[2])
+        elif msg is not None:
+            seen[msg[1]] = msg[2]
+        total_now = sum(seen.values())
+        if total_now != last_bytes or msg is not None and msg[0] == "done":
+            last_bytes, last_change = total_now, time.monotonic()
+        if tick.due() and seen:
+            el = (time.time_ns() - c_start) / 1e9
+            m = broker.metrics()
+            info(f"[catch-up ] {last_bytes / MiB:8.0f}/{total_target * args.size / MiB:.0f} MiB "
+                 f"{last_bytes / MiB / el:7.1f} MiB/s; block cache "
+                 f"{msum(m, 'sluice_memory_bytes', kind='block_cache') / MiB:.0f} MiB, tail cache "
+                 f"{msum(m, 'sluice_memory_bytes', kind='tail_cache') / MiB:.0f} MiB, RSS {broker.rss_mib():.0f} MiB; "
+                 f"{len(finished)}/{args.partitions} partitions done; tail received {tail_count.value}")
+        if time.monotonic() - last_change > args.stall_s:
+            raise BenchError("catch-up", f"no progress for {args.stall_s}s at {last_bytes} bytes")
+        dead = [cu for cu in cus if not cu.is_alive()]
+        if dead:
+            raise BenchError("catch-up", f"catch-up consumer exited early with code {dead[0].exitcode}")
+    stop_cu.set()
+    done = []
+    for _ in cus:
+        try:
+            done.append(result.get(timeout=60))
+        except Exception:
+            raise BenchError("catch-up", "a catch-up consumer did not report within 60 s of the end")
+    got = {
+        "first_ns": min(d["first_ns"] for d in done if d["first_ns"]),
+        "done_ns": max(finished.values()),
+        "cpu_s": sum(d["cpu_s"] for d in done),
+        # Every message (produce phase and steady producer) has --size
+        # bytes; records a member read twice after a rebalance are not
+        # counted twice here.
+        "bytes": total_target * args.size,
+        "messages": sum(d["messages"] for d in done),
+        "bad": [b for d in done for b in d["bad"]],
+        "errors": [e for d in done for e in d["errors"]],
+    }
+    firsts = sorted((d["first_ns"] - c_start) / 1e9 for d in done if d["first_ns"])
+    info(f"[catch-up ] first record per member, s after start: {', '.join(f'{x:.2f}' for x in firsts)}")
+    timeline = rate_timeline([d["timeline"] for d in done], got["first_ns"])
+    for line in timeline_chart(timeline):
+        info(f"[catch-up ] {line}")
+    m_after_catchup = broker.metrics()
+    broker_cpu = broker.cpu_s() - cpu_before
+    if got["bad"] or got["messages"] < total_target:
+        raise BenchError("catch-up", f"read {got['messages']} of {total_target} messages; "
+                                     f"wrong records (gap/record, partition, offset, ...): {got['bad']}; "
+                                     f"errors {got['errors']}")
+    c0, c1 = got["first_ns"], got["done_ns"]
+    cu_rate = got["bytes"] / ((c1 - c0) / 1e9)
+    info(f"[catch-up ] done: {got['bytes'] / MiB:.0f} MiB in {(c1 - c0) / 1e9:.1f}s = {cu_rate / MiB:.1f} MiB/s "
+         f"(first record {(c0 - c_start) / 1e9:.1f}s after start, group join included there); "
+         f"every produced record checked; consumer CPU {got['cpu_s']:.1f}s "
+         f"({got['cpu_s'] / ((c1 - c0) / 1e9):.0%} of a core), broker CPU {broker_cpu:.1f}s since the consumer started")
+    if got["cpu_s"] / n_cu / ((c1 - c0) / 1e9) > 0.85:
+        info("[catch-up ] note: the consumer process used most of a core; the client may be the limit "
+             f"(try --catchup-consumers {n_cu + 1})")
+    return {"round": rnd, "window_ns": [c0, c1], "start_ns": c_start, "bytes": got["bytes"],
+            "messages": got["messages"], "seconds": (c1 - c0) / 1e9, "consumer_cpu_s": got["cpu_s"],
+            "broker_cpu_s": broker_cpu, "rate": cu_rate, "first_record_after_s": (c0 - c_start) / 1e9,
+            "timeline": timeline, "metrics_before": m_before, "metrics_after": m_after_catchup}
+
+
 def run_store(args, store: str, workdir: Path) -> dict:
     ctx = mp.get_context("spawn")
     res = {"store": store}
@@ -887,103 +995,18 @@ def run_store(args, store: str, workdir: Path) -> dict:
         info(f"[baseline ] broker CPU {res['broker_cpu_baseline']:.0%} of a core for the steady traffic")
         m_before_catchup = broker.metrics()
 
-        # 5. catch-up
-        targets = watermarks(broker.bootstrap, topic, args.partitions)
-        total_target = sum(targets.values())
-        progress, result = ctx.Queue(), ctx.Queue()
-        n_cu = args.catchup_consumers
-        group = f"bench-catchup-{uuid.uuid4().hex[:6]}"
-        stop_cu = ctx.Event()
-        member = catchup_consumer_native if args.catchup_client == "native" else catchup_consumer
-        cus = [ctx.Process(target=member, name=f"catchup-{i}",
-                           args=(broker.bootstrap, topic, group, targets, produced_ends, args.partitions,
-                                 args.size, progress, result, stop_cu, i, args.catchup_nice))
-               for i in range(n_cu)]
-        how = f"a new consumer group (subscribe, {args.catchup_client} client)" + ("" if n_cu == 1 else f" of {n_cu} member processes")
-        info(f"[catch-up ] {how}, from the earliest offset up to {total_target} messages "
-             f"({total_target * args.size / MiB:.0f} MiB)")
-        c_start = time.time_ns()
-        cpu_before = broker.cpu_s()
-        for cu in cus:
-            cu.start()
-            procs.append(cu)
-            if args.catchup_nice:
-                # From its first instruction (the interpreter's start-up and
-                # imports too), not only once it runs os.nice() itself.
-                try:
-                    os.setpriority(os.PRIO_PROCESS, cu.pid, args.catchup_nice)
-                except OSError:
-                    pass
-        tick = Ticker()
-        finished = {}
-        seen = {}
-        last_bytes, last_change = -1, time.monotonic()
-        while len(finished) < args.partitions:
-            broker.check("catch-up")
-            try:
-                msg = progress.get(timeout=0.2)
-            except Exception:
-                msg = None
-            if msg is not None and msg[0] == "done":
-                finished.setdefault(msg[1], msg[2])
-            elif msg is not None:
-                seen[msg[1]] = msg[2]
-            total_now = sum(seen.values())
-            if total_now != last_bytes or msg is not None and msg[0] == "done":
-                last_bytes, last_change = total_now, time.monotonic()
-            if tick.due() and seen:
-                el = (time.time_ns() - c_start) / 1e9
-                m = broker.metrics()
-                info(f"[catch-up ] {last_bytes / MiB:8.0f}/{total_target * args.size / MiB:.0f} MiB "
-                     f"{last_bytes / MiB / el:7.1f} MiB/s; block cache "
-                     f"{msum(m, 'sluice_memory_bytes', kind='block_cache') / MiB:.0f} MiB, tail cache "
-                     f"{msum(m, 'sluice_memory_bytes', kind='tail_cache') / MiB:.0f} MiB, RSS {broker.rss_mib():.0f} MiB; "
-                     f"{len(finished)}/{args.partitions} partitions done; tail received {tail_count.value}")
-            if time.monotonic() - last_change > args.stall_s:
-                raise BenchError("catch-up", f"no progress for {args.stall_s}s at {last_bytes} bytes")
-            dead = [cu for cu in cus if not cu.is_alive()]
-            if dead:
-                raise BenchError("catch-up", f"catch-up consumer exited early with code {dead[0].exitcode}")
-        stop_cu.set()
-        done = []
-        for _ in cus:
-            try:
-                done.append(result.get(timeout=60))
-            except Exception:
-                raise BenchError("catch-up", "a catch-up consumer did not report within 60 s of the end")
-        got = {
-            "first_ns": min(d["first_ns"] for d in done if d["first_ns"]),
-            "done_ns": max(finished.values()),
-            "cpu_s": sum(d["cpu_s"] for d in done),
-            # Every message (produce phase and steady producer) has --size
-            # bytes; records a member read twice after a rebalance are not
-            # counted twice here.
-            "bytes": total_target * args.size,
-            "messages": sum(d["messages"] for d in done),
-            "bad": [b for d in done for b in d["bad"]],
-            "errors": [e for d in done for e in d["errors"]],
-        }
-        firsts = sorted((d["first_ns"] - c_start) / 1e9 for d in done if d["first_ns"])
-        info(f"[catch-up ] first record per member, s after start: {', '.join(f'{x:.2f}' for x in firsts)}")
-        res["catchup_timeline"] = rate_timeline([d["timeline"] for d in done], got["first_ns"])
-        for line in timeline_chart(res["catchup_timeline"]):
-            info(f"[catch-up ] {line}")
-        m_after_catchup = broker.metrics()
-        broker_cpu = broker.cpu_s() - cpu_before
-        if got["bad"] or got["messages"] < total_target:
-            raise BenchError("catch-up", f"read {got['messages']} of {total_target} messages; "
-                                         f"wrong records (gap/record, partition, offset, ...): {got['bad']}; "
-                                         f"errors {got['errors']}")
-        c0, c1 = got["first_ns"], got["done_ns"]
-        res["catchup_window_ns"] = [c0, c1]
-        cu_rate = got["bytes"] / ((c1 - c0) / 1e9)
-        info(f"[catch-up ] done: {got['bytes'] / MiB:.0f} MiB in {(c1 - c0) / 1e9:.1f}s = {cu_rate / MiB:.1f} MiB/s "
-             f"(first record {(c0 - c_start) / 1e9:.1f}s after start, group join included there); "
-             f"every produced record checked; consumer CPU {got['cpu_s']:.1f}s "
-             f"({got['cpu_s'] / ((c1 - c0) / 1e9):.0%} of a core), broker CPU {broker_cpu:.1f}s since the consumer started")
-        if got["cpu_s"] / n_cu / ((c1 - c0) / 1e9) > 0.85:
-            info("[catch-up ] note: the consumer process used most of a core; the client may be the limit "
-                 f"(try --catchup-consumers {n_cu + 1})")
+        # 5. catch-up rounds (the first reads into memory the broker has
+        # not touched yet; later ones find its read buffers warm)
+        rounds = []
+        for rnd in range(1, args.catchup_rounds + 1):
+            if rnd > 1:
+                time.sleep(args.round_gap_s)
+            rounds.append(catchup_round(args, ctx, broker, topic, produced_ends, procs, tail_count, rnd))
+        m_before_catchup, m_after_catchup = rounds[0]["metrics_before"], rounds[-1]["metrics_after"]
+        med = sorted(rounds, key=lambda r: r["rate"])[(len(rounds) - 1) // 2]
+        cu_rate, (c0, c1) = med["rate"], med["window_ns"]
+        res["catchup_timeline"] = med["timeline"]
+        res["catchup_window_ns"] = [r["window_ns"] for r in rounds]
         # A few more seconds of tail traffic after catch-up.
         time.sleep(2)
         stop_prod.set()
@@ -991,8 +1014,17 @@ def run_store(args, store: str, workdir: Path) -> dict:
         time.sleep(1)
         stop_tail.set()
         tail.join(60)
-        recv, lat, base, during = latency_windows(lat_path, (b0, b1), (c0, c1))
-        _, _, a_base, a_during = latency_windows(ack_path, (b0, b1), (c0, c1))
+        windows = [tuple(r["window_ns"]) for r in rounds]
+        recv, lat, base, during = latency_windows(lat_path, (b0, b1), windows)
+        _, _, a_base, a_during = latency_windows(ack_path, (b0, b1), windows)
+        for r in rounds:
+            _, _, _, r_during = latency_windows(lat_path, (b0, b1), [tuple(r["window_ns"])])
+            _, _, _, r_acks = latency_windows(ack_path, (b0, b1), [tuple(r["window_ns"])])
+            r["tail_p99_ms"], r["ack_p99_ms"] = percentile(r_during, 99), percentile(r_acks, 99)
+        if len(rounds) > 1:
+            for r in rounds:
+                info(f"[report   ] round {r['round']}: catch-up {r['rate'] / MiB:.0f} MiB/s in {r['seconds']:.1f}s, "
+                     f"tail p99 {r['tail_p99_ms']:.1f} ms, ack p99 {r['ack_p99_ms']:.1f} ms")
         res["acks"] = {"baseline_p50_ms": percentile(a_base, 50), "baseline_p99_ms": percentile(a_base, 99),
                        "during_p50_ms": percentile(a_during, 50), "during_p99_ms": percentile(a_during, 99)}
         res["tail"] = {
@@ -1006,12 +1038,13 @@ def run_store(args, store: str, workdir: Path) -> dict:
         if len(during) < 50:
             info(f"[report   ] warning: only {len(during)} tail samples during the catch-up window "
                  f"(catch-up took {(c1 - c0) / 1e9:.1f}s); the comparison is weak")
-        res["tail_spikes"] = spikes(recv, lat, b0, c0, c1)
+        res["tail_spikes"] = spikes(recv, lat, b0, windows[0][0], windows[-1][1])
         for line in res["tail_spikes"]:
             info(f"[report   ] tail latency spike: {line}")
-        res["catchup"] = {"bytes": got["bytes"], "messages": got["messages"], "seconds": (c1 - c0) / 1e9,
-                          "consumer_cpu_s": got["cpu_s"], "broker_cpu_s": broker_cpu,
-                          "rate": cu_rate, "first_record_after_s": (c0 - c_start) / 1e9}
+        keep = ("round", "bytes", "messages", "seconds", "consumer_cpu_s", "broker_cpu_s", "rate",
+                "first_record_after_s", "tail_p99_ms", "ack_p99_ms")
+        res["catchup"] = {k: med[k] for k in keep}
+        res["catchup_rounds"] = [{k: r[k] for k in keep} for r in rounds]
         res["broker_latency_baseline"] = broker_latencies(m_before_catchup, m_baseline_start)
         res["broker_latency_catchup"] = broker_latencies(m_after_catchup, m_before_catchup)
         res["requests_during_catchup"] = delta(requests_by_op(m_after_catchup), requests_by_op(m_before_catchup))
@@ -1046,16 +1079,17 @@ def run_store(args, store: str, workdir: Path) -> dict:
             s3.stop()
 
 
-def latency_windows(path: Path, baseline: tuple, catchup: tuple):
+def latency_windows(path: Path, baseline: tuple, catchups: list):
     """Reads (time ns, latency ns) pairs; returns the times, the latencies,
-    and the latencies in ms within the baseline and catch-up windows."""
+    and the latencies in ms within the baseline window and within any of
+    the catch-up windows."""
     samples = array("q")
     with open(path, "rb") as f:
         samples.frombytes(f.read())
     at, lat = samples[0::2], samples[1::2]
-    (b0, b1), (c0, c1) = baseline, catchup
+    b0, b1 = baseline
     base = [lat[i] / 1e6 for i in range(len(lat)) if b0 <= at[i] <= b1]
-    during = [lat[i] / 1e6 for i in range(len(lat)) if c0 <= at[i] <= c1]
+    during = [lat[i] / 1e6 for i in range(len(lat)) if any(c0 <= at[i] <= c1 for c0, c1 in catchups)]
     return at, lat, base, during
 
 
@@ -1139,6 +1173,10 @@ def report(results: list, command: str, args) -> bool:
             (s, "catch-up rate", f"{cu['rate'] / MiB:.1f} MiB/s", "",
              f"{cu['bytes'] / MiB:.0f} MiB in {cu['seconds']:.1f}s; consumer CPU {cu['consumer_cpu_s'] / cu['seconds']:.0%}, "
              f"broker CPU {cu['broker_cpu_s']:.1f}s"),
+            *([(s, "catch-up rounds", ", ".join(f"{x['rate'] / MiB:.0f}" for x in r["catchup_rounds"]) + " MiB/s", "",
+                "each round's rate (the median above); tail p99 per round: "
+                + ", ".join(f"{x['tail_p99_ms']:.1f}" for x in r["catchup_rounds"]) + " ms")]
+              if len(r["catchup_rounds"]) > 1 else []),
             (s, "catch-up / produce", f"{r['ratio']:.2f}x", f">= {CATCHUP_RATIO_TARGET:.0f}x", verdict(ratio_ok)),
             (s, "catch-up / steady produce", f"{cu['rate'] / (t['rate_msgs'] * args.size):.0f}x", "",
              "how much faster than the live traffic a lagging group catches up (context, not the target)"),
@@ -1215,6 +1253,11 @@ def parse_args(argv=None):
     ap.add_argument("--warmup-s", type=float, default=3.0, help="tail traffic before the baseline window")
     ap.add_argument("--catchup-consumers", type=int, default=1,
                     help="members (processes) of the catch-up consumer group")
+    ap.add_argument("--catchup-rounds", type=int, default=1,
+                    help="catch-ups one after another, each by a new group; the rate is the median round's, "
+                         "the tail p99 is over all rounds' windows (the first round reads into memory the "
+                         "broker has not touched yet)")
+    ap.add_argument("--round-gap-s", type=float, default=3.0, help="tail traffic alone between rounds")
     ap.add_argument("--catchup-client", choices=["native", "python"], default="native",
                     help="catch-up group member: bench/reader (librdkafka from compiled code) or "
                          "confluent-kafka in Python (~2.4 CPU-s per GiB of 1 KiB records on the client)")
