@@ -31,13 +31,32 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// within the configured caches and budgets. Left alone when the
 /// environment sets `MIMALLOC_PURGE_DELAY`. (An earlier version compared
 /// the option with v2's default, 10, so under v3 it never took effect.)
+///
+/// Transparent huge pages are turned off for the process (unless the
+/// environment sets `MIMALLOC_ALLOW_THP`): the first touch of a huge page
+/// zeroes 2 MiB inside one page fault, and on kernels without full
+/// preemption nothing else runs on that CPU meanwhile. Catch-up reads touch
+/// hundreds of MiB of new read buffers, and on our benchmark VM (where new
+/// memory comes in at ~1.6 GB/s) those faults held the live traffic back:
+/// first catch-up after start 532-547 MiB/s with tail p99 11.8-12.1 ms;
+/// without huge pages 710-770 MiB/s and 5.6-5.8 ms (BENCHMARKS.md). Many
+/// databases advise the same for the same reason.
 fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: setting a mimalloc option has no preconditions.
+        unsafe {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000);
+        }
     }
-    // SAFETY: setting a mimalloc option has no preconditions.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000);
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and
+        // only sets a flag on this process.
+        if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+            eprintln!(
+                "sluice: could not turn transparent huge pages off: {}",
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
 use std::io::IsTerminal;
