@@ -1,10 +1,7 @@
-//! The bulk runtime: catch-up reads and the socket writes of large
-//! (catch-up) fetch responses run on a small second runtime, so the main
-//! runtime's workers stay free for produce and tail fetches (a multi-MiB
-//! `writev` holds its thread for about a millisecond). In our benchmark
-//! runs on two shared cores the tail's p99 moved by less than the noise
-//! between runs either way; the split is kept because it bounds what
-//! catch-up work can take from the main workers at all.
+//! The bulk runtime: catch-up and compaction reads of objects, and the
+//! socket writes of large catch-up fetch responses, run on a small second
+//! runtime, so the main runtime's workers stay free for produce and tail
+//! fetches (a multi-MiB `writev` holds its thread for about a millisecond).
 //!
 //! The bulk threads run in the `SCHED_IDLE` CPU class: they get a CPU
 //! only when no normal thread wants it, and a waking produce or tail-fetch
@@ -13,12 +10,14 @@
 //! `server.rs`). Catch-up then uses whatever CPU the live traffic leaves.
 //! Interleaved bench runs on two shared cores (see BENCHMARKS.md) put the
 //! tail's p99 during a catch-up at 6-10 ms with this and the bounded
-//! writes, against 14-26 ms without, for a catch-up 5-10% slower. The cost:
-//! under a CPU load that never lets up, a bulk thread runs rarely, so a
-//! lock it holds (the block cache's, the read-buffer pool's; each held for
-//! microseconds) can keep a normal thread waiting; only catch-up work runs
-//! here, and it is the work meant to give way. (Nice 10 was tried first: it
-//! slowed the first second's reads and did not help the tail measurably.)
+//! writes, against 13-26 ms without, for a catch-up 5-15% slower. (The
+//! second runtime alone, at the normal priority, moved the tail by less
+//! than the noise; nice 10 slowed the first second's reads and did not
+//! help the tail measurably.) The cost: under a CPU load that never lets
+//! up, a bulk thread runs rarely, so a lock it holds (the block cache's,
+//! the read-buffer pool's; each held for microseconds) can keep a normal
+//! thread waiting, and compaction falls behind; both are background work,
+//! meant to give way.
 //!
 //! Their disk requests are in the idle I/O class, so schedulers that honour
 //! I/O priorities (mq-deadline, BFQ) serve the WAL first. (On the virtual
