@@ -821,7 +821,6 @@ def catchup_round(args, ctx, broker, topic: str, produced_ends: dict, procs: lis
     how = f"a new consumer group (subscribe, {args.catchup_client} client)" + ("" if n_cu == 1 else f" of {n_cu} member processes")
     info(f"[catch-up ] round {rnd}: {how}, from the earliest offset up to {total_target} messages "
          f"({total_target * args.size / MiB:.0f} MiB)")
-    m_before = broker.metrics()
     c_start = time.time_ns()
     cpu_before = broker.cpu_s()
     for cu in cus:
@@ -903,10 +902,10 @@ def catchup_round(args, ctx, broker, topic: str, produced_ends: dict, procs: lis
     if got["cpu_s"] / n_cu / ((c1 - c0) / 1e9) > 0.85:
         info("[catch-up ] note: the consumer process used most of a core; the client may be the limit "
              f"(try --catchup-consumers {n_cu + 1})")
-    return {"round": rnd, "window_ns": [c0, c1], "start_ns": c_start, "bytes": got["bytes"],
+    return {"round": rnd, "window_ns": [c0, c1], "bytes": got["bytes"],
             "messages": got["messages"], "seconds": (c1 - c0) / 1e9, "consumer_cpu_s": got["cpu_s"],
             "broker_cpu_s": broker_cpu, "rate": cu_rate, "first_record_after_s": (c0 - c_start) / 1e9,
-            "timeline": timeline, "metrics_before": m_before, "metrics_after": m_after_catchup}
+            "timeline": timeline, "metrics_after": m_after_catchup}
 
 
 def run_store(args, store: str, workdir: Path) -> dict:
@@ -1002,7 +1001,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
             if rnd > 1:
                 time.sleep(args.round_gap_s)
             rounds.append(catchup_round(args, ctx, broker, topic, produced_ends, procs, tail_count, rnd))
-        m_before_catchup, m_after_catchup = rounds[0]["metrics_before"], rounds[-1]["metrics_after"]
+        m_after_catchup = rounds[-1]["metrics_after"]
         med = sorted(rounds, key=lambda r: r["rate"])[(len(rounds) - 1) // 2]
         cu_rate, (c0, c1) = med["rate"], med["window_ns"]
         res["catchup_timeline"] = med["timeline"]
@@ -1256,7 +1255,8 @@ def parse_args(argv=None):
     ap.add_argument("--catchup-rounds", type=int, default=1,
                     help="catch-ups one after another, each by a new group; the rate is the median round's, "
                          "the tail p99 is over all rounds' windows (the first round reads into memory the "
-                         "broker has not touched yet)")
+                         "broker has not touched yet); the broker's own counters cover all rounds and the "
+                         "group joins and gaps between them")
     ap.add_argument("--round-gap-s", type=float, default=3.0, help="tail traffic alone between rounds")
     ap.add_argument("--catchup-client", choices=["native", "python"], default="native",
                     help="catch-up group member: bench/reader (librdkafka from compiled code) or "

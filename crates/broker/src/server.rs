@@ -165,8 +165,11 @@ async fn write_frame(
 /// without full preemption (`PREEMPT_NONE`/`VOLUNTARY`, the usual server
 /// builds, and the one we benchmark on) a thread copying a multi-MiB frame
 /// into a socket keeps its CPU until the copy is done, whatever its
-/// priority; coming back to user space every 256 KiB lets a waking produce
-/// or tail-fetch thread have the CPU within a fraction of a millisecond.
+/// priority; coming back to user space every 256 KiB lets the bulk
+/// threads' idle CPU class take effect. Measured together with that class
+/// (BENCHMARKS.md, two runs each): tail p99 during a catch-up 9.5 / 6.4 ms,
+/// against 9.0 / 12.7 ms with the class alone; alone the bounded writes
+/// gave 13.7 / 16.2 ms, within the noise of none (25.7 / 13.6 ms).
 const WRITE_CALL_BYTES: usize = 256 * 1024;
 
 /// Flushes the buffer, then writes the frame's parts with `writev`, at most

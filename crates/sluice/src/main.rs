@@ -38,9 +38,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// preemption nothing else runs on that CPU meanwhile. Catch-up reads touch
 /// hundreds of MiB of new read buffers, and on our benchmark VM (where new
 /// memory comes in at ~1.6 GB/s) those faults held the live traffic back:
-/// first catch-up after start 532-547 MiB/s with tail p99 11.8-12.1 ms;
-/// without huge pages 710-770 MiB/s and 5.6-5.8 ms (BENCHMARKS.md). Many
-/// databases advise the same for the same reason.
+/// first catch-up after start 532-547 MiB/s with tail p99 10.5-12.1 ms;
+/// with this call 684-783 MiB/s and 4.7-6.1 ms in three runs of four (the
+/// fourth 532 MiB/s, 12.7 ms; BENCHMARKS.md). Many databases advise the
+/// same for the same reason.
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: setting a mimalloc option has no preconditions.

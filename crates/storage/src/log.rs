@@ -9,7 +9,6 @@ use crate::timestamps;
 use crate::wal::{ReplayedRecord, Wal, WalError, WalJob};
 use crate::{now_ms, StorageConfig};
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::{Mutex, RwLock};
@@ -843,7 +842,6 @@ impl LogStore {
         // would otherwise keep it reading); the reader's next fetch starts
         // another.
         let read_ahead = async move {
-            let failed = std::sync::atomic::AtomicBool::new(false);
             let mut read = 0u64;
             while read < window {
                 let catalog = catalog.clone();
@@ -858,26 +856,22 @@ impl LogStore {
                 rows.truncate(rows_within(&rows, window));
                 let spans = {
                     let mut busy = inflight.lock();
+                    let claimed = |r: &SegmentRecord| {
+                        cache.contains(&r.object_key, r.position)
+                            || busy.contains_key(&(r.object_key.clone(), r.position))
+                    };
                     // Less than a span missing: wait, so that each read-ahead
                     // is a span of several rows, not one row at a time.
                     let ready: u64 = rows
                         .iter()
-                        .take_while(|r| {
-                            cache.contains(&r.object_key, r.position)
-                                || busy.contains_key(&(r.object_key.clone(), r.position))
-                        })
+                        .take_while(|r| claimed(r))
                         .map(|r| r.length)
                         .sum();
                     if ready + READ_AHEAD_SPAN_BYTES.min(window / 2) > window {
                         return;
                     }
-                    let missing: Vec<SegmentRecord> = rows
-                        .into_iter()
-                        .filter(|r| {
-                            !cache.contains(&r.object_key, r.position)
-                                && !busy.contains_key(&(r.object_key.clone(), r.position))
-                        })
-                        .collect();
+                    let missing: Vec<SegmentRecord> =
+                        rows.into_iter().filter(|r| !claimed(r)).collect();
                     let mut spans = crate::object::adjacent_reads(&missing, READ_AHEAD_SPAN_BYTES);
                     spans.truncate(READ_AHEAD_NEW_SPANS);
                     if spans.is_empty() {
@@ -891,40 +885,10 @@ impl LogStore {
                     }
                     spans
                 };
-                let reads =
-                    futures::stream::iter(spans).for_each_concurrent(None, |(span, parts)| {
-                        let (objects, cache, inflight, requests, failed) =
-                            (&objects, &cache, &inflight, &requests, &failed);
-                        async move {
-                            let turn = requests.acquire().await;
-                            let got = match turn {
-                                Ok(_permit) => {
-                                    get_range_timed(&**objects, &span, timeout).await.ok()
-                                }
-                                Err(_) => None,
-                            };
-                            if got.is_none() {
-                                failed.store(true, Ordering::Relaxed);
-                            }
-                            if let Some(data) = got {
-                                for r in &parts {
-                                    if let Some(slice) = row_in_span(&span, &data, r) {
-                                        cache.insert(&r.object_key, r.position, slice);
-                                    }
-                                }
-                            }
-                            let mut busy = inflight.lock();
-                            for r in &parts {
-                                if let Some(signal) =
-                                    busy.remove(&(r.object_key.clone(), r.position))
-                                {
-                                    signal.notify_waiters();
-                                }
-                            }
-                        }
-                    });
-                reads.await;
-                if failed.load(Ordering::Relaxed) {
+                let reads = spans.into_iter().map(|(span, parts)| {
+                    read_ahead_span(&objects, &cache, &inflight, &requests, span, parts, timeout)
+                });
+                if futures::future::join_all(reads).await.contains(&false) {
                     return;
                 }
             }
@@ -1158,6 +1122,38 @@ async fn timed_request<T>(
         Ok(r) => Ok(r?),
         Err(_) => Err(StorageError::Timeout(format!("{op} {key}"))),
     }
+}
+
+/// One read-ahead GET: reads `span` (when a store-wide request permit
+/// comes), caches each of its rows `parts`, and wakes the fetches waiting
+/// for them. Returns whether the read succeeded.
+async fn read_ahead_span(
+    objects: &Arc<dyn ObjectStore>,
+    cache: &BlockCache,
+    inflight: &Mutex<InflightRows>,
+    requests: &tokio::sync::Semaphore,
+    span: SegmentRecord,
+    parts: Vec<SegmentRecord>,
+    timeout: std::time::Duration,
+) -> bool {
+    let got = match requests.acquire().await {
+        Ok(_permit) => get_range_timed(&**objects, &span, timeout).await.ok(),
+        Err(_) => None,
+    };
+    if let Some(data) = &got {
+        for r in &parts {
+            if let Some(slice) = row_in_span(&span, data, r) {
+                cache.insert(&r.object_key, r.position, slice);
+            }
+        }
+    }
+    let mut busy = inflight.lock();
+    for r in &parts {
+        if let Some(signal) = busy.remove(&(r.object_key.clone(), r.position)) {
+            signal.notify_waiters();
+        }
+    }
+    got.is_some()
 }
 
 /// A ranged GET of one index row, with a timeout and metrics.
