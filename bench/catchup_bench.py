@@ -15,6 +15,10 @@ started by this script on 127.0.0.1: moto_server, or s3s-fs with
                   consumer measures every message's end-to-end latency (the
                   producer's send time, carried in the value next to the
                   record timestamp, to receipt);
+  4b. control    (--control-s, default 5) while both keep running, one
+                  busy loop per CPU in the SCHED_IDLE class, touching no disk,
+                  network or broker: what any background CPU work costs the
+                  tail on this machine, whatever the broker does;
   5. catch-up     while both keep running, a new consumer group reads the
                   whole topic from the earliest offset up to the high
                   watermark of that moment; with a small --tail-cache-bytes
@@ -492,6 +496,34 @@ def steady_producer(bootstrap, topic, partitions, rate, size, stop, counter, out
         print(f"steady producer: {len(errors)} delivery errors, first {errors[0]}", flush=True)
 
 
+def idle_spinner() -> None:
+    """The control phase's load: a busy loop in the SCHED_IDLE class (the
+    lowest CPU priority there is), with no system calls."""
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    while True:
+        pass
+
+
+def control_phase(ctx, seconds: float, broker) -> tuple:
+    """Runs one idle_spinner per CPU for `seconds`; returns the window (ns)."""
+    spinners = [ctx.Process(target=idle_spinner, name="control", daemon=True) for _ in range(os.cpu_count() or 1)]
+    info(f"[control  ] {len(spinners)} SCHED_IDLE busy loops for {seconds:.0f}s (no disk, no network)")
+    for sp in spinners:
+        sp.start()
+    time.sleep(1.0)  # the loops have started (spawned interpreters) before the window opens
+    w0 = time.time_ns()
+    try:
+        while time.time_ns() - w0 < seconds * 1e9:
+            broker.check("control")
+            time.sleep(0.2)
+    finally:
+        w1 = time.time_ns()
+        for sp in spinners:
+            sp.kill()
+            sp.join(5)
+    return w0, w1
+
+
 def tail_consumer(bootstrap, topic, group, stop, ready, out_path, counter):
     """A group member reading from the latest offset; records (receive time
     ns, latency ns) for every message into out_path."""
@@ -698,6 +730,36 @@ def object_counts(broker: Broker, s3) -> dict:
             out[head + "_bytes"] += size
     out["catalog_objects"] = broker.catalog("SELECT count(*) FROM objects")[0][0]
     out["referenced"] = broker.catalog("SELECT count(DISTINCT object_key) FROM segments")[0][0]
+    return out
+
+
+def disk_calibration(broker: Broker, chunk: int = 512 * 1024) -> dict:
+    """The disk's own direct-read rate for the settled objects: every object
+    under the file store read once, front to back, with O_DIRECT in `chunk`
+    requests, one at a time (as the broker's disk lane issues them). The
+    catch-up cannot beat this, so the report gives the catch-up rate as a
+    share of it."""
+    import mmap
+    buf = mmap.mmap(-1, chunk)  # page-aligned, as O_DIRECT needs
+    files = sorted(p for p in (broker.data_dir / "objects").rglob("*") if p.is_file())
+    n, t0 = 0, time.monotonic()
+    for path in files:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        try:
+            off = 0
+            while True:
+                got = os.preadv(fd, [buf], off)
+                n += got
+                off += got
+                if got < chunk:
+                    break
+        finally:
+            os.close(fd)
+    secs = time.monotonic() - t0
+    out = {"bytes": n, "seconds": secs, "rate": n / secs if secs > 0 else float("nan"), "chunk": chunk,
+           "objects": len(files)}
+    info(f"[disk     ] direct reads of the {len(files)} objects, {chunk // 1024} KiB requests, one at a time: "
+         f"{n / MiB:.0f} MiB in {secs:.2f}s = {out['rate'] / MiB:.0f} MiB/s")
     return out
 
 
@@ -951,6 +1013,8 @@ def run_store(args, store: str, workdir: Path) -> dict:
         # 2. upload, 3. settle
         res["upload_wait_s"] = wait_uploaded(args, broker, topic, produced_ends)
         res["objects_settled"] = settle(args, broker, s3)
+        if s3 is None:
+            res["disk_calibration"] = disk_calibration(broker)
         m_settled = broker.metrics()
         res["requests_produce_and_settle"] = requests_by_op(m_settled)
 
@@ -992,6 +1056,10 @@ def run_store(args, store: str, workdir: Path) -> dict:
         b1 = time.time_ns()
         res["broker_cpu_baseline"] = (broker.cpu_s() - base_cpu0) / ((b1 - b0) / 1e9)
         info(f"[baseline ] broker CPU {res['broker_cpu_baseline']:.0%} of a core for the steady traffic")
+        control = None
+        if args.control_s > 0:
+            control = control_phase(ctx, args.control_s, broker)
+            time.sleep(args.round_gap_s)
         m_before_catchup = broker.metrics()
 
         # 5. catch-up rounds (the first reads into memory the broker has
@@ -1024,6 +1092,12 @@ def run_store(args, store: str, workdir: Path) -> dict:
             for r in rounds:
                 info(f"[report   ] round {r['round']}: catch-up {r['rate'] / MiB:.0f} MiB/s in {r['seconds']:.1f}s, "
                      f"tail p99 {r['tail_p99_ms']:.1f} ms, ack p99 {r['ack_p99_ms']:.1f} ms")
+        if control is not None:
+            _, _, _, c_tail = latency_windows(lat_path, (b0, b1), [control])
+            _, _, _, c_acks = latency_windows(ack_path, (b0, b1), [control])
+            res["control"] = {"seconds": args.control_s, "window_ns": list(control), "tail_n": len(c_tail),
+                              "tail_p50_ms": percentile(c_tail, 50), "tail_p99_ms": percentile(c_tail, 99),
+                              "ack_p99_ms": percentile(c_acks, 99)}
         res["acks"] = {"baseline_p50_ms": percentile(a_base, 50), "baseline_p99_ms": percentile(a_base, 99),
                        "during_p50_ms": percentile(a_during, 50), "during_p99_ms": percentile(a_during, 99)}
         res["tail"] = {
@@ -1177,11 +1251,20 @@ def report(results: list, command: str, args) -> bool:
                 + ", ".join(f"{x['tail_p99_ms']:.1f}" for x in r["catchup_rounds"]) + " ms")]
               if len(r["catchup_rounds"]) > 1 else []),
             (s, "catch-up / produce", f"{r['ratio']:.2f}x", f">= {CATCHUP_RATIO_TARGET:.0f}x", verdict(ratio_ok)),
+            *([(s, "catch-up / disk direct read", f"{cu['rate'] / r['disk_calibration']['rate']:.0%}", "",
+                f"the disk read the same objects at {r['disk_calibration']['rate'] / MiB:.0f} MiB/s in this run "
+                f"({r['disk_calibration']['chunk'] // 1024} KiB O_DIRECT requests, one at a time): the ceiling")]
+              if "disk_calibration" in r else []),
             (s, "catch-up / steady produce", f"{cu['rate'] / (t['rate_msgs'] * args.size):.0f}x", "",
              "how much faster than the live traffic a lagging group catches up (context, not the target)"),
             (s, "tail p50 before/during", f"{t['baseline_p50_ms']:.2f} / {t['during_p50_ms']:.2f} ms", "", ""),
             (s, "tail p99 before/during", f"{t['baseline_p99_ms']:.2f} / {t['during_p99_ms']:.2f} ms",
              f"<= +{TAIL_P99_GROWTH_TARGET:.0%}", f"{verdict(p99_ok)} ({r['p99_growth']:+.0%})"),
+            *([(s, "tail p99, idle CPU load", f"{r['control']['tail_p99_ms']:.2f} ms",
+                "", f"control ({r['control']['tail_p99_ms'] / t['baseline_p99_ms'] - 1:+.0%}; ack p99 "
+                f"{r['control']['ack_p99_ms']:.2f} ms): {r['control']['seconds']:.0f}s of SCHED_IDLE busy loops, "
+                "one per CPU, no catch-up")]
+              if "control" in r else []),
             (s, "tail samples before/during", f"{t['baseline_n']} / {t['during_n']}", "", f"at {t['rate_msgs']} msgs/s"),
             (s, "produce ack p50/p99 before", f"{r['acks']['baseline_p50_ms']:.2f} / {r['acks']['baseline_p99_ms']:.2f} ms",
              "", "steady producer, acks=all"),
@@ -1258,6 +1341,9 @@ def parse_args(argv=None):
                          "broker has not touched yet); the broker's own counters cover all rounds and the "
                          "group joins and gaps between them")
     ap.add_argument("--round-gap-s", type=float, default=3.0, help="tail traffic alone between rounds")
+    ap.add_argument("--control-s", type=float, default=5.0,
+                    help="seconds of the control phase before the catch-up (one SCHED_IDLE busy loop per CPU, "
+                         "nothing else): the tail's cost of any background CPU work here; 0 skips it")
     ap.add_argument("--catchup-client", choices=["native", "python"], default="native",
                     help="catch-up group member: bench/reader (librdkafka from compiled code) or "
                          "confluent-kafka in Python (~2.4 CPU-s per GiB of 1 KiB records on the client)")
