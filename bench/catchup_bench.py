@@ -505,23 +505,26 @@ def idle_spinner() -> None:
 
 
 def control_phase(ctx, seconds: float, broker) -> tuple:
-    """Runs one idle_spinner per CPU for `seconds`; returns the window (ns)."""
+    """Runs one idle_spinner per CPU for `seconds`; returns the window (ns)
+    and the broker's latency histograms over it."""
     spinners = [ctx.Process(target=idle_spinner, name="control", daemon=True) for _ in range(os.cpu_count() or 1)]
     info(f"[control  ] {len(spinners)} SCHED_IDLE busy loops for {seconds:.0f}s (no disk, no network)")
     for sp in spinners:
         sp.start()
     time.sleep(1.0)  # the loops have started (spawned interpreters) before the window opens
+    m0 = broker.metrics()
     w0 = time.time_ns()
     try:
         while time.time_ns() - w0 < seconds * 1e9:
             broker.check("control")
             time.sleep(0.2)
-    finally:
         w1 = time.time_ns()
+        latencies = broker_latencies(broker.metrics(), m0)
+    finally:
         for sp in spinners:
             sp.kill()
             sp.join(5)
-    return w0, w1
+    return (w0, w1), latencies
 
 
 def tail_consumer(bootstrap, topic, group, stop, ready, out_path, counter):
@@ -1058,7 +1061,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
         info(f"[baseline ] broker CPU {res['broker_cpu_baseline']:.0%} of a core for the steady traffic")
         control = None
         if args.control_s > 0:
-            control = control_phase(ctx, args.control_s, broker)
+            control, control_latency = control_phase(ctx, args.control_s, broker)
             time.sleep(args.round_gap_s)
         m_before_catchup = broker.metrics()
 
@@ -1097,7 +1100,7 @@ def run_store(args, store: str, workdir: Path) -> dict:
             _, _, _, c_acks = latency_windows(ack_path, (b0, b1), [control])
             res["control"] = {"seconds": args.control_s, "window_ns": list(control), "tail_n": len(c_tail),
                               "tail_p50_ms": percentile(c_tail, 50), "tail_p99_ms": percentile(c_tail, 99),
-                              "ack_p99_ms": percentile(c_acks, 99)}
+                              "ack_p99_ms": percentile(c_acks, 99), "broker_latency": control_latency}
         res["acks"] = {"baseline_p50_ms": percentile(a_base, 50), "baseline_p99_ms": percentile(a_base, 99),
                        "during_p50_ms": percentile(a_during, 50), "during_p99_ms": percentile(a_during, 99)}
         res["tail"] = {
@@ -1272,9 +1275,11 @@ def report(results: list, command: str, args) -> bool:
              "", "catch-up window"),
             *[(s, f"broker {k} p50/p99 before/during",
                f"{b[0]:g}/{b[1]:g} -> {d[0]:g}/{d[1]:g} ms", "",
-               "bucket upper bounds (x2 steps)" + ("; includes long-poll waits" if k == "fetch" else ""))
-              for k, b, d in ((k, r["broker_latency_baseline"][k], r["broker_latency_catchup"][k])
-                              for k in r["broker_latency_baseline"])],
+               "bucket upper bounds (x2 steps)" + ("; includes long-poll waits" if k == "fetch" else "")
+               + (f"; idle CPU load {c[0]:g}/{c[1]:g} ms" if c else ""))
+              for k, b, d, c in ((k, r["broker_latency_baseline"][k], r["broker_latency_catchup"][k],
+                                  r.get("control", {}).get("broker_latency", {}).get(k))
+                                 for k in r["broker_latency_baseline"])],
             (s, "broker CPU, steady traffic", f"{r['broker_cpu_baseline']:.0%} of a core", "", "baseline window"),
             (s, "objects after settle", fmt_counts(r["objects_settled"]), "", ""),
             (s, "objects written total", f"{r['objects_written_total']:.0f}", "",

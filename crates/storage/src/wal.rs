@@ -297,20 +297,40 @@ impl Wal {
 
     /// Deletes closed segments whose every partition is uploaded up to what
     /// the segment holds. `uploaded_end` returns `i64::MAX` for deleted topics.
+    ///
+    /// The files are unlinked outside the segment list's lock: the writer
+    /// thread takes that lock after every group commit, and unlinking a
+    /// segment (tens of MiB of extents) can take milliseconds, which every
+    /// acks=all producer would wait for. A segment that cannot be deleted
+    /// goes back on the list, to be tried again.
     pub fn release(&self, uploaded_end: impl Fn(Uuid, i32) -> i64) {
-        let mut segs = self.segments.lock();
-        segs.retain(|s| {
-            if !s.closed || s.ends.iter().any(|(&(t, p), &end)| uploaded_end(t, p) < end) {
-                return true;
-            }
-            match std::fs::remove_file(&s.path) {
+        let uploaded = |s: &SegmentMeta| {
+            s.closed
+                && s.ends
+                    .iter()
+                    .all(|(&(t, p), &end)| uploaded_end(t, p) >= end)
+        };
+        let done: Vec<SegmentMeta> = {
+            let mut segs = self.segments.lock();
+            let (done, keep) = std::mem::take(&mut *segs).into_iter().partition(uploaded);
+            *segs = keep;
+            done
+        };
+        let failed: Vec<SegmentMeta> = done
+            .into_iter()
+            .filter(|s| match std::fs::remove_file(&s.path) {
                 Ok(()) => false,
                 Err(e) => {
                     tracing::warn!(segment = %s.path.display(), error = %e, "could not delete an uploaded WAL segment");
                     true
                 }
-            }
-        });
+            })
+            .collect();
+        if !failed.is_empty() {
+            // Closed, so older than the open segment the writer appends to
+            // (the list's last): back at the front.
+            self.segments.lock().splice(0..0, failed);
+        }
     }
 
     /// Bytes of WAL on disk (closed and open segments).
@@ -641,5 +661,58 @@ mod tests {
         .unwrap();
         wal.shutdown();
         assert_eq!(seen, (0..40).collect::<Vec<u8>>());
+    }
+
+    #[tokio::test]
+    async fn release_deletes_only_uploaded_closed_segments_and_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Arc::new(PartitionLog::new(Uuid::new_v4(), "t".into(), 0, 0, 0));
+        let wal = Wal::open(dir.path(), 16 << 10, |_| None, Arc::new(|| {})).unwrap();
+        let append = |i: u8| {
+            let (tx, rx) = oneshot::channel();
+            wal.submit(WalJob {
+                partition: p.clone(),
+                batch: Bytes::from(vec![i; 1000]),
+                end_offset: i as i64 + 1,
+                done: tx,
+            })
+            .unwrap();
+            rx
+        };
+        for i in 0..20u8 {
+            append(i).await.unwrap().unwrap();
+        }
+        let before = wal.segment_count();
+        assert!(before >= 4, "{before} segments");
+        let files = list_segments(dir.path()).unwrap().len();
+        // Offsets below 10 uploaded: the segments holding only those go.
+        wal.release(|_, _| 10);
+        let left = wal.segment_count();
+        assert!(left < before && left >= 2, "{before} -> {left}");
+        // Their files too (the rest includes a segment prepared ahead).
+        assert_eq!(
+            list_segments(dir.path()).unwrap().len(),
+            files - (before - left)
+        );
+        // The writer still appends to its open segment.
+        for i in 20..24u8 {
+            append(i).await.unwrap().unwrap();
+        }
+        assert_eq!(p.offsets().1, 24);
+        wal.shutdown();
+        let mut seen = Vec::new();
+        let wal = Wal::open(
+            dir.path(),
+            16 << 10,
+            |r| {
+                seen.push(r.batch[0]);
+                None
+            },
+            Arc::new(|| {}),
+        )
+        .unwrap();
+        wal.shutdown();
+        assert_eq!(seen.last(), Some(&23));
+        assert!(seen.first().is_some_and(|&f| f > 0 && f <= 10), "{seen:?}");
     }
 }
