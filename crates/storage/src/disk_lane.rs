@@ -16,47 +16,57 @@
 //! ~8% faster in an A/B of three benchmark runs each, within the noise of
 //! those runs, and gave the tail nothing: one turn it is.
 //!
-//! So every chunk read takes a turn here: at most [`READ_DEPTH`] at a time,
-//! chunks a consumer is waiting for before background ones (read-ahead,
-//! compaction), and none while the WAL commits: a commit then waits only
-//! for the chunks already at the disk. One lane per process: by default the
-//! embedded broker keeps its WAL and its local objects under one data
-//! directory.
+//! Object writes (uploads, compaction's output) do the same to the WAL: in
+//! a probe, an 8 KiB write+fdatasync every 0.5 ms beside a writer of 64 MiB
+//! objects in 1 MiB `O_DIRECT` writes had a p99 of 2.7 ms (0.22 ms alone);
+//! with the writer taking turns in 512 KiB chunks, 1.2 ms (writer 576
+//! against 610 MiB/s). Inside the broker, 13 of the 31 group commits over
+//! 1 ms in a 10 s window of the catch-up benchmark ran while an object was
+//! being written, which it was 2% of the time. (The benchmark's tail p99
+//! did not move measurably either way: its live traffic uploads little.)
+//!
+//! So every chunk read or written takes a turn here: at most
+//! [`READ_DEPTH`] at a time, chunks a consumer or an upload is waiting for
+//! before background ones (read-ahead, compaction), and none while the WAL
+//! commits: a commit then waits only for the chunks already at the disk.
+//! One lane per process: by default the embedded broker keeps its WAL and
+//! its local objects under one data directory.
 
 use parking_lot::{Condvar, Mutex};
 use std::sync::LazyLock;
 
-/// Chunk reads at the disk at a time (see the module comment).
+/// Chunks (read or written) at the disk at a time (see the module comment).
 pub const READ_DEPTH: usize = 1;
 
 tokio::task_local! {
-    /// Set while background work runs (read-ahead, compaction): its reads
-    /// yield the disk to reads a consumer is waiting for.
+    /// Set while background work runs (read-ahead, compaction): its chunks
+    /// yield the disk to those a consumer or an upload is waiting for.
     static BACKGROUND: ();
 }
 
-/// Runs `work` in the background class: its chunk reads wait while a chunk
-/// read a consumer is waiting for wants a turn.
+/// Runs `work` in the background class: its chunks wait while an urgent
+/// chunk wants a turn.
 pub(crate) async fn in_background<F: std::future::Future>(work: F) -> F::Output {
     BACKGROUND.scope((), work).await
 }
 
-/// Whether the calling task's reads are urgent (a consumer waits for them).
+/// Whether the calling task's disk work is urgent (a consumer or a producer
+/// waits for it).
 pub(crate) fn is_urgent() -> bool {
     BACKGROUND.try_with(|_| ()).is_err()
 }
 
 static LANE: LazyLock<Lane> = LazyLock::new(|| Lane::new(READ_DEPTH));
 
-/// Blocks until a chunk read may go to the disk; the turn ends when the
-/// returned guard drops.
-pub(crate) fn read_turn(urgent: bool) -> ReadTurn<'static> {
-    LANE.read_turn(urgent)
+/// Blocks until a chunk read or write may go to the disk; the turn ends
+/// when the returned guard drops.
+pub(crate) fn turn(urgent: bool) -> Turn<'static> {
+    LANE.turn(urgent)
 }
 
-/// Holds new reads back until the returned guard drops (the WAL holds one
-/// for each group commit). Does not wait for reads already at the disk.
-pub(crate) fn pause_reads() -> Pause<'static> {
+/// Holds new turns back until the returned guard drops (the WAL holds one
+/// for each group commit). Does not wait for chunks already at the disk.
+pub(crate) fn pause() -> Pause<'static> {
     LANE.pause()
 }
 
@@ -69,15 +79,15 @@ struct Lane {
 
 #[derive(Debug, Default)]
 struct LaneState {
-    reading: usize,
+    at_disk: usize,
     urgent_waiting: usize,
     paused: usize,
 }
 
-/// One admitted chunk read.
-pub(crate) struct ReadTurn<'a>(&'a Lane);
+/// One admitted chunk read or write.
+pub(crate) struct Turn<'a>(&'a Lane);
 
-/// A pause of new reads.
+/// A pause of new turns.
 pub(crate) struct Pause<'a>(&'a Lane);
 
 impl Lane {
@@ -89,21 +99,21 @@ impl Lane {
         }
     }
 
-    fn read_turn(&self, urgent: bool) -> ReadTurn<'_> {
+    fn turn(&self, urgent: bool) -> Turn<'_> {
         let mut st = self.state.lock();
         if urgent {
             st.urgent_waiting += 1;
-            while st.reading >= self.depth || st.paused > 0 {
+            while st.at_disk >= self.depth || st.paused > 0 {
                 self.freed.wait(&mut st);
             }
             st.urgent_waiting -= 1;
         } else {
-            while st.reading >= self.depth || st.paused > 0 || st.urgent_waiting > 0 {
+            while st.at_disk >= self.depth || st.paused > 0 || st.urgent_waiting > 0 {
                 self.freed.wait(&mut st);
             }
         }
-        st.reading += 1;
-        ReadTurn(self)
+        st.at_disk += 1;
+        Turn(self)
     }
 
     fn pause(&self) -> Pause<'_> {
@@ -119,9 +129,9 @@ impl Lane {
     }
 }
 
-impl Drop for ReadTurn<'_> {
+impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        self.0.release(|st| st.reading -= 1);
+        self.0.release(|st| st.at_disk -= 1);
     }
 }
 
@@ -141,13 +151,13 @@ mod tests {
     #[test]
     fn bounds_reads_and_pauses_them_for_the_wal() {
         let lane = Arc::new(Lane::new(2));
-        let a = lane.read_turn(true);
-        let b = lane.read_turn(false);
+        let a = lane.turn(true);
+        let b = lane.turn(false);
         let admitted = Arc::new(AtomicUsize::new(0));
         let waiter = {
             let (lane, admitted) = (lane.clone(), admitted.clone());
             std::thread::spawn(move || {
-                let _t = lane.read_turn(false);
+                let _t = lane.turn(false);
                 admitted.fetch_add(1, Ordering::SeqCst);
             })
         };
@@ -173,12 +183,12 @@ mod tests {
     #[test]
     fn urgent_reads_go_before_background_ones() {
         let lane = Arc::new(Lane::new(1));
-        let first = lane.read_turn(false);
+        let first = lane.turn(false);
         let order = Arc::new(Mutex::new(Vec::new()));
         let spawn = |urgent: bool, name: &'static str| {
             let (lane, order) = (lane.clone(), order.clone());
             std::thread::spawn(move || {
-                let _t = lane.read_turn(urgent);
+                let _t = lane.turn(urgent);
                 order.lock().push(name);
                 std::thread::sleep(Duration::from_millis(10));
             })

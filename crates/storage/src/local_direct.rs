@@ -14,9 +14,11 @@
 //! the kernel's small read-ahead steps and then copy; a direct read is one
 //! large request and no copy, and leaves the page cache to the WAL.
 //!
-//! Reads share the disk with the WAL: each chunk of `READ_CHUNK` takes a
-//! turn of the disk lane (`crate::disk_lane`), which bounds the reads at the
-//! disk and holds new ones back while the WAL commits.
+//! Reads and writes share the disk with the WAL: each chunk of `READ_CHUNK`
+//! or `WRITE_CHUNK` takes a turn of the disk lane (`crate::disk_lane`),
+//! which bounds them at the disk and holds new ones back while the WAL
+//! commits. An upload's chunks are urgent (producers wait for uploads once
+//! the backlog is full), compaction's are background work.
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
@@ -47,8 +49,10 @@ const READ_CHUNK: usize = 512 << 10;
 
 /// Idle read buffers kept for reuse (a few read-ahead spans' worth).
 const READ_BUFFERS_IDLE_BYTES: usize = 64 << 20;
-/// Bytes copied into the aligned buffer per write (a multiple of BLOCK).
-const WRITE_CHUNK: usize = 1 << 20;
+/// Bytes per direct write, each a turn of the disk lane (a multiple of
+/// BLOCK). `dd oflag=direct` wrote 1.5 GB/s in 512 KiB requests and 1.8 in
+/// 1 MiB ones; smaller chunks make a WAL commit wait less (see disk_lane).
+const WRITE_CHUNK: usize = 512 << 10;
 
 #[derive(Debug)]
 pub struct DirectLocalStore {
@@ -82,7 +86,7 @@ fn io_err(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
 }
 
 /// Writes `data` durably to `target` via a temporary file and a rename.
-fn write_durably(target: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+fn write_durably(target: &std::path::Path, data: &[u8], urgent: bool) -> std::io::Result<()> {
     let dir = target.parent().unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = target.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
@@ -94,7 +98,8 @@ fn write_durably(target: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     let result = (|| match direct {
         Ok(file) => {
             // Copied through one aligned window of at most WRITE_CHUNK bytes,
-            // so a put holds no second copy of the whole object.
+            // so a put holds no second copy of the whole object; each chunk
+            // written in a turn of the disk lane.
             let window = data.len().min(WRITE_CHUNK).div_ceil(BLOCK) * BLOCK;
             let mut buf = vec![0u8; window + BLOCK];
             let start = buf.as_ptr().align_offset(BLOCK);
@@ -105,6 +110,7 @@ fn write_durably(target: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
                 let block = &mut buf[start..start + padded];
                 block[..n].copy_from_slice(&data[at..at + n]);
                 block[n..].fill(0);
+                let _turn = crate::disk_lane::turn(urgent);
                 file.write_all_at(block, at as u64)?;
                 at += n;
             }
@@ -157,7 +163,7 @@ fn read_range_direct(
     while got < span {
         let chunk = (span - got).min(READ_CHUNK);
         let n = {
-            let _turn = crate::disk_lane::read_turn(urgent);
+            let _turn = crate::disk_lane::turn(urgent);
             file.read_at(&mut window[got..got + chunk], from + got as u64)?
         };
         if n == 0 {
@@ -191,7 +197,8 @@ impl ObjectStore for DirectLocalStore {
         let target = self.root.join(location.as_ref());
         let data: bytes::Bytes = payload.into();
         let t = target.clone();
-        tokio::task::spawn_blocking(move || write_durably(&t, &data))
+        let urgent = crate::disk_lane::is_urgent();
+        tokio::task::spawn_blocking(move || write_durably(&t, &data, urgent))
             .await
             .map_err(|e| object_store::Error::Generic {
                 store: "DirectLocalStore",

@@ -463,7 +463,7 @@ impl Writer {
                     &moved[at..at + padded]
                 };
                 use std::os::unix::fs::FileExt;
-                let _no_new_reads = crate::disk_lane::pause_reads();
+                let _no_new_reads = crate::disk_lane::pause();
                 file.write_all_at(block, *size)?;
                 file.sync_data()?;
                 *size += padded as u64;
