@@ -736,18 +736,26 @@ def object_counts(broker: Broker, s3) -> dict:
     return out
 
 
-def disk_calibration(broker: Broker, chunk: int = 512 * 1024) -> dict:
+def disk_calibration(broker: Broker, chunk: int = 512 * 1024):
     """The disk's own direct-read rate for the settled objects: every object
     under the file store read once, front to back, with O_DIRECT in `chunk`
     requests, one at a time (as the broker's disk lane issues them). The
     catch-up cannot beat this, so the report gives the catch-up rate as a
-    share of it."""
+    share of it. None (with a note) when there is nothing to read there or
+    the filesystem refuses O_DIRECT (tmpfs)."""
     import mmap
     buf = mmap.mmap(-1, chunk)  # page-aligned, as O_DIRECT needs
     files = sorted(p for p in (broker.data_dir / "objects").rglob("*") if p.is_file())
+    if not files:
+        info("[disk     ] no objects under the data directory's object store: no disk reference")
+        return None
     n, t0 = 0, time.monotonic()
     for path in files:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        except OSError as e:
+            info(f"[disk     ] O_DIRECT refused on {path} ({e}): no disk reference")
+            return None
         try:
             off = 0
             while True:
@@ -1016,8 +1024,9 @@ def run_store(args, store: str, workdir: Path) -> dict:
         # 2. upload, 3. settle
         res["upload_wait_s"] = wait_uploaded(args, broker, topic, produced_ends)
         res["objects_settled"] = settle(args, broker, s3)
-        if s3 is None:
-            res["disk_calibration"] = disk_calibration(broker)
+        disk = disk_calibration(broker) if s3 is None else None
+        if disk is not None and disk["rate"] > 0:
+            res["disk_calibration"] = disk
         m_settled = broker.metrics()
         res["requests_produce_and_settle"] = requests_by_op(m_settled)
 
@@ -1135,6 +1144,10 @@ def run_store(args, store: str, workdir: Path) -> dict:
             for name, metric, outcomes in (("block cache", "sluice_block_cache_lookups_total", ("hit", "miss")),
                                            ("read buffers", "sluice_read_buffers_total", ("reused", "fresh")))
             for outcome in outcomes}
+        res["read_buffer_mib_during_catchup"] = {
+            outcome: (msum(m_after_catchup, "sluice_read_buffer_bytes_total", outcome=outcome)
+                      - msum(m_before_catchup, "sluice_read_buffer_bytes_total", outcome=outcome)) / MiB
+            for outcome in ("reused", "fresh")}
         res["objects_written_total"] = msum(m_after_catchup, "sluice_objects_written_total")
         res["objects_written_during_produce"] = msum(m_after_produce, "sluice_objects_written_total")
         res["objects_end"] = object_counts(broker, s3)
@@ -1288,7 +1301,9 @@ def report(results: list, command: str, args) -> bool:
             (s, "store requests (catch-up)", ", ".join(f"{k}={v:.0f}" for k, v in r["requests_during_catchup"].items()), "", ""),
             (s, "fetch reads (catch-up)", ", ".join(f"{k}={v:.0f}" for k, v in r["fetch_reads_during_catchup"].items()), "", ""),
             (s, "caches (catch-up)", ", ".join(f"{k}={v:.0f}" for k, v in r["cache_during_catchup"].items()), "",
-             "block cache lookups; buffers for direct reads"),
+             "block cache lookups; buffers for direct reads"
+             + (" ({reused:.0f} MiB reused, {fresh:.0f} MiB fresh: new memory)".format(**r["read_buffer_mib_during_catchup"])
+                if "read_buffer_mib_during_catchup" in r else "")),
             (s, "broker RSS peak", f"{r['rss_peak_mib']:.0f} MiB", "", ""),
         ]
         if "s3_calibration" in r:

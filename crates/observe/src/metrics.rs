@@ -29,6 +29,7 @@ pub struct Metrics {
     pub memory_bytes: IntGaugeVec,
     pub block_cache_lookups: IntCounterVec,
     pub read_buffers: IntCounterVec,
+    pub read_buffer_bytes: IntCounterVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -152,6 +153,11 @@ impl Metrics {
             "Buffers handed out for direct object reads, by whether an idle one was reused or a fresh one allocated.",
             &["outcome"],
         )?;
+        let read_buffer_bytes = counter_vec(
+            "sluice_read_buffer_bytes_total",
+            "Bytes of the buffers counted in sluice_read_buffers_total: a fresh one's are new memory the kernel faults in and zeroes.",
+            &["outcome"],
+        )?;
         // Both outcomes exported from the start, so rates and ratios over
         // them exist before the first catch-up read.
         for outcome in ["hit", "miss"] {
@@ -159,6 +165,7 @@ impl Metrics {
         }
         for outcome in ["reused", "fresh"] {
             read_buffers.with_label_values(&[outcome]);
+            read_buffer_bytes.with_label_values(&[outcome]);
         }
         Ok(Self {
             registry,
@@ -181,6 +188,7 @@ impl Metrics {
             memory_bytes,
             block_cache_lookups,
             read_buffers,
+            read_buffer_bytes,
         })
     }
 
@@ -230,5 +238,6 @@ mod tests {
         assert!(s.contains("sluice_wal_fsync_duration_seconds_bucket"));
         assert!(s.contains("sluice_block_cache_lookups_total{outcome=\"miss\"}"));
         assert!(s.contains("sluice_read_buffers_total{outcome=\"fresh\"}"));
+        assert!(s.contains("sluice_read_buffer_bytes_total{outcome=\"fresh\"}"));
     }
 }

@@ -74,11 +74,13 @@ impl ReadBuffers {
             }
             fit
         };
-        sluice_observe::metrics()
-            .read_buffers
-            .with_label_values(&[if reused.is_some() { "reused" } else { "fresh" }])
-            .inc();
+        let outcome = if reused.is_some() { "reused" } else { "fresh" };
         let buf = reused.unwrap_or_else(|| fresh_buffer(class + BLOCK));
+        let m = sluice_observe::metrics();
+        m.read_buffers.with_label_values(&[outcome]).inc();
+        m.read_buffer_bytes
+            .with_label_values(&[outcome])
+            .inc_by(buf.len() as u64);
         let start = buf.as_ptr().align_offset(BLOCK);
         Loan {
             buf,
