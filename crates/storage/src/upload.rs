@@ -160,8 +160,15 @@ impl LogStore {
             .iter()
             .map(|p| ((p.topic_id, p.partition), p.inner.lock().uploaded_end))
             .collect();
-        self.wal
-            .release(|t, p| ends.get(&(t, p)).copied().unwrap_or(i64::MAX));
+        let detached = self
+            .wal
+            .detach_uploaded(|t, p| ends.get(&(t, p)).copied().unwrap_or(i64::MAX));
+        if !detached.is_empty() {
+            // Unlinking blocks for milliseconds per segment (see Wal::detach_uploaded).
+            if let Err(e) = tokio::task::spawn_blocking(move || detached.delete()).await {
+                tracing::warn!(error = %e, "the task deleting uploaded WAL segments failed");
+            }
+        }
         tracing::debug!(object = %key, bytes = object_size, partitions = taken.len(), "uploaded");
         more || self.pending_upload.load(Ordering::Acquire) >= self.config.upload_bytes
     }
