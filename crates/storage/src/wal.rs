@@ -561,6 +561,36 @@ impl Writer {
 mod tests {
     use super::*;
 
+    /// Submits a 1000-byte batch of `i`s ending at offset i + 1.
+    fn append(wal: &Wal, p: &Arc<PartitionLog>, i: u8) -> oneshot::Receiver<Result<(), WalError>> {
+        let (tx, rx) = oneshot::channel();
+        wal.submit(WalJob {
+            partition: p.clone(),
+            batch: Bytes::from(vec![i; 1000]),
+            end_offset: i as i64 + 1,
+            done: tx,
+        })
+        .unwrap();
+        rx
+    }
+
+    /// Reopens the WAL in `dir`; the first byte of every replayed batch.
+    fn replayed_first_bytes(dir: &std::path::Path, segment_bytes: u64) -> Vec<u8> {
+        let mut seen = Vec::new();
+        let wal = Wal::open(
+            dir,
+            segment_bytes,
+            |r| {
+                seen.push(r.batch[0]);
+                None
+            },
+            Arc::new(|| {}),
+        )
+        .unwrap();
+        wal.shutdown();
+        seen
+    }
+
     #[test]
     fn records_round_trip_and_torn_tails_are_cut() {
         let t = Uuid::new_v4();
@@ -651,15 +681,7 @@ mod tests {
         let wal = Wal::open(dir.path(), seg, |_| None, Arc::new(|| {})).unwrap();
         // One group per append (each awaited): four 4 KiB groups per segment.
         for i in 0..40u8 {
-            let (tx, rx) = oneshot::channel();
-            wal.submit(WalJob {
-                partition: p.clone(),
-                batch: Bytes::from(vec![i; 1000]),
-                end_offset: i as i64 + 1,
-                done: tx,
-            })
-            .unwrap();
-            rx.await.unwrap().unwrap();
+            append(&wal, &p, i).await.unwrap().unwrap();
         }
         wal.shutdown();
         let sizes: Vec<u64> = list_segments(dir.path())
@@ -675,18 +697,7 @@ mod tests {
             sizes[1..].iter().all(|&n| n > seg + MAX_GROUP_BYTES as u64),
             "{sizes:?}"
         );
-        let mut seen = Vec::new();
-        let wal = Wal::open(
-            dir.path(),
-            seg,
-            |r| {
-                seen.push(r.batch[0]);
-                None
-            },
-            Arc::new(|| {}),
-        )
-        .unwrap();
-        wal.shutdown();
+        let seen = replayed_first_bytes(dir.path(), seg);
         assert_eq!(seen, (0..40).collect::<Vec<u8>>());
     }
 
@@ -695,19 +706,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = Arc::new(PartitionLog::new(Uuid::new_v4(), "t".into(), 0, 0, 0));
         let wal = Wal::open(dir.path(), 16 << 10, |_| None, Arc::new(|| {})).unwrap();
-        let append = |i: u8| {
-            let (tx, rx) = oneshot::channel();
-            wal.submit(WalJob {
-                partition: p.clone(),
-                batch: Bytes::from(vec![i; 1000]),
-                end_offset: i as i64 + 1,
-                done: tx,
-            })
-            .unwrap();
-            rx
-        };
         for i in 0..20u8 {
-            append(i).await.unwrap().unwrap();
+            append(&wal, &p, i).await.unwrap().unwrap();
         }
         let before = wal.segment_count();
         assert!(before >= 4, "{before} segments");
@@ -726,22 +726,11 @@ mod tests {
         );
         // The writer still appends to its open segment.
         for i in 20..24u8 {
-            append(i).await.unwrap().unwrap();
+            append(&wal, &p, i).await.unwrap().unwrap();
         }
         assert_eq!(p.offsets().1, 24);
         wal.shutdown();
-        let mut seen = Vec::new();
-        let wal = Wal::open(
-            dir.path(),
-            16 << 10,
-            |r| {
-                seen.push(r.batch[0]);
-                None
-            },
-            Arc::new(|| {}),
-        )
-        .unwrap();
-        wal.shutdown();
+        let seen = replayed_first_bytes(dir.path(), 16 << 10);
         assert_eq!(seen.last(), Some(&23));
         assert!(seen.first().is_some_and(|&f| f > 0 && f <= 10), "{seen:?}");
     }
