@@ -1094,19 +1094,19 @@ def run_store(args, store: str, workdir: Path) -> dict:
         stop_tail.set()
         tail.join(60)
         windows = [tuple(r["window_ns"]) for r in rounds]
-        recv, lat, base, during = latency_windows(lat_path, (b0, b1), windows)
-        _, _, a_base, a_during = latency_windows(ack_path, (b0, b1), windows)
+        tail_lat, ack_lat = Latencies(lat_path), Latencies(ack_path)
+        base, during = tail_lat.within([(b0, b1)]), tail_lat.within(windows)
+        a_base, a_during = ack_lat.within([(b0, b1)]), ack_lat.within(windows)
         for r in rounds:
-            _, _, _, r_during = latency_windows(lat_path, (b0, b1), [tuple(r["window_ns"])])
-            _, _, _, r_acks = latency_windows(ack_path, (b0, b1), [tuple(r["window_ns"])])
-            r["tail_p99_ms"], r["ack_p99_ms"] = percentile(r_during, 99), percentile(r_acks, 99)
+            own = [tuple(r["window_ns"])]
+            r["tail_p99_ms"] = percentile(tail_lat.within(own), 99)
+            r["ack_p99_ms"] = percentile(ack_lat.within(own), 99)
         if len(rounds) > 1:
             for r in rounds:
                 info(f"[report   ] round {r['round']}: catch-up {r['rate'] / MiB:.0f} MiB/s in {r['seconds']:.1f}s, "
                      f"tail p99 {r['tail_p99_ms']:.1f} ms, ack p99 {r['ack_p99_ms']:.1f} ms")
         if control is not None:
-            _, _, _, c_tail = latency_windows(lat_path, (b0, b1), [control])
-            _, _, _, c_acks = latency_windows(ack_path, (b0, b1), [control])
+            c_tail, c_acks = tail_lat.within([control]), ack_lat.within([control])
             res["control"] = {"seconds": args.control_s, "window_ns": list(control), "tail_n": len(c_tail),
                               "tail_p50_ms": percentile(c_tail, 50), "tail_p99_ms": percentile(c_tail, 99),
                               "ack_p99_ms": percentile(c_acks, 99), "broker_latency": control_latency}
@@ -1118,12 +1118,12 @@ def run_store(args, store: str, workdir: Path) -> dict:
             "baseline_max_ms": max(base) if base else float("nan"),
             "during_n": len(during), "during_p50_ms": percentile(during, 50), "during_p99_ms": percentile(during, 99),
             "during_max_ms": max(during) if during else float("nan"),
-            "received": len(lat), "produced": prod_count.value,
+            "received": len(tail_lat.lat), "produced": prod_count.value,
         }
         if len(during) < 50:
             info(f"[report   ] warning: only {len(during)} tail samples during the catch-up window "
                  f"(catch-up took {(c1 - c0) / 1e9:.1f}s); the comparison is weak")
-        res["tail_spikes"] = spikes(recv, lat, b0, windows[0][0], windows[-1][1])
+        res["tail_spikes"] = spikes(tail_lat.at, tail_lat.lat, b0, windows[0][0], windows[-1][1])
         for line in res["tail_spikes"]:
             info(f"[report   ] tail latency spike: {line}")
         keep = ("round", "bytes", "messages", "seconds", "consumer_cpu_s", "broker_cpu_s", "rate",
@@ -1168,18 +1168,19 @@ def run_store(args, store: str, workdir: Path) -> dict:
             s3.stop()
 
 
-def latency_windows(path: Path, baseline: tuple, catchups: list):
-    """Reads (time ns, latency ns) pairs; returns the times, the latencies,
-    and the latencies in ms within the baseline window and within any of
-    the catch-up windows."""
-    samples = array("q")
-    with open(path, "rb") as f:
-        samples.frombytes(f.read())
-    at, lat = samples[0::2], samples[1::2]
-    b0, b1 = baseline
-    base = [lat[i] / 1e6 for i in range(len(lat)) if b0 <= at[i] <= b1]
-    during = [lat[i] / 1e6 for i in range(len(lat)) if any(c0 <= at[i] <= c1 for c0, c1 in catchups)]
-    return at, lat, base, during
+class Latencies:
+    """The (time ns, latency ns) pairs a client process wrote, read once."""
+
+    def __init__(self, path: Path):
+        samples = array("q")
+        with open(path, "rb") as f:
+            samples.frombytes(f.read())
+        self.at, self.lat = samples[0::2], samples[1::2]
+
+    def within(self, windows: list) -> list:
+        """The latencies in ms of the samples taken within any of the
+        (start ns, end ns) windows."""
+        return [l / 1e6 for t, l in zip(self.at, self.lat) if any(w0 <= t <= w1 for w0, w1 in windows)]
 
 
 def rate_timeline(timelines: list, t0: int, bucket_s: float = 0.5) -> list:

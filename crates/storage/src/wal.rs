@@ -328,17 +328,10 @@ impl Wal {
         }
     }
 
-    /// Deletes closed segments whose every partition is uploaded up to what
-    /// the segment holds. `uploaded_end` returns `i64::MAX` for deleted topics.
-    /// Blocks while it unlinks files: async callers use
-    /// [`detach_uploaded`](Self::detach_uploaded) and delete on a blocking
-    /// thread.
-    pub fn release(&self, uploaded_end: impl Fn(Uuid, i32) -> i64) {
-        self.detach_uploaded(uploaded_end).delete();
-    }
-
-    /// Takes the segments [`release`](Self::release) would delete off the
-    /// list; [`Detached::delete`] unlinks them.
+    /// Takes the closed segments whose every partition is uploaded up to
+    /// what the segment holds off the list (`uploaded_end` returns
+    /// `i64::MAX` for deleted topics); [`Detached::delete`] unlinks them,
+    /// on a blocking thread for async callers.
     ///
     /// The unlinks happen outside the list's lock: the writer thread takes
     /// that lock after every group commit, and unlinking a 64 MiB segment
@@ -490,7 +483,7 @@ impl Writer {
                     &moved[at..at + padded]
                 };
                 use std::os::unix::fs::FileExt;
-                let _no_new_reads = crate::disk_lane::pause();
+                let _no_new_turns = crate::disk_lane::pause();
                 file.write_all_at(block, *size)?;
                 file.sync_data()?;
                 *size += padded as u64;
@@ -668,7 +661,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(seen, 50);
-        wal.release(|_, _| i64::MAX);
+        wal.detach_uploaded(|_, _| i64::MAX).delete();
         assert_eq!(wal.segment_count(), 0);
         wal.shutdown();
     }
