@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what the end-to-end tests (tests/e2e) need, if it is missing.
 #
-#   - Debian's kcat (librdkafka 2.0.2) and prometheus (for promtool) via apt-get
+#   - Debian's kcat (librdkafka 2.0.2), prometheus (for promtool) and postgresql
+#     (initdb, postgres, psql under /usr/lib/postgresql/<ver>/bin, for the
+#     PostgreSQL catalog tests: tests/e2e/pg_server.py) via apt-get
 #   - Python packages via pip: pytest, confluent-kafka, kafka-python, pyflakes,
 #     prometheus-client, PyYAML, moto[server] (the S3-compatible test server), boto3
 #
@@ -46,6 +48,22 @@ if ! command -v promtool >/dev/null 2>&1; then
   apt_missing+=(prometheus)
 fi
 
+# PostgreSQL server + client (tests/e2e/pg_server.py). Debian keeps initdb,
+# pg_ctl and postgres in /usr/lib/postgresql/<ver>/bin, not on PATH.
+pg_bindir() {
+  # The newest version with all three programs; sort -V puts 9.6 before 16.
+  local d best=""
+  for d in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V); do
+    if [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && [ -x "$d/psql" ]; then
+      best="$d"
+    fi
+  done
+  printf '%s' "$best"
+}
+if [ -z "$(pg_bindir)" ]; then
+  apt_missing+=(postgresql)
+fi
+
 if ((${#apt_missing[@]})); then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then
@@ -58,10 +76,13 @@ if ((${#apt_missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" \
     || die "apt-get install ${apt_missing[*]} failed"
 else
-  log "kcat already installed: $(command -v kcat)"
+  log "kcat, promtool and postgresql already installed"
 fi
 command -v kcat >/dev/null 2>&1 || die "kcat still not on PATH after install"
 log "kcat version: $(kcat -V 2>&1 | grep -m1 -o 'Version.*' || true)"
+PG_BINDIR="$(pg_bindir)"
+[ -n "$PG_BINDIR" ] || die "initdb/postgres/psql still not found under /usr/lib/postgresql/*/bin after install"
+log "postgresql: $("$PG_BINDIR/postgres" --version) in $PG_BINDIR"
 
 # --- Python packages -------------------------------------------------------
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
