@@ -43,6 +43,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -569,3 +570,25 @@ def pg_database(postgres) -> str:
     if not postgres.is_running():
         postgres.start()
     return postgres.create_database()
+
+
+# ---------------------------------------------------------------------------
+# Command line: a server for tests outside pytest (the Rust catalog tests)
+# ---------------------------------------------------------------------------
+
+
+def _serve_main(argv: List[str]) -> int:
+    """`python3 pg_server.py serve WORKDIR`: starts a server, prints its
+    `sluice` database URL on one line, and stops it when stdin closes (the
+    caller exiting, or closing the pipe)."""
+    if len(argv) != 2 or argv[0] != "serve":
+        print("usage: pg_server.py serve WORKDIR", file=sys.stderr)
+        return 2
+    with PostgresServer(Path(argv[1])) as pg:
+        print(pg.url(), flush=True)
+        sys.stdin.read()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_serve_main(sys.argv[1:]))

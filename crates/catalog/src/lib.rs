@@ -1,60 +1,136 @@
-//! The catalog: Sluice's metadata. Topics and their configs, the index of
-//! objects (which offsets and timestamps of which partition live at which byte
-//! range of which object), log start offsets, idempotent-producer state and
-//! producer-id allocation.
+//! The catalog: Sluice's metadata and the index of its data.
 //!
-//! One interface ([`Catalog`]), several engines with the same schema: SQLite
-//! in the data directory for the embedded broker ([`sqlite::SqliteCatalog`]),
-//! PostgreSQL for clusters later. The interface is synchronous and `Send +
-//! Sync`; callers on async threads run the writes through `spawn_blocking`.
-//! Metadata writes follow uploads (a few per second), never produce requests.
+//! Narrow interfaces for what each part of the broker needs:
+//! - [`LogIndex`], the data plane: where each partition's batches live
+//!   (index rows into objects), its ends, and the commits that publish new
+//!   data (an embedded upload, a cluster flush);
+//! - metadata stores: [`TopicStore`], [`ProducerStore`], [`OffsetStore`],
+//!   [`ReplayLog`], [`BrokerRegistry`] (and the schema registry's tables,
+//!   reached through [`Catalog::db`]).
+//!
+//! One implementation of all of them, [`Catalog`], written once against the
+//! engine-neutral SQL layer in [`sql`]; the engine is chosen by URL
+//! ([`CatalogUrl`]): SQLite in the data directory for the embedded broker
+//! ([`sqlite`]), PostgreSQL for clusters ([`postgres`]). The interfaces are
+//! synchronous; callers on async threads run them through `spawn_blocking`.
+//! Writes follow uploads and flushes (a few per second per broker), never
+//! produce requests.
 
+pub mod changes;
+#[doc(hidden)]
+pub mod conformance;
 pub mod model;
+pub mod postgres;
+pub mod schema;
+pub mod sequence;
+pub mod sql;
 pub mod sqlite;
+mod stores;
 
 pub use model::*;
-pub use sqlite::SqliteCatalog;
+pub use sql::Db;
+pub use stores::Catalog;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
-/// Catalog failures.
+/// Catalog failures, the same whatever the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("topic '{0}' already exists")]
     TopicExists(String),
     #[error("topic '{0}' does not exist")]
     NoSuchTopic(String),
+    /// The request conflicts with the catalog's state (named in the message).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database cannot be reached or is shutting down: worth retrying.
+    #[error("catalog unavailable: {0}")]
+    Unavailable(String),
     #[error("catalog database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(String),
     #[error("catalog data is corrupt: {0}")]
     Corrupt(String),
     #[error("catalog I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("invalid catalog URL: {0}")]
+    Url(String),
+    #[error("the catalog's schema is version {found}, newer than this Sluice knows ({latest}): upgrade Sluice")]
+    TooNew { found: i64, latest: i64 },
+}
+
+impl CatalogError {
+    /// Whether the same call may succeed later (the database was
+    /// unreachable), as opposed to a refusal or a bug.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CatalogError::Unavailable(_))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, CatalogError>;
 
-/// The metadata interface shared by every engine.
-pub trait Catalog: Send + Sync + 'static {
-    /// The cluster id, created on first start and stable afterwards.
-    fn cluster_id(&self) -> Result<String>;
+/// Which engine a catalog URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogUrl {
+    /// `sqlite:///absolute/path` or `sqlite://relative/path`.
+    Sqlite(PathBuf),
+    /// `postgres://user:password@host:port/dbname` (or `postgresql://`).
+    Postgres(String),
+}
 
-    /// Every topic, in name order.
-    fn list_topics(&self) -> Result<Vec<TopicRecord>>;
-    /// Creates a topic; fails with [`CatalogError::TopicExists`] on a clash.
-    fn create_topic(&self, topic: &TopicRecord) -> Result<()>;
-    /// Deletes a topic with its index rows; returns what was deleted.
-    fn delete_topic(&self, name: &str) -> Result<TopicRecord>;
-    /// Raises a topic's partition count.
-    fn set_partition_count(&self, name: &str, partitions: i32) -> Result<()>;
-    /// Replaces a topic's explicit configs.
-    fn set_topic_configs(&self, name: &str, configs: &BTreeMap<String, String>) -> Result<()>;
+impl CatalogUrl {
+    /// Parses `--catalog`; `None` means the default, `catalog.db` in
+    /// `data_dir`.
+    pub fn parse(url: Option<&str>, data_dir: &Path) -> Result<Self> {
+        let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+            return Ok(CatalogUrl::Sqlite(data_dir.join("catalog.db")));
+        };
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(CatalogError::Url(format!(
+                    "'{url}' names no file: use sqlite:///path/to/catalog.db"
+                )));
+            }
+            return Ok(CatalogUrl::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            postgres::config_from_url(url)?;
+            return Ok(CatalogUrl::Postgres(url.to_string()));
+        }
+        Err(CatalogError::Url(format!(
+            "'{}' is not understood: use sqlite:///path/to/catalog.db or postgres://user:password@host:port/dbname",
+            postgres::redact(url)
+        )))
+    }
 
-    /// Publishes an uploaded object: its index rows, the producer state as of
-    /// its end, all in one transaction (the object is written before).
+    /// Whether several brokers can share this catalog (cluster mode).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, CatalogUrl::Postgres(_))
+    }
+
+    /// A printable form (no password).
+    pub fn describe(&self) -> String {
+        match self {
+            CatalogUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            CatalogUrl::Postgres(u) => postgres::redact(u),
+        }
+    }
+}
+
+/// The data plane's index: where each partition's data lives and where its
+/// log starts and ends.
+pub trait LogIndex: Send + Sync + 'static {
+    /// Publishes an uploaded object of the embedded broker (offsets already
+    /// assigned in its batches): its index rows and the producer state as of
+    /// its end, in one transaction (the object is written before).
     fn commit_upload(&self, commit: &UploadCommit) -> Result<()>;
-    /// Per partition: the end of the uploaded data and the log start.
+    /// Publishes a cluster flush's object: in one transaction, checks each
+    /// batch's producer sequence, assigns offsets from each partition's end,
+    /// writes the index rows and the producer state, advances the ends and
+    /// tells the other brokers. Nothing is visible before it returns.
+    fn commit_flush(&self, commit: &FlushCommit) -> Result<FlushOutcome>;
+    /// Per partition: the end of the indexed data, the log start, the bytes.
     fn partition_states(&self) -> Result<Vec<PartitionState>>;
     /// Index rows of one partition whose last offset is at or after `from`,
     /// in offset order, at most `limit`.
@@ -72,21 +148,6 @@ pub trait Catalog: Send + Sync + 'static {
         partition: i32,
         ts: i64,
     ) -> Result<Option<SegmentRecord>>;
-    /// Idempotent-producer state saved by uploads.
-    fn producer_states(&self) -> Result<Vec<ProducerStateRecord>>;
-    /// Allocates a fresh producer id.
-    fn allocate_producer_id(&self) -> Result<i64>;
-
-    /// Stores committed offsets of a consumer group (upserts).
-    fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()>;
-    /// Every committed offset of a group.
-    fn group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>>;
-    /// Every group with committed offsets.
-    fn offset_groups(&self) -> Result<Vec<String>>;
-    /// Deletes a group's committed offsets: all of them, or only the given
-    /// (topic, partition) pairs.
-    fn delete_offsets(&self, group: &str, only: Option<&[(String, i32)]>) -> Result<()>;
-
     /// Moves a partition's log start to `new_start` (never backwards) and
     /// deletes the index rows wholly before it; returns the bytes they held.
     fn trim_partition(&self, topic: Uuid, partition: i32, new_start: i64) -> Result<u64>;
@@ -107,9 +168,71 @@ pub trait Catalog: Send + Sync + 'static {
     fn forget_objects(&self, keys: &[String]) -> Result<()>;
     /// Every object the catalog knows.
     fn object_keys(&self) -> Result<Vec<String>>;
+}
 
-    /// Records dead-letter records that were replayed.
+/// Topics and their configs.
+pub trait TopicStore: Send + Sync + 'static {
+    /// The cluster id, created on first start and stable afterwards.
+    fn cluster_id(&self) -> Result<String>;
+    /// Every topic, in name order.
+    fn list_topics(&self) -> Result<Vec<TopicRecord>>;
+    /// Creates a topic; fails with [`CatalogError::TopicExists`] on a clash.
+    fn create_topic(&self, topic: &TopicRecord) -> Result<()>;
+    /// Deletes a topic with its index rows; returns what was deleted.
+    fn delete_topic(&self, name: &str) -> Result<TopicRecord>;
+    /// Raises a topic's partition count.
+    fn set_partition_count(&self, name: &str, partitions: i32) -> Result<()>;
+    /// Replaces a topic's explicit configs.
+    fn set_topic_configs(&self, name: &str, configs: &BTreeMap<String, String>) -> Result<()>;
+}
+
+/// Idempotent producers: ids and the sequence state uploads saved.
+pub trait ProducerStore: Send + Sync + 'static {
+    fn producer_states(&self) -> Result<Vec<ProducerStateRecord>>;
+    /// Allocates a fresh producer id.
+    fn allocate_producer_id(&self) -> Result<i64>;
+}
+
+/// Consumer groups' committed offsets.
+pub trait OffsetStore: Send + Sync + 'static {
+    /// Stores committed offsets of a consumer group (upserts).
+    fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()>;
+    /// Every committed offset of a group.
+    fn group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>>;
+    /// Every group with committed offsets.
+    fn offset_groups(&self) -> Result<Vec<String>>;
+    /// Deletes a group's committed offsets: all of them, or only the given
+    /// (topic, partition) pairs.
+    fn delete_offsets(&self, group: &str, only: Option<&[(String, i32)]>) -> Result<()>;
+}
+
+/// Which dead-letter records were replayed where.
+pub trait ReplayLog: Send + Sync + 'static {
     fn record_replays(&self, replays: &[ReplayRecord]) -> Result<()>;
     /// (partition, offset) of every record of a dead-letter topic already replayed.
     fn replayed(&self, dlq_topic: &str) -> Result<Vec<(i32, i64)>>;
+}
+
+/// The brokers of a cluster and their leases.
+pub trait BrokerRegistry: Send + Sync + 'static {
+    /// A broker id no other broker has been given.
+    fn allocate_broker_id(&self) -> Result<i32>;
+    /// Registers (or re-registers) a broker with a lease of `lease_ms`;
+    /// returns its record with a new epoch.
+    fn register_broker(&self, broker: &BrokerRecord, lease_ms: i64) -> Result<BrokerRecord>;
+    /// Extends a broker's lease; `false` if its registration is gone or
+    /// was taken over (another epoch): it must register again.
+    fn renew_lease(&self, broker_id: i32, epoch: i64, lease_ms: i64) -> Result<bool>;
+    /// Removes a broker (clean shutdown).
+    fn deregister_broker(&self, broker_id: i32, epoch: i64) -> Result<()>;
+    /// Brokers whose lease has not run out, by id.
+    fn live_brokers(&self) -> Result<Vec<BrokerRecord>>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

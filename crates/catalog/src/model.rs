@@ -97,3 +97,86 @@ pub struct CommittedOffset {
     pub metadata: Option<String>,
     pub commit_ms: i64,
 }
+
+/// A broker of a cluster, as registered in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRecord {
+    pub broker_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    /// Bumped each time the broker registers: a broker whose epoch changed
+    /// under it has been replaced.
+    pub epoch: i64,
+    /// When the broker's lease runs out, by the catalog's clock.
+    pub lease_expires_ms: i64,
+}
+
+/// An idempotent producer's identity and sequence range in one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSeq {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub first_seq: i32,
+    pub last_seq: i32,
+}
+
+/// One batch of a cluster flush, already in the flush's object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushBatch {
+    pub topic: Uuid,
+    pub partition: i32,
+    /// Byte range of the batch in the object.
+    pub position: u64,
+    pub length: u64,
+    /// Offsets the batch takes (`lastOffsetDelta + 1`).
+    pub offsets: i64,
+    pub max_timestamp: i64,
+    pub producer: Option<ProducerSeq>,
+}
+
+/// Everything a cluster flush publishes: the object it wrote and the
+/// batches in it, in the order they were received.
+#[derive(Debug, Clone)]
+pub struct FlushCommit {
+    pub object: ObjectRecord,
+    pub batches: Vec<FlushBatch>,
+    /// Largest byte range one index row covers (unless one batch is larger).
+    pub max_row_bytes: u64,
+}
+
+/// What a flush's commit decided for one of its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Appended at these offsets.
+    Appended { base_offset: i64 },
+    /// A retry of a batch already in the log at these offsets.
+    Duplicate { base_offset: i64 },
+    /// The batch skips sequence numbers (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    OutOfOrder,
+    /// The producer epoch is older than the one seen (INVALID_PRODUCER_EPOCH).
+    StaleEpoch,
+    /// The topic or partition does not exist (any more).
+    UnknownPartition,
+}
+
+/// A partition's ends after a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionEnd {
+    pub topic: Uuid,
+    pub partition: i32,
+    pub log_start: i64,
+    /// One past the last offset committed.
+    pub end: i64,
+}
+
+/// What a flush's commit published.
+#[derive(Debug, Clone, Default)]
+pub struct FlushOutcome {
+    /// One per batch of the commit, in the same order.
+    pub outcomes: Vec<BatchOutcome>,
+    /// The index rows written.
+    pub rows: Vec<SegmentRecord>,
+    /// The ends of every partition the flush touched.
+    pub ends: Vec<PartitionEnd>,
+}

@@ -1,0 +1,193 @@
+//! The catalog schema and its migrations, the same in both engines.
+//!
+//! The schema is written once: SQLite gives `BIGINT` columns integer
+//! affinity, so the PostgreSQL types serve both. Every migration runs in
+//! one write transaction together with the `schema_version` row that records
+//! it; on PostgreSQL an advisory lock makes brokers starting together
+//! migrate one at a time. A catalog written by a newer Sluice is refused
+//! rather than misread.
+//!
+//! Version 1 is the embedded broker's schema as it was before versioning
+//! (its `CREATE ... IF NOT EXISTS` statements are no-ops on such a file).
+
+use crate::sql::{write, Dialect};
+use crate::{CatalogError, Db, Result};
+
+/// One schema change.
+struct Migration {
+    version: i64,
+    what: &'static str,
+    statements: &'static [&'static str],
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        what: "topics, the object index, producer state, group offsets, DLQ replays, schemas",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS topics (
+                name TEXT PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                partitions BIGINT NOT NULL,
+                configs TEXT NOT NULL,
+                created_ms BIGINT NOT NULL
+            )",
+            "CREATE TABLE IF NOT EXISTS partitions (
+                topic_id TEXT NOT NULL,
+                partition BIGINT NOT NULL,
+                log_start BIGINT NOT NULL DEFAULT 0,
+                uploaded_end BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (topic_id, partition)
+            )",
+            "CREATE TABLE IF NOT EXISTS objects (
+                key TEXT PRIMARY KEY,
+                size BIGINT NOT NULL,
+                created_ms BIGINT NOT NULL
+            )",
+            "CREATE TABLE IF NOT EXISTS segments (
+                topic_id TEXT NOT NULL,
+                partition BIGINT NOT NULL,
+                base_offset BIGINT NOT NULL,
+                last_offset BIGINT NOT NULL,
+                max_timestamp BIGINT NOT NULL,
+                object_key TEXT NOT NULL,
+                position BIGINT NOT NULL,
+                length BIGINT NOT NULL,
+                PRIMARY KEY (topic_id, partition, base_offset)
+            )",
+            "CREATE INDEX IF NOT EXISTS segments_by_last ON segments (topic_id, partition, last_offset)",
+            "CREATE INDEX IF NOT EXISTS segments_by_object ON segments (object_key)",
+            "CREATE TABLE IF NOT EXISTS producer_state (
+                topic_id TEXT NOT NULL,
+                partition BIGINT NOT NULL,
+                producer_id BIGINT NOT NULL,
+                epoch BIGINT NOT NULL,
+                batches TEXT NOT NULL,
+                PRIMARY KEY (topic_id, partition, producer_id)
+            )",
+            "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS dlq_replays (
+                dlq_topic TEXT NOT NULL,
+                partition BIGINT NOT NULL,
+                dlq_offset BIGINT NOT NULL,
+                target_topic TEXT NOT NULL,
+                target_partition BIGINT NOT NULL,
+                target_offset BIGINT NOT NULL,
+                replayed_ms BIGINT NOT NULL,
+                PRIMARY KEY (dlq_topic, partition, dlq_offset, replayed_ms)
+            )",
+            "CREATE TABLE IF NOT EXISTS group_offsets (
+                group_id TEXT NOT NULL,
+                topic TEXT NOT NULL,
+                partition BIGINT NOT NULL,
+                committed_offset BIGINT NOT NULL,
+                leader_epoch BIGINT NOT NULL,
+                metadata TEXT,
+                commit_ms BIGINT NOT NULL,
+                PRIMARY KEY (group_id, topic, partition)
+            )",
+            "CREATE TABLE IF NOT EXISTS registry_schemas (
+                id BIGINT PRIMARY KEY,
+                schema_type TEXT NOT NULL,
+                schema TEXT NOT NULL,
+                canonical TEXT NOT NULL,
+                refs TEXT NOT NULL
+            )",
+            "CREATE TABLE IF NOT EXISTS registry_versions (
+                subject TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                schema_id BIGINT NOT NULL,
+                deleted BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (subject, version)
+            )",
+            "CREATE TABLE IF NOT EXISTS registry_config (
+                subject TEXT PRIMARY KEY,
+                compatibility TEXT NOT NULL
+            )",
+            "CREATE TABLE IF NOT EXISTS registry_mode (subject TEXT PRIMARY KEY, mode TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS registry_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        ],
+    },
+    Migration {
+        version: 2,
+        what: "live brokers and their leases (cluster mode)",
+        statements: &["CREATE TABLE IF NOT EXISTS brokers (
+                broker_id BIGINT PRIMARY KEY,
+                host TEXT NOT NULL,
+                port BIGINT NOT NULL,
+                rack TEXT,
+                epoch BIGINT NOT NULL,
+                started_ms BIGINT NOT NULL,
+                lease_expires_ms BIGINT NOT NULL
+            )"],
+    },
+];
+
+/// The schema version this build writes.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+/// Brings the schema up to [`latest_version`]; returns the version found.
+pub fn migrate(db: &dyn Db) -> Result<i64> {
+    let latest = latest_version();
+    write(db, |tx| {
+        if tx.dialect() == Dialect::Postgres {
+            // One migrating broker at a time; the others wait, then find
+            // nothing left to do.
+            tx.query("SELECT pg_advisory_xact_lock(7433001)", &[])?;
+        }
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                version BIGINT PRIMARY KEY,
+                applied_ms BIGINT NOT NULL
+            )",
+            &[],
+        )?;
+        let found = tx
+            .query_opt("SELECT MAX(version) FROM schema_version", &[])?
+            .map(|r| r.opt_int(0))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0);
+        if found > latest {
+            return Err(CatalogError::TooNew { found, latest });
+        }
+        for m in MIGRATIONS.iter().filter(|m| m.version > found) {
+            for s in m.statements {
+                tx.execute(s, &[])?;
+            }
+            tx.execute(
+                "INSERT INTO schema_version (version, applied_ms) VALUES ($1, $2)",
+                crate::params![m.version, crate::now_ms()],
+            )?;
+            tracing::info!(version = m.version, what = m.what, "catalog schema migrated");
+        }
+        Ok(found)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::SqliteDb;
+
+    #[test]
+    fn migrates_once_and_refuses_newer() {
+        let db = SqliteDb::in_memory().unwrap();
+        assert_eq!(migrate(&db).unwrap(), 0);
+        assert_eq!(migrate(&db).unwrap(), latest_version());
+        write(&db, |tx| {
+            tx.execute(
+                "INSERT INTO schema_version (version, applied_ms) VALUES (999, 0)",
+                &[],
+            )
+        })
+        .unwrap();
+        assert!(matches!(
+            migrate(&db),
+            Err(CatalogError::TooNew { found: 999, .. })
+        ));
+    }
+}

@@ -1,0 +1,115 @@
+//! [`BrokerRegistry`]: the brokers of a cluster and their leases, judged by
+//! the database's clock so that brokers' clocks need not agree.
+
+use super::Catalog;
+use crate::changes::MetaChange;
+use crate::sql::{read, write};
+use crate::{params, BrokerRecord, BrokerRegistry, CatalogError, Result};
+
+/// Allocated broker ids start above the range operators set by hand, as
+/// Kafka's `reserved.broker.max.id` (1000) does.
+pub const FIRST_ALLOCATED_BROKER_ID: i64 = 1001;
+
+fn broker_from_row(r: &crate::sql::Row) -> Result<BrokerRecord> {
+    Ok(BrokerRecord {
+        broker_id: r.int32(0)?,
+        host: r.text(1)?,
+        port: r.int32(2)?,
+        rack: r.opt_text(3)?,
+        epoch: r.int(4)?,
+        lease_expires_ms: r.int(5)?,
+    })
+}
+
+const BROKER_COLUMNS: &str = "broker_id, host, port, rack, epoch, lease_expires_ms";
+
+impl BrokerRegistry for Catalog {
+    fn allocate_broker_id(&self) -> Result<i32> {
+        let id = write(&*self.db, |tx| {
+            tx.query_opt(
+                "INSERT INTO counters (name, value) VALUES ('broker_id', $1)
+                 ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+                params![FIRST_ALLOCATED_BROKER_ID],
+            )?
+            .ok_or_else(|| CatalogError::Corrupt("no broker id returned".into()))?
+            .int(0)
+        })?;
+        i32::try_from(id).map_err(|_| CatalogError::Corrupt(format!("broker id {id} overflows")))
+    }
+
+    fn register_broker(&self, b: &BrokerRecord, lease_ms: i64) -> Result<BrokerRecord> {
+        write(&*self.db, |tx| {
+            let now = tx.dialect().now_ms();
+            let sql = format!(
+                "SELECT host, port, epoch, lease_expires_ms, {now} FROM brokers WHERE broker_id = $1{}",
+                tx.dialect().for_update()
+            );
+            let mut epoch = 1;
+            if let Some(r) = tx.query_opt(&sql, params![b.broker_id])? {
+                let (host, port) = (r.text(0)?, r.int32(1)?);
+                let live = r.int(3)? > r.int(4)?;
+                // Another process at another address holds this id and is
+                // alive: two brokers with one id would each think it owns
+                // the other's groups.
+                if live && (host != b.host || port != b.port) {
+                    return Err(CatalogError::Conflict(format!(
+                        "broker id {} is held by a live broker at {host}:{port}; choose another --broker-id or wait for its lease to run out",
+                        b.broker_id
+                    )));
+                }
+                epoch = r.int(2)? + 1;
+            }
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "INSERT INTO brokers (broker_id, host, port, rack, epoch, started_ms, lease_expires_ms)
+                         VALUES ($1, $2, $3, $4, $5, {now}, {now} + $6)
+                         ON CONFLICT (broker_id) DO UPDATE SET host = excluded.host, port = excluded.port,
+                           rack = excluded.rack, epoch = excluded.epoch, started_ms = excluded.started_ms,
+                           lease_expires_ms = excluded.lease_expires_ms
+                         RETURNING {BROKER_COLUMNS}"
+                    ),
+                    params![b.broker_id, b.host.as_str(), b.port, b.rack.clone(), epoch, lease_ms],
+                )?
+                .ok_or_else(|| CatalogError::Corrupt("registration returned nothing".into()))?;
+            MetaChange::Brokers.send(tx)?;
+            broker_from_row(&row)
+        })
+    }
+
+    fn renew_lease(&self, broker_id: i32, epoch: i64, lease_ms: i64) -> Result<bool> {
+        write(&*self.db, |tx| {
+            let now = tx.dialect().now_ms();
+            let n = tx.execute(
+                &format!(
+                    "UPDATE brokers SET lease_expires_ms = {now} + $3 WHERE broker_id = $1 AND epoch = $2"
+                ),
+                params![broker_id, epoch, lease_ms],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn deregister_broker(&self, broker_id: i32, epoch: i64) -> Result<()> {
+        write(&*self.db, |tx| {
+            tx.execute(
+                "DELETE FROM brokers WHERE broker_id = $1 AND epoch = $2",
+                params![broker_id, epoch],
+            )?;
+            MetaChange::Brokers.send(tx)
+        })
+    }
+
+    fn live_brokers(&self) -> Result<Vec<BrokerRecord>> {
+        let rows = read(&*self.db, |tx| {
+            let now = tx.dialect().now_ms();
+            tx.query(
+                &format!(
+                    "SELECT {BROKER_COLUMNS} FROM brokers WHERE lease_expires_ms > {now} ORDER BY broker_id"
+                ),
+                &[],
+            )
+        })?;
+        rows.iter().map(broker_from_row).collect()
+    }
+}
