@@ -108,9 +108,9 @@ fn topic_summary(broker: &Broker, t: &sluice_storage::Topic) -> TopicSummary {
     let name = &t.record.name;
     let (mut messages, mut size) = (0i64, 0u64);
     for p in &t.partitions {
-        let inner = p.inner.lock();
-        messages += inner.high_watermark - inner.log_start;
-        size += inner.size_bytes;
+        let (log_start, hw) = p.offsets();
+        messages += hw - log_start;
+        size += p.size_bytes();
     }
     TopicSummary {
         topic: name.clone(),
@@ -145,12 +145,12 @@ pub fn describe_topic(broker: &Broker, name: &str) -> Result<TopicDetail, AdminE
             .partitions
             .iter()
             .map(|p| {
-                let inner = p.inner.lock();
+                let (log_start, hw) = p.offsets();
                 TopicPartitionView {
-                    partition: p.partition,
-                    log_start_offset: inner.log_start,
-                    log_end_offset: inner.high_watermark,
-                    size_bytes: inner.size_bytes,
+                    partition: p.partition(),
+                    log_start_offset: log_start,
+                    log_end_offset: hw,
+                    size_bytes: p.size_bytes(),
                 }
             })
             .collect(),
@@ -380,11 +380,11 @@ pub async fn reset_offsets(
             };
             let current = committed
                 .iter()
-                .find(|o| o.topic == name && o.partition == p.partition)
+                .find(|o| o.topic == name && o.partition == p.partition())
                 .map(|o| o.offset);
             plan.push(ResetPlanRow {
                 topic: name.clone(),
-                partition: p.partition,
+                partition: p.partition(),
                 current_offset: current,
                 new_offset,
             });

@@ -251,9 +251,16 @@ pub async fn handle(
         RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(
             handlers::list_offsets::handle(broker, r, version).await,
         )),
-        RequestKind::Metadata(r) => ready(ResponseKind::Metadata(
-            handlers::metadata::handle(broker, r, version).await,
-        )),
+        RequestKind::Metadata(r) => {
+            let client_id = header
+                .client_id
+                .as_ref()
+                .map(|c| c.as_str())
+                .unwrap_or_default();
+            ready(ResponseKind::Metadata(
+                handlers::metadata::handle(broker, r, version, client_id).await,
+            ))
+        }
         RequestKind::CreateTopics(r) => ready(ResponseKind::CreateTopics(
             handlers::topics::create_topics(broker, r, version).await,
         )),

@@ -9,6 +9,7 @@
 use crate::Broker;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use sluice_catalog::ReplayLog;
 use sluice_catalog::ReplayRecord;
 use sluice_protocol::batch::split_and_check;
 use sluice_protocol::records::{decode_batch, encode_batch, RawRecord};

@@ -186,12 +186,12 @@ pub async fn group_lag(broker: &Broker, group: &str, now_ms: i64) -> GroupLagInf
             Ok(Some(ts)) => {
                 partitions[i].lag_seconds = age_seconds(ts, now_ms);
                 let mut tracks = broker.lag.tracks.lock();
-                track_mut(&mut tracks, group, &p.topic_name, p.partition).age_at =
+                track_mut(&mut tracks, group, p.topic_name(), p.partition()).age_at =
                     Some((offset, ts));
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(topic = %p.topic_name, partition = p.partition, error = %e, "timestamp lookup for lag seconds failed");
+                tracing::warn!(topic = %p.topic_name(), partition = p.partition(), error = %e, "timestamp lookup for lag seconds failed");
             }
         }
     }

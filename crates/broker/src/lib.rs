@@ -5,8 +5,11 @@
 //! - [`dispatch`]: header parsing, version checks, ApiVersions, routing.
 //! - [`handlers`]: one module per group of APIs.
 //! - [`topic_config`]: topic config names, defaults and validation.
+//! - [`cluster`]: membership, placement (partition leaders, group
+//!   coordinators) and following the other brokers of a cluster.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod dlq;
@@ -21,6 +24,7 @@ pub mod topic_config;
 pub use config::BrokerConfig;
 pub use groups::GroupSettings;
 
+use cluster::Membership;
 use sluice_catalog::Catalog;
 use sluice_storage::LogStore;
 use std::sync::Arc;
@@ -29,7 +33,8 @@ use std::sync::Arc;
 pub struct Broker {
     pub config: BrokerConfig,
     pub store: Arc<LogStore>,
-    pub catalog: Arc<dyn Catalog>,
+    pub catalog: Arc<Catalog>,
+    pub membership: Arc<Membership>,
     pub groups: Arc<groups::GroupCoordinator>,
     pub registry: sluice_registry::Registry,
     pub lag: lag::LagTracker,
@@ -38,19 +43,34 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// NOT_COORDINATOR when another broker of the cluster coordinates
+    /// `group` (the client asks FindCoordinator again).
+    pub fn coordinator_error(&self, group: &str) -> Option<kafka_protocol::error::ResponseError> {
+        (!self.groups.owns(group)).then_some(kafka_protocol::error::ResponseError::NotCoordinator)
+    }
+
     pub fn new(
         config: BrokerConfig,
         group_settings: groups::GroupSettings,
         store: Arc<LogStore>,
-        catalog: Arc<dyn Catalog>,
+        catalog: Arc<Catalog>,
+        membership: Arc<Membership>,
         registry: sluice_registry::Registry,
     ) -> anyhow::Result<Arc<Self>> {
+        use sluice_catalog::TopicStore;
         let cluster_id = catalog.cluster_id()?;
-        let groups = groups::GroupCoordinator::open(group_settings, catalog.clone())?;
+        let m = membership.clone();
+        let groups = groups::GroupCoordinator::open(
+            group_settings,
+            catalog.clone(),
+            Arc::new(move |g: &str| m.coordinates(g)),
+        )?;
+        store.set_maintainer(membership.maintains());
         Ok(Arc::new(Self {
             config,
             store,
             catalog,
+            membership,
             groups,
             registry,
             lag: lag::LagTracker::default(),

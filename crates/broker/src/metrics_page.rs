@@ -155,7 +155,7 @@ fn write_families(
         .flat_map(|t| {
             t.partitions.iter().map(|p| {
                 let (start, hw) = p.offsets();
-                (t.record.name.clone(), p.partition.to_string(), start, hw)
+                (t.record.name.clone(), p.partition().to_string(), start, hw)
             })
         })
         .collect();

@@ -114,7 +114,8 @@ impl DataChange {
 
     /// Reads one notification's payload.
     pub fn decode(payload: &str) -> Result<DataChange> {
-        let bad = |line: &str| CatalogError::Corrupt(format!("bad change notification line {line:?}"));
+        let bad =
+            |line: &str| CatalogError::Corrupt(format!("bad change notification line {line:?}"));
         let mut out = DataChange::default();
         let mut key: Option<String> = None;
         for line in payload.lines().filter(|l| !l.is_empty()) {
@@ -187,7 +188,13 @@ mod tests {
     fn round_trips_and_splits_long_payloads() {
         let change = DataChange {
             rows: (0..300)
-                .map(|i| row(if i < 150 { "data/a.obj" } else { "data/b.obj" }, i % 7, i as i64 * 10))
+                .map(|i| {
+                    row(
+                        if i < 150 { "data/a.obj" } else { "data/b.obj" },
+                        i % 7,
+                        i as i64 * 10,
+                    )
+                })
                 .collect(),
             ends: (0..7)
                 .map(|p| PartitionEnd {
@@ -210,6 +217,9 @@ mod tests {
         assert_eq!(back, change);
         assert!(DataChange::decode("r nonsense").is_err());
         assert!(DataChange::decode("x 1 2").is_err());
-        assert!(DataChange::decode("r 00000000000000000000000000000007 0 1 2 3 4 5").is_err(), "a row needs its object");
+        assert!(
+            DataChange::decode("r 00000000000000000000000000000007 0 1 2 3 4 5").is_err(),
+            "a row needs its object"
+        );
     }
 }

@@ -147,6 +147,17 @@ fn topics_uploads_offsets_and_replays(open: &dyn Fn() -> Arc<Catalog>) {
     c.commit_offsets("g", &[off(0, 6)]).unwrap();
     assert_eq!(c.group_offsets("g").unwrap(), vec![off(0, 6), off(1, 7)]);
     assert_eq!(c.offset_groups().unwrap(), vec!["g".to_string()]);
+    c.commit_offsets("h", &[off(2, 1)]).unwrap();
+    let all = c.all_offsets().unwrap();
+    assert_eq!(
+        all,
+        vec![
+            ("g".to_string(), off(0, 6)),
+            ("g".to_string(), off(1, 7)),
+            ("h".to_string(), off(2, 1))
+        ]
+    );
+    c.delete_offsets("h", None).unwrap();
     c.delete_offsets("g", Some(&[("a".into(), 0)])).unwrap();
     assert_eq!(c.group_offsets("g").unwrap(), vec![off(1, 7)]);
     c.delete_offsets("g", None).unwrap();
@@ -338,12 +349,18 @@ fn brokers_and_leases(open: &dyn Fn() -> Arc<Catalog>) {
         ..me.clone()
     };
     assert!(
-        matches!(c.register_broker(&other, 60_000), Err(CatalogError::Conflict(_))),
+        matches!(
+            c.register_broker(&other, 60_000),
+            Err(CatalogError::Conflict(_))
+        ),
         "a live broker's id is refused to another address"
     );
     let again = c.register_broker(&me, 60_000).unwrap();
     assert_eq!(again.epoch, 2, "a restart takes a new epoch");
-    assert!(!c.renew_lease(1, 1, 60_000).unwrap(), "the old epoch is fenced");
+    assert!(
+        !c.renew_lease(1, 1, 60_000).unwrap(),
+        "the old epoch is fenced"
+    );
     assert!(c.renew_lease(1, 2, 60_000).unwrap());
     let two = BrokerRecord {
         broker_id: 2,
@@ -355,13 +372,26 @@ fn brokers_and_leases(open: &dyn Fn() -> Arc<Catalog>) {
     assert_eq!(c.live_brokers().unwrap().len(), 2);
     // An expired lease is not live, and its id may be taken over.
     assert!(c.renew_lease(2, two.epoch, -1).unwrap());
-    let live: Vec<i32> = c.live_brokers().unwrap().iter().map(|b| b.broker_id).collect();
+    let live: Vec<i32> = c
+        .live_brokers()
+        .unwrap()
+        .iter()
+        .map(|b| b.broker_id)
+        .collect();
     assert_eq!(live, vec![1]);
     let taken = BrokerRecord {
         port: 9999,
         ..two.clone()
     };
     assert!(c.register_broker(&taken, 60_000).is_ok());
+    let (token, empty) = c.claim_store("t1").unwrap();
+    assert_eq!(token, "t1");
+    assert!(!empty, "earlier checks left objects behind");
+    assert_eq!(
+        c.claim_store("t2").unwrap().0,
+        "t1",
+        "the first claim stays"
+    );
     c.deregister_broker(1, 2).unwrap();
     c.deregister_broker(2, two.epoch + 1).unwrap();
     assert!(c.live_brokers().unwrap().is_empty());

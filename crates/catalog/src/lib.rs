@@ -201,6 +201,8 @@ pub trait OffsetStore: Send + Sync + 'static {
     fn group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>>;
     /// Every group with committed offsets.
     fn offset_groups(&self) -> Result<Vec<String>>;
+    /// Every committed offset of every group, by group.
+    fn all_offsets(&self) -> Result<Vec<(String, CommittedOffset)>>;
     /// Deletes a group's committed offsets: all of them, or only the given
     /// (topic, partition) pairs.
     fn delete_offsets(&self, group: &str, only: Option<&[(String, i32)]>) -> Result<()>;
@@ -227,6 +229,11 @@ pub trait BrokerRegistry: Send + Sync + 'static {
     fn deregister_broker(&self, broker_id: i32, epoch: i64) -> Result<()>;
     /// Brokers whose lease has not run out, by id.
     fn live_brokers(&self) -> Result<Vec<BrokerRecord>>;
+    /// Binds the cluster to one object store: records `proposed` as the
+    /// token of the store's marker unless a token is recorded already, and
+    /// returns the recorded one with whether the catalog lists no objects
+    /// yet (a cluster that never wrote any data).
+    fn claim_store(&self, proposed: &str) -> Result<(String, bool)>;
 }
 
 /// Milliseconds since the Unix epoch.

@@ -9,12 +9,18 @@
 //! Connection-level failures (refused, reset, timed out, server shutting
 //! down) come back as [`CatalogError::Unavailable`], which the broker turns
 //! into retriable errors for its clients.
+//!
+//! The `postgres` client blocks on a runtime of its own, which tokio forbids
+//! on a thread that drives async tasks; every call (and every connection's
+//! drop) goes through [`off_runtime`], so the catalog may be called from
+//! anywhere, as the SQLite engine may.
 
-use crate::sql::{Db, Dialect, Mode, Row, Tx, Value};
+use crate::sql::{Db, Dialect, Mode, Row, Tx, Value, Work};
 use crate::{CatalogError, Result};
 use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Client, Config, NoTls, Statement};
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,9 +41,7 @@ impl From<postgres::Error> for CatalogError {
             || e.code().is_some_and(|c| {
                 // Class 08 (connection exception), 57P01-03 (shutdown,
                 // crash shutdown, cannot connect now), 53300 (too many connections).
-                c.code().starts_with("08")
-                    || c.code().starts_with("57P")
-                    || c.code() == "53300"
+                c.code().starts_with("08") || c.code().starts_with("57P") || c.code() == "53300"
             })
             || std::error::Error::source(&e)
                 .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
@@ -97,18 +101,47 @@ pub fn config_from_url(url: &str) -> Result<Config> {
     Ok(config)
 }
 
+/// Runs `f`, which blocks on the `postgres` client's own runtime, where
+/// that is allowed: as is outside any runtime (or on a blocking thread),
+/// through `block_in_place` on a multi-threaded runtime's thread, and on a
+/// scoped thread of its own under a current-thread runtime.
+pub fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => f(),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+    }
+}
+
 /// A pooled connection and the statements prepared on it.
 pub struct PgConn {
-    client: Client,
+    client: ManuallyDrop<Client>,
     statements: HashMap<String, Statement>,
 }
 
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // SAFETY: the client is taken once, here, and never used again.
+        let client = unsafe { ManuallyDrop::take(&mut self.client) };
+        // Closing the connection blocks on the client's runtime too.
+        off_runtime(move || drop(client));
+    }
+}
+
 impl PgConn {
+    fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
     fn statement(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client.prepare(sql)?;
+        let s = self.client().prepare(sql)?;
         // Bounded: statements are few and fixed, except multi-row inserts
         // whose text varies with the row count.
         if self.statements.len() >= 512 {
@@ -130,17 +163,17 @@ impl r2d2::ManageConnection for Manager {
     fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
         let mut client = self.config.connect(NoTls)?;
         client.batch_execute(&format!(
-            "SET statement_timeout = {}",
+            "SET statement_timeout = {}; SET client_min_messages = warning",
             STATEMENT_TIMEOUT.as_millis()
         ))?;
         Ok(PgConn {
-            client,
+            client: ManuallyDrop::new(client),
             statements: HashMap::new(),
         })
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
-        conn.client.batch_execute("")
+        conn.client().batch_execute("")
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
@@ -216,7 +249,13 @@ impl Db for PgDb {
         Dialect::Postgres
     }
 
-    fn run(&self, mode: Mode, work: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+    fn run(&self, mode: Mode, work: &mut Work<'_>) -> Result<()> {
+        off_runtime(|| self.run_here(mode, work))
+    }
+}
+
+impl PgDb {
+    fn run_here(&self, mode: Mode, work: &mut Work<'_>) -> Result<()> {
         let mut conn = self.conn()?;
         if mode == Mode::Read {
             let mut tx = PgTx {
@@ -228,7 +267,7 @@ impl Db for PgDb {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            conn.client.batch_execute("BEGIN")?;
+            conn.client().batch_execute("BEGIN")?;
             let mut tx = PgTx {
                 conn: &mut conn,
                 conflict: false,
@@ -236,13 +275,13 @@ impl Db for PgDb {
             let result = work(&mut tx);
             let conflict = tx.conflict;
             match result {
-                Ok(()) => match conn.client.batch_execute("COMMIT") {
+                Ok(()) => match conn.client().batch_execute("COMMIT") {
                     Ok(()) => return Ok(()),
                     Err(e) if is_conflict(&e) && attempt < CONFLICT_RETRIES => {}
                     Err(e) => return Err(e.into()),
                 },
                 Err(e) => {
-                    let _ = conn.client.batch_execute("ROLLBACK");
+                    let _ = conn.client().batch_execute("ROLLBACK");
                     if !(conflict && attempt < CONFLICT_RETRIES) {
                         return Err(e);
                     }
@@ -271,20 +310,15 @@ impl Tx for PgTx<'_> {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
         let stmt = self.conn.statement(sql).map_err(|e| self.note(e))?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
-        self.conn
-            .client
-            .execute(&stmt, &refs)
-            .map_err(|e| self.note(e))
+        let result = self.conn.client().execute(&stmt, &refs);
+        result.map_err(|e| self.note(e))
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
         let stmt = self.conn.statement(sql).map_err(|e| self.note(e))?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
-        let rows = self
-            .conn
-            .client
-            .query(&stmt, &refs)
-            .map_err(|e| self.note(e))?;
+        let result = self.conn.client().query(&stmt, &refs);
+        let rows = result.map_err(|e| self.note(e))?;
         rows.iter().map(row).collect()
     }
 
@@ -298,9 +332,15 @@ fn row(r: &postgres::Row) -> Result<Row> {
     for (i, c) in r.columns().iter().enumerate() {
         let v = match *c.type_() {
             Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map(Value::Int),
-            Type::INT4 => r.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v as i64)),
-            Type::INT2 => r.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v as i64)),
-            Type::BOOL => r.try_get::<_, Option<bool>>(i)?.map(|v| Value::Int(v as i64)),
+            Type::INT4 => r
+                .try_get::<_, Option<i32>>(i)?
+                .map(|v| Value::Int(v as i64)),
+            Type::INT2 => r
+                .try_get::<_, Option<i16>>(i)?
+                .map(|v| Value::Int(v as i64)),
+            Type::BOOL => r
+                .try_get::<_, Option<bool>>(i)?
+                .map(|v| Value::Int(v as i64)),
             Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
                 r.try_get::<_, Option<String>>(i)?.map(Value::Text)
             }

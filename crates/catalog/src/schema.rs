@@ -162,7 +162,11 @@ pub fn migrate(db: &dyn Db) -> Result<i64> {
                 "INSERT INTO schema_version (version, applied_ms) VALUES ($1, $2)",
                 crate::params![m.version, crate::now_ms()],
             )?;
-            tracing::info!(version = m.version, what = m.what, "catalog schema migrated");
+            tracing::info!(
+                version = m.version,
+                what = m.what,
+                "catalog schema migrated"
+            );
         }
         Ok(found)
     })

@@ -205,6 +205,10 @@ impl dyn Tx + '_ {
     }
 }
 
+/// A unit of work's statements (it may run on another thread than its
+/// caller's: see [`crate::postgres::off_runtime`]).
+pub type Work<'a> = dyn FnMut(&mut dyn Tx) -> Result<()> + Send + 'a;
+
 /// A database engine.
 pub trait Db: Send + Sync + 'static {
     fn dialect(&self) -> Dialect;
@@ -212,20 +216,27 @@ pub trait Db: Send + Sync + 'static {
     /// Runs `work` as one unit. Under [`Mode::Write`] it may run more than
     /// once (PostgreSQL retries serialization failures and deadlocks), so it
     /// must have no effects outside the transaction.
-    fn run(&self, mode: Mode, work: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+    fn run(&self, mode: Mode, work: &mut Work<'_>) -> Result<()>;
 }
 
 /// Runs `f` in one write transaction and returns its result.
-pub fn write<T>(db: &dyn Db, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+pub fn write<T: Send>(
+    db: &dyn Db,
+    mut f: impl FnMut(&mut dyn Tx) -> Result<T> + Send,
+) -> Result<T> {
     unit(db, Mode::Write, &mut f)
 }
 
 /// Runs `f` as reads and returns its result.
-pub fn read<T>(db: &dyn Db, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+pub fn read<T: Send>(db: &dyn Db, mut f: impl FnMut(&mut dyn Tx) -> Result<T> + Send) -> Result<T> {
     unit(db, Mode::Read, &mut f)
 }
 
-fn unit<T>(db: &dyn Db, mode: Mode, f: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+fn unit<T: Send>(
+    db: &dyn Db,
+    mode: Mode,
+    f: &mut (dyn FnMut(&mut dyn Tx) -> Result<T> + Send),
+) -> Result<T> {
     let mut out = None;
     db.run(mode, &mut |tx| {
         out = Some(f(tx)?);
@@ -285,15 +296,13 @@ pub fn typed_values(rows: usize, types: &[&str], first: usize) -> String {
 
 /// Runs `INSERT INTO {head} VALUES (...), ... {tail}` for `rows` of equal
 /// width, [`ROWS_PER_STATEMENT`] at a time.
-pub fn insert_many(
-    tx: &mut dyn Tx,
-    head: &str,
-    tail: &str,
-    rows: &[Vec<Value>],
-) -> Result<()> {
+pub fn insert_many(tx: &mut dyn Tx, head: &str, tail: &str, rows: &[Vec<Value>]) -> Result<()> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let width = chunk[0].len();
-        let sql = format!("INSERT INTO {head} VALUES {} {tail}", tuples(chunk.len(), width, 1));
+        let sql = format!(
+            "INSERT INTO {head} VALUES {} {tail}",
+            tuples(chunk.len(), width, 1)
+        );
         let params: Vec<Value> = chunk.iter().flatten().cloned().collect();
         tx.execute(&sql, &params)?;
     }

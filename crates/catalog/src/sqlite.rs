@@ -6,7 +6,7 @@
 //! lock up front (`BEGIN IMMEDIATE`), so two writers never deadlock on an
 //! upgrade.
 
-use crate::sql::{Db, Dialect, Mode, Row, Tx, Value};
+use crate::sql::{Db, Dialect, Mode, Row, Tx, Value, Work};
 use crate::{CatalogError, Result};
 use parking_lot::Mutex;
 use rusqlite::types::ValueRef;
@@ -67,7 +67,7 @@ impl Db for SqliteDb {
         Dialect::Sqlite
     }
 
-    fn run(&self, mode: Mode, work: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+    fn run(&self, mode: Mode, work: &mut Work<'_>) -> Result<()> {
         let conn = self.conn.lock();
         let mut tx = SqliteTx { conn: &conn };
         if mode == Mode::Read {
@@ -181,7 +181,10 @@ mod tests {
     #[test]
     fn write_units_commit_or_roll_back() {
         let db = SqliteDb::in_memory().unwrap();
-        write(&db, |tx| tx.execute("CREATE TABLE t (a INTEGER, b TEXT)", &[])).unwrap();
+        write(&db, |tx| {
+            tx.execute("CREATE TABLE t (a INTEGER, b TEXT)", &[])
+        })
+        .unwrap();
         write(&db, |tx| {
             tx.execute("INSERT INTO t (a, b) VALUES ($2, $1)", params!["x", 1i64])
         })

@@ -53,7 +53,8 @@ fn server() -> &'static Server {
 /// A fresh database on the shared server; its URL.
 fn database(name: &str) -> String {
     let s = server();
-    let admin = sluice_catalog::postgres::PgDb::connect(&s.url).expect("connect to the test server");
+    let admin =
+        sluice_catalog::postgres::PgDb::connect(&s.url).expect("connect to the test server");
     read(&admin, |tx| {
         tx.execute(&format!("DROP DATABASE IF EXISTS {name}"), &[])?;
         tx.execute(&format!("CREATE DATABASE {name}"), &[])
@@ -139,7 +140,11 @@ fn flushes_from_several_brokers_get_distinct_contiguous_offsets() {
         .collect();
     all.sort();
     for p in 0..2 {
-        let bases: Vec<i64> = all.iter().filter(|(q, _)| *q == p).map(|(_, b)| *b).collect();
+        let bases: Vec<i64> = all
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, b)| *b)
+            .collect();
         let expected: Vec<i64> = (0..(BROKERS * FLUSHES) as i64).map(|i| i * 3).collect();
         assert_eq!(bases, expected, "partition {p}: every batch once, no gap");
     }
@@ -166,7 +171,11 @@ fn other_brokers_hear_commits_and_topic_changes() {
     let wait_for = |what: &str, pred: &dyn Fn(&[Heard]) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !pred(&heard.lock().unwrap()) {
-            assert!(Instant::now() < deadline, "never heard {what}: {:?}", heard.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "never heard {what}: {:?}",
+                heard.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     };
@@ -234,7 +243,10 @@ fn an_unreachable_database_is_reported_as_unavailable() {
     .expect("nothing listens there");
     assert!(err.is_transient(), "{err}");
     let text = err.to_string();
-    assert!(!text.contains("secret"), "the password is not shown: {text}");
+    assert!(
+        !text.contains("secret"),
+        "the password is not shown: {text}"
+    );
     assert!(text.contains(&port.to_string()), "{text}");
     assert!(started.elapsed() < Duration::from_secs(15));
 }

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub block_cache_lookups: IntCounterVec,
     pub read_buffers: IntCounterVec,
     pub read_buffer_bytes: IntCounterVec,
+    pub flush_seconds: HistogramVec,
+    pub catalog_changes: IntCounterVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -158,6 +160,16 @@ impl Metrics {
             "Bytes of the buffers counted in sluice_read_buffers_total: a fresh one's are new memory the kernel faults in and zeroes.",
             &["outcome"],
         )?;
+        let flush_seconds = histogram_vec(
+            "sluice_flush_duration_seconds",
+            "A cluster broker's flushes, by stage: put (the object PUT), commit (the catalog transaction), total (sealed to answered).",
+            &["stage"],
+        )?;
+        let catalog_changes = counter_vec(
+            "sluice_catalog_changes_total",
+            "Change notifications heard from the cluster catalog, by kind (data, topics, brokers, registry, resync).",
+            &["kind"],
+        )?;
         // Both outcomes exported from the start, so rates and ratios over
         // them exist before the first catch-up read.
         for outcome in ["hit", "miss"] {
@@ -189,6 +201,8 @@ impl Metrics {
             block_cache_lookups,
             read_buffers,
             read_buffer_bytes,
+            flush_seconds,
+            catalog_changes,
         })
     }
 

@@ -227,8 +227,9 @@ pub fn iter_stored(
     })
 }
 
-#[cfg(test)]
-pub mod tests {
+/// Batch builders for tests (here and in the crates above).
+#[doc(hidden)]
+pub mod test_util {
     use super::*;
 
     /// Builds a minimal valid v2 batch with `count` empty records (test helper).
@@ -261,6 +262,12 @@ pub mod tests {
         b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
         b
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::make_batch;
+    use super::*;
 
     #[test]
     fn splits_valid_batches() {

@@ -15,7 +15,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:8081".to_string());
     let db = PathBuf::from(args.next().unwrap_or_else(|| "registry.db".to_string()));
     let install = args.next().as_deref() == Some("--install-contracts");
-    let registry = Arc::new(Registry::open(&db)?);
+    let catalog = sluice_catalog::Catalog::open(&sluice_catalog::CatalogUrl::Sqlite(db))?;
+    let registry = Arc::new(Registry::open(catalog.db())?);
     if install {
         for (subject, id) in install_ai_contracts(&registry)? {
             println!("installed {subject} id={id}");

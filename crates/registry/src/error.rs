@@ -54,8 +54,9 @@ pub enum RegistryError {
     BadRequest(String),
     #[error("Error in the backend data store: {0}")]
     Store(String),
-    #[error("Error in the backend data store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// Another writer changed the store since this change was computed.
+    #[error("Error in the backend data store: the registry changed concurrently; retry")]
+    Stale,
 }
 
 impl RegistryError {
@@ -81,7 +82,7 @@ impl RegistryError {
             RegistryError::InvalidSubject(_) => 42208,
             RegistryError::Incompatible { .. } => 409,
             RegistryError::BadRequest(_) => 400,
-            RegistryError::Store(_) | RegistryError::Sqlite(_) => 50001,
+            RegistryError::Store(_) | RegistryError::Stale => 50001,
         }
     }
 

@@ -4,7 +4,7 @@
 //! headers, and the AI event contracts shipped with the broker.
 //!
 //! Broker integration (see README.md beside this crate):
-//! `Registry::open(&data_dir.join("catalog.db"))`, `.merge(router(reg))`
+//! `Registry::open(catalog.db())` (the broker catalog's engine), `.merge(router(reg))`
 //! on the HTTP listener, `policy_from_configs` per topic and
 //! `TopicPolicy::check_record` with `Registry::validator()` per record.
 

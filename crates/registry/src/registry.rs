@@ -5,7 +5,6 @@
 //! through the store in one atomic batch before it becomes visible.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -15,7 +14,7 @@ use crate::model::{
     CompatibilityLevel, Mode, SchemaReference, SchemaType, StoredSchema, VersionEntry, VersionSel,
 };
 use crate::schema::{Dep, Parsed};
-use crate::store::{MemoryStore, SchemaStore, SqliteStore, StoreOp};
+use crate::store::{CatalogStore, MemoryStore, SchemaStore, Snapshot, StoreOp};
 
 /// A schema as submitted to register, look up or check.
 #[derive(Debug, Clone)]
@@ -258,14 +257,51 @@ impl State {
 pub(crate) struct Inner {
     pub(crate) state: RwLock<State>,
     /// Held by writers for the whole read-check-write of one operation.
-    store: Mutex<Box<dyn SchemaStore>>,
+    store: Mutex<Writer>,
     parsed: RwLock<HashMap<u32, Arc<Parsed>>>,
 }
+
+/// The store and the version of it the in-memory state reflects.
+pub(crate) struct Writer {
+    store: Box<dyn SchemaStore>,
+    version: u64,
+}
+
+/// How often a change is computed again after another broker's change got
+/// to the store first.
+const STALE_RETRIES: usize = 5;
 
 /// The schema registry. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct Registry {
     pub(crate) inner: Arc<Inner>,
+}
+
+/// The in-memory state a store snapshot describes.
+fn state_of(snap: Snapshot) -> State {
+    let mut ops = Vec::new();
+    ops.extend(snap.schemas.into_iter().map(StoreOp::PutSchema));
+    ops.extend(
+        snap.versions
+            .into_iter()
+            .map(|(subject, entry)| StoreOp::PutVersion { subject, entry }),
+    );
+    ops.extend(
+        snap.configs
+            .into_iter()
+            .map(|(subject, l)| StoreOp::SetConfig {
+                subject,
+                level: Some(l),
+            }),
+    );
+    ops.extend(snap.modes.into_iter().map(|(subject, m)| StoreOp::SetMode {
+        subject,
+        mode: Some(m),
+    }));
+    ops.push(StoreOp::SetNextId(snap.next_id.max(1)));
+    let mut state = State::default();
+    state.apply(&ops);
+    state
 }
 
 fn check_subject(subject: &str) -> Result<(), RegistryError> {
@@ -276,10 +312,10 @@ fn check_subject(subject: &str) -> Result<(), RegistryError> {
 }
 
 impl Registry {
-    /// Opens (creating if needed) the registry tables in the SQLite file at
-    /// `path`, with a connection of its own.
-    pub fn open(path: &Path) -> Result<Registry, RegistryError> {
-        Self::with_store(Box::new(SqliteStore::open(path)?))
+    /// A registry over the catalog's `registry_*` tables (the catalog's
+    /// migrations create them), in whatever engine the catalog uses.
+    pub fn open(db: Arc<dyn sluice_catalog::Db>) -> Result<Registry, RegistryError> {
+        Self::with_store(Box::new(CatalogStore::new(db)))
     }
 
     /// A registry that keeps nothing on disk.
@@ -290,46 +326,61 @@ impl Registry {
     /// A registry over any storage engine.
     pub fn with_store(mut store: Box<dyn SchemaStore>) -> Result<Registry, RegistryError> {
         let snap = store.load()?;
-        let mut ops = Vec::new();
-        ops.extend(snap.schemas.into_iter().map(StoreOp::PutSchema));
-        ops.extend(
-            snap.versions
-                .into_iter()
-                .map(|(subject, entry)| StoreOp::PutVersion { subject, entry }),
-        );
-        ops.extend(
-            snap.configs
-                .into_iter()
-                .map(|(subject, l)| StoreOp::SetConfig {
-                    subject,
-                    level: Some(l),
-                }),
-        );
-        ops.extend(snap.modes.into_iter().map(|(subject, m)| StoreOp::SetMode {
-            subject,
-            mode: Some(m),
-        }));
-        ops.push(StoreOp::SetNextId(snap.next_id.max(1)));
-        let mut state = State::default();
-        state.apply(&ops);
+        let version = snap.version;
         Ok(Registry {
             inner: Arc::new(Inner {
-                state: RwLock::new(state),
-                store: Mutex::new(store),
+                state: RwLock::new(state_of(snap)),
+                store: Mutex::new(Writer { store, version }),
                 parsed: RwLock::new(HashMap::new()),
             }),
         })
     }
 
-    fn commit(
-        &self,
-        store: &mut Box<dyn SchemaStore>,
-        ops: Vec<StoreOp>,
-    ) -> Result<(), RegistryError> {
+    /// Reloads the state if the store changed behind this registry's back
+    /// (another broker of a cluster wrote to it).
+    pub fn reload(&self) -> Result<(), RegistryError> {
+        let mut w = self.inner.store.lock();
+        self.reload_locked(&mut w)
+    }
+
+    fn reload_locked(&self, w: &mut Writer) -> Result<(), RegistryError> {
+        let snap = w.store.load()?;
+        if snap.version == w.version {
+            return Ok(());
+        }
+        w.version = snap.version;
+        *self.inner.state.write() = state_of(snap);
+        self.inner.parsed.write().clear();
+        Ok(())
+    }
+
+    /// Runs a write operation, again on fresh state when another writer
+    /// changed the store first.
+    fn retrying<T>(&self, op: impl Fn() -> Result<T, RegistryError>) -> Result<T, RegistryError> {
+        for _ in 0..STALE_RETRIES {
+            match op() {
+                Err(RegistryError::Stale) => continue,
+                other => return other,
+            }
+        }
+        op()
+    }
+
+    /// Writes `ops` to the store, then applies them to the in-memory state;
+    /// [`RegistryError::Stale`] (with the state reloaded) when another
+    /// writer changed the store since this state was loaded.
+    fn commit(&self, w: &mut Writer, ops: Vec<StoreOp>) -> Result<(), RegistryError> {
         if ops.is_empty() {
             return Ok(());
         }
-        store.apply(&ops)?;
+        match w.store.apply(w.version, &ops) {
+            Ok(v) => w.version = v,
+            Err(RegistryError::Stale) => {
+                self.reload_locked(w)?;
+                return Err(RegistryError::Stale);
+            }
+            Err(e) => return Err(e),
+        }
         let mut parsed = self.inner.parsed.write();
         for op in &ops {
             if let StoreOp::DeleteSchema(id) = op {
@@ -398,6 +449,15 @@ impl Registry {
 
     /// Registers a schema under a subject (`POST /subjects/{s}/versions`).
     pub fn register(
+        &self,
+        subject: &str,
+        req: &SchemaRequest,
+        normalize: bool,
+    ) -> Result<Registered, RegistryError> {
+        self.retrying(|| self.register_once(subject, req, normalize))
+    }
+
+    fn register_once(
         &self,
         subject: &str,
         req: &SchemaRequest,
@@ -737,6 +797,14 @@ impl Registry {
         subject: &str,
         permanent: bool,
     ) -> Result<Vec<u32>, RegistryError> {
+        self.retrying(|| self.delete_subject_once(subject, permanent))
+    }
+
+    fn delete_subject_once(
+        &self,
+        subject: &str,
+        permanent: bool,
+    ) -> Result<Vec<u32>, RegistryError> {
         let mut store = self.inner.store.lock();
         self.check_writable(subject)?;
         let st = self.inner.state.read();
@@ -799,6 +867,15 @@ impl Registry {
 
     /// `DELETE /subjects/{s}/versions/{v}[?permanent=true]`: the version deleted.
     pub fn delete_version(
+        &self,
+        subject: &str,
+        sel: VersionSel,
+        permanent: bool,
+    ) -> Result<u32, RegistryError> {
+        self.retrying(|| self.delete_version_once(subject, sel, permanent))
+    }
+
+    fn delete_version_once(
         &self,
         subject: &str,
         sel: VersionSel,
@@ -917,6 +994,14 @@ impl Registry {
         subject: Option<&str>,
         level: CompatibilityLevel,
     ) -> Result<(), RegistryError> {
+        self.retrying(|| self.set_config_once(subject, level))
+    }
+
+    fn set_config_once(
+        &self,
+        subject: Option<&str>,
+        level: CompatibilityLevel,
+    ) -> Result<(), RegistryError> {
         if let Some(s) = subject {
             check_subject(s)?;
         }
@@ -932,6 +1017,13 @@ impl Registry {
 
     /// Removes a level; returns the one that was set.
     pub fn delete_config(
+        &self,
+        subject: Option<&str>,
+    ) -> Result<CompatibilityLevel, RegistryError> {
+        self.retrying(|| self.delete_config_once(subject))
+    }
+
+    fn delete_config_once(
         &self,
         subject: Option<&str>,
     ) -> Result<CompatibilityLevel, RegistryError> {
@@ -977,6 +1069,15 @@ impl Registry {
         mode: Mode,
         force: bool,
     ) -> Result<(), RegistryError> {
+        self.retrying(|| self.set_mode_once(subject, mode, force))
+    }
+
+    fn set_mode_once(
+        &self,
+        subject: Option<&str>,
+        mode: Mode,
+        force: bool,
+    ) -> Result<(), RegistryError> {
         if let Some(s) = subject {
             check_subject(s)?;
         }
@@ -1006,6 +1107,10 @@ impl Registry {
     }
 
     pub fn delete_mode(&self, subject: Option<&str>) -> Result<Mode, RegistryError> {
+        self.retrying(|| self.delete_mode_once(subject))
+    }
+
+    fn delete_mode_once(&self, subject: Option<&str>) -> Result<Mode, RegistryError> {
         let mut store = self.inner.store.lock();
         let prev = {
             let st = self.inner.state.read();
@@ -1409,9 +1514,10 @@ mod tests {
     #[test]
     fn state_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("catalog.db");
+        let url = sluice_catalog::CatalogUrl::Sqlite(dir.path().join("catalog.db"));
+        let open = || Registry::open(sluice_catalog::Catalog::open(&url).unwrap().db()).unwrap();
         let (id, id2) = {
-            let reg = Registry::open(&path).unwrap();
+            let reg = open();
             reg.set_config(Some("s"), CompatibilityLevel::Full).unwrap();
             reg.set_mode(Some("m"), Mode::ReadOnly, false).unwrap();
             let a = reg
@@ -1435,7 +1541,7 @@ mod tests {
             reg.delete_subject("j", true).unwrap();
             (a.id, b.id)
         };
-        let reg = Registry::open(&path).unwrap();
+        let reg = open();
         assert_eq!(reg.version("s", VersionSel::Latest, false).unwrap().id, id);
         assert_eq!(
             reg.config(Some("s"), false).unwrap(),

@@ -1,15 +1,21 @@
 //! Durable storage of the registry behind a small trait. The registry keeps
 //! its working state in memory and writes every change through `apply`, one
-//! atomic batch per API call; `load` rebuilds the state at start. SQLite is
-//! the embedded engine (tables prefixed `registry_` inside the broker's
-//! catalog file); a PostgreSQL engine only has to implement the same two
-//! calls over the same tables.
+//! atomic batch per API call; `load` rebuilds the state at start and
+//! whenever another broker of a cluster changed it. [`CatalogStore`] keeps
+//! the `registry_*` tables in the broker's catalog (SQLite embedded,
+//! PostgreSQL in a cluster), through the catalog's engine-neutral SQL layer.
+//!
+//! Writes are optimistic: every batch names the store version it was
+//! computed against, and is refused ([`RegistryError::Stale`]) when another
+//! writer got there first; the registry then reloads and computes the
+//! change again.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use sluice_catalog::changes::MetaChange;
+use sluice_catalog::sql::{read, write, Db, Tx};
+use sluice_catalog::{params, CatalogError};
 
 use crate::error::RegistryError;
 use crate::model::{
@@ -28,6 +34,8 @@ pub struct Snapshot {
     /// The next id to hand out; ids are never reused, even after a
     /// permanent delete.
     pub next_id: u32,
+    /// How many change batches the store has taken.
+    pub version: u64,
 }
 
 /// One change; a batch of them is applied atomically.
@@ -57,69 +65,35 @@ pub enum StoreOp {
 /// A storage engine for the registry.
 pub trait SchemaStore: Send {
     fn load(&mut self) -> Result<Snapshot, RegistryError>;
-    /// Applies all ops or none, durably, before returning.
-    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), RegistryError>;
+    /// Applies all ops or none, durably, before returning, if the store is
+    /// still at `version` (else [`RegistryError::Stale`]); returns the new
+    /// version.
+    fn apply(&mut self, version: u64, ops: &[StoreOp]) -> Result<u64, RegistryError>;
 }
 
-/// The SQLite engine: its own connection to the given file (WAL journal,
-/// `synchronous=FULL`, busy timeout), so it can share the broker's catalog
-/// file without sharing its connection.
-pub struct SqliteStore {
-    conn: Connection,
+/// The registry's tables in the broker's catalog.
+pub struct CatalogStore {
+    db: Arc<dyn Db>,
+}
+
+impl CatalogStore {
+    /// Over the catalog's engine (its migrations created the tables).
+    pub fn new(db: Arc<dyn Db>) -> Self {
+        Self { db }
+    }
 }
 
 const GLOBAL: &str = "";
 
-impl SqliteStore {
-    pub fn open(path: &Path) -> Result<Self, RegistryError> {
-        let conn = Connection::open(path)?;
-        Self::init(conn)
-    }
-
-    pub fn open_in_memory() -> Result<Self, RegistryError> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(conn: Connection) -> Result<Self, RegistryError> {
-        conn.busy_timeout(Duration::from_secs(5))?;
-        // In-memory databases answer "memory" here; both are fine.
-        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS registry_schemas (
-                 id INTEGER PRIMARY KEY,
-                 schema_type TEXT NOT NULL,
-                 schema TEXT NOT NULL,
-                 canonical TEXT NOT NULL,
-                 refs TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS registry_versions (
-                 subject TEXT NOT NULL,
-                 version INTEGER NOT NULL,
-                 schema_id INTEGER NOT NULL,
-                 deleted INTEGER NOT NULL DEFAULT 0,
-                 PRIMARY KEY (subject, version)
-             );
-             CREATE TABLE IF NOT EXISTS registry_config (
-                 subject TEXT PRIMARY KEY,
-                 compatibility TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS registry_mode (
-                 subject TEXT PRIMARY KEY,
-                 mode TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS registry_meta (
-                 key TEXT PRIMARY KEY,
-                 value INTEGER NOT NULL
-             );",
-        )?;
-        Ok(SqliteStore { conn })
+impl From<CatalogError> for RegistryError {
+    fn from(e: CatalogError) -> Self {
+        RegistryError::Store(e.to_string())
     }
 }
 
-fn type_from_db(s: &str) -> Result<SchemaType, RegistryError> {
+fn type_from_db(s: &str) -> Result<SchemaType, CatalogError> {
     SchemaType::parse(Some(s))
-        .map_err(|_| RegistryError::Store(format!("bad schema type {s:?} in store")))
+        .map_err(|_| CatalogError::Corrupt(format!("bad schema type {s:?} in the registry")))
 }
 
 fn subject_key(s: &Option<String>) -> &str {
@@ -134,177 +108,175 @@ fn subject_from_key(s: String) -> Option<String> {
     }
 }
 
-impl SchemaStore for SqliteStore {
+fn id32(v: i64, what: &str) -> Result<u32, CatalogError> {
+    u32::try_from(v).map_err(|_| CatalogError::Corrupt(format!("bad {what} {v} in the registry")))
+}
+
+fn meta(tx: &mut dyn Tx, key: &str) -> Result<Option<i64>, CatalogError> {
+    tx.query_opt(
+        &format!(
+            "SELECT value FROM registry_meta WHERE key = $1{}",
+            tx.dialect().for_update()
+        ),
+        params![key],
+    )?
+    .map(|r| r.int(0))
+    .transpose()
+}
+
+fn set_meta(tx: &mut dyn Tx, key: &str, value: i64) -> Result<(), CatalogError> {
+    tx.execute(
+        "INSERT INTO registry_meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+fn load_snapshot(tx: &mut dyn Tx) -> Result<Snapshot, CatalogError> {
+    let mut snap = Snapshot::default();
+    for r in tx.query(
+        "SELECT id, schema_type, schema, canonical, refs FROM registry_schemas",
+        &[],
+    )? {
+        let id = id32(r.int(0)?, "schema id")?;
+        let references: Vec<SchemaReference> = serde_json::from_str(&r.text(4)?)
+            .map_err(|e| CatalogError::Corrupt(format!("bad references of schema {id}: {e}")))?;
+        snap.schemas.push(StoredSchema {
+            id,
+            schema_type: type_from_db(&r.text(1)?)?,
+            schema: r.text(2)?,
+            canonical: r.text(3)?,
+            references,
+        });
+    }
+    for r in tx.query(
+        "SELECT subject, version, schema_id, deleted FROM registry_versions",
+        &[],
+    )? {
+        snap.versions.push((
+            r.text(0)?,
+            VersionEntry {
+                version: id32(r.int(1)?, "version")?,
+                id: id32(r.int(2)?, "schema id")?,
+                deleted: r.int(3)? != 0,
+            },
+        ));
+    }
+    for r in tx.query("SELECT subject, compatibility FROM registry_config", &[])? {
+        let level = r.text(1)?;
+        let level = level
+            .parse()
+            .map_err(|_| CatalogError::Corrupt(format!("bad compatibility {level:?}")))?;
+        snap.configs.push((subject_from_key(r.text(0)?), level));
+    }
+    for r in tx.query("SELECT subject, mode FROM registry_mode", &[])? {
+        let mode = r.text(1)?;
+        let mode = mode
+            .parse()
+            .map_err(|_| CatalogError::Corrupt(format!("bad mode {mode:?}")))?;
+        snap.modes.push((subject_from_key(r.text(0)?), mode));
+    }
+    let max_id = snap.schemas.iter().map(|s| s.id).max().unwrap_or(0);
+    let next = meta(tx, "next_id")?
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(1);
+    snap.next_id = next.max(max_id.saturating_add(1)).max(1);
+    snap.version = meta(tx, "version")?.unwrap_or(0).max(0) as u64;
+    Ok(snap)
+}
+
+fn apply_op(tx: &mut dyn Tx, op: &StoreOp) -> Result<(), CatalogError> {
+    match op {
+        StoreOp::PutSchema(s) => {
+            let refs = serde_json::to_string(&s.references)
+                .map_err(|e| CatalogError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO registry_schemas (id, schema_type, schema, canonical, refs)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET schema_type = excluded.schema_type,
+                   schema = excluded.schema, canonical = excluded.canonical, refs = excluded.refs",
+                params![
+                    s.id,
+                    s.schema_type.as_str(),
+                    s.schema.as_str(),
+                    s.canonical.as_str(),
+                    refs
+                ],
+            )?;
+        }
+        StoreOp::DeleteSchema(id) => {
+            tx.execute("DELETE FROM registry_schemas WHERE id = $1", params![*id])?;
+        }
+        StoreOp::PutVersion { subject, entry } => {
+            tx.execute(
+                "INSERT INTO registry_versions (subject, version, schema_id, deleted)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (subject, version) DO UPDATE SET schema_id = excluded.schema_id,
+                   deleted = excluded.deleted",
+                params![subject.as_str(), entry.version, entry.id, entry.deleted],
+            )?;
+        }
+        StoreOp::DeleteVersion { subject, version } => {
+            tx.execute(
+                "DELETE FROM registry_versions WHERE subject = $1 AND version = $2",
+                params![subject.as_str(), *version],
+            )?;
+        }
+        StoreOp::SetConfig { subject, level } => match level {
+            Some(l) => {
+                tx.execute(
+                    "INSERT INTO registry_config (subject, compatibility) VALUES ($1, $2)
+                     ON CONFLICT (subject) DO UPDATE SET compatibility = excluded.compatibility",
+                    params![subject_key(subject), l.as_str()],
+                )?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM registry_config WHERE subject = $1",
+                    params![subject_key(subject)],
+                )?;
+            }
+        },
+        StoreOp::SetMode { subject, mode } => match mode {
+            Some(m) => {
+                tx.execute(
+                    "INSERT INTO registry_mode (subject, mode) VALUES ($1, $2)
+                     ON CONFLICT (subject) DO UPDATE SET mode = excluded.mode",
+                    params![subject_key(subject), m.as_str()],
+                )?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM registry_mode WHERE subject = $1",
+                    params![subject_key(subject)],
+                )?;
+            }
+        },
+        StoreOp::SetNextId(n) => set_meta(tx, "next_id", *n as i64)?,
+    }
+    Ok(())
+}
+
+impl SchemaStore for CatalogStore {
     fn load(&mut self) -> Result<Snapshot, RegistryError> {
-        let mut snap = Snapshot::default();
-        {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT id, schema_type, schema, canonical, refs FROM registry_schemas")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })?;
-            for row in rows {
-                let (id, ty, schema, canonical, refs) = row?;
-                let references: Vec<SchemaReference> =
-                    serde_json::from_str(&refs).map_err(|e| {
-                        RegistryError::Store(format!("bad references of schema {id}: {e}"))
-                    })?;
-                let id = u32::try_from(id)
-                    .map_err(|_| RegistryError::Store(format!("bad schema id {id} in store")))?;
-                snap.schemas.push(StoredSchema {
-                    id,
-                    schema_type: type_from_db(&ty)?,
-                    schema,
-                    canonical,
-                    references,
-                });
-            }
-        }
-        {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT subject, version, schema_id, deleted FROM registry_versions")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, bool>(3)?,
-                ))
-            })?;
-            for row in rows {
-                let (subject, version, id, deleted) = row?;
-                let (Ok(version), Ok(id)) = (u32::try_from(version), u32::try_from(id)) else {
-                    return Err(RegistryError::Store(format!(
-                        "bad version row {subject}/{version} -> {id}"
-                    )));
-                };
-                snap.versions.push((
-                    subject,
-                    VersionEntry {
-                        version,
-                        id,
-                        deleted,
-                    },
-                ));
-            }
-        }
-        {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT subject, compatibility FROM registry_config")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (subject, level) = row?;
-                let level = level
-                    .parse()
-                    .map_err(|_| RegistryError::Store(format!("bad compatibility {level:?}")))?;
-                snap.configs.push((subject_from_key(subject), level));
-            }
-        }
-        {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT subject, mode FROM registry_mode")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (subject, mode) = row?;
-                let mode = mode
-                    .parse()
-                    .map_err(|_| RegistryError::Store(format!("bad mode {mode:?}")))?;
-                snap.modes.push((subject_from_key(subject), mode));
-            }
-        }
-        let next: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT value FROM registry_meta WHERE key = 'next_id'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let max_id = snap.schemas.iter().map(|s| s.id).max().unwrap_or(0);
-        let next = next.and_then(|n| u32::try_from(n).ok()).unwrap_or(1);
-        snap.next_id = next.max(max_id.saturating_add(1)).max(1);
-        Ok(snap)
+        Ok(read(&*self.db, load_snapshot)?)
     }
 
-    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), RegistryError> {
-        let tx = self.conn.transaction()?;
-        for op in ops {
-            match op {
-                StoreOp::PutSchema(s) => {
-                    let refs = serde_json::to_string(&s.references)
-                        .map_err(|e| RegistryError::Store(e.to_string()))?;
-                    tx.execute(
-                        "INSERT OR REPLACE INTO registry_schemas (id, schema_type, schema, canonical, refs)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![s.id, s.schema_type.as_str(), s.schema, s.canonical, refs],
-                    )?;
-                }
-                StoreOp::DeleteSchema(id) => {
-                    tx.execute("DELETE FROM registry_schemas WHERE id = ?1", params![id])?;
-                }
-                StoreOp::PutVersion { subject, entry } => {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO registry_versions (subject, version, schema_id, deleted)
-                         VALUES (?1, ?2, ?3, ?4)",
-                        params![subject, entry.version, entry.id, entry.deleted],
-                    )?;
-                }
-                StoreOp::DeleteVersion { subject, version } => {
-                    tx.execute(
-                        "DELETE FROM registry_versions WHERE subject = ?1 AND version = ?2",
-                        params![subject, version],
-                    )?;
-                }
-                StoreOp::SetConfig { subject, level } => match level {
-                    Some(l) => {
-                        tx.execute(
-                            "INSERT OR REPLACE INTO registry_config (subject, compatibility) VALUES (?1, ?2)",
-                            params![subject_key(subject), l.as_str()],
-                        )?;
-                    }
-                    None => {
-                        tx.execute(
-                            "DELETE FROM registry_config WHERE subject = ?1",
-                            params![subject_key(subject)],
-                        )?;
-                    }
-                },
-                StoreOp::SetMode { subject, mode } => match mode {
-                    Some(m) => {
-                        tx.execute(
-                            "INSERT OR REPLACE INTO registry_mode (subject, mode) VALUES (?1, ?2)",
-                            params![subject_key(subject), m.as_str()],
-                        )?;
-                    }
-                    None => {
-                        tx.execute(
-                            "DELETE FROM registry_mode WHERE subject = ?1",
-                            params![subject_key(subject)],
-                        )?;
-                    }
-                },
-                StoreOp::SetNextId(n) => {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO registry_meta (key, value) VALUES ('next_id', ?1)",
-                        params![n],
-                    )?;
-                }
+    fn apply(&mut self, version: u64, ops: &[StoreOp]) -> Result<u64, RegistryError> {
+        let outcome = write(&*self.db, |tx| {
+            let current = meta(tx, "version")?.unwrap_or(0).max(0) as u64;
+            if current != version {
+                return Ok(None);
             }
-        }
-        tx.commit()?;
-        Ok(())
+            for op in ops {
+                apply_op(tx, op)?;
+            }
+            set_meta(tx, "version", version as i64 + 1)?;
+            MetaChange::Registry.send(tx)?;
+            Ok(Some(version + 1))
+        })?;
+        outcome.ok_or(RegistryError::Stale)
     }
 }
 
@@ -323,7 +295,11 @@ impl SchemaStore for MemoryStore {
         Ok(s)
     }
 
-    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), RegistryError> {
+    fn apply(&mut self, version: u64, ops: &[StoreOp]) -> Result<u64, RegistryError> {
+        if version != self.snapshot.version {
+            return Err(RegistryError::Stale);
+        }
+        self.snapshot.version += 1;
         for op in ops {
             match op {
                 StoreOp::PutSchema(s) => {
@@ -358,6 +334,6 @@ impl SchemaStore for MemoryStore {
                 StoreOp::SetNextId(n) => self.snapshot.next_id = *n,
             }
         }
-        Ok(())
+        Ok(self.snapshot.version)
     }
 }

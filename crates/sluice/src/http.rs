@@ -168,6 +168,25 @@ async fn install_contracts(State(b): Shared) -> Result<Json<Vec<(String, u32)>>,
         .map_err(|e| ApiError(AdminError::Internal(e.to_string())))
 }
 
+/// `GET /v1/cluster`: this broker and the live brokers it sees.
+async fn cluster(State(b): Shared) -> Json<serde_json::Value> {
+    let m = &b.membership;
+    Json(json!({
+        "cluster_id": b.cluster_id,
+        "mode": if m.is_cluster() { "cluster" } else { "embedded" },
+        "broker_id": m.id(),
+        "maintainer": m.maintains(),
+        "brokers": m.live().iter().map(|x| json!({
+            "broker_id": x.broker_id,
+            "host": x.host,
+            "port": x.port,
+            "rack": x.rack,
+            "epoch": x.epoch,
+            "lease_expires_ms": x.lease_expires_ms,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
 async fn not_found() -> ApiError {
     ApiError(AdminError::NotFound("no such endpoint".into()))
 }
@@ -193,6 +212,7 @@ pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultC
         .merge(debug)
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
+        .route("/v1/cluster", get(cluster))
         .route("/v1/topics", get(list_topics))
         .route("/v1/topics/{topic}", get(describe_topic))
         .route("/v1/dlq/{topic}/records", get(dlq_records))

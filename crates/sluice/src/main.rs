@@ -77,7 +77,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker: Kafka protocol on --listen, HTTP (health, metrics) on --http-listen.
-    Serve(settings::ServeArgs),
+    Serve(Box<settings::ServeArgs>),
     /// Consumer groups: list, describe (offsets, lag, owners), reset offsets, delete.
     Groups(groups_cli::GroupsArgs),
     /// Dead-letter topics: inspect records with their failure context, replay them.
@@ -111,7 +111,7 @@ fn run() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => {
-            let settings = settings::Settings::resolve(args)?;
+            let settings = settings::Settings::resolve(*args)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("sluice")

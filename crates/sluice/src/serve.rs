@@ -1,13 +1,17 @@
-//! `sluice serve`: opens the catalog and storage in the data directory,
-//! starts the Kafka listener, the HTTP listener and the uploader, and shuts
-//! everything down in order on SIGTERM/SIGINT (stop accepting, answer
-//! in-flight requests, flush the WAL).
+//! `sluice serve`: opens the catalog the `--catalog` URL names (SQLite in
+//! the data directory by default; PostgreSQL makes this broker one of a
+//! cluster), the object store and storage, starts the Kafka listener, the
+//! HTTP listener and the background work, and shuts everything down in
+//! order on SIGTERM/SIGINT (stop accepting, answer in-flight requests,
+//! flush what is queued, give up the cluster lease).
 
 use crate::settings::Settings;
-use anyhow::Context;
+use anyhow::{bail, Context};
+use sluice_broker::cluster::Membership;
 use sluice_broker::{Broker, BrokerConfig, GroupSettings};
-use sluice_catalog::SqliteCatalog;
-use sluice_storage::{LogStore, StorageConfig};
+use sluice_catalog::{BrokerRecord, BrokerRegistry, Catalog, CatalogUrl, TopicStore};
+use sluice_storage::{FlushConfig, LogStore, StorageConfig};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -30,13 +34,133 @@ async fn shutdown_signal() {
     }
 }
 
+/// The object marking a bucket as one cluster's (see [`claim_store`]).
+const MARKER: &str = "sluice-cluster.json";
+
+/// A cluster needs an object store every broker reaches: refuses the
+/// default (a folder in this broker's data directory) and any other folder
+/// inside it.
+fn check_shared_store(url: Option<&str>, data_dir: &Path) -> anyhow::Result<()> {
+    let Some(url) = url else {
+        bail!(
+            "a PostgreSQL catalog makes this broker part of a cluster, whose brokers must share one object store; \
+             the default store is a folder only this broker sees: give --object-store s3://bucket/prefix \
+             (or file:///path on storage every broker mounts)"
+        );
+    };
+    if let Some(path) = url.strip_prefix("file://") {
+        let path = Path::new(path);
+        let inside = path
+            .canonicalize()
+            .unwrap_or_else(|_| path.to_path_buf())
+            .starts_with(data_dir);
+        if inside {
+            bail!(
+                "--object-store {url} is inside this broker's data directory {}: the brokers of a cluster must share one object store",
+                data_dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Binds the object store to the cluster: the first broker writes a marker
+/// object whose token the catalog records; every broker then checks that
+/// its store holds the catalog's marker, so a broker given another bucket
+/// (whose data no other broker could read) refuses to start.
+async fn claim_store(
+    objects: &dyn object_store::ObjectStore,
+    catalog: &Arc<Catalog>,
+    described: &str,
+) -> anyhow::Result<()> {
+    use object_store::{ObjectStoreExt, PutMode, PutOptions};
+    let path = object_store::path::Path::from(MARKER);
+    let found = match objects.get(&path).await {
+        Ok(got) => {
+            let body = got.bytes().await?;
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .with_context(|| format!("{described}/{MARKER} is not Sluice's cluster marker"))?;
+            Some(v["token"].as_str().unwrap_or_default().to_string())
+        }
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => return Err(e).context(format!("cannot read {described}/{MARKER}")),
+    };
+    let proposed = found
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let c = catalog.clone();
+    let p = proposed.clone();
+    let (token, empty) = tokio::task::spawn_blocking(move || c.claim_store(&p)).await??;
+    match found {
+        Some(t) if t == token => Ok(()),
+        Some(t) => bail!(
+            "{described} belongs to another Sluice cluster (marker {t}, this catalog's is {token}): \
+             every broker of a cluster must use the same catalog and the same object store"
+        ),
+        None if token == proposed || empty => {
+            let body = serde_json::json!({ "token": token, "cluster_id": catalog.cluster_id()? });
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match objects
+                .put_opts(&path, serde_json::to_vec(&body)?.into(), opts)
+                .await
+            {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+                Err(e) => Err(e).context(format!("cannot write {described}/{MARKER}")),
+            }
+        }
+        None => bail!(
+            "{described} has no cluster marker, but this cluster's catalog already lists data in a store marked {token}: \
+             every broker of a cluster must use the same object store"
+        ),
+    }
+}
+
+/// This broker's id: the flag, else the one kept in the data directory,
+/// else (in a cluster) a fresh one from the catalog, kept for next time.
+fn broker_id(
+    s: &Settings,
+    data_dir: &Path,
+    catalog: &Catalog,
+    cluster: bool,
+) -> anyhow::Result<i32> {
+    if let Some(id) = s.broker_id {
+        return Ok(id);
+    }
+    let file = data_dir.join("broker.id");
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            return text
+                .trim()
+                .parse()
+                .with_context(|| format!("{} does not hold a broker id", file.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    }
+    if !cluster {
+        return Ok(1);
+    }
+    let id = catalog.allocate_broker_id()?;
+    std::fs::write(&file, format!("{id}\n"))
+        .with_context(|| format!("cannot keep the broker id in {}", file.display()))?;
+    tracing::info!(broker_id = id, "allocated a broker id");
+    Ok(id)
+}
+
 pub async fn run(s: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create data directory {}", s.data_dir.display()))?;
     let data_dir = s.data_dir.canonicalize()?;
-    let catalog: Arc<dyn sluice_catalog::Catalog> = Arc::new(
-        SqliteCatalog::open(&data_dir.join("catalog.db")).context("cannot open the catalog")?,
-    );
+    let url = CatalogUrl::parse(s.catalog.as_deref(), &data_dir)?;
+    let cluster = url.is_shared();
+    if cluster {
+        check_shared_store(s.object_store.as_deref(), &data_dir)?;
+    }
+    let catalog = tokio::task::block_in_place(|| Catalog::open(&url))
+        .with_context(|| format!("cannot open the catalog {}", url.describe()))?;
     let opened = sluice_storage::store_url::open(
         s.object_store.as_deref(),
         &data_dir,
@@ -45,6 +169,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     sluice_storage::store_url::check_access(&opened)
         .await
         .context("the object store is not usable")?;
+    if cluster {
+        claim_store(&*opened.store, &catalog, &opened.description).await?;
+    }
     let fault_control = std::env::var("SLUICE_FAULT_INJECTION")
         .is_ok_and(|v| v == "1")
         .then(sluice_storage::faults::FaultControl::default);
@@ -59,6 +186,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         None => opened.store.clone(),
     };
     let k = &s.storage;
+    let gc_grace = Duration::from_millis(k.gc_grace_ms);
     let store_config = StorageConfig {
         upload_bytes: k.upload_bytes,
         upload_interval: Duration::from_millis(k.upload_interval_ms.max(1)),
@@ -69,16 +197,41 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         default_retention_bytes: k.log_retention_bytes,
         maintenance_interval: Duration::from_millis(k.maintenance_interval_ms.max(10)),
         compaction_min_bytes: k.compaction_min_bytes,
-        gc_grace: Duration::from_millis(k.gc_grace_ms),
+        gc_grace,
+        flush: cluster.then(|| FlushConfig {
+            interval: Duration::from_millis(s.cluster.flush_interval_ms),
+            bytes: s.cluster.flush_bytes,
+            max_in_flight: 4,
+            // Within half the grace: the collector never deletes an object
+            // a commit could still name.
+            timeout: (gc_grace / 2).clamp(Duration::from_millis(500), Duration::from_secs(30)),
+        }),
         ..StorageConfig::new(data_dir.join("wal"))
     };
     let store =
         tokio::task::block_in_place(|| LogStore::open(store_config, catalog.clone(), objects))
             .context("cannot open storage")?;
-    let registry = sluice_registry::Registry::open(&data_dir.join("catalog.db"))
-        .context("cannot open the schema registry")?;
+    let registry =
+        sluice_registry::Registry::open(catalog.db()).context("cannot open the schema registry")?;
+    let me = BrokerRecord {
+        broker_id: tokio::task::block_in_place(|| broker_id(&s, &data_dir, &catalog, cluster))?,
+        host: s.advertise_host.clone(),
+        port: s.advertise_port,
+        rack: s.rack.clone(),
+        epoch: 0,
+        lease_expires_ms: 0,
+    };
+    let membership = if cluster {
+        let lease = Duration::from_millis(s.cluster.lease_ms);
+        let registry: Arc<dyn BrokerRegistry> = catalog.clone();
+        tokio::task::block_in_place(|| Membership::join(registry, me, lease))
+            .context("cannot join the cluster")?
+    } else {
+        Membership::alone(me)
+    };
     let broker = Broker::new(
         BrokerConfig {
+            node_id: membership.id(),
             advertised_host: s.advertise_host.clone(),
             advertised_port: s.advertise_port,
             auto_create_topics_enable: s.auto_create_topics_enable,
@@ -89,7 +242,8 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         },
         GroupSettings::default(),
         store.clone(),
-        catalog,
+        catalog.clone(),
+        membership.clone(),
         registry.clone(),
     )?;
 
@@ -101,13 +255,17 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (--http-listen)", s.http_listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    store
-        .collect_orphans()
-        .await
-        .context("cannot list the object store for orphaned objects")?;
-    let uploader = tokio::spawn(store.clone().run_uploader(stop_rx.clone()));
+    if !cluster {
+        // Alone, nothing can be between its PUT and its commit now.
+        store
+            .collect_orphans(Duration::ZERO)
+            .await
+            .context("cannot list the object store for orphaned objects")?;
+    }
+    let writes = tokio::spawn(store.clone().run_writes(stop_rx.clone()));
     let maintenance = tokio::spawn(store.clone().run_maintenance(stop_rx.clone()));
     let expiry = tokio::spawn(broker.groups.clone().run_expiry(stop_rx.clone()));
+    let following = tokio::spawn(sluice_broker::cluster::run(broker.clone(), stop_rx.clone()));
     let rates = tokio::spawn(
         broker
             .clone()
@@ -138,6 +296,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         http = %s.http_listen,
         data_dir = %data_dir.display(),
         object_store = %opened.description,
+        catalog = %url.describe(),
+        broker_id = membership.id(),
+        mode = if cluster { "cluster" } else { "embedded" },
         "sluice is serving"
     );
 
@@ -146,11 +307,17 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = server.await;
     let _ = http_task.await;
-    let _ = uploader.await;
+    let _ = writes.await;
     let _ = maintenance.await;
     let _ = expiry.await;
+    let _ = following.await;
     let _ = rates.await;
-    tokio::task::block_in_place(|| store.shutdown());
+    tokio::task::block_in_place(|| {
+        store.shutdown();
+        if let Err(e) = membership.leave() {
+            tracing::warn!(error = %e, "could not give up the cluster lease; it runs out on its own");
+        }
+    });
     tracing::info!("sluice stopped cleanly");
     Ok(())
 }

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys: data_dir, listen, advertise,
     /// http_listen, auto_create_topics_enable, num_partitions, message_max_bytes, object_store,
-    /// metrics_partition_detail, the storage settings by their flag names with underscores,
-    /// and an [object_store_options] table).
+    /// catalog, broker_id, rack, metrics_partition_detail, the storage and cluster settings by
+    /// their flag names with underscores, and an [object_store_options] table).
     #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory for the write-ahead log, the catalog and local objects [default: ./sluice-data].
@@ -41,6 +41,29 @@ pub struct ServeArgs {
     /// or the config file's [object_store_options]) [default: file://DATA_DIR/objects].
     #[arg(long, env = "SLUICE_OBJECT_STORE", value_name = "URL")]
     pub object_store: Option<String>,
+    /// The catalog: sqlite:///path (one broker) or postgres://user:password@host:port/dbname
+    /// (a cluster of brokers sharing it and the object store; PG* variables fill what the URL
+    /// leaves out) [default: sqlite://DATA_DIR/catalog.db].
+    #[arg(long, env = "SLUICE_CATALOG", value_name = "URL")]
+    pub catalog: Option<String>,
+    /// This broker's id (0-1000); in a cluster it is allocated by the catalog and kept in the
+    /// data directory when not given [default: 1 alone, allocated in a cluster].
+    #[arg(long, env = "SLUICE_BROKER_ID", value_name = "N")]
+    pub broker_id: Option<i32>,
+    /// This broker's zone (rack), given to clients that name theirs (client.rack, or zone= in
+    /// client.id) so they use brokers of their own zone [default: none].
+    #[arg(long, env = "SLUICE_RACK", value_name = "ZONE")]
+    pub rack: Option<String>,
+    /// Cluster: how long produce requests gather before one object PUT [default: 50].
+    #[arg(long, env = "SLUICE_FLUSH_INTERVAL_MS", value_name = "MS")]
+    pub flush_interval_ms: Option<u64>,
+    /// Cluster: a flush is written as soon as it holds this many bytes [default: 4194304].
+    #[arg(long, env = "SLUICE_FLUSH_BYTES", value_name = "BYTES")]
+    pub flush_bytes: Option<usize>,
+    /// Cluster: how long a broker that stopped renewing keeps its lease (its groups and
+    /// partitions move to other brokers after that) [default: 10000].
+    #[arg(long, env = "SLUICE_LEASE_MS", value_name = "MS")]
+    pub lease_ms: Option<u64>,
     /// Upload to objects as soon as this much durable data waits [default: 8388608].
     #[arg(long, env = "SLUICE_UPLOAD_BYTES", value_name = "BYTES")]
     pub upload_bytes: Option<usize>,
@@ -99,6 +122,12 @@ struct FileSettings {
     num_partitions: Option<i32>,
     message_max_bytes: Option<usize>,
     object_store: Option<String>,
+    catalog: Option<String>,
+    broker_id: Option<i32>,
+    rack: Option<String>,
+    flush_interval_ms: Option<u64>,
+    flush_bytes: Option<usize>,
+    lease_ms: Option<u64>,
     upload_bytes: Option<usize>,
     upload_interval_ms: Option<u64>,
     tail_cache_bytes: Option<usize>,
@@ -129,7 +158,19 @@ pub struct Settings {
     pub metrics_partition_detail: bool,
     pub object_store: Option<String>,
     pub object_store_options: std::collections::BTreeMap<String, String>,
+    pub catalog: Option<String>,
+    pub broker_id: Option<i32>,
+    pub rack: Option<String>,
+    pub cluster: ClusterKnobs,
     pub storage: StorageKnobs,
+}
+
+/// Cluster-mode tuning (each a flag, a TOML key and a SLUICE_* variable).
+#[derive(Debug, Clone)]
+pub struct ClusterKnobs {
+    pub flush_interval_ms: u64,
+    pub flush_bytes: usize,
+    pub lease_ms: u64,
 }
 
 /// Storage tuning (each a flag, a TOML key and a SLUICE_* variable).
@@ -209,6 +250,32 @@ impl Settings {
         if message_max_bytes < 1024 {
             bail!("message_max_bytes must be at least 1024, got {message_max_bytes}");
         }
+        let broker_id = args.broker_id.or(file.broker_id);
+        if let Some(id) = broker_id {
+            if !(0..=1000).contains(&id) {
+                bail!("broker_id must be between 0 and 1000 (ids above are allocated by the catalog), got {id}");
+            }
+        }
+        let flush_interval_ms = args
+            .flush_interval_ms
+            .or(file.flush_interval_ms)
+            .unwrap_or(50);
+        if !(1..=60_000).contains(&flush_interval_ms) {
+            bail!("flush_interval_ms must be between 1 and 60000, got {flush_interval_ms}");
+        }
+        let flush_bytes = args.flush_bytes.or(file.flush_bytes).unwrap_or(4 << 20);
+        if !(1024..=(256 << 20)).contains(&flush_bytes) {
+            bail!("flush_bytes must be between 1024 and 268435456, got {flush_bytes}");
+        }
+        let lease_ms = args.lease_ms.or(file.lease_ms).unwrap_or(10_000);
+        if !(500..=600_000).contains(&lease_ms) {
+            bail!("lease_ms must be between 500 and 600000, got {lease_ms}");
+        }
+        let rack = args
+            .rack
+            .or(file.rack)
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty());
         Ok(Self {
             data_dir,
             listen,
@@ -227,6 +294,14 @@ impl Settings {
                 .unwrap_or(false),
             object_store: args.object_store.or(file.object_store),
             object_store_options: file.object_store_options,
+            catalog: args.catalog.or(file.catalog),
+            broker_id,
+            rack,
+            cluster: ClusterKnobs {
+                flush_interval_ms,
+                flush_bytes,
+                lease_ms,
+            },
             storage: StorageKnobs {
                 upload_bytes: args.upload_bytes.or(file.upload_bytes).unwrap_or(8388608),
                 upload_interval_ms: args

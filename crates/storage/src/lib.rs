@@ -1,22 +1,26 @@
 //! Sluice's storage engine: where produced record batches become durable and
 //! where fetches find them.
 //!
-//! - [`wal`]: the local write-ahead log with group commit (the ack path of
-//!   the embedded broker).
+//! - [`log`]: [`LogStore`], the facade the broker uses (topics, append, read,
+//!   offset lookups, recovery).
+//! - [`write_path`]: how produced batches become durable, one of two ways
+//!   chosen at start-up: [`embedded`] (the local write-ahead log of
+//!   [`wal`], offsets assigned in memory, background uploads to objects) or
+//!   [`cluster`] (flushes straight to shared objects, offsets assigned by the
+//!   catalog's commit, other brokers' commits followed through its change
+//!   feed).
 //! - [`partition`]: per-partition offsets, high watermark, in-memory tail and
 //!   idempotent-producer state.
 //! - [`object`]: the immutable object format in the object store.
-//! - [`upload`]: the background task turning WAL data into objects and
-//!   catalog index rows.
-//! - [`log`]: [`LogStore`], the facade the broker uses (topics, append, read,
-//!   offset lookups, recovery).
 //! - [`timestamps`]: exact offset-for-timestamp lookups inside batches.
 //! - [`bulk`]: the second runtime for catch-up reads and large writes.
 //! - [`disk_lane`]: turns at the local disk for object reads and WAL commits.
 
 pub mod block_cache;
 pub mod bulk;
+pub mod cluster;
 pub mod disk_lane;
+pub mod embedded;
 pub mod faults;
 pub mod local_direct;
 pub mod log;
@@ -26,14 +30,16 @@ pub mod partition;
 pub mod read_buffers;
 pub mod store_url;
 pub mod timestamps;
-pub mod upload;
 pub mod wal;
+pub mod write_path;
 
+pub use cluster::FlushConfig;
 pub use log::{
-    AppendError, AppendOutcome, LogStore, PendingAppend, ReadError, ReadOutcome, StorageError,
+    AppendError, AppendOutcome, LogStore, ReadError, ReadOutcome, StorageCatalog, StorageError,
     Topic,
 };
 pub use partition::PartitionLog;
+pub use write_path::PendingAppend;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,6 +80,9 @@ pub struct StorageConfig {
     pub compaction_max_bytes: u64,
     /// Object store requests taking longer than this count as failed.
     pub request_timeout: Duration,
+    /// Set for a cluster broker: how it flushes produce requests to shared
+    /// objects (no WAL). `None`: the embedded broker's WAL and uploads.
+    pub flush: Option<FlushConfig>,
 }
 
 impl StorageConfig {
@@ -95,6 +104,7 @@ impl StorageConfig {
             compaction_min_bytes: 4 << 20,
             compaction_max_bytes: 64 << 20,
             request_timeout: Duration::from_secs(30),
+            flush: None,
         }
     }
 }

@@ -1,26 +1,33 @@
 //! [`LogStore`]: the storage facade the broker talks to. It owns the topics
-//! and partitions, appends through the WAL, reads from the in-memory tail or
-//! from objects, answers offset lookups, and recovers from the catalog and
-//! the WAL on start.
+//! and partitions, hands produced batches to the write path (the embedded
+//! broker's WAL, or a cluster broker's flushes; see [`crate::write_path`]),
+//! reads from the in-memory tail or from objects, answers offset lookups,
+//! and recovers from the catalog (and the WAL) on start.
 
 use crate::block_cache::BlockCache;
-use crate::partition::{MemBatch, PartitionLog, ProducerState, SequenceCheck};
+use crate::partition::{InMemory, PartitionLog};
 use crate::timestamps;
-use crate::wal::{ReplayedRecord, Wal, WalError, WalJob};
+use crate::wal::WalError;
+use crate::write_path::{PendingAppend, WritePath};
 use crate::{now_ms, StorageConfig};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::{Mutex, RwLock};
-use sluice_catalog::{Catalog, CatalogError, SegmentRecord, TopicRecord};
-use sluice_protocol::batch::{
-    iter_stored, set_base_offset, set_log_append_time, BatchHeader, CheckedBatch,
+use sluice_catalog::{
+    CatalogError, LogIndex, ProducerStore, SegmentRecord, TopicRecord, TopicStore,
 };
+use sluice_protocol::batch::{iter_stored, BatchHeader, CheckedBatch};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use uuid::Uuid;
+
+/// What storage needs of the catalog: the data-plane index, topics and
+/// producer state.
+pub trait StorageCatalog: LogIndex + TopicStore + ProducerStore {}
+impl<T: LogIndex + TopicStore + ProducerStore> StorageCatalog for T {}
 
 /// Storage failures outside the produce and fetch paths.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +59,10 @@ pub enum AppendError {
     TopicDeleted,
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// The shared storage (object store or catalog) could not make the data
+    /// durable; nothing was acknowledged and a retry may succeed.
+    #[error("shared storage is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Why a read was refused.
@@ -118,41 +129,85 @@ impl Topic {
 }
 
 #[derive(Default)]
-struct TopicMap {
+pub(crate) struct TopicMap {
     by_name: HashMap<String, Arc<Topic>>,
     by_id: HashMap<Uuid, Arc<Topic>>,
 }
 
 impl TopicMap {
-    fn insert(&mut self, t: Arc<Topic>) {
+    pub(crate) fn insert(&mut self, t: Arc<Topic>) {
         self.by_id.insert(t.record.id, t.clone());
         self.by_name.insert(t.record.name.clone(), t);
     }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Topic>> {
+        self.by_name.get(name)
+    }
+
+    pub(crate) fn topics(&self) -> impl Iterator<Item = &Arc<Topic>> {
+        self.by_name.values()
+    }
+
+    pub(crate) fn remove(&mut self, name: &str) -> Option<Arc<Topic>> {
+        let t = self.by_name.remove(name)?;
+        self.by_id.remove(&t.record.id);
+        Some(t)
+    }
+
+    pub(crate) fn partition(&self, topic: &Uuid, partition: i32) -> Option<&Arc<PartitionLog>> {
+        self.by_id.get(topic).and_then(|t| t.partition(partition))
+    }
+}
+
+/// Partition ends and sizes from the catalog, by (topic id, partition).
+pub(crate) type Ends = HashMap<(Uuid, i32), (i64, i64, i64)>;
+
+/// Builds a topic's partitions from the catalog's `ends`.
+pub(crate) fn partitions_of(
+    record: &TopicRecord,
+    from: i32,
+    ends: &Ends,
+) -> Vec<Arc<PartitionLog>> {
+    (from..record.partitions)
+        .map(|p| {
+            let (end, start, bytes) = ends.get(&(record.id, p)).copied().unwrap_or((0, 0, 0));
+            Arc::new(PartitionLog::new(
+                record.id,
+                record.name.clone(),
+                p,
+                end,
+                start,
+                bytes.max(0) as u64,
+            ))
+        })
+        .collect()
 }
 
 /// The storage facade.
 pub struct LogStore {
     pub(crate) config: StorageConfig,
-    pub(crate) catalog: Arc<dyn Catalog>,
+    pub(crate) catalog: Arc<dyn StorageCatalog>,
     pub(crate) objects: Arc<dyn ObjectStore>,
-    topics: RwLock<TopicMap>,
-    pub(crate) wal: Wal,
+    pub(crate) topics: RwLock<TopicMap>,
+    pub(crate) writes: Arc<dyn WritePath>,
     data_version: Arc<watch::Sender<u64>>,
-    /// Permits = bytes that may still be appended before uploads catch up.
-    pub(crate) upload_budget: Semaphore,
-    /// Bytes appended and not yet uploaded.
-    pub(crate) pending_upload: AtomicUsize,
-    pub(crate) upload_wake: Notify,
+    /// Permits = bytes that may still be appended before they are in
+    /// objects (uploaded, or flushed by a cluster broker).
+    upload_budget: Semaphore,
+    /// Replayed data beyond the budget, paid back before permits return.
+    budget_debt: AtomicUsize,
     pub(crate) block_cache: Arc<BlockCache>,
     /// Index rows (object key, position) a read-ahead is fetching, each
     /// with the signal readers waiting for it get when it lands.
     read_ahead_inflight: Arc<Mutex<InflightRows>>,
     /// Read-ahead GETs in flight over all partitions (FIFO permits).
     read_ahead_requests: Arc<Semaphore>,
-    budget_debt: AtomicUsize,
+    /// Whether this broker runs retention, compaction and garbage
+    /// collection (always alone; in a cluster, the broker chosen for it).
+    maintains: AtomicBool,
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
 ) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(f)
@@ -162,135 +217,98 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl LogStore {
-    /// Opens storage: loads topics and partition states from the catalog,
-    /// replays the WAL tail into memory and starts the WAL writer.
+    /// Opens storage: loads topics, partition ends and producer state from
+    /// the catalog, then opens the write path `config` names (replaying the
+    /// embedded WAL's tail into memory).
     pub fn open(
         config: StorageConfig,
-        catalog: Arc<dyn Catalog>,
+        catalog: Arc<dyn StorageCatalog>,
         objects: Arc<dyn ObjectStore>,
     ) -> Result<Arc<Self>, StorageError> {
-        let states: HashMap<(Uuid, i32), (i64, i64, i64)> = catalog
-            .partition_states()?
-            .into_iter()
-            .map(|s| {
-                (
-                    (s.topic, s.partition),
-                    (s.uploaded_end, s.log_start, s.bytes),
-                )
-            })
-            .collect();
+        let ends = load_ends(&*catalog)?;
         let mut map = TopicMap::default();
         for record in catalog.list_topics()? {
-            let partitions = (0..record.partitions)
-                .map(|p| {
-                    let (end, start, bytes) =
-                        states.get(&(record.id, p)).copied().unwrap_or((0, 0, 0));
-                    let log = PartitionLog::new(record.id, record.name.clone(), p, end, start);
-                    log.inner.lock().size_bytes = bytes.max(0) as u64;
-                    Arc::new(log)
-                })
-                .collect();
+            let partitions = partitions_of(&record, 0, &ends);
             map.insert(Arc::new(Topic { record, partitions }));
         }
         for ps in catalog.producer_states()? {
-            if let Some(p) = map
-                .by_id
-                .get(&ps.topic)
-                .and_then(|t| t.partition(ps.partition))
-            {
-                p.inner.lock().producers.insert(
+            if let Some(p) = map.partition(&ps.topic, ps.partition) {
+                p.restore_producer(
                     ps.producer_id,
-                    ProducerState {
+                    sluice_catalog::sequence::ProducerState {
                         epoch: ps.epoch,
                         batches: ps.batches.into_iter().collect(),
                     },
                 );
             }
         }
-
-        let mut replayed = 0usize;
-        let mut replayed_bytes = 0usize;
-        let apply = |r: ReplayedRecord| -> Option<i64> {
-            let p = map.by_id.get(&r.topic)?.partition(r.partition)?;
-            let h = BatchHeader::parse(&r.batch).ok()?;
-            let end = h.last_offset() + 1;
-            let mut inner = p.inner.lock();
-            if h.last_offset() < inner.next_offset {
-                return Some(end); // already in objects or replayed
-            }
-            if h.base_offset != inner.next_offset {
-                tracing::warn!(
-                    topic = %p.topic_name, partition = p.partition,
-                    expected = inner.next_offset, found = h.base_offset,
-                    "offset gap while replaying the write-ahead log"
-                );
-            }
-            if h.has_producer_id() {
-                inner
-                    .producers
-                    .entry(h.producer_id)
-                    .or_default()
-                    .record(&h, h.base_offset);
-            }
-            replayed += 1;
-            replayed_bytes += r.batch.len();
-            inner.push(
-                MemBatch {
-                    base_offset: h.base_offset,
-                    last_offset: h.last_offset(),
-                    max_timestamp: h.max_timestamp,
-                    bytes: r.batch,
-                },
-                false,
-            );
-            inner.high_watermark = inner.next_offset;
-            Some(end)
-        };
         let (version_tx, _) = watch::channel(0u64);
         let data_version = Arc::new(version_tx);
         let notify = data_version.clone();
-        let wal = Wal::open(
-            &config.wal_dir,
-            config.wal_segment_bytes,
-            apply,
-            Arc::new(move || {
-                notify.send_modify(|v| *v += 1);
-            }),
-        )?;
-        sluice_observe::metrics()
-            .upload_backlog_bytes
-            .set(replayed_bytes as i64);
-        if replayed > 0 {
-            tracing::info!(
-                batches = replayed,
-                bytes = replayed_bytes,
-                "recovered the write-ahead log tail"
-            );
-        }
+        let on_durable: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            notify.send_modify(|v| *v += 1);
+        });
+        let (writes, replayed_bytes): (Arc<dyn WritePath>, usize) = match &config.flush {
+            None => {
+                let (w, replayed) =
+                    crate::embedded::EmbeddedWrites::open(&config, &map, on_durable)?;
+                (Arc::new(w), replayed)
+            }
+            Some(flush) => (
+                Arc::new(crate::cluster::ClusterWrites::new(flush.clone())),
+                0,
+            ),
+        };
         let budget = config.max_unuploaded_bytes.max(1);
         let block_cache_bytes = config.block_cache_bytes;
-        let store = Arc::new(Self {
+        Ok(Arc::new(Self {
             upload_budget: Semaphore::new(budget.saturating_sub(replayed_bytes)),
-            // Replayed data beyond the budget is paid back before permits return.
             budget_debt: AtomicUsize::new(replayed_bytes.saturating_sub(budget)),
-            pending_upload: AtomicUsize::new(replayed_bytes),
             config,
             catalog,
             objects,
             topics: RwLock::new(map),
-            wal,
+            writes,
             data_version,
-            upload_wake: Notify::new(),
             block_cache: Arc::new(BlockCache::new(block_cache_bytes)),
             read_ahead_inflight: Arc::default(),
             read_ahead_requests: Arc::new(Semaphore::new(READ_AHEAD_REQUESTS)),
-        });
-        Ok(store)
+            maintains: AtomicBool::new(true),
+        }))
+    }
+
+    /// Whether this store shares its data with other brokers (cluster).
+    pub fn is_shared(&self) -> bool {
+        self.config.flush.is_some()
     }
 
     /// A receiver that changes whenever new data becomes durable.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.data_version.subscribe()
+    }
+
+    /// Wakes everyone waiting for new data.
+    pub(crate) fn data_changed(&self) {
+        self.data_version.send_modify(|v| *v += 1);
+    }
+
+    /// Runs the write path's background work (uploads or flushes) until
+    /// `shutdown` turns true.
+    pub async fn run_writes(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let writes = self.writes.clone();
+        writes.run(self, shutdown).await
+    }
+
+    /// Says whether this broker runs the background upkeep of the shared
+    /// data (retention, compaction, garbage collection).
+    pub fn set_maintainer(&self, yes: bool) {
+        if self.maintains.swap(yes, Ordering::AcqRel) != yes {
+            tracing::info!(maintainer = yes, "storage upkeep ownership changed");
+        }
+    }
+
+    pub(crate) fn is_maintainer(&self) -> bool {
+        self.maintains.load(Ordering::Acquire)
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -317,7 +335,9 @@ impl LogStore {
             .collect()
     }
 
-    /// Creates a topic (configs already validated by the caller).
+    /// Creates a topic (configs already validated by the caller). A topic
+    /// another broker created meanwhile is [`StorageError::TopicExists`],
+    /// and known here once this returns.
     pub async fn create_topic(
         &self,
         name: &str,
@@ -338,19 +358,20 @@ impl LogStore {
         let r = record.clone();
         match blocking(move || catalog.create_topic(&r)).await {
             Err(StorageError::Catalog(CatalogError::TopicExists(n))) => {
-                return Err(StorageError::TopicExists(n))
+                if self.is_shared() {
+                    self.refresh_topics().await?;
+                }
+                return Err(StorageError::TopicExists(n));
             }
             other => other?,
         }
-        let parts = (0..partitions)
-            .map(|p| Arc::new(PartitionLog::new(record.id, record.name.clone(), p, 0, 0)))
-            .collect();
+        let parts = partitions_of(&record, 0, &Ends::new());
         let topic = Arc::new(Topic {
             record,
             partitions: parts,
         });
         let mut map = self.topics.write();
-        // A concurrent creator may have won the catalog race first.
+        // A refresh may have brought it in meanwhile.
         if let Some(existing) = map.by_name.get(name) {
             return Ok(existing.clone());
         }
@@ -369,27 +390,24 @@ impl LogStore {
             }
             other => other?,
         };
-        let removed = {
-            let mut map = self.topics.write();
-            let t = map.by_name.remove(name);
-            if let Some(t) = &t {
-                map.by_id.remove(&t.record.id);
-            }
-            t
-        };
-        if let Some(t) = removed {
-            let mut freed = 0;
-            for p in &t.partitions {
-                let mut inner = p.inner.lock();
-                inner.deleted = true;
-                freed += inner.unuploaded_bytes;
-                inner.unuploaded_bytes = 0;
-                inner.mem.clear();
-                inner.mem_bytes = 0;
-            }
-            self.release_upload_budget(freed);
-        }
+        self.forget_topic(name);
         Ok(())
+    }
+
+    /// Drops a deleted topic from memory.
+    pub(crate) fn forget_topic(&self, name: &str) {
+        let removed = self.topics.write().remove(name);
+        if let Some(t) = removed {
+            self.drop_topic(&t);
+        }
+    }
+
+    /// Stops serving a topic taken out of the map: its partitions refuse
+    /// appends and their memory (and append budget) is freed.
+    pub(crate) fn drop_topic(&self, t: &Topic) {
+        let freed: usize = t.partitions.iter().map(|p| p.mark_deleted()).sum();
+        self.writes.forget(freed);
+        self.release_upload_budget(freed);
     }
 
     /// Raises a topic's partition count to `total`.
@@ -403,18 +421,14 @@ impl LogStore {
             .get(name)
             .cloned()
             .ok_or_else(|| StorageError::NoSuchTopic(name.to_string()))?;
-        let mut partitions = old.partitions.clone();
-        for p in partitions.len() as i32..total {
-            partitions.push(Arc::new(PartitionLog::new(
-                old.record.id,
-                name.to_string(),
-                p,
-                0,
-                0,
-            )));
-        }
         let mut record = old.record.clone();
         record.partitions = total;
+        let mut partitions = old.partitions.clone();
+        partitions.extend(partitions_of(
+            &record,
+            old.partitions.len() as i32,
+            &Ends::new(),
+        ));
         map.insert(Arc::new(Topic { record, partitions }));
         Ok(())
     }
@@ -444,17 +458,11 @@ impl LogStore {
         Ok(())
     }
 
+    /// Returns `bytes` of append budget once they are in objects (or gone).
     pub(crate) fn release_upload_budget(&self, bytes: usize) {
         if bytes == 0 {
             return;
         }
-        let before = self.pending_upload.fetch_sub(
-            bytes.min(self.pending_upload.load(Ordering::Acquire)),
-            Ordering::AcqRel,
-        );
-        sluice_observe::metrics()
-            .upload_backlog_bytes
-            .set(before.saturating_sub(bytes) as i64);
         let mut give = bytes;
         let _ = self
             .budget_debt
@@ -483,10 +491,12 @@ impl LogStore {
         self.submit(topic, p, batches).await?.wait().await
     }
 
-    /// First half of an append: assigns offsets and queues the batches on the
-    /// WAL, in call order. Callers that must keep a client's order (one
-    /// connection's pipelined produce requests) call this in sequence and
-    /// may then wait for durability concurrently with [`PendingAppend::wait`].
+    /// First half of an append: waits for budget (backpressure while too
+    /// much data is not yet in objects), then queues the batches on the
+    /// write path in call order. Callers that must keep a client's order
+    /// (one connection's pipelined produce requests) call this in sequence
+    /// and may then wait for durability concurrently with
+    /// [`PendingAppend::wait`].
     pub async fn submit(
         &self,
         topic: &Topic,
@@ -494,7 +504,6 @@ impl LogStore {
         batches: Vec<CheckedBatch>,
     ) -> Result<PendingAppend, AppendError> {
         let total: usize = batches.iter().map(|b| b.bytes.len()).sum();
-        // Backpressure: wait while too much data waits for upload.
         let want = total.min(self.config.max_unuploaded_bytes.max(1)) as u32;
         match self.upload_budget.acquire_many(want).await {
             Ok(permit) => permit.forget(),
@@ -505,133 +514,27 @@ impl LogStore {
         } else {
             -1
         };
-        let mut waits = Vec::with_capacity(batches.len());
-        let mut first_base = None;
-        let mut duplicate_until = None;
-        let mut used = 0usize;
-        let result = (|| {
-            let mut inner = p.inner.lock();
-            if inner.deleted {
-                return Err(AppendError::TopicDeleted);
-            }
-            for b in batches {
-                let h = b.header;
-                if h.has_producer_id() {
-                    match ProducerState::check(inner.producers.get(&h.producer_id), &h) {
-                        SequenceCheck::Append => {}
-                        SequenceCheck::Duplicate {
-                            base_offset,
-                            last_offset,
-                        } => {
-                            first_base.get_or_insert(base_offset);
-                            duplicate_until = Some(last_offset + 1);
-                            continue;
-                        }
-                        SequenceCheck::OutOfOrder => {
-                            return Err(AppendError::OutOfOrderSequence(h.producer_id))
-                        }
-                        SequenceCheck::StaleEpoch => {
-                            return Err(AppendError::StaleEpoch(h.producer_id))
-                        }
-                    }
-                }
-                let base = inner.next_offset;
-                let mut owned = BytesMut::from(&b.bytes[..]);
-                set_base_offset(&mut owned, base);
-                let mut max_ts = h.max_timestamp;
-                if log_append_time >= 0 {
-                    set_log_append_time(&mut owned, log_append_time);
-                    max_ts = log_append_time;
-                }
-                let bytes = owned.freeze();
-                let last = base + h.last_offset_delta as i64;
-                if h.has_producer_id() {
-                    inner
-                        .producers
-                        .entry(h.producer_id)
-                        .or_default()
-                        .record(&h, base);
-                }
-                used += bytes.len();
-                inner.push(
-                    MemBatch {
-                        base_offset: base,
-                        last_offset: last,
-                        max_timestamp: max_ts,
-                        bytes: bytes.clone(),
-                    },
-                    false,
-                );
-                let (tx, rx) = oneshot::channel();
-                self.wal.submit(WalJob {
-                    partition: p.clone(),
-                    batch: bytes,
-                    end_offset: last + 1,
-                    done: tx,
-                })?;
-                waits.push(rx);
-                first_base.get_or_insert(base);
-            }
-            Ok(())
-        })();
-        // Permits not turned into pending upload bytes go back.
+        let (submitted, used) = self.writes.submit(self, p, batches, log_append_time);
+        // Permits not turned into bytes on their way to objects go back.
         if want as usize > used {
             self.upload_budget.add_permits(want as usize - used);
         }
-        let pending = self.pending_upload.fetch_add(used, Ordering::AcqRel) + used;
-        sluice_observe::metrics()
-            .upload_backlog_bytes
-            .set(pending as i64);
-        if pending >= self.config.upload_bytes {
-            self.upload_wake.notify_one();
-        }
-        result?;
-        Ok(PendingAppend {
-            waits,
-            duplicate_until,
-            partition: p.clone(),
-            changes: self.subscribe(),
-            outcome: AppendOutcome {
-                base_offset: first_base.unwrap_or(-1),
-                log_append_time,
-            },
+        submitted
+    }
+}
+
+/// Partition ends and sizes from the catalog.
+pub(crate) fn load_ends(catalog: &dyn StorageCatalog) -> Result<Ends, CatalogError> {
+    Ok(catalog
+        .partition_states()?
+        .into_iter()
+        .map(|s| {
+            (
+                (s.topic, s.partition),
+                (s.uploaded_end, s.log_start, s.bytes),
+            )
         })
-    }
-}
-
-/// An append whose offsets are assigned and whose WAL write is queued.
-pub struct PendingAppend {
-    waits: Vec<oneshot::Receiver<Result<(), WalError>>>,
-    duplicate_until: Option<i64>,
-    partition: Arc<PartitionLog>,
-    changes: watch::Receiver<u64>,
-    outcome: AppendOutcome,
-}
-
-impl PendingAppend {
-    /// Second half of an append: resolves once the data is durable.
-    pub async fn wait(mut self) -> Result<AppendOutcome, AppendError> {
-        for w in self.waits.drain(..) {
-            w.await.map_err(|_| AppendError::Wal(WalError::Closed))??;
-        }
-        if let Some(end) = self.duplicate_until {
-            // A retried batch: answer once its original is durable.
-            wait_durable(&self.partition, &mut self.changes, end).await;
-        }
-        Ok(self.outcome)
-    }
-}
-
-/// Waits until the partition's high watermark reaches `end`.
-async fn wait_durable(p: &PartitionLog, rx: &mut watch::Receiver<u64>, end: i64) {
-    loop {
-        if p.offsets().1 >= end || p.inner.lock().deleted {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
+        .collect())
 }
 
 impl LogStore {
@@ -643,10 +546,7 @@ impl LogStore {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadOutcome, ReadError> {
-        let (log_start, hw, mem_start) = {
-            let inner = p.inner.lock();
-            (inner.log_start, inner.high_watermark, inner.mem_start())
-        };
+        let (log_start, hw, in_memory) = p.read_position(offset);
         if offset < log_start || offset > hw {
             return Err(ReadError::OffsetOutOfRange {
                 offset,
@@ -662,48 +562,35 @@ impl LogStore {
         if offset == hw {
             return Ok(out);
         }
-        if offset < mem_start {
-            sluice_observe::metrics()
-                .read_source
-                .with_label_values(&["object"])
-                .inc();
+        let source = if in_memory { "tail" } else { "object" };
+        sluice_observe::metrics()
+            .read_source
+            .with_label_values(&[source])
+            .inc();
+        if !in_memory {
             self.read_objects(p, offset, max_bytes, hw, &mut out)
                 .await?;
             if !out.batches.is_empty() {
                 return Ok(out);
             }
-        } else {
-            sluice_observe::metrics()
-                .read_source
-                .with_label_values(&["tail"])
-                .inc();
         }
-        let inner = p.inner.lock();
-        let from = inner.mem_index(offset);
-        for b in inner.mem.iter().skip(from) {
-            if b.last_offset >= hw {
-                break;
-            }
-            if !out.batches.is_empty() && out.bytes + b.bytes.len() > max_bytes {
-                break;
-            }
-            out.bytes += b.bytes.len();
-            out.batches.push(b.bytes.clone());
-            if out.bytes >= max_bytes {
-                break;
-            }
-        }
+        p.read_mem(offset, max_bytes, hw, &mut out);
         Ok(out)
     }
 
+    /// Index rows of `p` from the one holding `offset`: the rows other
+    /// brokers just published when they cover it, else the catalog's.
     async fn segments_from(
         &self,
         p: &PartitionLog,
         offset: i64,
         limit: usize,
     ) -> Result<Vec<SegmentRecord>, StorageError> {
+        if let Some(rows) = p.recent_rows(offset, limit) {
+            return Ok(rows);
+        }
         let catalog = self.catalog.clone();
-        let (t, part) = (p.topic_id, p.partition);
+        let (t, part) = (p.topic_id(), p.partition());
         blocking(move || catalog.segments_from(t, part, offset, limit)).await
     }
 
@@ -737,7 +624,7 @@ impl LogStore {
                 return Ok(b);
             }
         }
-        let data = get_range_timed(&*self.objects, row, self.config.request_timeout).await?;
+        let data = get_row(&*self.objects, row, self.config.request_timeout).await?;
         self.block_cache
             .insert(&row.object_key, row.position, data.clone());
         Ok(data)
@@ -803,7 +690,7 @@ impl LogStore {
                 return Ok(b);
             }
         }
-        get_range_timed(&*self.objects, row, self.config.request_timeout).await
+        get_row(&*self.objects, row, self.config.request_timeout).await
     }
 
     /// Keeps the block cache a window of bytes ahead of a catch-up reader at
@@ -829,8 +716,8 @@ impl LogStore {
             self.read_ahead_requests.clone(),
         );
         let (t, part, from, timeout) = (
-            p.topic_id,
-            p.partition,
+            p.topic_id(),
+            p.partition(),
             after.last_offset + 1,
             self.config.request_timeout,
         );
@@ -921,15 +808,10 @@ impl LogStore {
         p: &PartitionLog,
         offset: i64,
     ) -> Result<Option<i64>, StorageError> {
-        {
-            let inner = p.inner.lock();
-            if offset >= inner.high_watermark {
-                return Ok(None);
-            }
-            if offset >= inner.mem_start() {
-                let i = inner.mem_index(offset);
-                return Ok(inner.mem.get(i).and_then(|b| batch_timestamp(&b.bytes)));
-            }
+        match p.mem_batch_at(offset) {
+            InMemory::PastEnd => return Ok(None),
+            InMemory::Found(b) => return Ok(batch_timestamp(&b)),
+            InMemory::No => {}
         }
         for seg in self.segments_from(p, offset, 1).await? {
             let data = self.fetch_row(&seg).await?;
@@ -945,8 +827,8 @@ impl LogStore {
     /// (bytes held in memory, bytes not yet uploaded) over all partitions.
     pub fn memory_usage(&self) -> (usize, usize) {
         self.all_partitions().iter().fold((0, 0), |(m, u), p| {
-            let inner = p.inner.lock();
-            (m + inner.mem_bytes, u + inner.unuploaded_bytes)
+            let (mem, unuploaded) = p.memory();
+            (m + mem, u + unuploaded)
         })
     }
 
@@ -962,6 +844,7 @@ impl LogStore {
     ) -> Result<(), StorageError> {
         match self.read_objects_once(p, offset, max_bytes, hw, out).await {
             Err(StorageError::Object(object_store::Error::NotFound { .. })) => {
+                p.forget_recent();
                 *out = ReadOutcome {
                     high_watermark: out.high_watermark,
                     log_start: out.log_start,
@@ -1019,7 +902,7 @@ impl LogStore {
         ts: i64,
     ) -> Result<Option<(i64, i64)>, StorageError> {
         let catalog = self.catalog.clone();
-        let (t, part) = (p.topic_id, p.partition);
+        let (t, part) = (p.topic_id(), p.partition());
         let log_start = p.offsets().0;
         let seg = blocking(move || catalog.first_segment_at_or_after_time(t, part, ts)).await?;
         if let Some(seg) = seg {
@@ -1029,22 +912,15 @@ impl LogStore {
                 return Ok(Some((off.max(log_start), found_ts)));
             }
         }
-        let batches: Vec<Bytes> = {
-            let inner = p.inner.lock();
-            inner
-                .mem
-                .iter()
-                .filter(|b| b.last_offset < inner.high_watermark && b.max_timestamp >= ts)
-                .map(|b| b.bytes.clone())
-                .collect()
-        };
+        let batches = p.mem_batches_from_time(ts);
         Ok(timestamps::find_in_batches(&batches, ts))
     }
 
-    /// Flushes queued WAL appends and stops the WAL writer.
+    /// Stops taking appends and lets the write path finish what it holds
+    /// (the embedded WAL flushes its queue).
     pub fn shutdown(&self) {
         self.upload_budget.close();
-        self.wal.shutdown();
+        self.writes.shutdown();
     }
 }
 
@@ -1066,7 +942,7 @@ fn rows_within(rows: &[SegmentRecord], bytes: u64) -> usize {
 fn row_in_span(span: &SegmentRecord, data: &Bytes, row: &SegmentRecord) -> Option<Bytes> {
     let at = usize::try_from(row.position.checked_sub(span.position)?).ok()?;
     let end = at.checked_add(usize::try_from(row.length).ok()?)?;
-    (end <= data.len()).then(|| data.slice(at..end))
+    (end <= data.len()).then(|| crate::object::settle(row, data.slice(at..end)))
 }
 
 /// Rows being read ahead: (object key, position) → signal for waiters.
@@ -1156,7 +1032,19 @@ async fn read_ahead_span(
     got.is_some()
 }
 
-/// A ranged GET of one index row, with a timeout and metrics.
+/// One index row's batches read from its object, with their offsets
+/// (see [`crate::object::settle`]).
+async fn get_row(
+    objects: &dyn ObjectStore,
+    row: &SegmentRecord,
+    timeout: std::time::Duration,
+) -> Result<Bytes, StorageError> {
+    let data = get_range_timed(objects, row, timeout).await?;
+    Ok(crate::object::settle(row, data))
+}
+
+/// A ranged GET of one index row (or span of rows), with a timeout and
+/// metrics.
 async fn get_range_timed(
     objects: &dyn ObjectStore,
     row: &SegmentRecord,

@@ -8,8 +8,15 @@
 //!   contiguous offsets, then swaps the index rows in one transaction (the
 //!   new object is written first, so readers never see a gap or a double).
 //! - **Garbage collection** deletes objects no index row points to, after a
-//!   grace period for reads in flight; at start-up, objects the catalog never
-//!   heard of (a crash between a PUT and its commit) are deleted too.
+//!   grace period for reads in flight, and objects the catalog never heard of
+//!   (a crash, or a failed commit, between a PUT and its commit): the
+//!   embedded broker at start-up, when nothing can be in flight; a cluster
+//!   on every pass, only objects older than the grace period (another
+//!   broker's flush may be between its PUT and its commit).
+//!
+//! In a cluster one broker at a time does this work (the one
+//! [`LogStore::set_maintainer`] names); the catalog's atomic swaps and
+//! monotonic log starts keep it safe if two briefly overlap.
 
 use crate::log::{LogStore, StorageError};
 use crate::object::{adjacent_reads, ObjectBuilder};
@@ -60,23 +67,12 @@ impl LogStore {
     /// Moves the log start forward and frees what lies before it.
     async fn trim(&self, p: &PartitionLog, new_start: i64) -> Result<(), StorageError> {
         let catalog = self.catalog.clone();
-        let (t, part) = (p.topic_id, p.partition);
+        let (t, part) = (p.topic_id(), p.partition());
         let freed = tokio::task::spawn_blocking(move || catalog.trim_partition(t, part, new_start))
             .await
             .map_err(|e| StorageError::Task(e.to_string()))??;
-        let mut inner = p.inner.lock();
-        inner.log_start = inner.log_start.max(new_start);
-        inner.size_bytes = inner.size_bytes.saturating_sub(freed);
-        // Drop memory wholly below the new start, if it is already uploaded.
-        while let Some(b) = inner.mem.front() {
-            if b.last_offset < new_start && b.last_offset < inner.uploaded_end {
-                inner.mem_bytes -= b.bytes.len();
-                inner.mem.pop_front();
-            } else {
-                break;
-            }
-        }
-        tracing::info!(topic = %p.topic_name, partition = p.partition, log_start = inner.log_start, "log start moved");
+        let log_start = p.trim(new_start, freed);
+        tracing::info!(topic = %p.topic_name(), partition = p.partition(), log_start, "log start moved");
         Ok(())
     }
 
@@ -92,7 +88,7 @@ impl LogStore {
             for p in &t.partitions {
                 let (log_start, _) = p.offsets();
                 let rows = self.rows_of(p).await?;
-                let size = p.inner.lock().size_bytes;
+                let size = p.size_bytes();
                 let mut new_start = log_start;
                 let mut freed = 0u64;
                 for r in &rows {
@@ -116,7 +112,7 @@ impl LogStore {
 
     async fn rows_of(&self, p: &PartitionLog) -> Result<Vec<SegmentRecord>, StorageError> {
         let catalog = self.catalog.clone();
-        let (t, part) = (p.topic_id, p.partition);
+        let (t, part) = (p.topic_id(), p.partition());
         tokio::task::spawn_blocking(move || catalog.segments_from(t, part, 0, usize::MAX >> 1))
             .await
             .map_err(|e| StorageError::Task(e.to_string()))?
@@ -128,7 +124,7 @@ impl LogStore {
     pub async fn compact(&self) -> Result<usize, StorageError> {
         let mut written = 0;
         for p in self.all_partitions() {
-            if p.inner.lock().deleted {
+            if p.is_deleted() {
                 continue;
             }
             written += self.compact_partition(&p).await?;
@@ -186,15 +182,15 @@ impl LogStore {
                         bytes: data.slice(range),
                     });
                 }
-                builder.add_chunk(p.topic_id, p.partition, &batches);
+                builder.add_chunk(p.topic_id(), p.partition(), &batches);
             }
             let (Some(first), Some(last)) = (run.first(), run.last()) else {
                 continue;
             };
             let key = format!(
                 "{COMPACTED_PREFIX}/{}/{}/{:020}-{:020}-{}.obj",
-                p.topic_id.simple(),
-                p.partition,
+                p.topic_id().simple(),
+                p.partition(),
                 first.base_offset,
                 last.last_offset,
                 uuid::Uuid::new_v4().simple()
@@ -209,7 +205,7 @@ impl LogStore {
             let new_rows: Vec<SegmentRecord> = chunks.iter().map(|c| c.to_segment(&key)).collect();
             let old_bases: Vec<i64> = run.iter().map(|r| r.base_offset).collect();
             let catalog = self.catalog.clone();
-            let (t, part) = (p.topic_id, p.partition);
+            let (t, part) = (p.topic_id(), p.partition());
             let o = object.clone();
             let swapped = tokio::task::spawn_blocking(move || {
                 catalog.replace_segments(t, part, &old_bases, &o, &new_rows)
@@ -258,9 +254,16 @@ impl LogStore {
     }
 
     /// Deletes objects under Sluice's prefixes that the catalog does not
-    /// know (left by a crash between an upload and its commit). Runs before
-    /// the uploader starts.
-    pub async fn collect_orphans(&self) -> Result<usize, StorageError> {
+    /// know (left by a crash between an upload and its commit) and that are
+    /// older than `min_age` (a cluster's brokers may have flushes between
+    /// their PUT and their commit; the embedded broker calls this with zero
+    /// before its uploader starts).
+    pub async fn collect_orphans(
+        &self,
+        min_age: std::time::Duration,
+    ) -> Result<usize, StorageError> {
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::zero());
         let catalog = self.catalog.clone();
         let known: HashSet<String> = tokio::task::spawn_blocking(move || catalog.object_keys())
             .await
@@ -275,7 +278,7 @@ impl LogStore {
                 .try_collect()
                 .await?;
             for meta in listed {
-                if !known.contains(meta.location.as_ref()) {
+                if !known.contains(meta.location.as_ref()) && meta.last_modified <= cutoff {
                     self.objects.delete(&meta.location).await?;
                     deleted += 1;
                 }
@@ -295,6 +298,9 @@ impl LogStore {
                 _ = tokio::time::sleep(self.config.maintenance_interval) => {}
                 _ = shutdown.changed() => return,
             }
+            if !self.is_maintainer() {
+                continue;
+            }
             if let Err(e) = self.enforce_retention(now_ms()).await {
                 tracing::warn!(error = %e, "retention pass failed");
             }
@@ -306,6 +312,11 @@ impl LogStore {
             }
             if let Err(e) = self.collect_garbage().await {
                 tracing::warn!(error = %e, "garbage collection failed");
+            }
+            if self.is_shared() {
+                if let Err(e) = self.collect_orphans(self.config.gc_grace).await {
+                    tracing::warn!(error = %e, "orphaned object collection failed");
+                }
             }
             let m = sluice_observe::metrics();
             m.memory_bytes

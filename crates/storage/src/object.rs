@@ -6,9 +6,16 @@
 //! listing every chunk (topic id, partition, offsets, max timestamp, byte
 //! range), so an object describes itself: the catalog's index rows can be
 //! rebuilt or checked from it. See `docs/formats.md`.
+//!
+//! A cluster broker writes an object before its offsets exist (the flush's
+//! catalog commit assigns them): its batches keep the producer's base
+//! offset and its footer counts offsets from 0 within each chunk
+//! (`"offsets_assigned": false`). Readers always pass a row's bytes through
+//! [`settle`], which gives each batch its offset from the index row.
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+use sluice_protocol::batch::{iter_stored, set_base_offset};
 use uuid::Uuid;
 
 pub const MAGIC: &[u8; 8] = b"SLUICEO1";
@@ -45,6 +52,18 @@ impl ChunkEntry {
 pub struct Footer {
     pub version: u32,
     pub chunks: Vec<ChunkEntry>,
+    /// `false` in a cluster broker's flush objects: offsets count from 0
+    /// within each chunk, and the catalog holds the real ones.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub offsets_assigned: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Largest byte range one catalog index row covers (unless a single batch
@@ -61,6 +80,7 @@ pub struct ObjectBuilder {
     buf: BytesMut,
     chunks: Vec<ChunkEntry>,
     rows: Vec<ChunkEntry>,
+    offsets_unassigned: bool,
 }
 
 impl ObjectBuilder {
@@ -136,12 +156,24 @@ impl ObjectBuilder {
         self.chunks.is_empty()
     }
 
+    /// Bytes written so far: where the next batch will start.
+    pub fn position(&self) -> u64 {
+        self.buf.len() as u64
+    }
+
+    /// Marks the object as a cluster flush's: offsets are assigned later,
+    /// by the catalog (see the module notes).
+    pub fn offsets_unassigned(&mut self) {
+        self.offsets_unassigned = true;
+    }
+
     /// Finishes the object: its bytes and its index rows (each a run of one
     /// partition's batches of at most [`INDEX_ROW_BYTES`]).
     pub fn finish(mut self) -> (Bytes, Vec<ChunkEntry>) {
         let footer = Footer {
             version: 1,
             chunks: self.chunks,
+            offsets_assigned: !self.offsets_unassigned,
         };
         let json = serde_json::to_vec(&footer).unwrap_or_default();
         self.buf.extend_from_slice(&json);
@@ -150,6 +182,30 @@ impl ObjectBuilder {
         self.buf.extend_from_slice(MAGIC);
         (self.buf.freeze(), self.rows)
     }
+}
+
+/// One index row's bytes as readers must see them: each batch's
+/// `baseOffset` set from the row, whose batches hold consecutive offsets
+/// from its base. Rows whose batches already carry their offsets (every
+/// object but a cluster flush's) come back as they are, without a copy;
+/// others are patched on a copy (the CRC does not cover the base offset).
+pub fn settle(row: &sluice_catalog::SegmentRecord, data: Bytes) -> Bytes {
+    let mut expect = row.base_offset;
+    let assigned = iter_stored(&data).all(|(h, _)| {
+        let ok = h.base_offset == expect;
+        expect += h.last_offset_delta as i64 + 1;
+        ok
+    });
+    if assigned {
+        return data;
+    }
+    let mut owned = BytesMut::from(&data[..]);
+    let mut next = row.base_offset;
+    for (h, range) in iter_stored(&data) {
+        set_base_offset(&mut owned[range], next);
+        next += h.last_offset_delta as i64 + 1;
+    }
+    owned.freeze()
 }
 
 /// Groups index rows that follow each other in one object (and in offsets)
@@ -233,6 +289,40 @@ mod tests {
         assert_eq!(chunks[0].max_timestamp, 30);
         assert_eq!(&obj[chunks[1].position as usize..][..2], b"bb");
         assert!(read_footer(b"garbage").is_none());
+        assert!(footer.offsets_assigned);
+    }
+
+    #[test]
+    fn settle_gives_batches_their_row_offsets() {
+        use sluice_protocol::batch::test_util::make_batch;
+        let mut data = make_batch(3, 1000, -1, -1);
+        data.extend(make_batch(2, 2000, -1, -1));
+        let data = Bytes::from(data);
+        let row = |base: i64| sluice_catalog::SegmentRecord {
+            topic: Uuid::nil(),
+            partition: 0,
+            base_offset: base,
+            last_offset: base + 4,
+            max_timestamp: 0,
+            object_key: "k".into(),
+            position: 0,
+            length: data.len() as u64,
+        };
+        let patched = settle(&row(100), data.clone());
+        let bases: Vec<i64> = iter_stored(&patched).map(|(h, _)| h.base_offset).collect();
+        assert_eq!(bases, vec![100, 103]);
+        let checked = sluice_protocol::batch::split_and_check(&patched).unwrap();
+        assert_eq!(checked.len(), 2, "CRCs still hold");
+        let again = settle(&row(100), patched.clone());
+        assert_eq!(
+            again.as_ptr(),
+            patched.as_ptr(),
+            "settled rows are not copied"
+        );
+        let mut b = ObjectBuilder::default();
+        b.offsets_unassigned();
+        let (obj, _) = b.finish();
+        assert!(!read_footer(&obj).unwrap().offsets_assigned);
     }
 
     #[test]

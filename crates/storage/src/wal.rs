@@ -455,8 +455,8 @@ impl Writer {
             for j in &jobs {
                 encode_record(
                     &mut buf,
-                    j.partition.topic_id,
-                    j.partition.partition,
+                    j.partition.topic_id(),
+                    j.partition.partition(),
                     &j.batch,
                 );
             }
@@ -514,7 +514,7 @@ impl Writer {
                 let mut segs = self.segments.lock();
                 if let Some(meta) = segs.last_mut() {
                     for j in &jobs {
-                        let key = (j.partition.topic_id, j.partition.partition);
+                        let key = (j.partition.topic_id(), j.partition.partition());
                         let e = meta.ends.entry(key).or_insert(j.end_offset);
                         *e = (*e).max(j.end_offset);
                     }
@@ -629,7 +629,7 @@ mod tests {
     #[tokio::test]
     async fn group_commit_makes_data_durable_and_replayable() {
         let dir = tempfile::tempdir().unwrap();
-        let p = Arc::new(PartitionLog::new(Uuid::new_v4(), "t".into(), 0, 0, 0));
+        let p = Arc::new(PartitionLog::new(Uuid::new_v4(), "t".into(), 0, 0, 0, 0));
         let wal = Wal::open(dir.path(), 1 << 20, |_| None, Arc::new(|| {})).unwrap();
         let mut waits = Vec::new();
         for i in 0..50 {
@@ -669,7 +669,7 @@ mod tests {
     #[tokio::test]
     async fn rolled_segments_are_zero_filled_ahead_and_replay_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let p = Arc::new(PartitionLog::new(Uuid::new_v4(), "t".into(), 0, 0, 0));
+        let p = Arc::new(PartitionLog::new(Uuid::new_v4(), "t".into(), 0, 0, 0, 0));
         let seg = 16 << 10;
         let wal = Wal::open(dir.path(), seg, |_| None, Arc::new(|| {})).unwrap();
         // One group per append (each awaited): four 4 KiB groups per segment.
@@ -697,7 +697,7 @@ mod tests {
     #[tokio::test]
     async fn release_deletes_only_uploaded_closed_segments_and_appends_go_on() {
         let dir = tempfile::tempdir().unwrap();
-        let p = Arc::new(PartitionLog::new(Uuid::new_v4(), "t".into(), 0, 0, 0));
+        let p = Arc::new(PartitionLog::new(Uuid::new_v4(), "t".into(), 0, 0, 0, 0));
         let wal = Wal::open(dir.path(), 16 << 10, |_| None, Arc::new(|| {})).unwrap();
         for i in 0..20u8 {
             append(&wal, &p, i).await.unwrap().unwrap();

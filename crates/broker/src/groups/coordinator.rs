@@ -1,12 +1,14 @@
 //! The group coordinator: every group this broker coordinates (all of them
-//! in the embedded mode), and their committed offsets. Offsets are written
-//! to the catalog before a commit is acknowledged and cached in memory for
-//! OffsetFetch; committed offsets of empty groups expire after
-//! `offsets.retention.minutes`.
+//! in the embedded mode; in a cluster those that hash to it), and their
+//! committed offsets. Offsets are written to the catalog before a commit is
+//! acknowledged and cached in memory for OffsetFetch; committed offsets of
+//! empty groups expire after `offsets.retention.minutes`. When the
+//! cluster's brokers change, [`GroupCoordinator::reassign`] drops the
+//! groups that moved away and loads the offsets of those that moved here.
 
 use super::state::{Group, GroupState};
 use parking_lot::Mutex;
-use sluice_catalog::{Catalog, CatalogError, CommittedOffset};
+use sluice_catalog::{CatalogError, CommittedOffset, OffsetStore};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,11 +36,32 @@ impl Default for GroupSettings {
 
 type OffsetMap = BTreeMap<(String, i32), CommittedOffset>;
 
+/// Says whether this broker coordinates a group.
+pub type Ownership = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 pub struct GroupCoordinator {
     pub settings: GroupSettings,
-    catalog: Arc<dyn Catalog>,
+    catalog: Arc<dyn OffsetStore>,
+    owns: Ownership,
     groups: Mutex<HashMap<String, Arc<Group>>>,
     offsets: Mutex<HashMap<String, OffsetMap>>,
+}
+
+/// The committed offsets of the groups `owns` accepts.
+fn load_offsets(
+    catalog: &dyn OffsetStore,
+    owns: &dyn Fn(&str) -> bool,
+) -> Result<HashMap<String, OffsetMap>, CatalogError> {
+    let mut offsets: HashMap<String, OffsetMap> = HashMap::new();
+    for (g, o) in catalog.all_offsets()? {
+        if owns(&g) {
+            offsets
+                .entry(g)
+                .or_default()
+                .insert((o.topic.clone(), o.partition), o);
+        }
+    }
+    Ok(offsets)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -50,26 +73,47 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl GroupCoordinator {
-    /// Loads every group's committed offsets from the catalog.
+    /// Loads the committed offsets of every group this broker coordinates
+    /// (`owns`) from the catalog.
     pub fn open(
         settings: GroupSettings,
-        catalog: Arc<dyn Catalog>,
+        catalog: Arc<dyn OffsetStore>,
+        owns: Ownership,
     ) -> Result<Arc<Self>, CatalogError> {
-        let mut offsets = HashMap::new();
-        for g in catalog.offset_groups()? {
-            let map: OffsetMap = catalog
-                .group_offsets(&g)?
-                .into_iter()
-                .map(|o| ((o.topic.clone(), o.partition), o))
-                .collect();
-            offsets.insert(g, map);
-        }
+        let offsets = load_offsets(&*catalog, &*owns)?;
         Ok(Arc::new(Self {
             settings,
             catalog,
+            owns,
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(offsets),
         }))
+    }
+
+    /// After the cluster's brokers changed: forgets the groups (members
+    /// and cached offsets) this broker no longer coordinates, and loads the
+    /// committed offsets of the ones it now does.
+    pub async fn reassign(&self) -> Result<(), CatalogError> {
+        let catalog = self.catalog.clone();
+        let owns = self.owns.clone();
+        let fresh = tokio::task::spawn_blocking(move || load_offsets(&*catalog, &*owns))
+            .await
+            .map_err(|e| CatalogError::Corrupt(format!("catalog task failed: {e}")))??;
+        let moved: Vec<Arc<Group>> = {
+            let mut groups = self.groups.lock();
+            let gone: Vec<String> = groups.keys().filter(|g| !(self.owns)(g)).cloned().collect();
+            gone.iter().filter_map(|g| groups.remove(g)).collect()
+        };
+        for g in moved {
+            g.mark_dead();
+        }
+        *self.offsets.lock() = fresh;
+        Ok(())
+    }
+
+    /// Whether this broker coordinates `group`.
+    pub fn owns(&self, group: &str) -> bool {
+        (self.owns)(group)
     }
 
     pub fn group(&self, id: &str) -> Option<Arc<Group>> {

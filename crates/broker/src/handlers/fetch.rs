@@ -90,7 +90,7 @@ fn settle(
             (Vec::new(), true)
         }
         Err(ReadError::Storage(e)) => {
-            tracing::error!(topic = %p.topic_name, partition = p.partition, error = %e, "fetch read failed");
+            tracing::error!(topic = %p.topic_name(), partition = p.partition(), error = %e, "fetch read failed");
             pd.error_code = code(ResponseError::KafkaStorageError);
             (Vec::new(), true)
         }

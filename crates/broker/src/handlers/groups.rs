@@ -36,31 +36,50 @@ fn opt_str(s: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
     s.as_ref().map(|v| v.as_str().to_string())
 }
 
+/// FindCoordinator: the broker a group hashes to among the live brokers
+/// (this one on the embedded broker). Transaction coordinators are not
+/// served (transactions are not supported yet).
 pub fn find_coordinator(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
     let mut resp = FindCoordinatorResponse::default();
-    let host = str_bytes(broker.config.advertised_host.clone());
-    let node = BrokerId(broker.config.node_id);
-    if version >= 4 {
-        resp.coordinators = req
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                let mut c = Coordinator::default();
-                c.key = key;
-                c.node_id = node;
-                c.host = host.clone();
-                c.port = broker.config.advertised_port;
-                c
-            })
-            .collect();
+    let keys = if version >= 4 {
+        req.coordinator_keys
     } else {
-        resp.node_id = node;
-        resp.host = host;
-        resp.port = broker.config.advertised_port;
+        vec![req.key]
+    };
+    let is_group = req.key_type == 0;
+    let mut coordinators: Vec<Coordinator> = keys
+        .into_iter()
+        .map(|key| {
+            let mut c = Coordinator::default();
+            if is_group {
+                let b = broker.membership.coordinator(key.as_str());
+                c.node_id = BrokerId(b.broker_id);
+                c.host = str_bytes(b.host);
+                c.port = b.port;
+            } else {
+                c.error_code = code(ResponseError::CoordinatorNotAvailable);
+                c.error_message = Some(str_bytes("transactions are not supported by this broker"));
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+            }
+            c.key = key;
+            c
+        })
+        .collect();
+    if version >= 4 {
+        resp.coordinators = coordinators;
+    } else if let Some(c) = coordinators.pop() {
+        resp.error_code = c.error_code;
+        if version >= 1 {
+            resp.error_message = c.error_message;
+        }
+        resp.node_id = c.node_id;
+        resp.host = c.host;
+        resp.port = c.port;
     }
     resp
 }
@@ -75,8 +94,13 @@ pub fn join_group(
     peer: SocketAddr,
 ) -> BoxFuture<'static, JoinGroupResponse> {
     let group_id = req.group_id.0.as_str().to_string();
-    let (deferred, fallback) = if group_id.is_empty() {
-        let e = JoinResult::error(ResponseError::InvalidGroupId, req.member_id.as_str());
+    let refused = if group_id.is_empty() {
+        Some(ResponseError::InvalidGroupId)
+    } else {
+        broker.coordinator_error(&group_id)
+    };
+    let (deferred, fallback) = if let Some(e) = refused {
+        let e = JoinResult::error(e, req.member_id.as_str());
         (Deferred::Now(e.clone()), e)
     } else {
         let group = broker.groups.get_or_create(&group_id);
@@ -144,6 +168,9 @@ pub fn sync_group(
     let group_id = req.group_id.0.as_str();
     let fallback = SyncResult::error(ResponseError::RebalanceInProgress);
     let deferred = match broker.groups.group(group_id) {
+        _ if broker.coordinator_error(group_id).is_some() => {
+            Deferred::Now(SyncResult::error(ResponseError::NotCoordinator))
+        }
         None => Deferred::Now(SyncResult::error(ResponseError::UnknownMemberId)),
         Some(group) => {
             let assignments = req
@@ -176,7 +203,9 @@ pub fn sync_group(
 pub fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
     let mut resp = HeartbeatResponse::default();
     let instance = opt_str(&req.group_instance_id);
-    let result = match broker.groups.group(req.group_id.0.as_str()) {
+    let group_id = req.group_id.0.as_str();
+    let result = match broker.groups.group(group_id) {
+        _ if broker.coordinator_error(group_id).is_some() => Err(ResponseError::NotCoordinator),
         None => Err(ResponseError::UnknownMemberId),
         Some(g) => g.heartbeat(
             req.member_id.as_str(),
@@ -192,6 +221,10 @@ pub fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
 
 pub fn leave_group(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let mut resp = LeaveGroupResponse::default();
+    if let Some(e) = broker.coordinator_error(req.group_id.0.as_str()) {
+        resp.error_code = code(e);
+        return resp;
+    }
     let group = broker.groups.group(req.group_id.0.as_str());
     let identities: Vec<(String, Option<String>)> = if version >= 3 {
         req.members
@@ -231,6 +264,8 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
     let instance = opt_str(&req.group_instance_id);
     let group_error = if group_id.is_empty() {
         Some(ResponseError::InvalidGroupId)
+    } else if let Some(e) = broker.coordinator_error(&group_id) {
+        Some(e)
     } else {
         broker
             .groups
@@ -356,6 +391,11 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             });
             let mut gr = OffsetFetchResponseGroup::default();
             gr.group_id = g.group_id.clone();
+            if let Some(e) = broker.coordinator_error(&group_id) {
+                gr.error_code = code(e);
+                resp.groups.push(gr);
+                continue;
+            }
             for (topic, parts) in fetch_targets(broker, &group_id, wanted) {
                 let mut tr = OffsetFetchResponseTopics::default();
                 tr.name = TopicName(str_bytes(topic.clone()));
@@ -375,6 +415,10 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
         return resp;
     }
     let group_id = req.group_id.0.as_str().to_string();
+    if let Some(e) = broker.coordinator_error(&group_id) {
+        resp.error_code = code(e);
+        return resp;
+    }
     let wanted = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes))
@@ -441,6 +485,11 @@ pub fn describe_groups(
     for id in req.groups {
         let mut dg = DescribedGroup::default();
         dg.group_id = id.clone();
+        if let Some(e) = broker.coordinator_error(id.0.as_str()) {
+            dg.error_code = code(e);
+            resp.groups.push(dg);
+            continue;
+        }
         match broker.groups.group(id.0.as_str()).map(|g| g.describe()) {
             Some(d) => {
                 dg.group_state = str_bytes(d.state.as_str());
@@ -477,6 +526,12 @@ pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteG
     let mut resp = DeleteGroupsResponse::default();
     for id in req.groups_names {
         let mut r = DeletableGroupResult::default();
+        if let Some(e) = broker.coordinator_error(id.0.as_str()) {
+            r.error_code = code(e);
+            r.group_id = id;
+            resp.results.push(r);
+            continue;
+        }
         match broker.groups.delete_group(id.0.as_str()).await {
             Ok(()) => broker.lag.forget_group(id.0.as_str()),
             Err(e) => r.error_code = code(e),
@@ -490,6 +545,10 @@ pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteG
 pub async fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let mut resp = OffsetDeleteResponse::default();
     let group_id = req.group_id.0.as_str().to_string();
+    if let Some(e) = broker.coordinator_error(&group_id) {
+        resp.error_code = code(e);
+        return resp;
+    }
     if !broker.groups.exists(&group_id) {
         resp.error_code = code(ResponseError::GroupIdNotFound);
         return resp;

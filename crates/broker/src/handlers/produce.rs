@@ -1,6 +1,7 @@
 //! Produce: checks every batch (size, magic, CRC32C, no transactions), then
-//! appends all partitions of the request concurrently so one WAL group
-//! commit covers them, and answers once they are durable.
+//! appends all partitions of the request concurrently so one durable write
+//! covers them (a WAL group commit, or a cluster flush), and answers once
+//! they are durable.
 
 use super::validation::{self, Validated};
 use super::{code, find_or_create_topic, str_bytes};
@@ -162,7 +163,7 @@ pub async fn handle(
             };
             if result.is_ok() {
                 let m = sluice_observe::metrics();
-                let topic = [p.topic_name.as_str()];
+                let topic = [p.topic_name()];
                 m.bytes_in.with_label_values(&topic).inc_by(bytes as u64);
                 m.records_in
                     .with_label_values(&topic)
@@ -185,9 +186,12 @@ pub async fn handle(
                         }
                         AppendError::StaleEpoch(_) => ResponseError::InvalidProducerEpoch,
                         AppendError::TopicDeleted => ResponseError::UnknownTopicOrPartition,
-                        AppendError::Wal(_) => ResponseError::KafkaStorageError,
+                        // Retriable: the client sends the batch again.
+                        AppendError::Wal(_) | AppendError::Unavailable(_) => {
+                            ResponseError::KafkaStorageError
+                        }
                     };
-                    if matches!(e, AppendError::Wal(_)) {
+                    if matches!(e, AppendError::Wal(_) | AppendError::Unavailable(_)) {
                         tracing::error!(error = %e, "append failed");
                     }
                     partition_error(index, err, Some(e.to_string()))

@@ -24,7 +24,11 @@ pub async fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitProducer
         return resp;
     }
     let catalog = broker.catalog.clone();
-    match tokio::task::spawn_blocking(move || catalog.allocate_producer_id()).await {
+    match tokio::task::spawn_blocking(move || {
+        sluice_catalog::ProducerStore::allocate_producer_id(&*catalog)
+    })
+    .await
+    {
         Ok(Ok(id)) => {
             resp.producer_id = ProducerId(id);
             resp.producer_epoch = 0;

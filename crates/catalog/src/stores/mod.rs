@@ -75,10 +75,7 @@ impl Catalog {
         let Some(config) = &self.pg else {
             return Ok(None);
         };
-        let channels = [
-            crate::changes::DATA_CHANNEL,
-            crate::changes::META_CHANNEL,
-        ];
+        let channels = [crate::changes::DATA_CHANNEL, crate::changes::META_CHANNEL];
         Ok(Some(postgres::listen(config.clone(), &channels, on)?))
     }
 }

@@ -4,6 +4,19 @@ use super::Catalog;
 use crate::sql::{insert_many, read, write, Value};
 use crate::{params, CommittedOffset, OffsetStore, Result};
 
+/// A committed offset from the columns starting at `at` (topic,
+/// partition, offset, leader epoch, metadata, commit time).
+fn offset_from_row(r: &crate::sql::Row, at: usize) -> Result<CommittedOffset> {
+    Ok(CommittedOffset {
+        topic: r.text(at)?,
+        partition: r.int32(at + 1)?,
+        offset: r.int(at + 2)?,
+        leader_epoch: r.int32(at + 3)?,
+        metadata: r.opt_text(at + 4)?,
+        commit_ms: r.int(at + 5)?,
+    })
+}
+
 impl OffsetStore for Catalog {
     fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
         if offsets.is_empty() {
@@ -43,17 +56,19 @@ impl OffsetStore for Catalog {
                 params![group],
             )
         })?;
+        rows.iter().map(|r| offset_from_row(r, 0)).collect()
+    }
+
+    fn all_offsets(&self) -> Result<Vec<(String, CommittedOffset)>> {
+        let rows = read(&*self.db, |tx| {
+            tx.query(
+                "SELECT group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_ms
+                 FROM group_offsets ORDER BY group_id, topic, partition",
+                &[],
+            )
+        })?;
         rows.iter()
-            .map(|r| {
-                Ok(CommittedOffset {
-                    topic: r.text(0)?,
-                    partition: r.int32(1)?,
-                    offset: r.int(2)?,
-                    leader_epoch: r.int32(3)?,
-                    metadata: r.opt_text(4)?,
-                    commit_ms: r.int(5)?,
-                })
-            })
+            .map(|r| Ok((r.text(0)?, offset_from_row(r, 1)?)))
             .collect()
     }
 

@@ -1,0 +1,148 @@
+//! The broker among other brokers sharing one catalog and one bucket.
+//!
+//! - [`membership`]: this broker's lease and the list of live brokers.
+//! - [`placement`]: which broker is a partition's nominal leader (cache
+//!   affinity only) or a group's coordinator.
+//! - [`run`]: the loop that keeps this broker current: it renews the lease,
+//!   and applies what the catalog's change feed says other brokers did
+//!   (new data, topic changes, membership changes, schema changes).
+//!
+//! The embedded broker is a cluster of one: [`Membership::alone`], and
+//! [`run`] returns at once.
+
+pub mod membership;
+pub mod placement;
+
+pub use membership::Membership;
+
+use crate::Broker;
+use sluice_catalog::changes::{DataChange, MetaChange, DATA_CHANNEL, META_CHANNEL};
+use sluice_catalog::postgres::Heard;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How often topics, partition ends and sizes are reloaded even when no
+/// notification said to (a safety net; sizes only change this way).
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
+
+/// What a batch of notifications asks for, besides the data changes
+/// applied as they come.
+#[derive(Default)]
+struct Pending {
+    topics: bool,
+    brokers: bool,
+    registry: bool,
+}
+
+/// Keeps a cluster broker current until `shutdown`: renews its lease,
+/// follows the catalog's change feed, and reacts to membership changes.
+pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    if !broker.membership.is_cluster() {
+        return;
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _listening = match broker.catalog.listen(move |h| {
+        let _ = tx.send(h);
+    }) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for the cluster's changes; other brokers' data is seen at the next refresh");
+            None
+        }
+    };
+    let mut renew = tokio::time::interval(broker.membership.renew_every());
+    let mut refresh = tokio::time::interval(REFRESH_EVERY);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut pending = Pending::default();
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = renew.tick() => {
+                let m = broker.membership.clone();
+                match tokio::task::spawn_blocking(move || m.renew()).await {
+                    Ok(Ok(changed)) => pending.brokers = changed,
+                    Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+                    Err(e) => tracing::warn!(error = %e, "lease renewal task failed"),
+                }
+                if pending.brokers {
+                    membership_changed(&broker).await;
+                }
+                continue;
+            }
+            _ = refresh.tick() => pending.topics = true,
+            heard = rx.recv() => {
+                let Some(first) = heard else { return };
+                take(&broker, first, &mut pending);
+                // Whatever else has arrived is handled in the same round.
+                while let Ok(more) = rx.try_recv() {
+                    take(&broker, more, &mut pending);
+                }
+            }
+        }
+        if pending.brokers {
+            let m = broker.membership.clone();
+            if let Ok(Ok(true)) = tokio::task::spawn_blocking(move || m.reload()).await {
+                membership_changed(&broker).await;
+            }
+        }
+        if pending.topics {
+            if let Err(e) = broker.store.refresh_topics().await {
+                tracing::warn!(error = %e, "reloading topics from the catalog failed");
+            }
+        }
+        if pending.registry {
+            let registry = broker.registry.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || registry.reload()).await {
+                tracing::warn!(error = %e, "reloading the schema registry failed");
+            }
+        }
+    }
+}
+
+/// Applies one notification's data at once; notes what else to reload.
+fn take(broker: &Broker, heard: Heard, pending: &mut Pending) {
+    let m = sluice_observe::metrics();
+    match heard {
+        Heard::Resync => {
+            m.catalog_changes.with_label_values(&["resync"]).inc();
+            pending.topics = true;
+            pending.brokers = true;
+            pending.registry = true;
+        }
+        Heard::Notice { channel, payload } if channel == DATA_CHANNEL => {
+            m.catalog_changes.with_label_values(&["data"]).inc();
+            match DataChange::decode(&payload) {
+                Ok(change) => broker.store.apply_data_change(&change),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable data notification; reloading");
+                    pending.topics = true;
+                }
+            }
+        }
+        Heard::Notice { channel, payload } if channel == META_CHANNEL => {
+            match MetaChange::parse(&payload) {
+                Some(MetaChange::Topics) => pending.topics = true,
+                Some(MetaChange::Brokers) => pending.brokers = true,
+                Some(MetaChange::Registry) => pending.registry = true,
+                None => tracing::warn!(payload, "unknown catalog notification"),
+            }
+            if let Some(kind) = MetaChange::parse(&payload) {
+                m.catalog_changes.with_label_values(&[kind.as_str()]).inc();
+            }
+        }
+        Heard::Notice { channel, .. } => {
+            tracing::warn!(channel, "notification on an unknown channel")
+        }
+    }
+}
+
+/// After the live brokers changed: who maintains the shared storage, and
+/// which groups this broker coordinates.
+async fn membership_changed(broker: &Broker) {
+    broker.store.set_maintainer(broker.membership.maintains());
+    if let Err(e) = broker.groups.reassign().await {
+        tracing::warn!(error = %e, "reloading the groups this broker coordinates failed");
+    }
+}

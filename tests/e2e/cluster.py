@@ -1,0 +1,150 @@
+"""A Sluice cluster for the end-to-end tests: several `sluice serve`
+processes (own ports and data directories) sharing one PostgreSQL catalog
+(`pg_server.PostgresServer`) and one S3 bucket (`s3_server.MotoServer`).
+
+* Broker `i` has id `i + 1` and zone `zone-i`. A client whose `client.id`
+  says `zone=zone-i` is given only broker `i` in Metadata, so it produces
+  and fetches through that broker alone: that is how a test sends traffic
+  "through" one broker (`Cluster.pinned(i)` gives the client settings).
+  Unpinned clients spread partitions over every live broker.
+* Short leases (`lease_ms`, default 3 s) so that a killed broker's
+  partitions and groups move within seconds.
+* Fixtures: `cluster_env` (module: one PostgreSQL and one moto server) and
+  `cluster3` (per test: a fresh database, bucket and three brokers).
+  Test modules bind them with `cluster_env = cluster.cluster_env` etc.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, Iterable, List, Optional
+
+import pytest
+
+import pg_server
+import s3_server
+from s3_server import object_store_broker
+from sluice_proc import SluiceBroker
+
+DEFAULT_LEASE_MS = 3000
+
+
+class Cluster:
+    def __init__(
+        self,
+        broker_factory,
+        catalog_url: str,
+        moto: "s3_server.MotoServer",
+        bucket: str,
+        size: int = 3,
+        lease_ms: int = DEFAULT_LEASE_MS,
+        args: Iterable[str] = (),
+        env: Optional[Dict[str, str]] = None,
+    ) -> None:
+        self.catalog_url = catalog_url
+        self.moto = moto
+        self.bucket = bucket
+        self.lease_ms = lease_ms
+        self.brokers: List[SluiceBroker] = []
+        for i in range(size):
+            b = object_store_broker(
+                broker_factory,
+                name=f"b{i}",
+                object_store=f"s3://{bucket}/cluster",
+                args=[
+                    "--catalog", catalog_url,
+                    "--broker-id", str(i + 1),
+                    "--rack", self.zone(i),
+                    "--lease-ms", str(lease_ms),
+                    *args,
+                ],
+                env={**moto.env(), **(env or {})},
+                start=False,
+            )
+            self.brokers.append(b)
+
+    @staticmethod
+    def zone(i: int) -> str:
+        return f"zone-{i}"
+
+    def start(self) -> "Cluster":
+        for b in self.brokers:
+            b.start()
+        self.wait_members(len(self.brokers))
+        return self
+
+    def __getitem__(self, i: int) -> SluiceBroker:
+        return self.brokers[i]
+
+    def __len__(self) -> int:
+        return len(self.brokers)
+
+    @property
+    def bootstrap(self) -> str:
+        """Every broker (clients pick any, then follow Metadata)."""
+        return ",".join(b.bootstrap for b in self.brokers if b.proc and b.proc.poll() is None)
+
+    def pinned(self, i: int, **conf) -> dict:
+        """librdkafka settings that send a client's produce and fetch
+        requests through broker i: its zone in client.id makes Metadata name
+        only broker i. Every broker is a bootstrap server, so the client can
+        still ask another one for Metadata when broker i is gone (then its
+        zone has no broker and it is given the others)."""
+        return {
+            "bootstrap.servers": ",".join(b.bootstrap for b in self.brokers),
+            "client.id": f"e2e,zone={self.zone(i)}",
+            **conf,
+        }
+
+    def live_ids(self, through: int) -> List[int]:
+        """Broker ids DescribeCluster-style, read from one broker's HTTP side."""
+        import json
+
+        body = s3_server.http_get(self.brokers[through], "/v1/cluster")
+        return sorted(b["broker_id"] for b in json.loads(body)["brokers"])
+
+    def wait_members(self, n: int, timeout: float = 30.0) -> None:
+        """Until every running broker's Metadata lists `n` brokers."""
+        from confluent_kafka.admin import AdminClient
+
+        deadline = time.monotonic() + timeout
+        running = [b for b in self.brokers if b.proc and b.proc.poll() is None]
+        last = None
+        for b in running:
+            admin = AdminClient({"bootstrap.servers": b.bootstrap})
+            while True:
+                md = admin.list_topics(timeout=10)
+                last = sorted(md.brokers)
+                if len(md.brokers) == n:
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{b.name} lists brokers {last}, not {n}")
+                time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cluster_env(tmp_path_factory):
+    """One PostgreSQL server and one moto server for a test module."""
+    pg = pg_server.PostgresServer(tmp_path_factory.mktemp("pg"))
+    moto = s3_server.MotoServer(tmp_path_factory.mktemp("moto"))
+    try:
+        pg.start()
+    except pg_server.PostgresError as e:
+        pytest.fail(str(e), pytrace=False)
+    moto.start()
+    try:
+        yield pg, moto
+    finally:
+        moto.stop()
+        pg.close()
+
+
+def make_cluster(broker_factory, cluster_env, size: int = 3, **kw) -> Cluster:
+    pg, moto = cluster_env
+    return Cluster(broker_factory, pg.create_database(), moto, moto.create_bucket(), size=size, **kw)
+
+
+@pytest.fixture
+def cluster3(broker_factory, cluster_env) -> Cluster:
+    """Three running brokers on a fresh database and bucket."""
+    return make_cluster(broker_factory, cluster_env).start()

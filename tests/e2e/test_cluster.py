@@ -1,0 +1,317 @@
+"""Cluster mode: three `sluice serve` processes sharing one PostgreSQL
+catalog and one S3 bucket (moto). Clients are pinned to one broker with
+`zone=` in their client.id (see cluster.py), so "through broker i" means
+every request of that client went to broker i.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import defaultdict
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+import cluster
+import helpers
+
+cluster_env = cluster.cluster_env
+cluster3 = cluster.cluster3
+
+pytestmark = pytest.mark.e2e_timeout(300)
+
+
+def topic_name(what: str) -> str:
+    return f"{what}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(what: str, pred, timeout: float = 20.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def topics_seen(c: cluster.Cluster, i: int) -> dict:
+    md = AdminClient({"bootstrap.servers": c[i].bootstrap}).list_topics(timeout=10)
+    return {n: len(t.partitions) for n, t in md.topics.items() if not n.startswith("__")}
+
+
+def records(consumed) -> dict:
+    """(partition, offset) -> (key, value, headers) of consumed messages."""
+    return {(m.partition, m.offset): (m.key, m.value, m.headers) for m in consumed}
+
+
+def test_topics_created_through_one_broker_are_seen_through_the_others(cluster3):
+    t = topic_name("admin")
+    admin0 = AdminClient({"bootstrap.servers": cluster3[0].bootstrap})
+    started = time.monotonic()
+    helpers.create_topic(admin0, t, partitions=6)
+    for i in (1, 2):
+        wait_for(f"{t} on broker {i}", lambda i=i: topics_seen(cluster3, i).get(t) == 6, timeout=5)
+    assert time.monotonic() - started < 5
+    # A second create through another broker is refused: it exists.
+    admin2 = AdminClient({"bootstrap.servers": cluster3[2].bootstrap})
+    fut = admin2.create_topics([NewTopic(t, num_partitions=3, replication_factor=1)])[t]
+    with pytest.raises(Exception) as e:
+        fut.result(timeout=10)
+    assert "already exists" in str(e.value).lower() or "TOPIC_ALREADY_EXISTS" in str(e.value)
+    # Partitions and configs changed through one broker reach the others.
+    admin1 = AdminClient({"bootstrap.servers": cluster3[1].bootstrap})
+    admin1.create_partitions([NewPartitions(t, 8)])[t].result(timeout=10)
+    wait_for("8 partitions on broker 2", lambda: topics_seen(cluster3, 2).get(t) == 8, timeout=5)
+    res = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        t,
+        incremental_configs=[
+            ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for fut in admin1.incremental_alter_configs([res]).values():
+        fut.result(timeout=10)
+
+    def retention_on_2():
+        desc = admin2.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t)])
+        configs = list(desc.values())[0].result(timeout=10)
+        return configs["retention.ms"].value == "3600000"
+
+    wait_for("the config change on broker 2", retention_on_2, timeout=5)
+    # Deleted through broker 2, gone from the others.
+    admin2.delete_topics([t])[t].result(timeout=10)
+    for i in (0, 1):
+        wait_for(f"{t} gone from broker {i}", lambda i=i: t not in topics_seen(cluster3, i), timeout=5)
+
+
+def test_produce_through_each_broker_consume_through_the_others(cluster3):
+    t = topic_name("through")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=6)
+    for i in range(3):
+        wait_for(f"{t} on broker {i}", lambda i=i: topics_seen(cluster3, i).get(t) == 6, timeout=5)
+    sent = {}
+    per_broker = 3000
+    for i in range(3):
+        p = Producer(cluster3.pinned(i, **{"linger.ms": 5, "acks": "all"}))
+        msgs = [
+            {
+                "key": f"k{i}-{n % 97}".encode(),
+                "value": f"broker{i}-{n}-".encode() + bytes([n % 256]) * (n % 300),
+                "headers": [("via", str(i).encode()), ("n", str(n).encode())],
+                "partition": n % 6,
+            }
+            for n in range(per_broker)
+        ]
+        for d in helpers.produce_all(p, t, msgs, timeout=120):
+            sent[(d.partition, d.offset)] = (d.key, d.value)
+    assert len(sent) == 3 * per_broker, "every acknowledged record has its own offset"
+    helpers.assert_contiguous_offsets(sent.keys(), "acknowledged offsets")
+    for i in range(3):
+        got = helpers.consume_all(
+            cluster3[i].bootstrap,
+            t,
+            range(6),
+            expected=len(sent),
+            consumer_conf={"client.id": f"e2e,zone={cluster.Cluster.zone(i)}"},
+        )
+        back = records(got)
+        assert len(got) == len(back) == len(sent), f"through broker {i}: {len(got)} read"
+        for pos, (k, v) in sent.items():
+            assert back[pos][0] == k and back[pos][1] == v, f"through broker {i}: {pos} differs"
+        headers = {pos: dict(h) for pos, (_, _, h) in back.items()}
+        assert all("via" in h and "n" in h for h in headers.values())
+
+
+def test_kcat_produces_and_consumes_through_different_brokers(cluster3):
+    import subprocess
+
+    t = topic_name("kcat")
+    helpers.create_topic(cluster3[1].bootstrap, t, partitions=6)
+    lines = [f"key{n}:value-{n}-{'x' * (n % 50)}" for n in range(2000)]
+    subprocess.run(
+        ["kcat", "-b", cluster3[1].bootstrap, "-X", f"client.id=kcat,zone={cluster.Cluster.zone(1)}",
+         "-P", "-t", t, "-K:", "-z", "lz4"],
+        input=("\n".join(lines) + "\n").encode(), check=True, timeout=60,
+    )
+    out = subprocess.run(
+        ["kcat", "-b", cluster3[2].bootstrap, "-X", f"client.id=kcat,zone={cluster.Cluster.zone(2)}",
+         "-C", "-t", t, "-o", "beginning", "-e", "-f", "%k:%s\n"],
+        capture_output=True, check=True, timeout=60,
+    )
+    got = sorted(out.stdout.decode().splitlines())
+    assert got == sorted(lines)
+
+
+def test_kill9_loses_no_acknowledged_record(cluster3):
+    t = topic_name("kill9")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=6)
+    wait_for(f"{t} on broker 1", lambda: topics_seen(cluster3, 1).get(t) == 6, timeout=5)
+    acked = {}
+    errors = []
+    lock = threading.Lock()
+
+    def on_delivery(err, msg):
+        with lock:
+            if err is None:
+                acked[(msg.partition(), msg.offset())] = msg.value()
+            else:
+                errors.append(err)
+
+    # Broker 1 takes the stream and is killed in the middle of it.
+    p = Producer(cluster3.pinned(1, **{
+        "acks": "all", "linger.ms": 2, "message.timeout.ms": 8000, "retries": 0,
+    }))
+    stop = time.monotonic() + 4.0
+    n = 0
+    killed_at = None
+    while time.monotonic() < stop:
+        p.produce(t, value=f"m{n}".encode(), partition=n % 6, on_delivery=on_delivery)
+        n += 1
+        if n % 50 == 0:
+            p.poll(0)
+            time.sleep(0.005)
+        if killed_at is None and time.monotonic() > stop - 2.5 and len(acked) > 200:
+            cluster3[1].kill9()
+            killed_at = len(acked)
+    p.flush(20)
+    assert killed_at is not None and killed_at > 200, "the broker was killed mid-stream"
+    assert acked, "some records were acknowledged"
+    # Every acknowledged record is there at its acknowledged offset, read
+    # through each surviving broker.
+    for i in (0, 2):
+        got = records(helpers.consume_all(
+            cluster3[i].bootstrap, t, range(6),
+            consumer_conf={"client.id": f"e2e,zone={cluster.Cluster.zone(i)}"},
+        ))
+        missing = [pos for pos, v in acked.items() if got.get(pos, (None, None))[1] != v]
+        assert not missing, f"through broker {i}: {len(missing)} acknowledged records lost, e.g. {missing[:5]}"
+
+
+def test_idempotent_producer_continues_through_another_broker(cluster3):
+    t = topic_name("idem")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=3)
+    wait_for(f"{t} on broker 2", lambda: topics_seen(cluster3, 2).get(t) == 3, timeout=5)
+    delivered = []
+    failed = []
+    lock = threading.Lock()
+
+    def on_delivery(err, msg):
+        with lock:
+            (failed if err else delivered).append((msg.partition(), msg.offset(), msg.value()))
+
+    # Pinned to broker 2; once it is gone its zone has no broker, so the
+    # client is given the others and carries on (retrying what was in flight).
+    p = Producer(cluster3.pinned(2, **{
+        "enable.idempotence": True, "acks": "all", "linger.ms": 2,
+        "message.timeout.ms": 120000, "max.in.flight.requests.per.connection": 5,
+    }))
+    total = 6000
+    for n in range(total):
+        while True:
+            try:
+                p.produce(t, value=f"seq-{n}".encode(), partition=n % 3, on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if n % 100 == 0:
+            p.poll(0)
+            time.sleep(0.01)
+        if n == total // 2:
+            cluster3[2].kill9()
+    assert p.flush(120) == 0, "every message was delivered in the end"
+    assert not failed, f"{len(failed)} failed deliveries, e.g. {failed[:3]}"
+    got = helpers.consume_all(cluster3[0].bootstrap, t, range(3), expected=total)
+    values = [m.value.decode() for m in got]
+    assert len(values) == len(set(values)), f"{len(values) - len(set(values))} duplicates"
+    assert set(values) == {f"seq-{n}" for n in range(total)}, "no gaps"
+    # Per partition, the producer's order is the log's order.
+    by_part = defaultdict(list)
+    for m in sorted(got, key=lambda m: (m.partition, m.offset)):
+        by_part[m.partition].append(int(m.value.decode().split("-")[1]))
+    for part, seqs in by_part.items():
+        assert seqs == sorted(seqs), f"partition {part} out of order"
+    helpers.assert_contiguous_offsets([(m.partition, m.offset) for m in got], "idempotent stream")
+
+
+def test_consumer_group_spread_over_the_brokers_consumes_everything_once(cluster3):
+    t = topic_name("group")
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=6)
+    for i in range(3):
+        wait_for(f"{t} on broker {i}", lambda i=i: topics_seen(cluster3, i).get(t) == 6, timeout=5)
+    consumers = [
+        Consumer(cluster3.pinned(i, **{
+            "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False,
+            "session.timeout.ms": 10000, "fetch.wait.max.ms": 100,
+        }))
+        for i in range(3)
+    ]
+    assigned = [set() for _ in consumers]
+
+    def on_assign(i):
+        def cb(c, parts):
+            assigned[i] = {p.partition for p in parts}
+        return cb
+
+    for i, c in enumerate(consumers):
+        c.subscribe([t], on_assign=on_assign(i))
+    got = [[] for _ in consumers]
+    stop = threading.Event()
+
+    def run(i):
+        c = consumers[i]
+        while not stop.is_set():
+            for m in c.consume(num_messages=500, timeout=0.2):
+                if m.error():
+                    if m.error().code() != KafkaError._PARTITION_EOF:
+                        got[i].append(("error", str(m.error())))
+                    continue
+                got[i].append((m.partition(), m.offset(), m.value()))
+                c.commit(message=m, asynchronous=False)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(3)]
+    for th in threads:
+        th.start()
+    try:
+        wait_for(
+            "the three members to share the six partitions",
+            lambda: sum(len(a) for a in assigned) == 6 and all(assigned),
+            timeout=60,
+        )
+        total = 1800
+        p = Producer({"bootstrap.servers": cluster3.bootstrap, "acks": "all", "linger.ms": 5})
+        helpers.produce_all(p, t, [{"value": f"v{n}".encode(), "partition": n % 6} for n in range(total)])
+        wait_for("everything consumed", lambda: sum(len(g) for g in got) >= total, timeout=60)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(10)
+        for c in consumers:
+            c.close()
+    errors = [e for g in got for e in g if e[0] == "error"]
+    assert not errors, errors[:3]
+    seen = [(p, o) for g in got for (p, o, _) in g]
+    assert len(seen) == len(set(seen)) == total, f"{len(seen)} consumed, {len(set(seen))} distinct, {total} produced"
+    # Each member read only its own partitions.
+    for i, g in enumerate(got):
+        assert {p for (p, _, _) in g} <= assigned[i]
+    # The commits are in the catalog: a new member of the group starts at the end.
+    late = Consumer({"bootstrap.servers": cluster3.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = late.committed([TopicPartition(t, p) for p in range(6)], timeout=20)
+        assert sum(tp.offset for tp in committed) == total
+    finally:
+        late.close()
