@@ -1,6 +1,9 @@
-//! Fault injection around the real object store, for tests: on command every
-//! request fails, is delayed, or hangs ("dropped") until the fault is
-//! cleared. Only wired in when the broker runs with `SLUICE_FAULT_INJECTION=1`.
+//! Fault injection around the real object store, for tests and benchmarks:
+//! on command every request fails, is delayed, hangs ("dropped") until the
+//! fault is cleared, or waits a random time drawn from a latency model of a
+//! real object store (PUTs and GETs each lognormal with a given median and
+//! 99th percentile). Only wired in when the broker runs with
+//! `SLUICE_FAULT_INJECTION=1`.
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -17,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// What the wrapper does to each request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Fault {
     #[default]
@@ -28,6 +31,38 @@ pub enum Fault {
     Delay { delay_ms: u64 },
     /// Every request hangs until the fault changes.
     Drop,
+    /// PUTs and GETs wait a lognormal time with these medians and 99th
+    /// percentiles (other requests are not delayed).
+    Latency {
+        put_p50_ms: f64,
+        put_p99_ms: f64,
+        get_p50_ms: f64,
+        get_p99_ms: f64,
+    },
+}
+
+/// Which kind of request a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Put,
+    Get,
+    Other,
+}
+
+/// z of the 99th percentile of the standard normal distribution.
+const Z99: f64 = 2.326_347_874;
+
+/// A draw from the lognormal distribution with median `p50` and 99th
+/// percentile `p99` (milliseconds; `p99 <= p50` gives `p50` exactly).
+fn lognormal_ms(p50: f64, p99: f64) -> f64 {
+    if p50.is_nan() || p50 <= 0.0 {
+        return 0.0;
+    }
+    let sigma = if p99 > p50 { (p99 / p50).ln() / Z99 } else { 0.0 };
+    // Box-Muller: one standard normal draw from two uniform ones.
+    let (u1, u2) = (fastrand::f64().max(f64::MIN_POSITIVE), fastrand::f64());
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    p50 * (sigma * z).exp()
 }
 
 /// Shared switch for a [`FaultyStore`].
@@ -54,12 +89,28 @@ impl FaultControl {
         *self.tx.borrow()
     }
 
-    async fn apply(&self) -> Result<()> {
+    async fn apply(&self, op: Op) -> Result<()> {
         let mut rx = self.tx.subscribe();
         loop {
             let f = *rx.borrow_and_update();
             match f {
                 Fault::Off => return Ok(()),
+                Fault::Latency {
+                    put_p50_ms,
+                    put_p99_ms,
+                    get_p50_ms,
+                    get_p99_ms,
+                } => {
+                    let ms = match op {
+                        Op::Put => lognormal_ms(put_p50_ms, put_p99_ms),
+                        Op::Get => lognormal_ms(get_p50_ms, get_p99_ms),
+                        Op::Other => 0.0,
+                    };
+                    if ms > 0.0 {
+                        tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+                    }
+                    return Ok(());
+                }
                 Fault::Fail => {
                     return Err(object_store::Error::Generic {
                         store: "fault-injection",
@@ -107,7 +158,7 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        self.control.apply().await?;
+        self.control.apply(Op::Put).await?;
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -116,12 +167,12 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
-        self.control.apply().await?;
+        self.control.apply(Op::Put).await?;
         self.inner.put_multipart_opts(location, opts).await
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.control.apply().await?;
+        self.control.apply(Op::Get).await?;
         self.inner.get_opts(location, options).await
     }
 
@@ -136,7 +187,7 @@ impl ObjectStore for FaultyStore {
                 let (control, inner) = (control.clone(), inner.clone());
                 async move {
                     let loc = loc?;
-                    control.apply().await?;
+                    control.apply(Op::Other).await?;
                     inner.delete(&loc).await?;
                     Ok(loc)
                 }
@@ -149,12 +200,12 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.control.apply().await?;
+        self.control.apply(Op::Other).await?;
         self.inner.list_with_delimiter(prefix).await
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.control.apply().await?;
+        self.control.apply(Op::Other).await?;
         self.inner.copy_opts(from, to, options).await
     }
 }
@@ -187,5 +238,16 @@ mod tests {
             store.get(&p).await.is_ok(),
             "a hung request proceeds once the fault clears"
         );
+    }
+
+    #[test]
+    fn latency_model_has_its_median_and_tail() {
+        let mut draws: Vec<f64> = (0..20_000).map(|_| lognormal_ms(100.0, 200.0)).collect();
+        draws.sort_by(f64::total_cmp);
+        let at = |q: f64| draws[(q * draws.len() as f64) as usize];
+        assert!((90.0..110.0).contains(&at(0.5)), "p50 {}", at(0.5));
+        assert!((175.0..225.0).contains(&at(0.99)), "p99 {}", at(0.99));
+        assert_eq!(lognormal_ms(50.0, 10.0), 50.0, "no spread without a tail");
+        assert_eq!(lognormal_ms(0.0, 10.0), 0.0);
     }
 }

@@ -4,6 +4,9 @@
 //! next batch is larger than its limits would stall), and long-polls until
 //! `min_bytes` are available or `max_wait_ms` passes. Fetch sessions
 //! (KIP-227) are declined with session id 0, so clients send full requests.
+//! A cluster broker asked by a client of another zone (`client.rack`, Fetch
+//! v11+) points it at a broker of that zone instead (KIP-392's preferred
+//! read replica), so catch-up reads stay in the client's zone.
 
 use super::code;
 use crate::Broker;
@@ -229,7 +232,70 @@ fn count_out(topics: &[FetchableTopicResponse], batches: &[Vec<Bytes>]) {
     }
 }
 
-pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchReply {
+/// The live brokers of the client's zone, when the client says its zone
+/// (`client.rack`), this broker is in another, and that zone has brokers.
+fn zone_brokers(broker: &Broker, rack: &str) -> Option<Vec<sluice_catalog::BrokerRecord>> {
+    let m = &broker.membership;
+    if rack.is_empty() || !m.is_cluster() || m.me().rack.as_deref() == Some(rack) {
+        return None;
+    }
+    let local: Vec<_> = m
+        .live()
+        .iter()
+        .filter(|b| b.rack.as_deref() == Some(rack))
+        .cloned()
+        .collect();
+    (!local.is_empty()).then_some(local)
+}
+
+/// Answers every partition with the broker of the client's zone to fetch
+/// it from, and the partition's offsets (no records).
+fn redirect(broker: &Broker, req: &FetchRequest, local: &[sluice_catalog::BrokerRecord]) -> FetchReply {
+    let mut response = FetchResponse::default();
+    let mut records = Vec::new();
+    for ft in &req.topics {
+        let mut tr = FetchableTopicResponse::default();
+        tr.topic = ft.topic.clone();
+        tr.topic_id = ft.topic_id;
+        let topic = broker.store.topic(ft.topic.0.as_str());
+        for fp in &ft.partitions {
+            let mut pd = PartitionData::default();
+            pd.partition_index = fp.partition;
+            pd.records = Some(Bytes::new());
+            match topic.as_ref().and_then(|t| t.partition(fp.partition)) {
+                None => pd.error_code = code(ResponseError::UnknownTopicOrPartition),
+                Some(p) => {
+                    let (start, hw) = p.offsets();
+                    pd.high_watermark = hw;
+                    pd.last_stable_offset = hw;
+                    pd.log_start_offset = start;
+                    if let Some(b) =
+                        broker
+                            .membership
+                            .partition_leader(local, &p.topic_id(), p.partition())
+                    {
+                        pd.preferred_read_replica = kafka_protocol::messages::BrokerId(b.broker_id);
+                    }
+                }
+            }
+            tr.partitions.push(pd);
+            records.push(Vec::new());
+        }
+        response.responses.push(tr);
+    }
+    FetchReply {
+        response,
+        records,
+        from_objects: false,
+    }
+}
+
+pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchReply {
+    if version >= 11 {
+        if let Some(local) = zone_brokers(broker, req.rack_id.as_str()) {
+            return redirect(broker, &req, &local);
+        }
+    }
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
     let min_bytes = req.min_bytes.max(0) as usize;
