@@ -148,3 +148,81 @@ def make_cluster(broker_factory, cluster_env, size: int = 3, **kw) -> Cluster:
 def cluster3(broker_factory, cluster_env) -> Cluster:
     """Three running brokers on a fresh database and bucket."""
     return make_cluster(broker_factory, cluster_env).start()
+
+
+# ---------------------------------------------------------------------------
+# The single-broker suite against a cluster (SLUICE_E2E_CLUSTER=N)
+# ---------------------------------------------------------------------------
+
+
+class ClusterAsBroker:
+    """Stands in for the `broker` fixture's SluiceBroker: `bootstrap` names
+    every broker (clients spread their partitions over them), raw-protocol
+    tests talk to broker 0, and kill -9 / restart / stop act on the whole
+    cluster (its state is only in PostgreSQL and the shared objects)."""
+
+    def __init__(self, brokers: List[SluiceBroker]) -> None:
+        self.brokers = brokers
+
+    def __getattr__(self, name):
+        # Ports, name, data_dir, log_path, proc...: broker 0's.
+        return getattr(self.brokers[0], name)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    def start(self, wait: bool = True) -> "ClusterAsBroker":
+        for b in self.brokers:
+            b.start(wait=wait)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> int:
+        codes = [b.stop(timeout) for b in self.brokers]
+        return next((c for c in codes if c != 0), 0)
+
+    def kill9(self):
+        out = None
+        for b in self.brokers:
+            out = b.kill9()
+        return out
+
+    def restart(self, wait: bool = True) -> "ClusterAsBroker":
+        for b in self.brokers:
+            if b.proc is not None and b.proc.poll() is None:
+                b.stop()
+        return self.start(wait=wait)
+
+    def assert_alive(self, context: str = "") -> None:
+        for b in self.brokers:
+            b.assert_alive(context)
+
+    def log_tail(self, limit: int = 40_000) -> str:
+        return "\n".join(f"--- {b.name} ---\n{b.log_tail(limit // len(self.brokers))}" for b in self.brokers)
+
+
+def cluster_size_from_env() -> int:
+    import os
+
+    raw = os.environ.get("SLUICE_E2E_CLUSTER", "").strip()
+    return int(raw) if raw else 0
+
+
+def start_cluster_as_broker(broker_factory, pg: "pg_server.PostgresServer", shared_dir) -> ClusterAsBroker:
+    """N brokers on a fresh database and a shared object folder."""
+    n = cluster_size_from_env()
+    url = pg.create_database()
+    brokers = [
+        broker_factory(
+            f"b{i}",
+            start=False,
+            extra_args=[
+                "--catalog", url,
+                "--object-store", f"file://{shared_dir}",
+                "--broker-id", str(i + 1),
+                "--lease-ms", str(DEFAULT_LEASE_MS),
+            ],
+        )
+        for i in range(n)
+    ]
+    return ClusterAsBroker(brokers).start()

@@ -83,8 +83,31 @@ def broker_factory(request, sluice_bin, tmp_path):
         pytest.fail("broker shutdown problems:\n" + "\n\n".join(problems), pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def cluster_postgres(tmp_path_factory):
+    """One PostgreSQL server for the suite run against a cluster
+    (SLUICE_E2E_CLUSTER=N); each test gets a fresh database."""
+    import pg_server
+
+    pg = pg_server.PostgresServer(tmp_path_factory.mktemp("cluster-pg"))
+    try:
+        pg.start()
+    except pg_server.PostgresError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield pg
+    pg.close()
+
+
 @pytest.fixture
-def broker(broker_factory) -> SluiceBroker:
+def broker(request, broker_factory, tmp_path):
+    """A broker; with SLUICE_E2E_CLUSTER=N set, a cluster of N brokers
+    sharing a PostgreSQL catalog and an object folder, standing in for it
+    (see cluster.ClusterAsBroker)."""
+    import cluster
+
+    if cluster.cluster_size_from_env() > 0:
+        pg = request.getfixturevalue("cluster_postgres")
+        return cluster.start_cluster_as_broker(broker_factory, pg, tmp_path / "shared-objects")
     return broker_factory("broker")
 
 

@@ -24,6 +24,7 @@ from confluent_kafka.admin import (
 
 import cluster
 import helpers
+import kafka_wire as kw
 
 cluster_env = cluster.cluster_env
 cluster3 = cluster.cluster3
@@ -315,3 +316,141 @@ def test_consumer_group_spread_over_the_brokers_consumes_everything_once(cluster
         assert sum(tp.offset for tp in committed) == total
     finally:
         late.close()
+
+
+# ---------------------------------------------------------------------------
+# Wire-level checks
+# ---------------------------------------------------------------------------
+
+API_HEARTBEAT = 12
+API_FIND_COORDINATOR = 10
+NOT_COORDINATOR = 16
+UNKNOWN_MEMBER_ID = 25
+
+
+def find_coordinator(conn: kw.WireConnection, group: str) -> tuple:
+    """FindCoordinator v0: (error, node id, host, port)."""
+    w = kw.Writer().string(group)
+    r = conn.request(API_FIND_COORDINATOR, 0, w.getvalue())
+    return (r.int16(), r.int32(), r.string(), r.int32())
+
+
+def heartbeat_error(conn: kw.WireConnection, group: str) -> int:
+    """Heartbeat v0 for a member the group does not know: its error code."""
+    w = kw.Writer().string(group).int32(1).string("nobody")
+    return conn.request(API_HEARTBEAT, 0, w.getvalue()).int16()
+
+
+def test_group_requests_reach_only_the_coordinator(cluster3):
+    for n in range(5):
+        group = f"wire-group-{n}"
+        answers = set()
+        for b in cluster3.brokers:
+            with kw.WireConnection("127.0.0.1", b.kafka_port) as conn:
+                err, node, host, port = find_coordinator(conn, group)
+                assert err == 0
+                answers.add((node, host, port))
+        assert len(answers) == 1, f"brokers disagree on {group}'s coordinator: {answers}"
+        node, _, port = answers.pop()
+        for b in cluster3.brokers:
+            with kw.WireConnection("127.0.0.1", b.kafka_port) as conn:
+                err = heartbeat_error(conn, group)
+            want = UNKNOWN_MEMBER_ID if b.kafka_port == port else NOT_COORDINATOR
+            assert err == want, f"{group} via {b.name} (coordinator {node}): error {err}"
+
+
+def test_a_batch_retried_through_another_broker_keeps_its_offsets(cluster3):
+    t = topic_name("retry")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=1)
+    wait_for(f"{t} on broker 2", lambda: topics_seen(cluster3, 2).get(t) == 1, timeout=5)
+    with kw.WireConnection("127.0.0.1", cluster3[0].kafka_port) as c0, kw.WireConnection(
+        "127.0.0.1", cluster3[2].kafka_port
+    ) as c2:
+        init = c0.init_producer_id()
+        pid, epoch = init.producer_id, init.producer_epoch
+
+        def batch(seq, n, tag):
+            recs = [kw.Record(key=b"%s%d" % (tag, j), value=b"v") for j in range(n)]
+            return kw.build_record_batch(recs, producer_id=pid, producer_epoch=epoch, base_sequence=seq)
+
+        a = batch(0, 5, b"a")
+        assert c0.produce(t, 0, a).base_offset == 0
+        b = batch(5, 3, b"b")
+        assert c0.produce(t, 0, b).base_offset == 5
+        # The same batches again through another broker: their offsets.
+        for again, at in ((a, 0), (b, 5)):
+            r = c2.produce(t, 0, again)
+            assert (r.error_code, r.base_offset) == (kw.NONE, at), r
+        r = c2.produce(t, 0, batch(10, 1, b"gap"))
+        assert r.error_code == kw.OUT_OF_ORDER_SEQUENCE_NUMBER, r
+        r = c2.produce(t, 0, batch(8, 2, b"c"))
+        assert (r.error_code, r.base_offset) == (kw.NONE, 8), r
+    got = helpers.consume_all(cluster3[1].bootstrap, t, [0], expected=10)
+    assert [m.offset for m in got] == list(range(10)), "no duplicate, no gap"
+
+
+def test_zones_and_leaders_in_metadata(cluster3):
+    t = topic_name("spread")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=30)
+    md = AdminClient({"bootstrap.servers": cluster3[1].bootstrap}).list_topics(t, timeout=10)
+    assert sorted(md.brokers) == [1, 2, 3]
+    leaders = {p.leader for p in md.topics[t].partitions.values()}
+    assert leaders == {1, 2, 3}, f"leaders spread over the live brokers: {leaders}"
+    # The same leaders whichever broker answers.
+    md0 = AdminClient({"bootstrap.servers": cluster3[0].bootstrap}).list_topics(t, timeout=10)
+    assert {p.id: p.leader for p in md0.topics[t].partitions.values()} == {
+        p.id: p.leader for p in md.topics[t].partitions.values()
+    }
+    for i in range(3):
+        admin = AdminClient({"bootstrap.servers": cluster3[0].bootstrap, "client.id": f"x,zone={cluster.Cluster.zone(i)}"})
+        mdz = admin.list_topics(t, timeout=10)
+        assert list(mdz.brokers) == [i + 1], f"zone {i} sees {sorted(mdz.brokers)}"
+        assert {p.leader for p in mdz.topics[t].partitions.values()} == {i + 1}
+    # A zone without brokers gets them all.
+    admin = AdminClient({"bootstrap.servers": cluster3[0].bootstrap, "client.id": "x,zone=elsewhere"})
+    assert sorted(admin.list_topics(t, timeout=10).brokers) == [1, 2, 3]
+
+
+def test_client_rack_fetches_from_a_broker_of_its_zone(cluster3):
+    import s3_server
+
+    t = topic_name("rack")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=6)
+    p = Producer({"bootstrap.servers": cluster3.bootstrap, "acks": "all"})
+    helpers.produce_all(p, t, [{"value": b"r%d" % n, "partition": n % 6} for n in range(600)])
+    got = helpers.consume_all(
+        cluster3[0].bootstrap, t, range(6), expected=600,
+        consumer_conf={"client.rack": cluster.Cluster.zone(1)},
+    )
+    assert len(got) == 600
+    out = [s3_server.metric(b, "sluice_topic_bytes_out_total", topic=t) or 0 for b in cluster3.brokers]
+    assert out[1] > 0 and out[0] == 0 and out[2] == 0, f"bytes fetched per broker: {out}"
+
+
+def test_a_commit_wakes_long_polls_on_other_brokers(cluster3):
+    t = topic_name("wake")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=1)
+    wait_for(f"{t} on broker 2", lambda: topics_seen(cluster3, 2).get(t) == 1, timeout=5)
+    c = Consumer(cluster3.pinned(2, **{
+        "group.id": "wake", "auto.offset.reset": "latest", "fetch.wait.max.ms": 5000,
+        "enable.auto.commit": False,
+    }))
+    c.assign([TopicPartition(t, 0, -1)])
+    p = Producer(cluster3.pinned(0, **{"acks": "all", "linger.ms": 0}))
+    try:
+        c.consume(timeout=2.0)  # the first fetch is in flight
+        lat = []
+        for n in range(20):
+            sent = time.monotonic()
+            p.produce(t, value=b"%d" % n)
+            p.flush(10)
+            msgs = []
+            while not msgs and time.monotonic() - sent < 10:
+                msgs = [m for m in c.consume(timeout=0.5) if not m.error()]
+            assert msgs, "the record never arrived"
+            lat.append(time.monotonic() - sent)
+        lat.sort()
+        # Far below the 5 s long poll: the other broker's commit woke it.
+        assert lat[len(lat) // 2] < 1.0, f"produce-to-consume through two brokers: {lat}"
+    finally:
+        c.close()

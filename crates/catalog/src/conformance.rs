@@ -61,6 +61,7 @@ fn flush(key: &str, batches: Vec<FlushBatch>) -> FlushCommit {
         object: object(key),
         batches,
         max_row_bytes: 25,
+        max_age_ms: i64::MAX / 2,
     }
 }
 
@@ -272,6 +273,17 @@ fn flush_commits_assign_offsets_and_check_sequences(open: &dyn Fn() -> Arc<Catal
     assert_eq!(p0.uploaded_end, 9);
     let keys: Vec<String> = reopened.object_keys().unwrap();
     assert!(keys.contains(&"f1".to_string()) && keys.contains(&"f2".to_string()));
+    // A flush whose object is older than its limit is refused whole.
+    let stale = FlushCommit {
+        max_age_ms: 60_000,
+        ..flush("stale", vec![batch(t.id, 0, 0, 1, None)])
+    };
+    assert!(matches!(
+        c.commit_flush(&stale),
+        Err(CatalogError::Conflict(_))
+    ));
+    assert!(!c.object_keys().unwrap().contains(&"stale".to_string()));
+    assert_eq!(c.segments_from(t.id, 0, 9, 10).unwrap().len(), 0);
     c.delete_topic("flushed").unwrap();
     let after = c
         .commit_flush(&flush("f3", vec![batch(t.id, 0, 0, 1, None)]))

@@ -143,6 +143,10 @@ pub struct FlushCommit {
     pub batches: Vec<FlushBatch>,
     /// Largest byte range one index row covers (unless one batch is larger).
     pub max_row_bytes: u64,
+    /// The commit is refused once the object is this much older (by the
+    /// database's clock) than its `created_ms`: past it, the garbage
+    /// collector may already have taken the object for an orphan.
+    pub max_age_ms: i64,
 }
 
 /// What a flush's commit decided for one of its batches.

@@ -121,6 +121,7 @@ fn flushes_from_several_brokers_get_distinct_contiguous_offsets() {
                             },
                             batches,
                             max_row_bytes: 1 << 20,
+                            max_age_ms: i64::MAX / 2,
                         })
                         .unwrap();
                     for (o, &p) in out.outcomes.iter().zip(parts.iter()) {
@@ -211,6 +212,7 @@ fn other_brokers_hear_commits_and_topic_changes() {
                 producer: None,
             }],
             max_row_bytes: 1 << 20,
+            max_age_ms: i64::MAX / 2,
         })
         .unwrap();
     let data_heard = |heard: &[Heard]| -> Option<DataChange> {

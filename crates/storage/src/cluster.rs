@@ -377,6 +377,7 @@ async fn commit_in_order(
             },
             batches: flush.batches.clone(),
             max_row_bytes: crate::object::INDEX_ROW_BYTES,
+            max_age_ms: timeout.as_millis().min(i64::MAX as u128) as i64,
         });
         let deadline = flush.sealed + timeout;
         let mut backoff = Duration::from_millis(50);
@@ -427,41 +428,37 @@ fn deliver(store: &LogStore, flush: Flush, outcome: sluice_catalog::FlushOutcome
     m.flush_seconds
         .with_label_values(&["total"])
         .observe(flush.sealed.elapsed().as_secs_f64());
-    // The PUT is done: this is usually the payload's only reference, so
-    // the offsets are patched in place (else on a copy).
-    let mut data = match flush.payload.try_into_mut() {
-        Ok(b) => b,
-        Err(shared) => BytesMut::from(&shared[..]),
-    };
-    let mut appended: Vec<(usize, i64)> = Vec::new();
-    for (i, (b, o)) in flush.batches.iter().zip(&outcome.outcomes).enumerate() {
-        if let BatchOutcome::Appended { base_offset } = o {
-            let at = b.position as usize;
-            set_base_offset(&mut data[at..at + b.length as usize], *base_offset);
-            appended.push((i, *base_offset));
-        }
-    }
-    let data = data.freeze();
     let ends: HashMap<(Uuid, i32), (i64, i64)> = outcome
         .ends
         .iter()
         .map(|e| ((e.topic, e.partition), (e.log_start, e.end)))
         .collect();
     let keep = store.config.tail_cache_bytes / store.all_partitions().len().max(1);
+    // Each appended batch is copied out of the flush's buffer with its
+    // offset: a slice would keep the whole buffer alive for as long as one
+    // partition's tail holds one small batch of it.
     let mut tails: HashMap<(Uuid, i32), (Arc<PartitionLog>, Vec<MemBatch>)> = HashMap::new();
-    for (i, base) in appended {
-        let b = &flush.batches[i];
-        let p = &flush.waiting[i].0;
+    for ((b, o), (p, _)) in flush
+        .batches
+        .iter()
+        .zip(&outcome.outcomes)
+        .zip(&flush.waiting)
+    {
+        let BatchOutcome::Appended { base_offset } = *o else {
+            continue;
+        };
         let at = b.position as usize;
+        let mut bytes = BytesMut::from(&flush.payload[at..at + b.length as usize]);
+        set_base_offset(&mut bytes, base_offset);
         tails
             .entry((b.topic, b.partition))
             .or_insert_with(|| (p.clone(), Vec::new()))
             .1
             .push(MemBatch {
-                base_offset: base,
-                last_offset: base + b.offsets - 1,
+                base_offset,
+                last_offset: base_offset + b.offsets - 1,
                 max_timestamp: b.max_timestamp,
-                bytes: data.slice(at..at + b.length as usize),
+                bytes: bytes.freeze(),
             });
     }
     let mut moved = false;

@@ -58,7 +58,11 @@ fn lognormal_ms(p50: f64, p99: f64) -> f64 {
     if p50.is_nan() || p50 <= 0.0 {
         return 0.0;
     }
-    let sigma = if p99 > p50 { (p99 / p50).ln() / Z99 } else { 0.0 };
+    let sigma = if p99 > p50 {
+        (p99 / p50).ln() / Z99
+    } else {
+        0.0
+    };
     // Box-Muller: one standard normal draw from two uniform ones.
     let (u1, u2) = (fastrand::f64().max(f64::MIN_POSITIVE), fastrand::f64());
     let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();

@@ -250,7 +250,11 @@ fn zone_brokers(broker: &Broker, rack: &str) -> Option<Vec<sluice_catalog::Broke
 
 /// Answers every partition with the broker of the client's zone to fetch
 /// it from, and the partition's offsets (no records).
-fn redirect(broker: &Broker, req: &FetchRequest, local: &[sluice_catalog::BrokerRecord]) -> FetchReply {
+fn redirect(
+    broker: &Broker,
+    req: &FetchRequest,
+    local: &[sluice_catalog::BrokerRecord],
+) -> FetchReply {
     let mut response = FetchResponse::default();
     let mut records = Vec::new();
     for ft in &req.topics {

@@ -298,6 +298,20 @@ impl LogIndex for Catalog {
                 ends: ends.clone(),
             };
             change.send(tx)?;
+            // Last, just before the commit: is the object still safe from
+            // the orphan collector?
+            let now = tx
+                .query_opt(&format!("SELECT {}", tx.dialect().now_ms()), &[])?
+                .map(|r| r.int(0))
+                .transpose()?
+                .unwrap_or(0);
+            let age = now - commit.object.created_ms;
+            if age > commit.max_age_ms {
+                return Err(CatalogError::Conflict(format!(
+                    "the flush is {age} ms old, more than {} ms: its object may be collected as an orphan, so it is not published",
+                    commit.max_age_ms
+                )));
+            }
             Ok(FlushOutcome {
                 outcomes: outcomes.clone(),
                 rows: rows.clone(),
