@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need
-# (kcat, Python Kafka clients), builds the broker, runs the Rust unit tests,
-# then the end-to-end tests that drive a real `sluice serve` with real clients.
+# (kcat, PostgreSQL, Python Kafka clients, moto), builds the broker, runs the
+# Rust unit tests (the catalog's PostgreSQL engine against a real server),
+# then the end-to-end tests that drive real `sluice serve` processes with real
+# clients: once against one broker, and the Kafka-facing modules again against
+# a three-broker cluster sharing a PostgreSQL catalog (SLUICE_E2E_CLUSTER=3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +19,21 @@ cargo test --profile fast --workspace --locked
 echo "==> end-to-end tests against target/fast/sluice"
 export SLUICE_BIN="$PWD/target/fast/sluice"
 python3 -m pytest tests/e2e -q -p no:cacheprovider "$@"
+
+# The client-facing suites again, each `broker` now a cluster of three.
+CLUSTER_SUITES=(
+  tests/e2e/test_kcat.py
+  tests/e2e/test_confluent_kafka.py
+  tests/e2e/test_kafka_python.py
+  tests/e2e/test_idempotent.py
+  tests/e2e/test_concurrency.py
+  tests/e2e/test_wire_versions.py
+  tests/e2e/test_groups_confluent.py
+  tests/e2e/test_groups_durability.py
+  tests/e2e/test_groups_fencing.py
+  tests/e2e/test_groups_kafka_python.py
+  tests/e2e/test_groups_kcat.py
+  tests/e2e/test_groups_static.py
+)
+echo "==> the client-facing end-to-end tests against a three-broker cluster"
+SLUICE_E2E_CLUSTER=3 python3 -m pytest "${CLUSTER_SUITES[@]}" -q -p no:cacheprovider "$@"

@@ -671,6 +671,13 @@ class WireConnection:
         expect_end(r, f"InitProducerId v{version} response")
         return res
 
+    # -- FindCoordinator ---------------------------------------------------
+
+    def find_coordinator(self, group: str) -> tuple:
+        """FindCoordinator v0 for a group: (error code, node id, host, port)."""
+        r = self.request(10, 0, Writer().string(group).getvalue())
+        return (r.int16(), r.int32(), r.string(), r.int32())
+
     # -- Produce -----------------------------------------------------------
 
     def produce(

@@ -323,16 +323,8 @@ def test_consumer_group_spread_over_the_brokers_consumes_everything_once(cluster
 # ---------------------------------------------------------------------------
 
 API_HEARTBEAT = 12
-API_FIND_COORDINATOR = 10
 NOT_COORDINATOR = 16
 UNKNOWN_MEMBER_ID = 25
-
-
-def find_coordinator(conn: kw.WireConnection, group: str) -> tuple:
-    """FindCoordinator v0: (error, node id, host, port)."""
-    w = kw.Writer().string(group)
-    r = conn.request(API_FIND_COORDINATOR, 0, w.getvalue())
-    return (r.int16(), r.int32(), r.string(), r.int32())
 
 
 def heartbeat_error(conn: kw.WireConnection, group: str) -> int:
@@ -347,7 +339,7 @@ def test_group_requests_reach_only_the_coordinator(cluster3):
         answers = set()
         for b in cluster3.brokers:
             with kw.WireConnection("127.0.0.1", b.kafka_port) as conn:
-                err, node, host, port = find_coordinator(conn, group)
+                err, node, host, port = conn.find_coordinator(group)
                 assert err == 0
                 answers.add((node, host, port))
         assert len(answers) == 1, f"brokers disagree on {group}'s coordinator: {answers}"

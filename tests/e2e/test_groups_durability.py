@@ -111,7 +111,7 @@ def test_committed_offsets_survive_kill9(broker):
     _commit(simple, simple_offsets, metadata="simple-meta")
     # ... and kafka-python, whose metadata bytes are exactly the string (see below).
     kp_offsets = {(topic, 0): 1, (topic, 1): 2, (topic, 2): 3}
-    kpc = KafkaConsumer(bootstrap_servers=[broker.bootstrap], group_id="dur-kp", enable_auto_commit=False)
+    kpc = KafkaConsumer(bootstrap_servers=broker.bootstrap.split(","), group_id="dur-kp", enable_auto_commit=False)
     try:
         kpc.assign([KpTopicPartition(t, p) for t, p in keys])
         kpc.commit({KpTopicPartition(t, p): OffsetAndMetadata(o, "kp-meta", -1) for (t, p), o in kp_offsets.items()})
@@ -147,7 +147,7 @@ def test_committed_offsets_survive_kill9(broker):
     # confluent-kafka-python sends a metadata string with its C terminator
     # (kafka-python reads 'member-meta\x00' back); kafka-python's own commit
     # shows the broker keeps the bytes unchanged.
-    kp = KafkaAdminClient(bootstrap_servers=[broker.bootstrap], request_timeout_ms=20000)
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap.split(","), request_timeout_ms=20000)
     try:
         multi = kp.list_group_offsets({"dur-member": None, "dur-simple": None, "dur-kp": None})
     finally:
@@ -288,7 +288,7 @@ def test_offset_delete(broker):
     _commit(old, {(other, 0): 5, (other, 1): 6})
     old.close()
     member = _member(broker.bootstrap, group, [sub], 2)
-    kp = KafkaAdminClient(bootstrap_servers=[broker.bootstrap], request_timeout_ms=20000)
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap.split(","), request_timeout_ms=20000)
     try:
         _commit(member, {(sub, 0): 3, (sub, 1): 4})
         assert group_offsets(admin, group) == {(sub, 0): 3, (sub, 1): 4, (other, 0): 5, (other, 1): 6}

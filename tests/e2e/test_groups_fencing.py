@@ -102,7 +102,12 @@ def test_expired_member_is_fenced(broker, tmp_path):
         assert before == {(topic, p): 50 for p in range(PARTITIONS)}, before
 
         bogus = {p: 7 for p in range(PARTITIONS)}
-        with WireConnection("127.0.0.1", broker.kafka_port) as conn:
+        # The group's coordinator (a cluster's brokers answer NOT_COORDINATOR
+        # for groups of another).
+        with WireConnection("127.0.0.1", broker.kafka_port) as finder:
+            err, _, host, port = finder.find_coordinator(group)
+            assert err == 0, f"FindCoordinator error {err}"
+        with WireConnection(host, port) as conn:
             cases = [
                 ("dead member, old generation", old_gen, zombie_id, ERR_UNKNOWN_MEMBER_ID),
                 ("live member, old generation", old_gen, survivor_id, ERR_ILLEGAL_GENERATION),

@@ -28,7 +28,7 @@ FIRST_SHARE = 250
 def _consumer(bootstrap, group, topic):
     return KafkaConsumer(
         topic,
-        bootstrap_servers=[bootstrap],
+        bootstrap_servers=bootstrap.split(","),
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -114,7 +114,7 @@ def test_kafka_python_group_resume(broker):
     assert not wrong, f"records at unexpected positions: {wrong[:5]}"
 
     # -- kafka-python's admin client sees the group and its offsets ----------
-    admin = KafkaAdminClient(bootstrap_servers=[broker.bootstrap], request_timeout_ms=30000)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap.split(","), request_timeout_ms=30000)
     try:
         offsets = admin.list_group_offsets(group)[group]
         assert {tp.partition: om.offset for tp, om in offsets.items() if tp.topic == topic} == {

@@ -210,7 +210,7 @@ def test_static_member_restart_keeps_assignment_without_rebalance(broker, tmp_pa
         # partitions move now rather than after its session timeout.
         b.kill9()
         t_remove = time.monotonic()
-        kp = KafkaAdminClient(bootstrap_servers=[broker.bootstrap], request_timeout_ms=20000)
+        kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap.split(","), request_timeout_ms=20000)
         try:
             res = kp.remove_group_members(group, [
                 MemberToRemove(group_instance_id="inst-b"),

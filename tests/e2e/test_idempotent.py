@@ -94,10 +94,15 @@ def test_raw_idempotent_duplicate_and_sequence_gap(broker):
     ]
 
 
-def _produce_idempotent(bootstrap, topic, n, stall_pid=None, **conf):
+def _produce_idempotent(bootstrap, topic, n, stall_pids=(), **conf):
     """Produce n messages with an idempotent producer; optionally SIGSTOP the
-    broker for a while mid-stream so in-flight requests time out and are
-    retried. Returns (values, deliveries)."""
+    broker (every broker of a cluster) for a while mid-stream so in-flight
+    requests time out and are retried. Returns (values, deliveries)."""
+
+    def signal_all(sig):
+        for pid in stall_pids:
+            os.kill(pid, sig)
+
     values = payloads(seed=400, count=n)
     client_logs = []
 
@@ -119,15 +124,15 @@ def _produce_idempotent(bootstrap, topic, n, stall_pid=None, **conf):
     stall_end = 0.0
     try:
         for i in range(n):
-            if stall_pid is not None and not stalled and i == n // 2:
+            if stall_pids and not stalled and i == n // 2:
                 assert p.flush(60) == 0, "first half not delivered before the stall"
                 # Freeze the broker; the second half is produced into it and
                 # its requests time out on the client and are retried.
-                os.kill(stall_pid, signal.SIGSTOP)
+                signal_all(signal.SIGSTOP)
                 stalled = True
                 stall_end = time.monotonic() + 6
             if stalled and not resumed and time.monotonic() >= stall_end:
-                os.kill(stall_pid, signal.SIGCONT)
+                signal_all(signal.SIGCONT)
                 resumed = True
             while True:
                 try:
@@ -140,12 +145,12 @@ def _produce_idempotent(bootstrap, topic, n, stall_pid=None, **conf):
         while stalled and not resumed and time.monotonic() < stall_end:
             p.poll(0.1)
         if stalled and not resumed:
-            os.kill(stall_pid, signal.SIGCONT)
+            signal_all(signal.SIGCONT)
             resumed = True
         remaining = p.flush(120)
     finally:
         if stalled and not resumed:
-            os.kill(stall_pid, signal.SIGCONT)
+            signal_all(signal.SIGCONT)
     assert remaining == 0, f"{remaining} messages undelivered"
     errors = [d for d in deliveries if d[0] is not None]
     assert not errors, f"{len(errors)} failed deliveries, first {errors[0]}"
@@ -193,7 +198,7 @@ def test_confluent_idempotent_producer_retries_after_stall(broker):
         broker.bootstrap,
         topic,
         n,
-        stall_pid=broker.pid,
+        stall_pids=[b.pid for b in getattr(broker, "brokers", [broker])],
         **{"socket.timeout.ms": 2000, "message.timeout.ms": 120000, "retry.backoff.ms": 200},
     )
     broker.assert_alive("after SIGSTOP/SIGCONT")

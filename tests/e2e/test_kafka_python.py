@@ -26,7 +26,7 @@ def test_kafka_python_roundtrip(broker, compression):
     base_ts = int(time.time() * 1000) - 300_000
 
     producer = KafkaProducer(
-        bootstrap_servers=[broker.bootstrap],
+        bootstrap_servers=broker.bootstrap.split(","),
         acks="all",
         compression_type=compression,
         linger_ms=10,
@@ -60,7 +60,7 @@ def test_kafka_python_roundtrip(broker, compression):
     acked = {(m.partition, m.offset): i for i, m in enumerate(metas)}
 
     consumer = KafkaConsumer(
-        bootstrap_servers=[broker.bootstrap],
+        bootstrap_servers=broker.bootstrap.split(","),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

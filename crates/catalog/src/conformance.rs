@@ -141,7 +141,7 @@ fn topics_uploads_offsets_and_replays(open: &dyn Fn() -> Arc<Catalog>) {
         partition: p,
         offset: o,
         leader_epoch: -1,
-        metadata: Some("m".into()),
+        metadata: Some("m\0with a NUL".into()),
         commit_ms: 9,
     };
     c.commit_offsets("g", &[off(0, 5), off(1, 7)]).unwrap();

@@ -13,11 +13,12 @@
 use crate::sql::{write, Dialect};
 use crate::{CatalogError, Db, Result};
 
-/// One schema change.
+/// One schema change: statements for both engines, then each engine's own.
 struct Migration {
     version: i64,
     what: &'static str,
     statements: &'static [&'static str],
+    postgres: &'static [&'static str],
 }
 
 const MIGRATIONS: &[Migration] = &[
@@ -108,6 +109,7 @@ const MIGRATIONS: &[Migration] = &[
             "CREATE TABLE IF NOT EXISTS registry_mode (subject TEXT PRIMARY KEY, mode TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS registry_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
         ],
+        postgres: &[],
     },
     Migration {
         version: 2,
@@ -121,6 +123,14 @@ const MIGRATIONS: &[Migration] = &[
                 started_ms BIGINT NOT NULL,
                 lease_expires_ms BIGINT NOT NULL
             )"],
+        postgres: &[],
+    },
+    Migration {
+        version: 3,
+        what: "committed offsets' metadata as bytes (Kafka strings may hold NUL, which PostgreSQL text cannot)",
+        // SQLite keeps whatever a column is given: nothing to change there.
+        statements: &[],
+        postgres: &["ALTER TABLE group_offsets ALTER COLUMN metadata TYPE BYTEA USING convert_to(metadata, 'UTF8')"],
     },
 ];
 
@@ -155,7 +165,11 @@ pub fn migrate(db: &dyn Db) -> Result<i64> {
             return Err(CatalogError::TooNew { found, latest });
         }
         for m in MIGRATIONS.iter().filter(|m| m.version > found) {
-            for s in m.statements {
+            let own: &[&str] = match tx.dialect() {
+                Dialect::Postgres => m.postgres,
+                Dialect::Sqlite => &[],
+            };
+            for s in m.statements.iter().chain(own) {
                 tx.execute(s, &[])?;
             }
             tx.execute(

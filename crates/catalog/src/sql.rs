@@ -136,6 +136,20 @@ impl Row {
         }
     }
 
+    /// A nullable string stored as text or as UTF-8 bytes.
+    pub fn opt_string_or_bytes(&self, i: usize) -> Result<Option<String>> {
+        match self.get(i)? {
+            Value::Null => Ok(None),
+            Value::Text(s) => Ok(Some(s.clone())),
+            Value::Bytes(b) => String::from_utf8(b.clone())
+                .map(Some)
+                .map_err(|e| CatalogError::Corrupt(format!("column {i} is not UTF-8: {e}"))),
+            Value::Int(v) => Err(CatalogError::Corrupt(format!(
+                "column {i}: expected a string, found {v}"
+            ))),
+        }
+    }
+
     /// A UUID stored as text.
     pub fn uuid(&self, i: usize) -> Result<uuid::Uuid> {
         let s = self.text(i)?;

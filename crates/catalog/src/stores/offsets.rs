@@ -12,7 +12,7 @@ fn offset_from_row(r: &crate::sql::Row, at: usize) -> Result<CommittedOffset> {
         partition: r.int32(at + 1)?,
         offset: r.int(at + 2)?,
         leader_epoch: r.int32(at + 3)?,
-        metadata: r.opt_text(at + 4)?,
+        metadata: r.opt_string_or_bytes(at + 4)?,
         commit_ms: r.int(at + 5)?,
     })
 }
@@ -31,7 +31,11 @@ impl OffsetStore for Catalog {
                     o.partition.into(),
                     o.offset.into(),
                     o.leader_epoch.into(),
-                    o.metadata.clone().into(),
+                    // Bytes: Kafka strings may hold NUL (see schema v3).
+                    o.metadata
+                        .as_ref()
+                        .map(|m| Value::Bytes(m.as_bytes().to_vec()))
+                        .unwrap_or(Value::Null),
                     o.commit_ms.into(),
                 ]
             })
