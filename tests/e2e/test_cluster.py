@@ -446,3 +446,95 @@ def test_a_commit_wakes_long_polls_on_other_brokers(cluster3):
         assert lat[len(lat) // 2] < 1.0, f"produce-to-consume through two brokers: {lat}"
     finally:
         c.close()
+
+
+# ---------------------------------------------------------------------------
+# Joining a cluster
+# ---------------------------------------------------------------------------
+
+
+def test_broker_ids_are_allocated_by_the_catalog_and_kept(broker_factory, cluster_env):
+    import json
+
+    import s3_server
+
+    pg, moto = cluster_env
+    url = pg.create_database()
+    bucket = moto.create_bucket()
+    b = s3_server.object_store_broker(
+        broker_factory, name="auto", object_store=f"s3://{bucket}/c",
+        args=["--catalog", url], env=moto.env(),
+    )
+    first = json.loads(s3_server.http_get(b, "/v1/cluster"))["broker_id"]
+    assert first > 1000, "allocated ids stay above the hand-set range"
+    assert (b.data_dir / "broker.id").read_text().strip() == str(first)
+    b.stop()
+    b.start()
+    assert json.loads(s3_server.http_get(b, "/v1/cluster"))["broker_id"] == first
+
+
+def test_a_cluster_broker_needs_the_shared_store(broker_factory, cluster_env):
+    import s3_server
+    from sluice_proc import BrokerError
+
+    pg, moto = cluster_env
+    url = pg.create_database()
+
+    def refused(name, args, env=None):
+        b = s3_server.object_store_broker(broker_factory, name=name, args=args, env=env, start=False)
+        with pytest.raises(BrokerError):
+            b.start()
+        return b.log_tail()
+
+    log = refused("nostore", ["--catalog", url])
+    assert "object store" in log and "cluster" in log, log
+    # The first broker binds the catalog to its bucket; another bucket is refused.
+    first = moto.create_bucket()
+    s3_server.object_store_broker(
+        broker_factory, name="first", object_store=f"s3://{first}/c",
+        args=["--catalog", url, "--broker-id", "1"], env=moto.env(),
+    )
+    other = moto.create_bucket()
+    log = refused(
+        "other", ["--catalog", url, "--object-store", f"s3://{other}/c", "--broker-id", "2"], moto.env()
+    )
+    assert "not this cluster's object store" in log, log
+
+
+def test_schemas_registered_through_one_broker_are_served_by_the_others(cluster3):
+    import json
+    import urllib.request
+
+    def call(i, method, path, body=None):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{cluster3[i].http_port}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    schema = {"schema": json.dumps({"type": "record", "name": "A", "fields": [{"name": "x", "type": "int"}]})}
+    sid = call(0, "POST", "/subjects/a-value/versions", schema)["id"]
+    wait_for("the schema on broker 2", lambda: call(2, "GET", "/subjects") == ["a-value"], timeout=5)
+    assert json.loads(call(1, "GET", f"/schemas/ids/{sid}")["schema"])["name"] == "A"
+    # Registrations racing through different brokers get distinct ids.
+    ids = {}
+
+    def register(i):
+        s = {"schema": json.dumps({"type": "record", "name": f"R{i}", "fields": [{"name": "y", "type": "long"}]})}
+        ids[i] = call(i, "POST", f"/subjects/r{i}-value/versions", s)["id"]
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert len(set(ids.values()) | {sid}) == 4, f"ids {ids}, first {sid}"
+    for i in range(3):
+        wait_for(
+            f"every subject on broker {i}",
+            lambda i=i: sorted(call(i, "GET", "/subjects")) == ["a-value", "r0-value", "r1-value", "r2-value"],
+            timeout=5,
+        )

@@ -229,11 +229,10 @@ pub trait BrokerRegistry: Send + Sync + 'static {
     fn deregister_broker(&self, broker_id: i32, epoch: i64) -> Result<()>;
     /// Brokers whose lease has not run out, by id.
     fn live_brokers(&self) -> Result<Vec<BrokerRecord>>;
-    /// Binds the cluster to one object store: records `proposed` as the
-    /// token of the store's marker unless a token is recorded already, and
-    /// returns the recorded one with whether the catalog lists no objects
-    /// yet (a cluster that never wrote any data).
-    fn claim_store(&self, proposed: &str) -> Result<(String, bool)>;
+    /// Binds the cluster to one object store: records `token` (the store's
+    /// marker) unless a token is recorded already, and returns the recorded
+    /// one.
+    fn claim_store(&self, token: &str) -> Result<String>;
 }
 
 /// Milliseconds since the Unix epoch.

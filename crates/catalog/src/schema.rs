@@ -127,9 +127,11 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
-        what: "committed offsets' metadata as bytes (Kafka strings may hold NUL, which PostgreSQL text cannot)",
+        what: "committed offsets' metadata as bytes (Kafka strings may hold NUL, which PostgreSQL text cannot); the registry's version row",
         // SQLite keeps whatever a column is given: nothing to change there.
-        statements: &[],
+        // The registry's version row exists from now on, so that writers
+        // always have a row to lock (see the registry's store).
+        statements: &["INSERT INTO registry_meta (key, value) VALUES ('version', 0) ON CONFLICT (key) DO NOTHING"],
         postgres: &["ALTER TABLE group_offsets ALTER COLUMN metadata TYPE BYTEA USING convert_to(metadata, 'UTF8')"],
     },
 ];

@@ -174,6 +174,15 @@ impl Dialect {
         }
     }
 
+    /// A shared row lock: the rows read cannot change until this
+    /// transaction ends (none to take in SQLite, as for [`Self::for_update`]).
+    pub fn for_share(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR SHARE",
+        }
+    }
+
     /// The database server's clock in milliseconds since the epoch (broker
     /// leases are judged by one clock, not by each broker's).
     pub fn now_ms(self) -> &'static str {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sluice_catalog::changes::MetaChange;
-use sluice_catalog::sql::{read, write, Db, Tx};
+use sluice_catalog::sql::{write, Db, Tx};
 use sluice_catalog::{params, CatalogError};
 
 use crate::error::RegistryError;
@@ -112,12 +112,10 @@ fn id32(v: i64, what: &str) -> Result<u32, CatalogError> {
     u32::try_from(v).map_err(|_| CatalogError::Corrupt(format!("bad {what} {v} in the registry")))
 }
 
-fn meta(tx: &mut dyn Tx, key: &str) -> Result<Option<i64>, CatalogError> {
+/// A `registry_meta` value; `lock` is the row lock clause to read it with.
+fn meta(tx: &mut dyn Tx, key: &str, lock: &str) -> Result<Option<i64>, CatalogError> {
     tx.query_opt(
-        &format!(
-            "SELECT value FROM registry_meta WHERE key = $1{}",
-            tx.dialect().for_update()
-        ),
+        &format!("SELECT value FROM registry_meta WHERE key = $1{lock}"),
         params![key],
     )?
     .map(|r| r.int(0))
@@ -133,8 +131,13 @@ fn set_meta(tx: &mut dyn Tx, key: &str, value: i64) -> Result<(), CatalogError> 
     Ok(())
 }
 
+/// Everything, as of one moment: the version row is read first under a
+/// shared lock, which every writer's exclusive lock waits for, so no write
+/// lands between the statements that follow.
 fn load_snapshot(tx: &mut dyn Tx) -> Result<Snapshot, CatalogError> {
     let mut snap = Snapshot::default();
+    let share = tx.dialect().for_share();
+    snap.version = meta(tx, "version", share)?.unwrap_or(0).max(0) as u64;
     for r in tx.query(
         "SELECT id, schema_type, schema, canonical, refs FROM registry_schemas",
         &[],
@@ -178,11 +181,10 @@ fn load_snapshot(tx: &mut dyn Tx) -> Result<Snapshot, CatalogError> {
         snap.modes.push((subject_from_key(r.text(0)?), mode));
     }
     let max_id = snap.schemas.iter().map(|s| s.id).max().unwrap_or(0);
-    let next = meta(tx, "next_id")?
+    let next = meta(tx, "next_id", "")?
         .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(1);
     snap.next_id = next.max(max_id.saturating_add(1)).max(1);
-    snap.version = meta(tx, "version")?.unwrap_or(0).max(0) as u64;
     Ok(snap)
 }
 
@@ -260,12 +262,14 @@ fn apply_op(tx: &mut dyn Tx, op: &StoreOp) -> Result<(), CatalogError> {
 
 impl SchemaStore for CatalogStore {
     fn load(&mut self) -> Result<Snapshot, RegistryError> {
-        Ok(read(&*self.db, load_snapshot)?)
+        // A transaction, for the lock that makes the snapshot consistent.
+        Ok(write(&*self.db, load_snapshot)?)
     }
 
     fn apply(&mut self, version: u64, ops: &[StoreOp]) -> Result<u64, RegistryError> {
         let outcome = write(&*self.db, |tx| {
-            let current = meta(tx, "version")?.unwrap_or(0).max(0) as u64;
+            let lock = tx.dialect().for_update();
+            let current = meta(tx, "version", lock)?.unwrap_or(0).max(0) as u64;
             if current != version {
                 return Ok(None);
             }

@@ -64,10 +64,13 @@ fn check_shared_store(url: Option<&str>, data_dir: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Binds the object store to the cluster: the first broker writes a marker
-/// object whose token the catalog records; every broker then checks that
-/// its store holds the catalog's marker, so a broker given another bucket
-/// (whose data no other broker could read) refuses to start.
+/// Binds the object store to the cluster. The store's marker object holds a
+/// token (the first broker to see the store without one writes it, once:
+/// `PutMode::Create`); the catalog records the token of the first store a
+/// broker brings it. A broker whose store's token is not the catalog's (it
+/// was given another bucket, whose data no other broker could read) refuses
+/// to start. The marker is written before the catalog claim, so a crash
+/// between the two leaves nothing to undo.
 async fn claim_store(
     objects: &dyn object_store::ObjectStore,
     catalog: &Arc<Catalog>,
@@ -75,30 +78,27 @@ async fn claim_store(
 ) -> anyhow::Result<()> {
     use object_store::{ObjectStoreExt, PutMode, PutOptions};
     let path = object_store::path::Path::from(MARKER);
-    let found = match objects.get(&path).await {
-        Ok(got) => {
-            let body = got.bytes().await?;
-            let v: serde_json::Value = serde_json::from_slice(&body)
-                .with_context(|| format!("{described}/{MARKER} is not Sluice's cluster marker"))?;
-            Some(v["token"].as_str().unwrap_or_default().to_string())
+    let read_marker = || async {
+        match objects.get(&path).await {
+            Ok(got) => {
+                let body = got.bytes().await?;
+                let v: serde_json::Value = serde_json::from_slice(&body).with_context(|| {
+                    format!("{described}/{MARKER} is not Sluice's cluster marker")
+                })?;
+                let token = v["token"].as_str().unwrap_or_default().to_string();
+                anyhow::Ok(Some(token))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).context(format!("cannot read {described}/{MARKER}")),
         }
-        Err(object_store::Error::NotFound { .. }) => None,
-        Err(e) => return Err(e).context(format!("cannot read {described}/{MARKER}")),
     };
-    let proposed = found
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let c = catalog.clone();
-    let p = proposed.clone();
-    let (token, empty) = tokio::task::spawn_blocking(move || c.claim_store(&p)).await??;
-    match found {
-        Some(t) if t == token => Ok(()),
-        Some(t) => bail!(
-            "{described} belongs to another Sluice cluster (marker {t}, this catalog's is {token}): \
-             every broker of a cluster must use the same catalog and the same object store"
-        ),
-        None if token == proposed || empty => {
-            let body = serde_json::json!({ "token": token, "cluster_id": catalog.cluster_id()? });
+    let marker = match read_marker().await? {
+        Some(t) => t,
+        None => {
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let c = catalog.clone();
+            let cluster_id = tokio::task::spawn_blocking(move || c.cluster_id()).await??;
+            let body = serde_json::json!({ "token": token, "cluster_id": cluster_id });
             let opts = PutOptions {
                 mode: PutMode::Create,
                 ..Default::default()
@@ -107,15 +107,25 @@ async fn claim_store(
                 .put_opts(&path, serde_json::to_vec(&body)?.into(), opts)
                 .await
             {
-                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-                Err(e) => Err(e).context(format!("cannot write {described}/{MARKER}")),
+                Ok(_) => token,
+                // Another broker wrote it first: theirs counts.
+                Err(object_store::Error::AlreadyExists { .. }) => read_marker()
+                    .await?
+                    .with_context(|| format!("{described}/{MARKER} vanished"))?,
+                Err(e) => return Err(e).context(format!("cannot write {described}/{MARKER}")),
             }
         }
-        None => bail!(
-            "{described} has no cluster marker, but this cluster's catalog already lists data in a store marked {token}: \
-             every broker of a cluster must use the same object store"
-        ),
+    };
+    let c = catalog.clone();
+    let m = marker.clone();
+    let recorded = tokio::task::spawn_blocking(move || c.claim_store(&m)).await??;
+    if recorded != marker {
+        bail!(
+            "{described} is not this cluster's object store (its marker {marker}, the catalog's {recorded}): \
+             every broker of a cluster must use the same catalog and the same object store"
+        );
     }
+    Ok(())
 }
 
 /// This broker's id: the flag, else the one kept in the data directory,

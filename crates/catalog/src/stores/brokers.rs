@@ -100,20 +100,15 @@ impl BrokerRegistry for Catalog {
         })
     }
 
-    fn claim_store(&self, proposed: &str) -> Result<(String, bool)> {
+    fn claim_store(&self, token: &str) -> Result<String> {
         write(&*self.db, |tx| {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('store_token', $1) ON CONFLICT (key) DO NOTHING",
-                params![proposed],
+                params![token],
             )?;
-            let token = tx
-                .query_opt("SELECT value FROM meta WHERE key = 'store_token'", &[])?
+            tx.query_opt("SELECT value FROM meta WHERE key = 'store_token'", &[])?
                 .ok_or_else(|| CatalogError::Corrupt("the store token vanished".into()))?
-                .text(0)?;
-            let empty = tx
-                .query_opt("SELECT 1 FROM objects LIMIT 1", &[])?
-                .is_none();
-            Ok((token, empty))
+                .text(0)
         })
     }
 
