@@ -193,6 +193,51 @@ mod tests {
     use super::*;
     use crate::sqlite::SqliteDb;
 
+    /// A catalog written before the schema was versioned (the embedded
+    /// broker's tables, no `schema_version`) keeps its data and gains the
+    /// new tables.
+    #[test]
+    fn an_unversioned_embedded_catalog_is_migrated_in_place() {
+        use crate::{Catalog, CatalogUrl, TopicStore};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE topics (name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+                    partitions INTEGER NOT NULL, configs TEXT NOT NULL, created_ms INTEGER NOT NULL);
+                 CREATE TABLE group_offsets (group_id TEXT NOT NULL, topic TEXT NOT NULL,
+                    partition INTEGER NOT NULL, committed_offset INTEGER NOT NULL,
+                    leader_epoch INTEGER NOT NULL, metadata TEXT, commit_ms INTEGER NOT NULL,
+                    PRIMARY KEY (group_id, topic, partition));
+                 INSERT INTO meta VALUES ('cluster_id', 'sluice-old');
+                 INSERT INTO topics VALUES ('kept', '00000000-0000-0000-0000-000000000007', 2, '{}', 1);
+                 INSERT INTO group_offsets VALUES ('g', 'kept', 0, 42, -1, 'text metadata', 5);",
+            )
+            .unwrap();
+        }
+        let c = Catalog::open(&CatalogUrl::Sqlite(path)).unwrap();
+        assert_eq!(c.cluster_id().unwrap(), "sluice-old");
+        assert_eq!(c.list_topics().unwrap()[0].name, "kept");
+        let offsets = crate::OffsetStore::group_offsets(&*c, "g").unwrap();
+        assert_eq!(
+            (offsets[0].offset, offsets[0].metadata.as_deref()),
+            (42, Some("text metadata")),
+            "old text metadata reads back"
+        );
+        assert!(crate::BrokerRegistry::live_brokers(&*c).unwrap().is_empty());
+        assert_eq!(
+            crate::sql::read(&*c.db(), |tx| tx
+                .query_opt("SELECT MAX(version) FROM schema_version", &[]))
+            .unwrap()
+            .unwrap()
+            .int(0)
+            .unwrap(),
+            latest_version()
+        );
+    }
+
     #[test]
     fn migrates_once_and_refuses_newer() {
         let db = SqliteDb::in_memory().unwrap();
