@@ -232,14 +232,36 @@ fn advance(parts: &[bytes::Bytes], at: (usize, usize), mut n: usize) -> (usize, 
 
 type Writer = BufWriter<tokio::net::tcp::OwnedWriteHalf>;
 
+/// The next response to write: one already in hand, or one to wait for.
+enum Next {
+    Ready(Result<Option<crate::fetch_frame::Frame>, oneshot::error::RecvError>),
+    Waiting(Pending),
+}
+
+/// Writes responses in request order. Responses that are ready together
+/// share one buffered write; the buffer is flushed as soon as the next
+/// response is not ready yet. (Waiting for the queue to empty instead held
+/// a pipelined producer's acknowledgements back behind its later requests,
+/// which in a cluster wait for their flush: measured in BENCHMARKS.md,
+/// "Cluster mode".)
 async fn write_responses(
     writer: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::Receiver<Pending>,
     peer: SocketAddr,
 ) {
+    use futures::FutureExt;
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-    while let Some(pending) = rx.recv().await {
-        match pending.await {
+    let mut next: Option<Next> = None;
+    loop {
+        let got = match next.take() {
+            Some(Next::Ready(v)) => v,
+            Some(Next::Waiting(p)) => p.await,
+            None => match rx.recv().await {
+                Some(p) => p.await,
+                None => break,
+            },
+        };
+        match got {
             Ok(Some(frame)) => {
                 let (back, written) = write_frame(writer, frame).await;
                 let Some(back) = back else {
@@ -255,7 +277,14 @@ async fn write_responses(
             Ok(None) => {}
             Err(_) => break,
         }
-        if rx.is_empty() {
+        next = match rx.try_recv() {
+            Ok(mut p) => match (&mut p).now_or_never() {
+                Some(v) => Some(Next::Ready(v)),
+                None => Some(Next::Waiting(p)),
+            },
+            Err(_) => None,
+        };
+        if !matches!(next, Some(Next::Ready(_))) {
             if let Err(e) = writer.flush().await {
                 tracing::debug!(%peer, error = %e, "connection write error");
                 break;

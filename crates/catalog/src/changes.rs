@@ -57,6 +57,9 @@ impl MetaChange {
 /// What a [`DATA_CHANNEL`] notification carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DataChange {
+    /// The broker whose flush this is (`None`: not a flush, e.g. a trim):
+    /// it applied the change itself already.
+    pub writer: Option<i32>,
     pub rows: Vec<SegmentRecord>,
     pub ends: Vec<PartitionEnd>,
 }
@@ -88,15 +91,16 @@ impl DataChange {
             );
             (None, line)
         });
+        let start = self.writer.map(|w| format!("w {w}\n")).unwrap_or_default();
         let mut out = Vec::new();
-        let mut cur = String::new();
+        let mut cur = start.clone();
         let mut cur_key: Option<&str> = None;
         for (key, line) in rows.chain(ends) {
             let header = |k: &str| format!("o {k}\n");
             let mut head = key.filter(|k| cur_key != Some(*k)).map(header);
             let need = head.as_ref().map_or(0, String::len) + line.len();
-            if !cur.is_empty() && cur.len() + need > MAX_PAYLOAD {
-                out.push(std::mem::take(&mut cur));
+            if cur.len() > start.len() && cur.len() + need > MAX_PAYLOAD {
+                out.push(std::mem::replace(&mut cur, start.clone()));
                 cur_key = None;
                 head = key.map(header);
             }
@@ -106,7 +110,7 @@ impl DataChange {
             }
             cur.push_str(&line);
         }
-        if !cur.is_empty() {
+        if cur.len() > start.len() {
             out.push(cur);
         }
         out
@@ -123,6 +127,7 @@ impl DataChange {
             let kind = f.next().ok_or_else(|| bad(line))?;
             let mut next = || f.next().ok_or_else(|| bad(line));
             match kind {
+                "w" => out.writer = Some(next()?.parse().map_err(|_| bad(line))?),
                 "o" => key = Some(next()?.to_string()),
                 "r" => {
                     let topic = Uuid::parse_str(next()?).map_err(|_| bad(line))?;
@@ -187,6 +192,7 @@ mod tests {
     #[test]
     fn round_trips_and_splits_long_payloads() {
         let change = DataChange {
+            writer: Some(3),
             rows: (0..300)
                 .map(|i| {
                     row(
@@ -211,6 +217,8 @@ mod tests {
         let mut back = DataChange::default();
         for p in &payloads {
             let d = DataChange::decode(p).unwrap();
+            assert_eq!(d.writer, Some(3), "every payload names its writer");
+            back.writer = d.writer;
             back.rows.extend(d.rows);
             back.ends.extend(d.ends);
         }

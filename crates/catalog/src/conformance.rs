@@ -58,6 +58,7 @@ fn batch(t: Uuid, p: i32, position: u64, offsets: i64, seq: Option<(i64, i16, i3
 
 fn flush(key: &str, batches: Vec<FlushBatch>) -> FlushCommit {
     FlushCommit {
+        writer: 1,
         object: object(key),
         batches,
         max_row_bytes: 25,

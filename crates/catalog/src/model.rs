@@ -139,6 +139,8 @@ pub struct FlushBatch {
 /// batches in it, in the order they were received.
 #[derive(Debug, Clone)]
 pub struct FlushCommit {
+    /// The broker flushing (named in the change notification).
+    pub writer: i32,
     pub object: ObjectRecord,
     pub batches: Vec<FlushBatch>,
     /// Largest byte range one index row covers (unless one batch is larger).

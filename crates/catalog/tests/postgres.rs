@@ -114,6 +114,7 @@ fn flushes_from_several_brokers_get_distinct_contiguous_offsets() {
                         .collect();
                     let out = c
                         .commit_flush(&FlushCommit {
+                            writer: b as i32,
                             object: ObjectRecord {
                                 key: format!("b{b}-f{f}"),
                                 size: 200,
@@ -197,6 +198,7 @@ fn other_brokers_hear_commits_and_topic_changes() {
     wait_for("the topic change", &|h| h.contains(&topics_changed));
     let out = writer
         .commit_flush(&FlushCommit {
+            writer: 1,
             object: ObjectRecord {
                 key: "data/x.obj".into(),
                 size: 10,

@@ -195,6 +195,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         }
         None => opened.store.clone(),
     };
+    let id = tokio::task::block_in_place(|| broker_id(&s, &data_dir, &catalog, cluster))?;
     let k = &s.storage;
     let gc_grace = Duration::from_millis(k.gc_grace_ms);
     let store_config = StorageConfig {
@@ -209,6 +210,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         compaction_min_bytes: k.compaction_min_bytes,
         gc_grace,
         flush: cluster.then(|| FlushConfig {
+            writer: id,
             interval: Duration::from_millis(s.cluster.flush_interval_ms),
             bytes: s.cluster.flush_bytes,
             max_in_flight: 4,
@@ -224,7 +226,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let registry =
         sluice_registry::Registry::open(catalog.db()).context("cannot open the schema registry")?;
     let me = BrokerRecord {
-        broker_id: tokio::task::block_in_place(|| broker_id(&s, &data_dir, &catalog, cluster))?,
+        broker_id: id,
         host: s.advertise_host.clone(),
         port: s.advertise_port,
         rack: s.rack.clone(),

@@ -49,6 +49,9 @@ pub struct FlushConfig {
     pub bytes: usize,
     /// Sealed flushes whose PUT may be in flight at once.
     pub max_in_flight: usize,
+    /// This broker's id (its flushes' notifications name it, and it skips
+    /// them: it applied its own commits already).
+    pub writer: i32,
     /// A flush not committed this long after it was sealed fails (its
     /// requests get a retriable error). Kept well below the garbage
     /// collector's grace, so no commit can name an object already deleted.
@@ -179,7 +182,12 @@ impl WritePath for ClusterWrites {
     ) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let (tx, rx) = mpsc::channel(self.config.max_in_flight.max(1));
-            let committer = tokio::spawn(commit_in_order(store.clone(), rx));
+            let committer = tokio::spawn(commit_in_order(
+                store.clone(),
+                rx,
+                self.config.timeout,
+                self.config.writer,
+            ));
             loop {
                 let stopping = *shutdown.borrow();
                 if !stopping {
@@ -349,13 +357,9 @@ impl Flush {
 async fn commit_in_order(
     store: Arc<LogStore>,
     mut rx: mpsc::Receiver<tokio::task::JoinHandle<(Flush, Result<(), String>)>>,
+    timeout: Duration,
+    writer: i32,
 ) {
-    let timeout = store
-        .config
-        .flush
-        .as_ref()
-        .map(|f| f.timeout)
-        .unwrap_or(Duration::from_secs(30));
     while let Some(put) = rx.recv().await {
         let (flush, written) = match put.await {
             Ok(r) => r,
@@ -370,6 +374,7 @@ async fn commit_in_order(
             continue;
         }
         let commit = Arc::new(FlushCommit {
+            writer,
             object: ObjectRecord {
                 key: flush.key.clone(),
                 size: flush.payload.len() as u64,
@@ -433,7 +438,7 @@ fn deliver(store: &LogStore, flush: Flush, outcome: sluice_catalog::FlushOutcome
         .iter()
         .map(|e| ((e.topic, e.partition), (e.log_start, e.end)))
         .collect();
-    let keep = store.config.tail_cache_bytes / store.all_partitions().len().max(1);
+    let keep = store.config.tail_cache_bytes / store.partition_count().max(1);
     // Each appended batch is copied out of the flush's buffer with its
     // offset: a slice would keep the whole buffer alive for as long as one
     // partition's tail holds one small batch of it.
@@ -493,9 +498,17 @@ fn deliver(store: &LogStore, flush: Flush, outcome: sluice_catalog::FlushOutcome
 }
 
 impl LogStore {
-    /// Takes another broker's (or this one's) commit heard on the change
-    /// feed: new index rows for tail readers, and the partitions' ends.
+    /// Takes another broker's commit heard on the change feed: new index
+    /// rows for tail readers, and the partitions' ends. This broker's own
+    /// flushes are skipped: it applies them when their commit returns, and
+    /// the notification can arrive first (a reader woken by it would find
+    /// the new offsets before the batches reach the tail, and read them
+    /// from the object store).
     pub fn apply_data_change(&self, change: &DataChange) {
+        if change.writer.is_some() && change.writer == self.config.flush.as_ref().map(|f| f.writer)
+        {
+            return;
+        }
         let mut moved = false;
         {
             let map = self.topics.read();

@@ -277,7 +277,7 @@ impl EmbeddedWrites {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
 
-        let total_partitions = store.all_partitions().len().max(1);
+        let total_partitions = store.partition_count().max(1);
         let keep_per_partition = store.config.tail_cache_bytes / total_partitions;
         let released: usize = taken
             .iter()

@@ -326,6 +326,17 @@ impl LogStore {
         v
     }
 
+    /// How many partitions there are (each gets an equal share of the tail
+    /// cache).
+    pub(crate) fn partition_count(&self) -> usize {
+        self.topics
+            .read()
+            .by_name
+            .values()
+            .map(|t| t.partitions.len())
+            .sum()
+    }
+
     pub(crate) fn all_partitions(&self) -> Vec<Arc<PartitionLog>> {
         self.topics
             .read()

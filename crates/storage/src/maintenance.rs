@@ -301,28 +301,40 @@ impl LogStore {
             if !self.is_maintainer() {
                 continue;
             }
-            if let Err(e) = self.enforce_retention(now_ms()).await {
-                tracing::warn!(error = %e, "retention pass failed");
+            // A pass can take long (compaction reads many objects); shutdown
+            // does not wait for it. Stopping anywhere is safe: every catalog
+            // change is one transaction, and an object written but not yet
+            // published is collected as an orphan.
+            tokio::select! {
+                _ = self.maintenance_pass() => {}
+                _ = shutdown.changed() => return,
             }
-            // Compaction's reads yield the disk to consumers' reads.
-            match crate::disk_lane::in_background(self.compact()).await {
-                Ok(n) if n > 0 => tracing::info!(objects = n, "compaction wrote objects"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "compaction pass failed"),
-            }
-            if let Err(e) = self.collect_garbage().await {
-                tracing::warn!(error = %e, "garbage collection failed");
-            }
-            if self.is_shared() {
-                if let Err(e) = self.collect_orphans(self.config.gc_grace).await {
-                    tracing::warn!(error = %e, "orphaned object collection failed");
-                }
-            }
-            let m = sluice_observe::metrics();
-            m.memory_bytes
-                .with_label_values(&["block_cache"])
-                .set(self.block_cache.used() as i64);
         }
+    }
+
+    /// Retention, compaction and garbage collection, once.
+    async fn maintenance_pass(&self) {
+        if let Err(e) = self.enforce_retention(now_ms()).await {
+            tracing::warn!(error = %e, "retention pass failed");
+        }
+        // Compaction's reads yield the disk to consumers' reads.
+        match crate::disk_lane::in_background(self.compact()).await {
+            Ok(n) if n > 0 => tracing::info!(objects = n, "compaction wrote objects"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "compaction pass failed"),
+        }
+        if let Err(e) = self.collect_garbage().await {
+            tracing::warn!(error = %e, "garbage collection failed");
+        }
+        if self.is_shared() {
+            if let Err(e) = self.collect_orphans(self.config.gc_grace).await {
+                tracing::warn!(error = %e, "orphaned object collection failed");
+            }
+        }
+        let m = sluice_observe::metrics();
+        m.memory_bytes
+            .with_label_values(&["block_cache"])
+            .set(self.block_cache.used() as i64);
     }
 }
 

@@ -294,6 +294,7 @@ impl LogIndex for Catalog {
                 )?;
             }
             let change = DataChange {
+                writer: Some(commit.writer),
                 rows: rows.clone(),
                 ends: ends.clone(),
             };
@@ -408,6 +409,7 @@ impl LogIndex for Catalog {
             )?;
             if let Some(r) = ends {
                 DataChange {
+                    writer: None,
                     rows: Vec::new(),
                     ends: vec![PartitionEnd {
                         topic,
