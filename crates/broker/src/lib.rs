@@ -8,16 +8,12 @@
 //! - [`cluster`]: membership, placement (partition leaders, group
 //!   coordinators) and following the other brokers of a cluster.
 
-pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod dispatch;
-pub mod dlq;
 pub mod fetch_frame;
 pub mod groups;
 pub mod handlers;
-pub mod lag;
-pub mod metrics_page;
 pub mod server;
 pub mod topic_config;
 
@@ -37,7 +33,8 @@ pub struct Broker {
     pub membership: Arc<Membership>,
     pub groups: Arc<groups::GroupCoordinator>,
     pub registry: sluice_registry::Registry,
-    pub lag: lag::LagTracker,
+    /// Every group's recent commits (Burrow's windows), for lag views.
+    pub lag: sluice_observe::commits::CommitTracker,
     pub rates: sluice_observe::rate::RateTracker,
     pub cluster_id: String,
 }
@@ -73,7 +70,7 @@ impl Broker {
             membership,
             groups,
             registry,
-            lag: lag::LagTracker::default(),
+            lag: Default::default(),
             rates: sluice_observe::rate::RateTracker::new(std::time::Duration::from_secs(30)),
             cluster_id,
         }))

@@ -7,8 +7,8 @@ use crate::groups_cli::{agent, call, print_table, url, ApiArgs};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_broker::admin::TopicDetail;
-use sluice_broker::dlq::{DlqPage, ReplayRequest, ReplayResult};
+use sluice_ops::admin::TopicDetail;
+use sluice_ops::dlq::{DlqPage, ReplayRequest, ReplayResult};
 use std::io::Write;
 
 #[derive(Args, Debug)]

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sluice_broker::admin::{GroupDetail, GroupSummary, ResetPlanRow, ResetRequest, ResetTarget};
+use sluice_ops::admin::{GroupDetail, GroupSummary, ResetPlanRow, ResetRequest, ResetTarget};
 
 /// Where the broker's HTTP API is (shared by every client subcommand).
 #[derive(Args, Debug)]

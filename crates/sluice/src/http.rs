@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use sluice_broker::admin::{self, AdminError, ResetRequest};
-use sluice_broker::dlq;
 use sluice_broker::Broker;
+use sluice_ops::admin::{self, AdminError, ResetRequest};
+use sluice_ops::dlq;
 use std::sync::Arc;
 
 struct ApiError(AdminError);
@@ -67,7 +67,7 @@ struct MetricsQuery {
 }
 
 async fn metrics(State(b): Shared, Query(q): Query<MetricsQuery>) -> Result<Response, ApiError> {
-    use sluice_broker::metrics_page::{render_chunks, Detail};
+    use sluice_ops::metrics_page::{render_chunks, Detail};
     let detail = match q.detail.as_deref() {
         None if b.config.metrics_partition_detail => Detail::Partition,
         None | Some("group") => Detail::Group,

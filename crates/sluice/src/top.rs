@@ -4,7 +4,7 @@
 
 use crate::groups_cli::{agent, call, format_table, url};
 use clap::Args;
-use sluice_broker::admin::{GroupDetail, GroupSummary, TopicSummary};
+use sluice_ops::admin::{GroupDetail, GroupSummary, TopicSummary};
 use std::time::Duration;
 
 #[derive(Args, Debug)]

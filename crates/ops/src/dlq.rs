@@ -6,9 +6,9 @@
 //! byte-identical minus the failure context. Every replay is recorded in the
 //! catalog so a second run replays nothing twice unless asked.
 
-use crate::Broker;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use sluice_broker::Broker;
 use sluice_catalog::ReplayLog;
 use sluice_catalog::ReplayRecord;
 use sluice_protocol::batch::split_and_check;

@@ -4,36 +4,11 @@
 //! batch header without decompressing), and Burrow's health status and trend
 //! from the window of recent commits.
 
-use crate::Broker;
-use parking_lot::Mutex;
 use serde::Serialize;
-use sluice_observe::burrow::{
-    group_status, CommitPoint, CommitWindow, GroupStatus, PartitionStatus,
-};
+use sluice_broker::Broker;
+use sluice_observe::burrow::{group_status, GroupStatus, PartitionStatus};
 use sluice_storage::PartitionLog;
-use std::collections::HashMap;
 use std::sync::Arc;
-
-/// What is kept per group-partition: the window of recent commits and the
-/// timestamp of the first uncommitted record (valid while the committed
-/// offset stays at `age_offset`), so a scrape looks up one entry per
-/// group-partition and reads storage only when a commit moved.
-#[derive(Default)]
-struct PartitionTrack {
-    window: CommitWindow,
-    /// (first uncommitted offset, its batch timestamp)
-    age_at: Option<(i64, i64)>,
-}
-
-/// topic → partition → track.
-type TopicTracks = HashMap<String, HashMap<i32, PartitionTrack>>;
-
-/// Commit windows and event-age timestamps of every group.
-#[derive(Default)]
-pub struct LagTracker {
-    /// group → topic → partition → track (nested so lookups by `&str` allocate nothing).
-    tracks: Mutex<HashMap<String, TopicTracks>>,
-}
 
 /// Lag of one partition of a group.
 #[derive(Debug, Clone, Serialize)]
@@ -58,61 +33,6 @@ pub struct GroupLagInfo {
     pub max_lag_seconds: f64,
     pub total_lag: i64,
     pub partitions: Vec<PartitionLagInfo>,
-}
-
-impl LagTracker {
-    /// Adds a commit to the group-partition's window.
-    pub fn record_commit(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        log_end: i64,
-        now_ms: i64,
-    ) {
-        let mut tracks = self.tracks.lock();
-        track_mut(&mut tracks, group, topic, partition)
-            .window
-            .push(CommitPoint {
-                offset,
-                lag: (log_end - offset).max(0),
-                time_ms: now_ms,
-            });
-    }
-
-    pub fn forget_group(&self, group: &str) {
-        self.tracks.lock().remove(group);
-    }
-}
-
-/// The tracks of a group's topic, created on first use (keys are allocated
-/// only then).
-fn topic_tracks_mut<'a>(
-    tracks: &'a mut HashMap<String, TopicTracks>,
-    group: &str,
-    topic: &str,
-) -> &'a mut HashMap<i32, PartitionTrack> {
-    if !tracks.contains_key(group) {
-        tracks.insert(group.to_string(), HashMap::new());
-    }
-    let topics = tracks.get_mut(group).expect("inserted above");
-    if !topics.contains_key(topic) {
-        topics.insert(topic.to_string(), HashMap::new());
-    }
-    topics.get_mut(topic).expect("inserted above")
-}
-
-/// The track of a group-partition, created on first use.
-fn track_mut<'a>(
-    tracks: &'a mut HashMap<String, TopicTracks>,
-    group: &str,
-    topic: &str,
-    partition: i32,
-) -> &'a mut PartitionTrack {
-    topic_tracks_mut(tracks, group, topic)
-        .entry(partition)
-        .or_default()
 }
 
 /// Event age in seconds of a record produced at `ts` (0 when unknown).
@@ -141,14 +61,12 @@ pub async fn group_lag(broker: &Broker, group: &str, now_ms: i64) -> GroupLagInf
     let mut partitions = Vec::with_capacity(by_topic.iter().map(|(_, v)| v.len()).sum());
     // (index in `partitions`, partition log, first uncommitted offset)
     let mut misses: Vec<(usize, Arc<PartitionLog>, i64)> = Vec::new();
-    {
-        let mut guard = broker.lag.tracks.lock();
-        for (topic_name, offsets) in by_topic {
-            let Some(topic) = broker.store.topic(&topic_name) else {
-                continue;
-            };
-            let topic_name: Arc<str> = Arc::from(topic_name);
-            let topic_tracks = topic_tracks_mut(&mut guard, group, &topic_name);
+    for (topic_name, offsets) in by_topic {
+        let Some(topic) = broker.store.topic(&topic_name) else {
+            continue;
+        };
+        let topic_name: Arc<str> = Arc::from(topic_name);
+        broker.lag.with_topic(group, &topic_name, |topic_tracks| {
             for (partition, committed) in offsets {
                 let Some(p) = topic.partition(partition) else {
                     continue;
@@ -179,15 +97,15 @@ pub async fn group_lag(broker: &Broker, group: &str, now_ms: i64) -> GroupLagInf
                     lag_seconds,
                 });
             }
-        }
+        });
     }
     for (i, p, offset) in misses {
         match broker.store.timestamp_at(&p, offset).await {
             Ok(Some(ts)) => {
                 partitions[i].lag_seconds = age_seconds(ts, now_ms);
-                let mut tracks = broker.lag.tracks.lock();
-                track_mut(&mut tracks, group, p.topic_name(), p.partition()).age_at =
-                    Some((offset, ts));
+                broker
+                    .lag
+                    .record_age(group, p.topic_name(), p.partition(), offset, ts);
             }
             Ok(None) => {}
             Err(e) => {

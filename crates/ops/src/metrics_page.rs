@@ -12,7 +12,7 @@
 //! `metrics_partition_detail`). `/v1/groups/{group}` always has them.
 
 use crate::lag::{group_lag, GroupLagInfo};
-use crate::Broker;
+use sluice_broker::Broker;
 use sluice_observe::burrow::PartitionStatus;
 use sluice_observe::exposition::{group_topic_labels, FamilyWriter};
 use std::collections::BTreeMap;

@@ -3,11 +3,11 @@
 //! log-end offsets and lag (the columns of `kafka-consumer-groups.sh
 //! --describe`), offset resets and group deletion.
 
-use crate::groups::consumer_protocol::assignment_partitions;
-use crate::groups::state::GroupState;
-use crate::Broker;
 use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
+use sluice_broker::groups::consumer_protocol::assignment_partitions;
+use sluice_broker::groups::state::GroupState;
+use sluice_broker::Broker;
 use sluice_catalog::CommittedOffset;
 use std::collections::BTreeMap;
 

@@ -1,0 +1,17 @@
+//! Operator views and actions over a running broker, built on the public
+//! APIs of the broker, its storage and its catalog (none of this is on the
+//! Kafka request path):
+//!
+//! - [`admin`]: topics and consumer groups as `kafka-topics.sh` and
+//!   `kafka-consumer-groups.sh` show them (with lag, lag seconds and Burrow
+//!   status), offset resets, group deletion;
+//! - [`lag`]: consumer lag and event age per group and partition;
+//! - [`dlq`]: dead-letter records with their failure context, and replays;
+//! - [`metrics_page`]: the scrape-time part of `GET /metrics`.
+//!
+//! The HTTP side and the CLI of the `sluice` binary use these.
+
+pub mod admin;
+pub mod dlq;
+pub mod lag;
+pub mod metrics_page;
