@@ -60,11 +60,12 @@ def records(consumed) -> dict:
 def test_topics_created_through_one_broker_are_seen_through_the_others(cluster3):
     t = topic_name("admin")
     admin0 = AdminClient({"bootstrap.servers": cluster3[0].bootstrap})
-    started = time.monotonic()
     helpers.create_topic(admin0, t, partitions=6)
+    created = time.monotonic()
     for i in (1, 2):
         wait_for(f"{t} on broker {i}", lambda i=i: topics_seen(cluster3, i).get(t) == 6, timeout=5)
-    assert time.monotonic() - started < 5
+    took = time.monotonic() - created
+    assert took < 1.0, f"the other brokers saw the new topic after {took:.2f}s (client polling included)"
     # A second create through another broker is refused: it exists.
     admin2 = AdminClient({"bootstrap.servers": cluster3[2].bootstrap})
     fut = admin2.create_topics([NewTopic(t, num_partitions=3, replication_factor=1)])[t]
@@ -270,13 +271,23 @@ def test_consumer_group_spread_over_the_brokers_consumes_everything_once(cluster
         c.subscribe([t], on_assign=on_assign(i))
     got = [[] for _ in consumers]
     stop = threading.Event()
+    # What the group protocol itself answers while members come and go; the
+    # client handles them (librdkafka still reports them as events).
+    routine = {
+        KafkaError._PARTITION_EOF,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+    }
 
     def run(i):
         c = consumers[i]
         while not stop.is_set():
             for m in c.consume(num_messages=500, timeout=0.2):
                 if m.error():
-                    if m.error().code() != KafkaError._PARTITION_EOF:
+                    if m.error().code() not in routine:
                         got[i].append(("error", str(m.error())))
                     continue
                 got[i].append((m.partition(), m.offset(), m.value()))

@@ -90,73 +90,58 @@ def check_readback(c: cluster.Cluster, topic: str, acked: dict, sent: int):
     assert len(values) == len(set(values)) == sent, f"{len(values)} read, {len(set(values))} distinct, {sent} sent"
 
 
-def test_catalog_down_gives_retriable_errors_and_loses_nothing(faulty3, cluster_env):
-    pg, _ = cluster_env
-    t = f"pgdown-{uuid.uuid4().hex[:6]}"
-    helpers.create_topic(faulty3[0].bootstrap, t, partitions=3)
+def ride_out_an_outage(c: cluster.Cluster, what: str, break_it, mend_it, via: int):
+    """An idempotent producer streams through the cluster while `break_it()`
+    takes shared storage away: a produce through broker `via` gets a
+    retriable error in time, nothing is acknowledged meanwhile, and after
+    `mend_it()` every record arrives once, none acknowledged is lost."""
+    t = f"{what}-{uuid.uuid4().hex[:6]}"
+    helpers.create_topic(c[0].bootstrap, t, partitions=3)
     wait_for("the topic everywhere", lambda: all(
-        t in helpers.admin_client(b.bootstrap).list_topics(timeout=10).topics for b in faulty3.brokers
+        t in helpers.admin_client(b.bootstrap).list_topics(timeout=10).topics for b in c.brokers
     ))
     acked, errors = {}, []
     stop = threading.Event()
     result = {}
     th = threading.Thread(
-        target=lambda: result.setdefault("sent", produce_stream(faulty3.bootstrap, t, stop, acked, errors)),
+        target=lambda: result.setdefault("sent", produce_stream(c.bootstrap, t, stop, acked, errors)),
         daemon=True,
     )
     th.start()
     wait_for("records acknowledged before the outage", lambda: len(acked) > 300)
-    pg.stop(mode="immediate")
+    break_it()
     try:
-        # A produce while the catalog is down: a retriable error, in time.
         started = time.monotonic()
-        r = raw_produce(faulty3[1], t, b"during-outage", timeout=60)
+        r = raw_produce(c[via], t, b"during-outage", timeout=60)
         assert r.error_code == KAFKA_STORAGE_ERROR, r
         assert time.monotonic() - started < 30
         frozen = len(acked)
         time.sleep(2.0)
-        assert len(acked) == frozen, "nothing is acknowledged while the catalog is down"
+        assert len(acked) == frozen, f"nothing is acknowledged during the outage ({what})"
     finally:
-        pg.start()
+        mend_it()
     wait_for("acknowledgements again", lambda: len(acked) > frozen + 300, timeout=60)
     stop.set()
     th.join(150)
     assert not errors, errors[:3]
-    check_readback(faulty3, t, acked, result["sent"])
+    check_readback(c, t, acked, result["sent"])
+
+
+def test_catalog_down_gives_retriable_errors_and_loses_nothing(faulty3, cluster_env):
+    pg, _ = cluster_env
+    ride_out_an_outage(
+        faulty3, "pgdown", lambda: pg.stop(mode="immediate"), pg.start, via=1
+    )
 
 
 def test_bucket_down_gives_retriable_errors_and_loses_nothing(faulty3):
-    t = f"s3down-{uuid.uuid4().hex[:6]}"
-    helpers.create_topic(faulty3[0].bootstrap, t, partitions=3)
-    wait_for("the topic everywhere", lambda: all(
-        t in helpers.admin_client(b.bootstrap).list_topics(timeout=10).topics for b in faulty3.brokers
-    ))
-    acked, errors = {}, []
-    stop = threading.Event()
-    result = {}
-    th = threading.Thread(
-        target=lambda: result.setdefault("sent", produce_stream(faulty3.bootstrap, t, stop, acked, errors)),
-        daemon=True,
-    )
-    th.start()
-    wait_for("records acknowledged before the outage", lambda: len(acked) > 300)
-    for b in faulty3.brokers:
-        s3_server.set_fault(b, "fail")
-    try:
-        time.sleep(0.5)
-        r = raw_produce(faulty3[2], t, b"during-outage", timeout=60)
-        assert r.error_code == KAFKA_STORAGE_ERROR, r
-        frozen = len(acked)
-        time.sleep(2.0)
-        assert len(acked) == frozen, "nothing is acknowledged while the bucket is down"
-    finally:
+    def set_all(mode):
         for b in faulty3.brokers:
-            s3_server.set_fault(b, "off")
-    wait_for("acknowledgements again", lambda: len(acked) > frozen + 300, timeout=60)
-    stop.set()
-    th.join(150)
-    assert not errors, errors[:3]
-    check_readback(faulty3, t, acked, result["sent"])
+            s3_server.set_fault(b, mode)
+
+    ride_out_an_outage(
+        faulty3, "s3down", lambda: set_all("fail"), lambda: set_all("off"), via=2
+    )
 
 
 def test_objects_of_failed_commits_and_killed_brokers_are_collected(faulty3, cluster_env):
