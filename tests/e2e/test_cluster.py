@@ -549,3 +549,38 @@ def test_schemas_registered_through_one_broker_are_served_by_the_others(cluster3
             lambda i=i: sorted(call(i, "GET", "/subjects")) == ["a-value", "r0-value", "r1-value", "r2-value"],
             timeout=5,
         )
+
+
+def test_cluster_status_shows_brokers_leases_groups_and_jobs(cluster3, sluice_bin):
+    import json
+    import subprocess
+
+    group = "status-group"
+    t = topic_name("status")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=1)
+    c = Consumer({"bootstrap.servers": cluster3.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(t, 0, 0)], asynchronous=False)
+    finally:
+        c.close()
+    with kw.WireConnection("127.0.0.1", cluster3[1].kafka_port) as conn:
+        _, coordinator, _, _ = conn.find_coordinator(group)
+    http = f"127.0.0.1:{cluster3[2].http_port}"
+    out = subprocess.run(
+        [str(sluice_bin), "cluster", "status", "--http", http, "--json"],
+        capture_output=True, check=True, timeout=30,
+    )
+    view = json.loads(out.stdout)
+    assert view["mode"] == "cluster" and view["broker_id"] == 3
+    brokers = {b["broker_id"]: b for b in view["brokers"]}
+    assert sorted(brokers) == [1, 2, 3]
+    assert [b["rack"] for b in view["brokers"]] == ["zone-0", "zone-1", "zone-2"]
+    assert all(0 <= b["lease_age_ms"] < cluster3.lease_ms for b in brokers.values()), brokers
+    holders = [i for i, b in brokers.items() if group in b["groups"]]
+    assert holders == [coordinator], f"{group} under {holders}, FindCoordinator says {coordinator}"
+    assert brokers[1]["jobs"] and not brokers[2]["jobs"] and not brokers[3]["jobs"]
+    table = subprocess.run(
+        [str(sluice_bin), "cluster", "status", "--http", http],
+        capture_output=True, check=True, timeout=30, text=True,
+    ).stdout
+    assert "LEASE-AGE" in table and "zone-1" in table and "3*" in table, table

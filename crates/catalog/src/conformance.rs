@@ -353,10 +353,21 @@ fn brokers_and_leases(open: &dyn Fn() -> Arc<Catalog>) {
         rack: Some("zone-a".into()),
         epoch: 0,
         lease_expires_ms: 0,
+        lease_age_ms: 0,
     };
     let first = c.register_broker(&me, 60_000).unwrap();
     assert_eq!(first.epoch, 1);
-    assert_eq!(c.live_brokers().unwrap(), vec![first.clone()]);
+    let live = c.live_brokers().unwrap();
+    assert_eq!(live.len(), 1);
+    assert!(
+        (0..5_000).contains(&live[0].lease_age_ms),
+        "just renewed: {live:?}"
+    );
+    let without_age = |b: &BrokerRecord| BrokerRecord {
+        lease_age_ms: 0,
+        ..b.clone()
+    };
+    assert_eq!(without_age(&live[0]), without_age(&first));
     let other = BrokerRecord {
         port: 9093,
         ..me.clone()

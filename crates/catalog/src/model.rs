@@ -110,6 +110,9 @@ pub struct BrokerRecord {
     pub epoch: i64,
     /// When the broker's lease runs out, by the catalog's clock.
     pub lease_expires_ms: i64,
+    /// How long ago the lease was last renewed (when read back).
+    #[serde(default)]
+    pub lease_age_ms: i64,
 }
 
 /// An idempotent producer's identity and sequence range in one batch.

@@ -134,6 +134,12 @@ const MIGRATIONS: &[Migration] = &[
         statements: &["INSERT INTO registry_meta (key, value) VALUES ('version', 0) ON CONFLICT (key) DO NOTHING"],
         postgres: &["ALTER TABLE group_offsets ALTER COLUMN metadata TYPE BYTEA USING convert_to(metadata, 'UTF8')"],
     },
+    Migration {
+        version: 4,
+        what: "when each broker last renewed its lease",
+        statements: &["ALTER TABLE brokers ADD COLUMN renewed_ms BIGINT NOT NULL DEFAULT 0"],
+        postgres: &[],
+    },
 ];
 
 /// The schema version this build writes.

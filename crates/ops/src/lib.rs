@@ -5,6 +5,7 @@
 //! - [`admin`]: topics and consumer groups as `kafka-topics.sh` and
 //!   `kafka-consumer-groups.sh` show them (with lag, lag seconds and Burrow
 //!   status), offset resets, group deletion;
+//! - [`cluster`]: the live brokers, their leases, groups and jobs;
 //! - [`lag`]: consumer lag and event age per group and partition;
 //! - [`dlq`]: dead-letter records with their failure context, and replays;
 //! - [`metrics_page`]: the scrape-time part of `GET /metrics`.
@@ -12,6 +13,7 @@
 //! The HTTP side and the CLI of the `sluice` binary use these.
 
 pub mod admin;
+pub mod cluster;
 pub mod dlq;
 pub mod lag;
 pub mod metrics_page;

@@ -168,23 +168,13 @@ async fn install_contracts(State(b): Shared) -> Result<Json<Vec<(String, u32)>>,
         .map_err(|e| ApiError(AdminError::Internal(e.to_string())))
 }
 
-/// `GET /v1/cluster`: this broker and the live brokers it sees.
-async fn cluster(State(b): Shared) -> Json<serde_json::Value> {
-    let m = &b.membership;
-    Json(json!({
-        "cluster_id": b.cluster_id,
-        "mode": if m.is_cluster() { "cluster" } else { "embedded" },
-        "broker_id": m.id(),
-        "maintainer": m.maintains(),
-        "brokers": m.live().iter().map(|x| json!({
-            "broker_id": x.broker_id,
-            "host": x.host,
-            "port": x.port,
-            "rack": x.rack,
-            "epoch": x.epoch,
-            "lease_expires_ms": x.lease_expires_ms,
-        })).collect::<Vec<_>>(),
-    }))
+/// `GET /v1/cluster`: the live brokers this broker sees, with their
+/// leases, groups and background jobs.
+async fn cluster(State(b): Shared) -> Result<Json<sluice_ops::cluster::ClusterView>, ApiError> {
+    sluice_ops::cluster::cluster_view(&b)
+        .await
+        .map(Json)
+        .map_err(ApiError)
 }
 
 async fn not_found() -> ApiError {

@@ -1,6 +1,7 @@
 //! `sluice`: the single binary. `sluice serve` runs the Kafka-compatible
 //! broker with its HTTP side; other subcommands are operator tools.
 
+mod cluster_cli;
 mod dlq_cli;
 mod groups_cli;
 mod http;
@@ -84,6 +85,8 @@ enum Command {
     Dlq(dlq_cli::DlqArgs),
     /// Live view of topics and consumer groups: throughput, lag, lag seconds, status.
     Top(top::TopArgs),
+    /// The cluster: live brokers, leases, the groups each coordinates, background jobs.
+    Cluster(cluster_cli::ClusterArgs),
     /// Schema registry: list, show, register, check compatibility, install the AI contracts.
     Schemas(schemas_cli::SchemasArgs),
 }
@@ -130,6 +133,7 @@ fn run() -> anyhow::Result<()> {
         Command::Groups(args) => groups_cli::run(args),
         Command::Dlq(args) => dlq_cli::run(args),
         Command::Top(args) => top::run(args),
+        Command::Cluster(args) => cluster_cli::run(args),
         Command::Schemas(args) => schemas_cli::run(args),
     }
 }

@@ -232,6 +232,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         rack: s.rack.clone(),
         epoch: 0,
         lease_expires_ms: 0,
+        lease_age_ms: 0,
     };
     let membership = if cluster {
         let lease = Duration::from_millis(s.cluster.lease_ms);

@@ -72,6 +72,7 @@ mod tests {
             rack: None,
             epoch: 1,
             lease_expires_ms: 0,
+            lease_age_ms: 0,
         }
     }
 

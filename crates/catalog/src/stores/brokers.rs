@@ -18,10 +18,18 @@ fn broker_from_row(r: &crate::sql::Row) -> Result<BrokerRecord> {
         rack: r.opt_text(3)?,
         epoch: r.int(4)?,
         lease_expires_ms: r.int(5)?,
+        lease_age_ms: r.int(6)?,
     })
 }
 
-const BROKER_COLUMNS: &str = "broker_id, host, port, rack, epoch, lease_expires_ms";
+/// The columns [`broker_from_row`] reads, the last one computed against
+/// the database's clock (`{now}` is replaced by [`crate::sql::Dialect::now_ms`]).
+const BROKER_COLUMNS: &str =
+    "broker_id, host, port, rack, epoch, lease_expires_ms, {now} - renewed_ms";
+
+fn broker_columns(now: &str) -> String {
+    BROKER_COLUMNS.replace("{now}", now)
+}
 
 impl BrokerRegistry for Catalog {
     fn allocate_broker_id(&self) -> Result<i32> {
@@ -62,12 +70,12 @@ impl BrokerRegistry for Catalog {
             let row = tx
                 .query_opt(
                     &format!(
-                        "INSERT INTO brokers (broker_id, host, port, rack, epoch, started_ms, lease_expires_ms)
-                         VALUES ($1, $2, $3, $4, $5, {now}, {now} + $6)
+                        "INSERT INTO brokers (broker_id, host, port, rack, epoch, started_ms, lease_expires_ms, renewed_ms)
+                         VALUES ($1, $2, $3, $4, $5, {now}, {now} + $6, {now})
                          ON CONFLICT (broker_id) DO UPDATE SET host = excluded.host, port = excluded.port,
                            rack = excluded.rack, epoch = excluded.epoch, started_ms = excluded.started_ms,
-                           lease_expires_ms = excluded.lease_expires_ms
-                         RETURNING {BROKER_COLUMNS}"
+                           lease_expires_ms = excluded.lease_expires_ms, renewed_ms = excluded.renewed_ms
+                         RETURNING {}", broker_columns(now)
                     ),
                     params![b.broker_id, b.host.as_str(), b.port, b.rack.clone(), epoch, lease_ms],
                 )?
@@ -82,7 +90,7 @@ impl BrokerRegistry for Catalog {
             let now = tx.dialect().now_ms();
             let n = tx.execute(
                 &format!(
-                    "UPDATE brokers SET lease_expires_ms = {now} + $3 WHERE broker_id = $1 AND epoch = $2"
+                    "UPDATE brokers SET lease_expires_ms = {now} + $3, renewed_ms = {now} WHERE broker_id = $1 AND epoch = $2"
                 ),
                 params![broker_id, epoch, lease_ms],
             )?;
@@ -117,7 +125,8 @@ impl BrokerRegistry for Catalog {
             let now = tx.dialect().now_ms();
             tx.query(
                 &format!(
-                    "SELECT {BROKER_COLUMNS} FROM brokers WHERE lease_expires_ms > {now} ORDER BY broker_id"
+                    "SELECT {} FROM brokers WHERE lease_expires_ms > {now} ORDER BY broker_id",
+                    broker_columns(now)
                 ),
                 &[],
             )
