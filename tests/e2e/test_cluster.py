@@ -584,3 +584,39 @@ def test_cluster_status_shows_brokers_leases_groups_and_jobs(cluster3, sluice_bi
         capture_output=True, check=True, timeout=30, text=True,
     ).stdout
     assert "LEASE-AGE" in table and "zone-1" in table and "3*" in table, table
+
+
+def test_a_paused_broker_loses_its_lease_and_rejoins_under_a_new_epoch(cluster3):
+    import json
+    import signal
+
+    import s3_server
+
+    def view(i):
+        return json.loads(s3_server.http_get(cluster3[i], "/v1/cluster"))
+
+    epoch_before = {b["broker_id"]: b["epoch"] for b in view(0)["brokers"]}[2]
+    t = topic_name("paused")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=1)
+    cluster3[1].proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(
+            "the others to drop the paused broker",
+            lambda: [b["broker_id"] for b in view(0)["brokers"]] == [1, 3],
+            timeout=cluster3.lease_ms / 1000 + 5,
+        )
+        md = AdminClient({"bootstrap.servers": cluster3[2].bootstrap}).list_topics(timeout=10)
+        assert sorted(md.brokers) == [1, 3], "Metadata leaves the paused broker out"
+    finally:
+        cluster3[1].proc.send_signal(signal.SIGCONT)
+    wait_for(
+        "the broker to rejoin",
+        lambda: [b["broker_id"] for b in view(0)["brokers"]] == [1, 2, 3],
+        timeout=15,
+    )
+    epoch_after = {b["broker_id"]: b["epoch"] for b in view(1)["brokers"]}[2]
+    assert epoch_after > epoch_before, (epoch_before, epoch_after)
+    # It writes again, under its new epoch.
+    p = Producer(cluster3.pinned(1, **{"acks": "all"}))
+    d = helpers.produce_all(p, t, [{"value": b"after-pause"}], timeout=30)
+    assert d[0].offset == 0

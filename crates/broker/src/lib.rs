@@ -56,13 +56,15 @@ impl Broker {
     ) -> anyhow::Result<Arc<Self>> {
         use sluice_catalog::TopicStore;
         let cluster_id = catalog.cluster_id()?;
-        let m = membership.clone();
+        let (m, f) = (membership.clone(), membership.clone());
         let groups = groups::GroupCoordinator::open(
             group_settings,
             catalog.clone(),
             Arc::new(move |g: &str| m.coordinates(g)),
+            Arc::new(move || f.fence()),
         )?;
         store.set_maintainer(membership.maintains());
+        store.set_fence(membership.fence());
         Ok(Arc::new(Self {
             config,
             store,

@@ -59,6 +59,7 @@ fn batch(t: Uuid, p: i32, position: u64, offsets: i64, seq: Option<(i64, i16, i3
 fn flush(key: &str, batches: Vec<FlushBatch>) -> FlushCommit {
     FlushCommit {
         writer: 1,
+        fence: None,
         object: object(key),
         batches,
         max_row_bytes: 25,
@@ -145,11 +146,12 @@ fn topics_uploads_offsets_and_replays(open: &dyn Fn() -> Arc<Catalog>) {
         metadata: Some("m\0with a NUL".into()),
         commit_ms: 9,
     };
-    c.commit_offsets("g", &[off(0, 5), off(1, 7)]).unwrap();
-    c.commit_offsets("g", &[off(0, 6)]).unwrap();
+    c.commit_offsets("g", &[off(0, 5), off(1, 7)], None)
+        .unwrap();
+    c.commit_offsets("g", &[off(0, 6)], None).unwrap();
     assert_eq!(c.group_offsets("g").unwrap(), vec![off(0, 6), off(1, 7)]);
     assert_eq!(c.offset_groups().unwrap(), vec!["g".to_string()]);
-    c.commit_offsets("h", &[off(2, 1)]).unwrap();
+    c.commit_offsets("h", &[off(2, 1)], None).unwrap();
     let all = c.all_offsets().unwrap();
     assert_eq!(
         all,
@@ -386,6 +388,46 @@ fn brokers_and_leases(open: &dyn Fn() -> Arc<Catalog>) {
         "the old epoch is fenced"
     );
     assert!(c.renew_lease(1, 2, 60_000).unwrap());
+    // Writes carrying a fence hold only under the live epoch.
+    let fenced_topic = topic("fenced", 1);
+    c.create_topic(&fenced_topic).unwrap();
+    let offset = CommittedOffset {
+        topic: "fenced".into(),
+        partition: 0,
+        offset: 1,
+        leader_epoch: -1,
+        metadata: None,
+        commit_ms: 1,
+    };
+    let live_fence = Fence {
+        broker_id: 1,
+        epoch: 2,
+    };
+    let stale_fence = Fence {
+        broker_id: 1,
+        epoch: 1,
+    };
+    c.commit_offsets("fg", std::slice::from_ref(&offset), Some(live_fence))
+        .unwrap();
+    assert!(matches!(
+        c.commit_offsets("fg", std::slice::from_ref(&offset), Some(stale_fence)),
+        Err(CatalogError::Fenced(_))
+    ));
+    let fenced_flush = |fence| FlushCommit {
+        fence: Some(fence),
+        object: ObjectRecord {
+            created_ms: crate::now_ms(),
+            ..object(&format!("fenced-{}", fence.epoch))
+        },
+        ..flush("unused", vec![batch(fenced_topic.id, 0, 0, 1, None)])
+    };
+    assert!(matches!(
+        c.commit_flush(&fenced_flush(stale_fence)),
+        Err(CatalogError::Fenced(_))
+    ));
+    assert!(c.commit_flush(&fenced_flush(live_fence)).is_ok());
+    c.delete_offsets("fg", None).unwrap();
+    c.delete_topic("fenced").unwrap();
     let two = BrokerRecord {
         broker_id: 2,
         rack: None,
@@ -394,8 +436,22 @@ fn brokers_and_leases(open: &dyn Fn() -> Arc<Catalog>) {
     };
     let two = c.register_broker(&two, 60_000).unwrap();
     assert_eq!(c.live_brokers().unwrap().len(), 2);
-    // An expired lease is not live, and its id may be taken over.
+    // An expired lease is not live, cannot be renewed nor written under,
+    // and its id may be taken over.
     assert!(c.renew_lease(2, two.epoch, -1).unwrap());
+    assert!(
+        !c.renew_lease(2, two.epoch, 60_000).unwrap(),
+        "an expired lease is not renewed"
+    );
+    let expired = Fence {
+        broker_id: 2,
+        epoch: two.epoch,
+    };
+    assert!(matches!(
+        c.commit_offsets("fg", std::slice::from_ref(&offset), Some(expired)),
+        Err(CatalogError::Fenced(_))
+    ));
+    assert!(c.offset_groups().unwrap().is_empty(), "nothing was written");
     let live: Vec<i32> = c
         .live_brokers()
         .unwrap()

@@ -42,6 +42,10 @@ pub enum CatalogError {
     TopicExists(String),
     #[error("topic '{0}' does not exist")]
     NoSuchTopic(String),
+    /// The writing broker's lease ran out or was taken over: it must
+    /// register again before it writes.
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// The request conflicts with the catalog's state (named in the message).
     #[error("{0}")]
     Conflict(String),
@@ -195,8 +199,14 @@ pub trait ProducerStore: Send + Sync + 'static {
 
 /// Consumer groups' committed offsets.
 pub trait OffsetStore: Send + Sync + 'static {
-    /// Stores committed offsets of a consumer group (upserts).
-    fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()>;
+    /// Stores committed offsets of a consumer group (upserts); with a fence,
+    /// only while that broker's lease holds.
+    fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &[CommittedOffset],
+        fence: Option<Fence>,
+    ) -> Result<()>;
     /// Every committed offset of a group.
     fn group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>>;
     /// Every group with committed offsets.
@@ -222,8 +232,9 @@ pub trait BrokerRegistry: Send + Sync + 'static {
     /// Registers (or re-registers) a broker with a lease of `lease_ms`;
     /// returns its record with a new epoch.
     fn register_broker(&self, broker: &BrokerRecord, lease_ms: i64) -> Result<BrokerRecord>;
-    /// Extends a broker's lease; `false` if its registration is gone or
-    /// was taken over (another epoch): it must register again.
+    /// Extends a broker's lease; `false` if its registration is gone, was
+    /// taken over (another epoch) or has run out: it must register again
+    /// (under a new epoch, which fences whatever it was doing).
     fn renew_lease(&self, broker_id: i32, epoch: i64, lease_ms: i64) -> Result<bool>;
     /// Removes a broker (clean shutdown).
     fn deregister_broker(&self, broker_id: i32, epoch: i64) -> Result<()>;

@@ -115,6 +115,14 @@ pub struct BrokerRecord {
     pub lease_age_ms: i64,
 }
 
+/// A broker's claim to write: its id and lease epoch. A commit carrying one
+/// is refused unless that broker holds an unexpired lease under that epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub broker_id: i32,
+    pub epoch: i64,
+}
+
 /// An idempotent producer's identity and sequence range in one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerSeq {
@@ -144,6 +152,9 @@ pub struct FlushBatch {
 pub struct FlushCommit {
     /// The broker flushing (named in the change notification).
     pub writer: i32,
+    /// Checked inside the commit: a broker whose lease ran out (it was
+    /// paused or cut off) cannot publish.
+    pub fence: Option<Fence>,
     pub object: ObjectRecord,
     pub batches: Vec<FlushBatch>,
     /// Largest byte range one index row covers (unless one batch is larger).

@@ -115,6 +115,7 @@ fn flushes_from_several_brokers_get_distinct_contiguous_offsets() {
                     let out = c
                         .commit_flush(&FlushCommit {
                             writer: b as i32,
+                            fence: None,
                             object: ObjectRecord {
                                 key: format!("b{b}-f{f}"),
                                 size: 200,
@@ -199,6 +200,7 @@ fn other_brokers_hear_commits_and_topic_changes() {
     let out = writer
         .commit_flush(&FlushCommit {
             writer: 1,
+            fence: None,
             object: ObjectRecord {
                 key: "data/x.obj".into(),
                 size: 10,

@@ -375,6 +375,7 @@ async fn commit_in_order(
         }
         let commit = Arc::new(FlushCommit {
             writer,
+            fence: store.fence(),
             object: ObjectRecord {
                 key: flush.key.clone(),
                 size: flush.payload.len() as u64,

@@ -205,6 +205,8 @@ pub struct LogStore {
     /// Whether this broker runs retention, compaction and garbage
     /// collection (always alone; in a cluster, the broker chosen for it).
     maintains: AtomicBool,
+    /// A cluster broker's lease, which its flush commits carry.
+    fence: Mutex<Option<sluice_catalog::Fence>>,
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -274,6 +276,7 @@ impl LogStore {
             read_ahead_inflight: Arc::default(),
             read_ahead_requests: Arc::new(Semaphore::new(READ_AHEAD_REQUESTS)),
             maintains: AtomicBool::new(true),
+            fence: Mutex::new(None),
         }))
     }
 
@@ -305,6 +308,16 @@ impl LogStore {
         if self.maintains.swap(yes, Ordering::AcqRel) != yes {
             tracing::info!(maintainer = yes, "storage upkeep ownership changed");
         }
+    }
+
+    /// The lease a cluster broker's commits must hold (its id and epoch;
+    /// updated when it registers again).
+    pub fn set_fence(&self, fence: Option<sluice_catalog::Fence>) {
+        *self.fence.lock() = fence;
+    }
+
+    pub(crate) fn fence(&self) -> Option<sluice_catalog::Fence> {
+        *self.fence.lock()
     }
 
     pub(crate) fn is_maintainer(&self) -> bool {

@@ -66,6 +66,14 @@ impl Membership {
         self.me.read().clone()
     }
 
+    /// What this broker's commits must carry: its lease (none alone).
+    pub fn fence(&self) -> Option<sluice_catalog::Fence> {
+        self.is_cluster().then(|| sluice_catalog::Fence {
+            broker_id: self.id(),
+            epoch: self.epoch.load(Ordering::Acquire),
+        })
+    }
+
     pub fn id(&self) -> i32 {
         self.me.read().broker_id
     }

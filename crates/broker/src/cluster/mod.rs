@@ -61,7 +61,10 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
             _ = renew.tick() => {
                 let m = broker.membership.clone();
-                match tokio::task::spawn_blocking(move || m.renew()).await {
+                let renewed = tokio::task::spawn_blocking(move || m.renew()).await;
+                // A new epoch after registering again: commits carry it.
+                broker.store.set_fence(broker.membership.fence());
+                match renewed {
                     Ok(Ok(changed)) => pending.brokers = changed,
                     Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
                     Err(e) => tracing::warn!(error = %e, "lease renewal task failed"),

@@ -39,10 +39,14 @@ type OffsetMap = BTreeMap<(String, i32), CommittedOffset>;
 /// Says whether this broker coordinates a group.
 pub type Ownership = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// The lease commits must hold (a cluster broker's; none alone).
+pub type Fencing = Arc<dyn Fn() -> Option<sluice_catalog::Fence> + Send + Sync>;
+
 pub struct GroupCoordinator {
     pub settings: GroupSettings,
     catalog: Arc<dyn OffsetStore>,
     owns: Ownership,
+    fence: Fencing,
     groups: Mutex<HashMap<String, Arc<Group>>>,
     offsets: Mutex<HashMap<String, OffsetMap>>,
 }
@@ -79,12 +83,14 @@ impl GroupCoordinator {
         settings: GroupSettings,
         catalog: Arc<dyn OffsetStore>,
         owns: Ownership,
+        fence: Fencing,
     ) -> Result<Arc<Self>, CatalogError> {
         let offsets = load_offsets(&*catalog, &*owns)?;
         Ok(Arc::new(Self {
             settings,
             catalog,
             owns,
+            fence,
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(offsets),
         }))
@@ -166,7 +172,10 @@ impl GroupCoordinator {
         }
         let catalog = self.catalog.clone();
         let (g, o) = (group.to_string(), offsets.clone());
-        blocking(move || catalog.commit_offsets(&g, &o)).await?;
+        // A coordinator whose lease ran out (it was paused) cannot commit:
+        // another broker may coordinate the group by now.
+        let fence = (self.fence)();
+        blocking(move || catalog.commit_offsets(&g, &o, fence)).await?;
         let mut all = self.offsets.lock();
         let map = all.entry(group.to_string()).or_default();
         for o in offsets {

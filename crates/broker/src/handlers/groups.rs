@@ -330,8 +330,14 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
         .collect();
     if let Err(e) = broker.groups.commit(&group_id, accepted).await {
         tracing::error!(group = %group_id, error = %e, "offset commit failed");
+        // Fenced: this broker's lease ran out, so it may not be the
+        // coordinator any more; the client looks the coordinator up again.
+        let err = match e {
+            sluice_catalog::CatalogError::Fenced(_) => ResponseError::NotCoordinator,
+            _ => ResponseError::KafkaStorageError,
+        };
         for (t, p) in slots {
-            resp.topics[t].partitions[p].error_code = code(ResponseError::KafkaStorageError);
+            resp.topics[t].partitions[p].error_code = code(err);
         }
     } else {
         for (topic, partition, offset) in committed {

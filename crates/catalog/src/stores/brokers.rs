@@ -3,8 +3,8 @@
 
 use super::Catalog;
 use crate::changes::MetaChange;
-use crate::sql::{read, write};
-use crate::{params, BrokerRecord, BrokerRegistry, CatalogError, Result};
+use crate::sql::{read, write, Tx};
+use crate::{params, BrokerRecord, BrokerRegistry, CatalogError, Fence, Result};
 
 /// Allocated broker ids start above the range operators set by hand, as
 /// Kafka's `reserved.broker.max.id` (1000) does.
@@ -29,6 +29,34 @@ const BROKER_COLUMNS: &str =
 
 fn broker_columns(now: &str) -> String {
     BROKER_COLUMNS.replace("{now}", now)
+}
+
+/// Inside a write: fails with [`CatalogError::Fenced`] unless the fence's
+/// broker holds an unexpired lease under its epoch (the row stays locked
+/// against a takeover until the transaction ends).
+pub(crate) fn check_fence(tx: &mut dyn Tx, fence: &Fence) -> Result<()> {
+    let now = tx.dialect().now_ms();
+    let sql = format!(
+        "SELECT epoch, lease_expires_ms > {now} FROM brokers WHERE broker_id = $1{}",
+        tx.dialect().for_share()
+    );
+    match tx.query_opt(&sql, params![fence.broker_id])? {
+        Some(r) if r.int(0)? == fence.epoch && r.int(1)? != 0 => Ok(()),
+        Some(r) if r.int(0)? == fence.epoch => Err(CatalogError::Fenced(format!(
+            "broker {}'s lease (epoch {}) ran out",
+            fence.broker_id, fence.epoch
+        ))),
+        Some(r) => Err(CatalogError::Fenced(format!(
+            "broker {} registered again (epoch {}, this write holds {})",
+            fence.broker_id,
+            r.int(0)?,
+            fence.epoch
+        ))),
+        None => Err(CatalogError::Fenced(format!(
+            "broker {} is not registered",
+            fence.broker_id
+        ))),
+    }
 }
 
 impl BrokerRegistry for Catalog {
@@ -90,7 +118,8 @@ impl BrokerRegistry for Catalog {
             let now = tx.dialect().now_ms();
             let n = tx.execute(
                 &format!(
-                    "UPDATE brokers SET lease_expires_ms = {now} + $3, renewed_ms = {now} WHERE broker_id = $1 AND epoch = $2"
+                    "UPDATE brokers SET lease_expires_ms = {now} + $3, renewed_ms = {now}
+                     WHERE broker_id = $1 AND epoch = $2 AND lease_expires_ms > {now}"
                 ),
                 params![broker_id, epoch, lease_ms],
             )?;

@@ -259,6 +259,9 @@ impl LogIndex for Catalog {
             .into_iter()
             .collect();
         write(&*self.db, |tx| {
+            if let Some(f) = &commit.fence {
+                super::brokers::check_fence(tx, f)?;
+            }
             let mut parts = lock_partitions(tx, &keys)?;
             let mut producers = load_producers(tx, &producer_keys)?;
             let (outcomes, rows, changed) = assign(commit, &mut parts, &mut producers);

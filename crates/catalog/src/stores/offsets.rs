@@ -2,7 +2,7 @@
 
 use super::Catalog;
 use crate::sql::{insert_many, read, write, Value};
-use crate::{params, CommittedOffset, OffsetStore, Result};
+use crate::{params, CommittedOffset, Fence, OffsetStore, Result};
 
 /// A committed offset from the columns starting at `at` (topic,
 /// partition, offset, leader epoch, metadata, commit time).
@@ -18,7 +18,12 @@ fn offset_from_row(r: &crate::sql::Row, at: usize) -> Result<CommittedOffset> {
 }
 
 impl OffsetStore for Catalog {
-    fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
+    fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &[CommittedOffset],
+        fence: Option<Fence>,
+    ) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -41,6 +46,9 @@ impl OffsetStore for Catalog {
             })
             .collect();
         write(&*self.db, |tx| {
+            if let Some(f) = &fence {
+                super::brokers::check_fence(tx, f)?;
+            }
             insert_many(
                 tx,
                 "group_offsets (group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_ms)",
