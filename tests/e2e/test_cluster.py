@@ -620,3 +620,57 @@ def test_a_paused_broker_loses_its_lease_and_rejoins_under_a_new_epoch(cluster3)
     p = Producer(cluster3.pinned(1, **{"acks": "all"}))
     d = helpers.produce_all(p, t, [{"value": b"after-pause"}], timeout=30)
     assert d[0].offset == 0
+
+
+def test_sigterm_drains_a_broker_without_losing_anything(cluster3):
+    import json
+
+    import s3_server
+
+    t = topic_name("drain")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=6)
+    wait_for(f"{t} on broker 2", lambda: topics_seen(cluster3, 2).get(t) == 6, timeout=5)
+    acked, errors = {}, []
+    lock = threading.Lock()
+
+    def on_delivery(err, msg):
+        with lock:
+            if err is None:
+                acked[(msg.partition(), msg.offset())] = msg.value()
+            else:
+                errors.append(err)
+
+    p = Producer({
+        "bootstrap.servers": cluster3.bootstrap, "enable.idempotence": True, "acks": "all",
+        "linger.ms": 5, "message.timeout.ms": 60000,
+    })
+    n = 0
+    stopped_at = None
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        p.produce(t, value=f"d{n}".encode(), partition=n % 6, on_delivery=on_delivery)
+        n += 1
+        p.poll(0.001)
+        if stopped_at is None and time.monotonic() > deadline - 4:
+            started = time.monotonic()
+            assert cluster3[1].stop() == 0, "a drained broker exits cleanly"
+            stopped_at = time.monotonic() - started
+            # Gone from the cluster at once (it gave its lease up), not
+            # after its lease ran out (3 s).
+            wait_for(
+                "the others to drop the drained broker",
+                lambda: 2 not in [
+                    b["broker_id"]
+                    for b in json.loads(s3_server.http_get(cluster3[0], "/v1/cluster"))["brokers"]
+                ],
+                timeout=1.0,
+                every=0.05,
+            )
+    assert p.flush(60) == 0
+    assert not errors, errors[:3]
+    assert stopped_at < 10, f"drain took {stopped_at:.1f}s"
+    got = helpers.consume_all(cluster3[2].bootstrap, t, range(6), expected=n)
+    back = {(m.partition, m.offset): m.value for m in got}
+    assert all(back.get(pos) == v for pos, v in acked.items()), "every acknowledged record is there"
+    values = [m.value for m in got]
+    assert len(values) == len(set(values)) == n, f"{len(values)} read, {n} sent"
