@@ -19,6 +19,7 @@
 pub mod changes;
 #[doc(hidden)]
 pub mod conformance;
+pub mod migrate;
 pub mod model;
 pub mod postgres;
 pub mod schema;

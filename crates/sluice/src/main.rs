@@ -1,6 +1,7 @@
 //! `sluice`: the single binary. `sluice serve` runs the Kafka-compatible
 //! broker with its HTTP side; other subcommands are operator tools.
 
+mod catalog_cli;
 mod cluster_cli;
 mod dlq_cli;
 mod groups_cli;
@@ -87,6 +88,8 @@ enum Command {
     Top(top::TopArgs),
     /// The cluster: live brokers, leases, the groups each coordinates, background jobs.
     Cluster(cluster_cli::ClusterArgs),
+    /// The catalog: move a stopped embedded broker's into a cluster's (migrate).
+    Catalog(catalog_cli::CatalogArgs),
     /// Schema registry: list, show, register, check compatibility, install the AI contracts.
     Schemas(schemas_cli::SchemasArgs),
 }
@@ -134,6 +137,7 @@ fn run() -> anyhow::Result<()> {
         Command::Dlq(args) => dlq_cli::run(args),
         Command::Top(args) => top::run(args),
         Command::Cluster(args) => cluster_cli::run(args),
+        Command::Catalog(args) => catalog_cli::run(args),
         Command::Schemas(args) => schemas_cli::run(args),
     }
 }

@@ -160,15 +160,16 @@ impl WritePath for EmbeddedWrites {
                     _ = shutdown.changed() => {}
                 }
                 if *shutdown.borrow() {
-                    return;
+                    break;
                 }
                 // Keep uploading while a backlog remains.
                 while self.upload_once(&store, &mut shutdown).await {
                     if *shutdown.borrow() {
-                        return;
+                        break;
                     }
                 }
             }
+            self.upload_the_rest(&store).await;
         })
     }
 
@@ -193,7 +194,25 @@ async fn wait_durable(p: &PartitionLog, rx: &mut watch::Receiver<u64>, end: i64)
     }
 }
 
+/// How long a clean shutdown keeps uploading what the WAL still holds.
+const FINAL_UPLOAD: Duration = Duration::from_secs(3);
+
 impl EmbeddedWrites {
+    /// At a clean shutdown, uploads what is left (everything is durable
+    /// in the WAL by now), so the data directory holds nothing the objects
+    /// do not: `sluice catalog migrate` needs that. Bounded: whatever is
+    /// not uploaded in time stays in the WAL for the next start.
+    async fn upload_the_rest(&self, store: &LogStore) {
+        let (_keep, mut never) = watch::channel(false);
+        let done = tokio::time::timeout(FINAL_UPLOAD, async {
+            while self.upload_once(store, &mut never).await {}
+        })
+        .await;
+        if done.is_err() {
+            tracing::warn!("shutdown: not everything in the write-ahead log could be uploaded in time; it is uploaded at the next start");
+        }
+    }
+
     /// Uploads one object's worth of data. Returns whether more data waits.
     pub(crate) async fn upload_once(
         &self,

@@ -242,6 +242,40 @@ pub fn decode_records(data: &Bytes) -> (Vec<ReplayedRecord>, usize) {
     (out, pos)
 }
 
+/// Batches of the WAL in `dir` that are not in objects yet: `uploaded_end`
+/// gives, per partition, the end of what the catalog indexes (`None` for a
+/// partition the catalog does not know: its topic was deleted). Returns
+/// (topic, partition, first offset not in objects) per partition, read
+/// without opening the WAL for writing (`sluice catalog migrate` checks an
+/// embedded broker's data directory with it).
+pub fn unuploaded(
+    dir: &Path,
+    uploaded_end: impl Fn(Uuid, i32) -> Option<i64>,
+) -> std::io::Result<Vec<(Uuid, i32, i64)>> {
+    let mut missing: HashMap<(Uuid, i32), i64> = HashMap::new();
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    for (_, path) in list_segments(dir)? {
+        let data = Bytes::from(std::fs::read(&path)?);
+        for r in decode_records(&data).0 {
+            let Some(end) = uploaded_end(r.topic, r.partition) else {
+                continue;
+            };
+            let Ok(h) = sluice_protocol::batch::BatchHeader::parse(&r.batch) else {
+                continue;
+            };
+            if h.last_offset() >= end {
+                let first = missing.entry((r.topic, r.partition)).or_insert(end);
+                *first = (*first).min(h.base_offset.max(end));
+            }
+        }
+    }
+    let mut out: Vec<(Uuid, i32, i64)> = missing.into_iter().map(|((t, p), o)| (t, p, o)).collect();
+    out.sort();
+    Ok(out)
+}
+
 impl Wal {
     /// Reads every segment in `dir` in order, handing each record to `apply`,
     /// truncates a torn tail, then starts the writer on a new segment.
