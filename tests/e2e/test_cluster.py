@@ -578,7 +578,8 @@ def test_cluster_status_shows_brokers_leases_groups_and_jobs(cluster3, sluice_bi
     assert all(0 <= b["lease_age_ms"] < cluster3.lease_ms for b in brokers.values()), brokers
     holders = [i for i, b in brokers.items() if group in b["groups"]]
     assert holders == [coordinator], f"{group} under {holders}, FindCoordinator says {coordinator}"
-    assert brokers[1]["jobs"] and not brokers[2]["jobs"] and not brokers[3]["jobs"]
+    holders = [i for i, b in brokers.items() if b["jobs"]]
+    assert len(holders) == 1 and brokers[holders[0]]["jobs"] == ["storage-upkeep"], brokers
     table = subprocess.run(
         [str(sluice_bin), "cluster", "status", "--http", http],
         capture_output=True, check=True, timeout=30, text=True,
@@ -674,3 +675,26 @@ def test_sigterm_drains_a_broker_without_losing_anything(cluster3):
     assert all(back.get(pos) == v for pos, v in acked.items()), "every acknowledged record is there"
     values = [m.value for m in got]
     assert len(values) == len(set(values)) == n, f"{len(values)} read, {n} sent"
+
+
+def test_the_upkeep_job_moves_when_its_holder_goes(cluster3):
+    import json
+
+    import s3_server
+
+    def holders(through):
+        view = json.loads(s3_server.http_get(cluster3[through], "/v1/cluster"))
+        return [b["broker_id"] for b in view["brokers"] if "storage-upkeep" in b["jobs"]]
+
+    first = wait_for("an upkeep holder", lambda: holders(0), timeout=10)
+    assert len(first) == 1, first
+    gone = first[0] - 1
+    assert cluster3[gone].stop() == 0
+    survivor = next(i for i in range(3) if i != gone)
+    taken = wait_for(
+        "another broker to take the upkeep job",
+        lambda: [h for h in holders(survivor) if h != first[0]],
+        timeout=cluster3.lease_ms / 1000 + 5,
+    )
+    assert len(taken) == 1 and taken[0] != first[0], taken
+    assert s3_server.metric(cluster3[taken[0] - 1], "sluice_storage_upkeep_holder") == 1

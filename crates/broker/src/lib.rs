@@ -63,7 +63,9 @@ impl Broker {
             Arc::new(move |g: &str| m.coordinates(g)),
             Arc::new(move || f.fence()),
         )?;
-        store.set_maintainer(membership.maintains());
+        // Alone it upkeeps its storage; in a cluster, whoever holds the
+        // upkeep job in the catalog does (see `cluster::run`).
+        store.set_maintainer(!membership.is_cluster());
         store.set_fence(membership.fence());
         Ok(Arc::new(Self {
             config,

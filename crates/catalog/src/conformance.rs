@@ -464,9 +464,64 @@ fn brokers_and_leases(open: &dyn Fn() -> Arc<Catalog>) {
         ..two.clone()
     };
     assert!(c.register_broker(&taken, 60_000).is_ok());
+    // Jobs: one holder while its lease holds; taken over once it does not.
+    let one = Fence {
+        broker_id: 1,
+        epoch: 2,
+    };
+    let three = c
+        .register_broker(
+            &BrokerRecord {
+                broker_id: 3,
+                port: 9095,
+                ..me.clone()
+            },
+            60_000,
+        )
+        .unwrap();
+    let three_fence = Fence {
+        broker_id: 3,
+        epoch: three.epoch,
+    };
+    assert!(c.claim_job("upkeep", one).unwrap());
+    assert!(c.claim_job("upkeep", one).unwrap(), "the holder keeps it");
+    assert!(
+        !c.claim_job("upkeep", three_fence).unwrap(),
+        "held by a live broker"
+    );
+    assert_eq!(
+        c.jobs().unwrap(),
+        vec![JobRecord {
+            name: "upkeep".into(),
+            broker_id: 1,
+            epoch: 2,
+            held: true
+        }]
+    );
+    assert!(
+        c.renew_lease(1, 2, -1).unwrap(),
+        "broker 1's lease runs out"
+    );
+    assert!(matches!(
+        c.claim_job("upkeep", one),
+        Err(CatalogError::Fenced(_))
+    ));
+    assert!(c.claim_job("upkeep", three_fence).unwrap(), "taken over");
+    assert_eq!(c.jobs().unwrap()[0].broker_id, 3);
+    let one = c.register_broker(&me, 60_000).unwrap();
+    assert!(!c
+        .claim_job(
+            "upkeep",
+            Fence {
+                broker_id: 1,
+                epoch: one.epoch
+            }
+        )
+        .unwrap());
+    c.deregister_broker(3, three.epoch).unwrap();
     assert_eq!(c.claim_store("t1").unwrap(), "t1");
     assert_eq!(c.claim_store("t2").unwrap(), "t1", "the first claim stays");
-    c.deregister_broker(1, 2).unwrap();
+    c.deregister_broker(1, one.epoch).unwrap();
     c.deregister_broker(2, two.epoch + 1).unwrap();
     assert!(c.live_brokers().unwrap().is_empty());
 }

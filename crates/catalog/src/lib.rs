@@ -245,6 +245,13 @@ pub trait BrokerRegistry: Send + Sync + 'static {
     /// marker) unless a token is recorded already, and returns the recorded
     /// one.
     fn claim_store(&self, token: &str) -> Result<String>;
+    /// Takes background job `name` for the fence's broker unless another
+    /// broker holds it under a live lease (jobs are held for as long as the
+    /// holder's lease, epoch included, holds); returns whether the fence's
+    /// broker holds it now. A broker whose own lease ran out is fenced.
+    fn claim_job(&self, name: &str, fence: Fence) -> Result<bool>;
+    /// Every job and its holder.
+    fn jobs(&self) -> Result<Vec<JobRecord>>;
 }
 
 /// Milliseconds since the Unix epoch.

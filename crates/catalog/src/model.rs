@@ -123,6 +123,17 @@ pub struct Fence {
     pub epoch: i64,
 }
 
+/// A background job and the broker holding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub name: String,
+    pub broker_id: i32,
+    /// The holder's lease epoch when it took the job.
+    pub epoch: i64,
+    /// Whether that lease still holds (else the next claim takes the job).
+    pub held: bool,
+}
+
 /// An idempotent producer's identity and sequence range in one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerSeq {

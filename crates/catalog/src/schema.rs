@@ -140,6 +140,17 @@ const MIGRATIONS: &[Migration] = &[
         statements: &["ALTER TABLE brokers ADD COLUMN renewed_ms BIGINT NOT NULL DEFAULT 0"],
         postgres: &[],
     },
+    Migration {
+        version: 5,
+        what: "background jobs and the broker (lease epoch) holding each",
+        statements: &["CREATE TABLE IF NOT EXISTS jobs (
+                name TEXT PRIMARY KEY,
+                broker_id BIGINT NOT NULL,
+                epoch BIGINT NOT NULL,
+                since_ms BIGINT NOT NULL
+            )"],
+        postgres: &[],
+    },
 ];
 
 /// The schema version this build writes.

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub read_buffer_bytes: IntCounterVec,
     pub flush_seconds: HistogramVec,
     pub catalog_changes: IntCounterVec,
+    pub live_brokers: IntGauge,
+    pub lease_epoch: IntGauge,
+    pub upkeep_holder: IntGauge,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -170,6 +173,23 @@ impl Metrics {
             "Change notifications heard from the cluster catalog, by kind (data, topics, brokers, registry, resync).",
             &["kind"],
         )?;
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let live_brokers = gauge(
+            "sluice_cluster_live_brokers",
+            "Live brokers this broker sees (1 alone).",
+        )?;
+        let lease_epoch = gauge(
+            "sluice_broker_lease_epoch",
+            "This broker's lease epoch in the cluster catalog (0 alone); it grows each time the broker registers again.",
+        )?;
+        let upkeep_holder = gauge(
+            "sluice_storage_upkeep_holder",
+            "1 while this broker runs retention, compaction and garbage collection for the cluster (always alone).",
+        )?;
         // Both outcomes exported from the start, so rates and ratios over
         // them exist before the first catch-up read.
         for outcome in ["hit", "miss"] {
@@ -203,6 +223,9 @@ impl Metrics {
             read_buffer_bytes,
             flush_seconds,
             catalog_changes,
+            live_brokers,
+            lease_epoch,
+            upkeep_holder,
         })
     }
 

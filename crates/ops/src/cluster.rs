@@ -2,12 +2,12 @@
 //! status`): the live brokers with their address, zone and lease, the
 //! consumer groups each coordinates (every group with committed offsets or
 //! members, placed by the same hash the brokers use) and the background
-//! jobs each runs.
+//! jobs each holds in the catalog.
 
 use crate::admin::AdminError;
 use serde::{Deserialize, Serialize};
 use sluice_broker::Broker;
-use sluice_catalog::OffsetStore;
+use sluice_catalog::{BrokerRegistry, OffsetStore};
 use std::collections::BTreeSet;
 
 /// The storage upkeep one broker of a cluster runs for all.
@@ -50,15 +50,28 @@ pub struct ClusterView {
 pub async fn cluster_view(broker: &Broker) -> Result<ClusterView, AdminError> {
     let m = &broker.membership;
     let catalog = broker.catalog.clone();
-    let mut groups: BTreeSet<String> = tokio::task::spawn_blocking(move || catalog.offset_groups())
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?
-        .map_err(|e| AdminError::Internal(e.to_string()))?
-        .into_iter()
-        .collect();
+    let cluster = m.is_cluster();
+    let (offset_groups, jobs) = tokio::task::spawn_blocking(move || {
+        let jobs = if cluster { catalog.jobs()? } else { Vec::new() };
+        Ok::<_, sluice_catalog::CatalogError>((catalog.offset_groups()?, jobs))
+    })
+    .await
+    .map_err(|e| AdminError::Internal(e.to_string()))?
+    .map_err(|e| AdminError::Internal(e.to_string()))?;
+    let mut groups: BTreeSet<String> = offset_groups.into_iter().collect();
     groups.extend(broker.groups.list().into_iter().map(|(g, _, _)| g));
     let live = m.live();
-    let maintainer = live.first().map(|b| b.broker_id);
+    // Alone, the broker runs its own upkeep; in a cluster, the holders of
+    // the catalog's jobs do.
+    let jobs_of = |id: i32| -> Vec<String> {
+        if !cluster {
+            return vec![sluice_broker::cluster::UPKEEP_JOB.to_string()];
+        }
+        jobs.iter()
+            .filter(|j| j.held && j.broker_id == id)
+            .map(|j| j.name.clone())
+            .collect()
+    };
     let brokers = live
         .iter()
         .map(|b| BrokerView {
@@ -75,11 +88,7 @@ pub async fn cluster_view(broker: &Broker) -> Result<ClusterView, AdminError> {
                 .filter(|g| m.coordinator(g).broker_id == b.broker_id)
                 .cloned()
                 .collect(),
-            jobs: if Some(b.broker_id) == maintainer {
-                UPKEEP_JOBS.iter().map(|j| j.to_string()).collect()
-            } else {
-                Vec::new()
-            },
+            jobs: jobs_of(b.broker_id),
         })
         .collect();
     Ok(ClusterView {

@@ -305,6 +305,7 @@ impl LogStore {
     /// Says whether this broker runs the background upkeep of the shared
     /// data (retention, compaction, garbage collection).
     pub fn set_maintainer(&self, yes: bool) {
+        sluice_observe::metrics().upkeep_holder.set(yes as i64);
         if self.maintains.swap(yes, Ordering::AcqRel) != yes {
             tracing::info!(maintainer = yes, "storage upkeep ownership changed");
         }

@@ -128,12 +128,6 @@ impl Membership {
         !self.is_cluster() || self.coordinator(group).broker_id == self.id()
     }
 
-    /// Whether this broker runs the shared storage's upkeep (the live
-    /// broker with the lowest id).
-    pub fn maintains(&self) -> bool {
-        self.live().first().is_none_or(|b| b.broker_id == self.id())
-    }
-
     /// Renews the lease (registering again if it was lost) and reloads the
     /// live brokers (blocking); returns whether the live set changed.
     pub fn renew(&self) -> Result<bool, CatalogError> {

@@ -22,6 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
+/// The catalog job whose holder runs retention, compaction and garbage
+/// collection for the cluster.
+pub const UPKEEP_JOB: &str = "storage-upkeep";
+
 /// How often topics, partition ends and sizes are reloaded even when no
 /// notification said to (a safety net; sizes only change this way).
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
@@ -72,6 +76,10 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 if pending.brokers {
                     membership_changed(&broker).await;
                 }
+                claim_upkeep(&broker).await;
+                let m = sluice_observe::metrics();
+                m.live_brokers.set(broker.membership.live().len() as i64);
+                m.lease_epoch.set(broker.membership.fence().map_or(0, |f| f.epoch));
                 continue;
             }
             _ = refresh.tick() => pending.topics = true,
@@ -141,10 +149,28 @@ fn take(broker: &Broker, heard: Heard, pending: &mut Pending) {
     }
 }
 
-/// After the live brokers changed: who maintains the shared storage, and
-/// which groups this broker coordinates.
+/// Takes (or keeps) the upkeep job if no other live broker holds it: one
+/// broker at a time runs the shared storage's upkeep, and when it dies or
+/// stops renewing its lease another takes over at its next renewal.
+async fn claim_upkeep(broker: &Broker) {
+    let Some(fence) = broker.membership.fence() else {
+        return;
+    };
+    let catalog = broker.catalog.clone();
+    match tokio::task::spawn_blocking(move || {
+        sluice_catalog::BrokerRegistry::claim_job(&*catalog, UPKEEP_JOB, fence)
+    })
+    .await
+    {
+        Ok(Ok(held)) => broker.store.set_maintainer(held),
+        Ok(Err(sluice_catalog::CatalogError::Fenced(_))) => broker.store.set_maintainer(false),
+        Ok(Err(e)) => tracing::warn!(error = %e, "claiming the upkeep job failed; retrying"),
+        Err(e) => tracing::warn!(error = %e, "the upkeep claim task failed"),
+    }
+}
+
+/// After the live brokers changed: which groups this broker coordinates.
 async fn membership_changed(broker: &Broker) {
-    broker.store.set_maintainer(broker.membership.maintains());
     if let Err(e) = broker.groups.reassign().await {
         tracing::warn!(error = %e, "reloading the groups this broker coordinates failed");
     }

@@ -4,7 +4,7 @@
 use super::Catalog;
 use crate::changes::MetaChange;
 use crate::sql::{read, write, Tx};
-use crate::{params, BrokerRecord, BrokerRegistry, CatalogError, Fence, Result};
+use crate::{params, BrokerRecord, BrokerRegistry, CatalogError, Fence, JobRecord, Result};
 
 /// Allocated broker ids start above the range operators set by hand, as
 /// Kafka's `reserved.broker.max.id` (1000) does.
@@ -57,6 +57,19 @@ pub(crate) fn check_fence(tx: &mut dyn Tx, fence: &Fence) -> Result<()> {
             fence.broker_id
         ))),
     }
+}
+
+/// Whether `broker_id` still holds its lease under `epoch`.
+fn holder_alive(tx: &mut dyn Tx, broker_id: i32, epoch: i64) -> Result<bool> {
+    let now = tx.dialect().now_ms();
+    Ok(tx
+        .query_opt(
+            &format!(
+                "SELECT 1 FROM brokers WHERE broker_id = $1 AND epoch = $2 AND lease_expires_ms > {now}"
+            ),
+            params![broker_id, epoch],
+        )?
+        .is_some())
 }
 
 impl BrokerRegistry for Catalog {
@@ -146,6 +159,53 @@ impl BrokerRegistry for Catalog {
             tx.query_opt("SELECT value FROM meta WHERE key = 'store_token'", &[])?
                 .ok_or_else(|| CatalogError::Corrupt("the store token vanished".into()))?
                 .text(0)
+        })
+    }
+
+    fn claim_job(&self, name: &str, fence: Fence) -> Result<bool> {
+        write(&*self.db, |tx| {
+            check_fence(tx, &fence)?;
+            let lock = tx.dialect().for_update();
+            let job = tx.query_opt(
+                &format!("SELECT broker_id, epoch FROM jobs WHERE name = $1{lock}"),
+                params![name],
+            )?;
+            if let Some(j) = &job {
+                let (holder, epoch) = (j.int32(0)?, j.int(1)?);
+                if holder == fence.broker_id && epoch == fence.epoch {
+                    return Ok(true);
+                }
+                if holder_alive(tx, holder, epoch)? {
+                    return Ok(false);
+                }
+            }
+            let now = tx.dialect().now_ms();
+            tx.execute(
+                &format!(
+                    "INSERT INTO jobs (name, broker_id, epoch, since_ms) VALUES ($1, $2, $3, {now})
+                     ON CONFLICT (name) DO UPDATE SET broker_id = excluded.broker_id,
+                       epoch = excluded.epoch, since_ms = excluded.since_ms"
+                ),
+                params![name, fence.broker_id, fence.epoch],
+            )?;
+            Ok(true)
+        })
+    }
+
+    fn jobs(&self) -> Result<Vec<JobRecord>> {
+        read(&*self.db, |tx| {
+            let rows = tx.query("SELECT name, broker_id, epoch FROM jobs ORDER BY name", &[])?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let (broker_id, epoch) = (r.int32(1)?, r.int(2)?);
+                out.push(JobRecord {
+                    name: r.text(0)?,
+                    broker_id,
+                    epoch,
+                    held: holder_alive(tx, broker_id, epoch)?,
+                });
+            }
+            Ok(out)
         })
     }
 
