@@ -45,23 +45,32 @@ class Cluster:
         self.moto = moto
         self.bucket = bucket
         self.lease_ms = lease_ms
+        self._factory = broker_factory
+        self._args = list(args)
+        self._env = {**moto.env(), **(env or {})}
         self.brokers: List[SluiceBroker] = []
-        for i in range(size):
-            b = object_store_broker(
-                broker_factory,
-                name=f"b{i}",
-                object_store=f"s3://{bucket}/cluster",
-                args=[
-                    "--catalog", catalog_url,
-                    "--broker-id", str(i + 1),
-                    "--rack", self.zone(i),
-                    "--lease-ms", str(lease_ms),
-                    *args,
-                ],
-                env={**moto.env(), **(env or {})},
-                start=False,
-            )
-            self.brokers.append(b)
+        for _ in range(size):
+            self.add_broker()
+
+    def add_broker(self) -> SluiceBroker:
+        """One more broker (not started): id len(brokers) + 1, its own zone."""
+        i = len(self.brokers)
+        b = object_store_broker(
+            self._factory,
+            name=f"b{i}",
+            object_store=f"s3://{self.bucket}/cluster",
+            args=[
+                "--catalog", self.catalog_url,
+                "--broker-id", str(i + 1),
+                "--rack", self.zone(i),
+                "--lease-ms", str(self.lease_ms),
+                *self._args,
+            ],
+            env=dict(self._env),
+            start=False,
+        )
+        self.brokers.append(b)
+        return b
 
     @staticmethod
     def zone(i: int) -> str:
