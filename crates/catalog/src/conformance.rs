@@ -181,6 +181,40 @@ fn topics_uploads_offsets_and_replays(open: &dyn Fn() -> Arc<Catalog>) {
     let mut replayed = c.replayed("a-dlq").unwrap();
     replayed.sort();
     assert_eq!(replayed, vec![(0, 1), (0, 2)]);
+    let pending = |id: i64, p: i32, offsets: Vec<i64>| PendingReplay {
+        producer_id: id,
+        dlq_topic: "a-dlq".into(),
+        partition: p,
+        dlq_offsets: offsets,
+        target_topic: "a".into(),
+        target_partition: 1,
+        created_ms: 30 + id,
+    };
+    c.begin_replays(&[
+        pending(9, 0, vec![3, 5]),
+        pending(8, 0, vec![4]),
+        pending(7, 1, vec![0]),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.pending_replays(Some(("a-dlq", 0))).unwrap(),
+        vec![pending(8, 0, vec![4]), pending(9, 0, vec![3, 5])],
+        "one partition's, oldest first"
+    );
+    assert_eq!(c.pending_replays(None).unwrap().len(), 3);
+    assert!(
+        c.begin_replays(&[pending(9, 0, vec![6])]).is_err(),
+        "a producer id serves one batch"
+    );
+    c.finish_replays(&[9, 8], &[replay(3, 40), replay(5, 40), replay(4, 40)])
+        .unwrap();
+    assert_eq!(
+        c.pending_replays(None).unwrap(),
+        vec![pending(7, 1, vec![0])]
+    );
+    let mut replayed = c.replayed("a-dlq").unwrap();
+    replayed.sort();
+    assert_eq!(replayed, vec![(0, 1), (0, 2), (0, 3), (0, 4), (0, 5)]);
 
     c.delete_topic("a").unwrap();
     assert!(c.list_topics().unwrap().is_empty());
@@ -508,6 +542,11 @@ fn brokers_and_leases(open: &dyn Fn() -> Arc<Catalog>) {
     ));
     assert!(c.claim_job("upkeep", three_fence).unwrap(), "taken over");
     assert_eq!(c.jobs().unwrap()[0].broker_id, 3);
+    c.release_job("upkeep", one).unwrap();
+    assert_eq!(c.jobs().unwrap().len(), 1, "only the holder releases");
+    assert!(c.claim_job("replay", three_fence).unwrap());
+    c.release_job("replay", three_fence).unwrap();
+    assert_eq!(c.jobs().unwrap().len(), 1, "released");
     let one = c.register_broker(&me, 60_000).unwrap();
     assert!(!c
         .claim_job(

@@ -224,6 +224,14 @@ pub trait ReplayLog: Send + Sync + 'static {
     fn record_replays(&self, replays: &[ReplayRecord]) -> Result<()>;
     /// (partition, offset) of every record of a dead-letter topic already replayed.
     fn replayed(&self, dlq_topic: &str) -> Result<Vec<(i32, i64)>>;
+    /// Records replay batches about to be produced (one transaction).
+    fn begin_replays(&self, pending: &[PendingReplay]) -> Result<()>;
+    /// Replay batches begun and not finished, oldest first: of one
+    /// dead-letter partition, or (`None`) of every one.
+    fn pending_replays(&self, dlq: Option<(&str, i32)>) -> Result<Vec<PendingReplay>>;
+    /// In one transaction: records `replays` and forgets the pending batches
+    /// `done` (by producer id).
+    fn finish_replays(&self, done: &[i64], replays: &[ReplayRecord]) -> Result<()>;
 }
 
 /// The brokers of a cluster and their leases.
@@ -250,6 +258,8 @@ pub trait BrokerRegistry: Send + Sync + 'static {
     /// holder's lease, epoch included, holds); returns whether the fence's
     /// broker holds it now. A broker whose own lease ran out is fenced.
     fn claim_job(&self, name: &str, fence: Fence) -> Result<bool>;
+    /// Gives job `name` up if the fence's broker (this epoch) holds it.
+    fn release_job(&self, name: &str, fence: Fence) -> Result<()>;
     /// Every job and its holder.
     fn jobs(&self) -> Result<Vec<JobRecord>>;
 }

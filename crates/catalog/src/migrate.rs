@@ -71,6 +71,12 @@ const TABLES: &[Table] = &[
         on_conflict: "",
     },
     Table {
+        name: "dlq_replay_pending",
+        columns: "producer_id, dlq_topic, partition, dlq_offsets, target_topic, target_partition, created_ms",
+        only: "",
+        on_conflict: "",
+    },
+    Table {
         name: "group_offsets",
         columns: "group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_ms",
         only: "",

@@ -87,6 +87,21 @@ pub struct ReplayRecord {
     pub replayed_ms: i64,
 }
 
+/// One batch of a dead-letter replay, recorded before it is produced: the
+/// dead-letter offsets it carries, where it goes, and the producer id (used
+/// once, sequence 0) that lets a retry after a crash be recognised by the
+/// target partition's idempotence check instead of written twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingReplay {
+    pub producer_id: i64,
+    pub dlq_topic: String,
+    pub partition: i32,
+    pub dlq_offsets: Vec<i64>,
+    pub target_topic: String,
+    pub target_partition: i32,
+    pub created_ms: i64,
+}
+
 /// A consumer group's committed offset for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedOffset {

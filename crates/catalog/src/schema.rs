@@ -151,6 +151,20 @@ const MIGRATIONS: &[Migration] = &[
             )"],
         postgres: &[],
     },
+    Migration {
+        version: 6,
+        what: "dead-letter replays under way: each batch's producer id, written before it is produced",
+        statements: &["CREATE TABLE IF NOT EXISTS dlq_replay_pending (
+                producer_id BIGINT PRIMARY KEY,
+                dlq_topic TEXT NOT NULL,
+                partition BIGINT NOT NULL,
+                dlq_offsets TEXT NOT NULL,
+                target_topic TEXT NOT NULL,
+                target_partition BIGINT NOT NULL,
+                created_ms BIGINT NOT NULL
+            )"],
+        postgres: &[],
+    },
 ];
 
 /// The schema version this build writes.

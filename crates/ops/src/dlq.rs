@@ -5,16 +5,31 @@
 //! them to their original topic (or another) with key, value and headers
 //! byte-identical minus the failure context. Every replay is recorded in the
 //! catalog so a second run replays nothing twice unless asked.
+//!
+//! A replay runs exactly once even when its broker dies in the middle: one
+//! replay per dead-letter partition at a time (a process-wide claim, and in
+//! a cluster the catalog job `dlq-replay:<topic>:<partition>`, held under
+//! the broker's lease); each batch is recorded as pending, with a producer
+//! id of its own, before it is produced as that idempotent producer's
+//! sequence 0. Whoever next holds the partition's claim (the next replay of
+//! it, or the background pass of [`recover_pending`]) produces the pending
+//! batches again: the target partition's idempotence check answers a batch
+//! that had landed with its original offsets instead of writing it twice,
+//! and the replay log then records each once.
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sluice_broker::Broker;
-use sluice_catalog::ReplayLog;
 use sluice_catalog::ReplayRecord;
+use sluice_catalog::{
+    BrokerRegistry, CatalogError, Fence, PendingReplay, ProducerStore, ReplayLog,
+};
 use sluice_protocol::batch::split_and_check;
-use sluice_protocol::records::{decode_batch, encode_batch, RawRecord};
+use sluice_protocol::records::{decode_batch, encode_idempotent_batch, RawRecord};
 use sluice_storage::{PartitionLog, ReadError};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
 type Headers = [(Bytes, Option<Bytes>)];
 
@@ -184,6 +199,78 @@ pub enum DlqError {
     NoSuchPartition(String, i32),
     #[error("{0}")]
     Storage(String),
+    /// Another replay of the same dead-letter partition is running.
+    #[error("{0}")]
+    Busy(String),
+}
+
+fn storage(e: impl std::fmt::Display) -> DlqError {
+    DlqError::Storage(e.to_string())
+}
+
+/// Runs catalog work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
+) -> Result<T, DlqError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(storage)?
+        .map_err(storage)
+}
+
+/// Dead-letter partitions with a replay running in this process.
+fn local_claims() -> &'static Mutex<HashSet<(String, i32)>> {
+    static CLAIMS: OnceLock<Mutex<HashSet<(String, i32)>>> = OnceLock::new();
+    CLAIMS.get_or_init(Default::default)
+}
+
+/// The catalog job that makes one broker of a cluster the replayer of a
+/// dead-letter partition.
+pub fn replay_job(topic: &str, partition: i32) -> String {
+    format!("dlq-replay:{topic}:{partition}")
+}
+
+/// The right to replay one dead-letter partition: this process's claim and,
+/// in a cluster, the catalog job. Give it back with [`Claim::release`]; a
+/// claim dropped without it (a cancelled request) frees the local part and
+/// leaves the job to run out with this broker's lease or be released at the
+/// next replay here.
+struct Claim {
+    key: (String, i32),
+    job: Option<(Arc<sluice_catalog::Catalog>, String, Fence)>,
+}
+
+impl Claim {
+    async fn take(broker: &Broker, topic: &str, partition: i32) -> Result<Option<Claim>, DlqError> {
+        let key = (topic.to_string(), partition);
+        if !local_claims().lock().insert(key.clone()) {
+            return Ok(None);
+        }
+        let mut claim = Claim { key, job: None };
+        if let Some(fence) = broker.membership.fence() {
+            let (catalog, name) = (broker.catalog.clone(), replay_job(topic, partition));
+            let (c, n) = (catalog.clone(), name.clone());
+            if !blocking(move || c.claim_job(&n, fence)).await? {
+                return Ok(None);
+            }
+            claim.job = Some((catalog, name, fence));
+        }
+        Ok(Some(claim))
+    }
+
+    async fn release(mut self) {
+        if let Some((catalog, name, fence)) = self.job.take() {
+            if let Err(e) = blocking(move || catalog.release_job(&name, fence)).await {
+                tracing::warn!(error = %e, "releasing a replay job failed; it ends with the lease");
+            }
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        local_claims().lock().remove(&self.key);
+    }
 }
 
 /// Decoded records of a partition from `from`, at most `max` of them.
@@ -320,20 +407,37 @@ fn replay_record(r: &RawRecord, ctx: &DlqContext) -> RawRecord {
     }
 }
 
-/// Replays a page of a dead-letter partition.
+/// Replays a page of a dead-letter partition (first finishing any replay
+/// of it that a crash interrupted).
 pub async fn replay(
     broker: &Broker,
     topic: &str,
     req: ReplayRequest,
 ) -> Result<ReplayResult, DlqError> {
     let p = partition_of(broker, topic, req.partition)?;
-    let (records, next, end) = read_records(
-        broker,
-        &p,
-        req.from_offset,
-        req.max_records.clamp(1, 10_000),
-    )
-    .await?;
+    let busy = || {
+        DlqError::Busy(format!(
+            "a replay of {topic} partition {} is running (on this or another broker); try again when it is done",
+            req.partition
+        ))
+    };
+    let claim = Claim::take(broker, topic, req.partition)
+        .await?
+        .ok_or_else(busy)?;
+    let out = replay_claimed(broker, topic, &p, req).await;
+    claim.release().await;
+    out
+}
+
+async fn replay_claimed(
+    broker: &Broker,
+    topic: &str,
+    p: &PartitionLog,
+    req: ReplayRequest,
+) -> Result<ReplayResult, DlqError> {
+    finish_pending(broker, topic, req.partition).await?;
+    let (records, next, end) =
+        read_records(broker, p, req.from_offset, req.max_records.clamp(1, 10_000)).await?;
     let already = replayed_set(broker, topic);
     let mut result = ReplayResult {
         scanned: records.len(),
@@ -405,10 +509,8 @@ pub async fn replay(
             .or_default()
             .push((r.offset, replay_record(r, &ctx)));
     }
-    let now = sluice_storage::now_ms();
-    let mut log = Vec::new();
-    for ((target, tp), items) in plan {
-        if req.dry_run {
+    if req.dry_run {
+        for ((target, tp), items) in plan {
             for (offset, _) in &items {
                 result.rows.push(ReplayRow {
                     partition: req.partition,
@@ -419,57 +521,218 @@ pub async fn replay(
                     error: None,
                 });
             }
-            continue;
         }
-        let outcome = produce(broker, &target, tp, items.iter().map(|(_, r)| r)).await;
-        for (i, (offset, _)) in items.iter().enumerate() {
+        return Ok(result);
+    }
+    // Each batch is recorded as pending, under a producer id of its own,
+    // before anything is produced.
+    let now = sluice_storage::now_ms();
+    let mut batches = Vec::with_capacity(plan.len());
+    for ((target, tp), items) in plan {
+        let catalog = broker.catalog.clone();
+        let producer_id = blocking(move || catalog.allocate_producer_id()).await?;
+        let pending = PendingReplay {
+            producer_id,
+            dlq_topic: topic.to_string(),
+            partition: req.partition,
+            dlq_offsets: items.iter().map(|(o, _)| *o).collect(),
+            target_topic: target,
+            target_partition: tp,
+            created_ms: now,
+        };
+        batches.push((
+            pending,
+            items.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
+        ));
+    }
+    let catalog = broker.catalog.clone();
+    let begun: Vec<PendingReplay> = batches.iter().map(|(p, _)| p.clone()).collect();
+    blocking(move || catalog.begin_replays(&begun)).await?;
+    let (mut done, mut log) = (Vec::new(), Vec::new());
+    for (pending, records) in &batches {
+        let outcome = produce(broker, pending, records).await;
+        for (i, offset) in pending.dlq_offsets.iter().enumerate() {
             let (target_offset, error) = match &outcome {
                 Ok(base) => (Some(base + i as i64), None),
-                Err(e) => (None, Some(e.clone())),
+                Err(e) => (
+                    None,
+                    Some(format!(
+                        "{e} (kept pending: the next replay of this partition retries it)"
+                    )),
+                ),
             };
             if let Some(o) = target_offset {
                 result.replayed += 1;
-                log.push(ReplayRecord {
-                    dlq_topic: topic.to_string(),
-                    partition: req.partition,
-                    offset: *offset,
-                    target_topic: target.clone(),
-                    target_partition: tp,
-                    target_offset: o,
-                    replayed_ms: now,
-                });
+                log.push(replay_row(pending, *offset, o, now));
             } else {
                 result.failed += 1;
             }
             result.rows.push(ReplayRow {
                 partition: req.partition,
                 offset: *offset,
-                target_topic: target.clone(),
-                target_partition: tp,
+                target_topic: pending.target_topic.clone(),
+                target_partition: pending.target_partition,
                 target_offset,
                 error,
             });
         }
+        if outcome.is_ok() {
+            done.push(pending.producer_id);
+        }
     }
-    if !log.is_empty() {
-        let catalog = broker.catalog.clone();
-        let n = log.len();
-        tokio::task::spawn_blocking(move || catalog.record_replays(&log))
-            .await
-            .map_err(|e| DlqError::Storage(e.to_string()))?
-            .map_err(|e| DlqError::Storage(e.to_string()))?;
+    let n = log.len();
+    let catalog = broker.catalog.clone();
+    blocking(move || catalog.finish_replays(&done, &log)).await?;
+    if n > 0 {
         tracing::info!(dlq = topic, replayed = n, "replayed dead-letter records");
     }
     Ok(result)
 }
 
-/// Appends records to a partition as one batch; returns the base offset.
-async fn produce<'a>(
+fn replay_row(p: &PendingReplay, offset: i64, target_offset: i64, at: i64) -> ReplayRecord {
+    ReplayRecord {
+        dlq_topic: p.dlq_topic.clone(),
+        partition: p.partition,
+        offset,
+        target_topic: p.target_topic.clone(),
+        target_partition: p.target_partition,
+        target_offset,
+        replayed_ms: at,
+    }
+}
+
+/// Produces the pending batches of a dead-letter partition again (the
+/// caller holds its claim) and records them as replayed. Returns how many
+/// records were recorded.
+async fn finish_pending(broker: &Broker, topic: &str, partition: i32) -> Result<usize, DlqError> {
+    let catalog = broker.catalog.clone();
+    let key = topic.to_string();
+    let pending = blocking(move || catalog.pending_replays(Some((&key, partition)))).await?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let now = sluice_storage::now_ms();
+    let (mut done, mut log) = (Vec::new(), Vec::new());
+    for pb in &pending {
+        let records = match pending_records(broker, pb).await {
+            Ok(r) => r,
+            Err(why) => {
+                // The dead-letter records are gone (retention, a deleted
+                // topic): nothing can be produced again, so the batch is
+                // dropped from the pending list, named in the log.
+                tracing::warn!(
+                    dlq = topic, partition, producer_id = pb.producer_id,
+                    offsets = ?pb.dlq_offsets, target = %pb.target_topic, why,
+                    "an interrupted replay batch cannot be rebuilt; dropped"
+                );
+                done.push(pb.producer_id);
+                continue;
+            }
+        };
+        match produce(broker, pb, &records).await {
+            Ok(base) => {
+                for (i, offset) in pb.dlq_offsets.iter().enumerate() {
+                    log.push(replay_row(pb, *offset, base + i as i64, now));
+                }
+                done.push(pb.producer_id);
+            }
+            Err(e) => {
+                return Err(DlqError::Storage(format!(
+                    "finishing an interrupted replay of {topic} partition {partition} failed: {e}"
+                )))
+            }
+        }
+    }
+    let n = log.len();
+    let catalog = broker.catalog.clone();
+    blocking(move || catalog.finish_replays(&done, &log)).await?;
+    tracing::info!(
+        dlq = topic,
+        partition,
+        records = n,
+        "finished an interrupted replay"
+    );
+    Ok(n)
+}
+
+/// The records of a pending batch, rebuilt from the dead-letter partition.
+async fn pending_records(broker: &Broker, pb: &PendingReplay) -> Result<Vec<RawRecord>, String> {
+    let p = partition_of(broker, &pb.dlq_topic, pb.partition).map_err(|e| e.to_string())?;
+    if broker.store.topic(&pb.target_topic).is_none() {
+        return Err(format!("target topic '{}' does not exist", pb.target_topic));
+    }
+    let (Some(first), Some(last)) = (pb.dlq_offsets.first(), pb.dlq_offsets.iter().max()) else {
+        return Err("no offsets".into());
+    };
+    let span = (last - first + 1).clamp(1, 10_000) as usize;
+    let (records, _, _) = read_records(broker, &p, *first, span)
+        .await
+        .map_err(|e| e.to_string())?;
+    let by_offset: BTreeMap<i64, &RawRecord> = records.iter().map(|r| (r.offset, r)).collect();
+    pb.dlq_offsets
+        .iter()
+        .map(|o| {
+            by_offset
+                .get(o)
+                .map(|r| replay_record(r, &parse_context(&r.headers)))
+                .ok_or_else(|| format!("dead-letter offset {o} is no longer in the log"))
+        })
+        .collect()
+}
+
+/// Finishes every interrupted replay whose partition no replay holds now
+/// (run in the background; in a cluster only the partitions whose job is
+/// free, so a replay under way on another broker is left alone). Returns
+/// how many records were recorded.
+pub async fn recover_pending(broker: &Broker) -> Result<usize, DlqError> {
+    let catalog = broker.catalog.clone();
+    let pending = blocking(move || catalog.pending_replays(None)).await?;
+    let partitions: std::collections::BTreeSet<(String, i32)> = pending
+        .into_iter()
+        .map(|p| (p.dlq_topic, p.partition))
+        .collect();
+    let mut n = 0;
+    for (topic, partition) in partitions {
+        let Some(claim) = Claim::take(broker, &topic, partition).await? else {
+            continue;
+        };
+        let out = finish_pending(broker, &topic, partition).await;
+        claim.release().await;
+        n += out?;
+    }
+    Ok(n)
+}
+
+/// Runs [`recover_pending`] every `every` until `shutdown`.
+pub async fn run_recovery(
+    broker: Arc<Broker>,
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match recover_pending(&broker).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(records = n, "interrupted dead-letter replays finished"),
+            Err(e) => {
+                tracing::warn!(error = %e, "finishing interrupted dead-letter replays failed; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Appends a pending batch's records to its target partition as its
+/// producer's sequence 0; returns the base offset (the original one when
+/// the batch had landed before).
+async fn produce(
     broker: &Broker,
-    topic: &str,
-    partition: i32,
-    records: impl Iterator<Item = &'a RawRecord>,
+    pending: &PendingReplay,
+    records: &[RawRecord],
 ) -> Result<i64, String> {
+    let (topic, partition) = (&pending.target_topic, pending.target_partition);
     let t = broker
         .store
         .topic(topic)
@@ -478,8 +741,8 @@ async fn produce<'a>(
         .partition(partition)
         .cloned()
         .ok_or_else(|| format!("no partition {partition}"))?;
-    let records: Vec<RawRecord> = records.cloned().collect();
-    let batch = encode_batch(&records).map_err(|e| format!("encoding failed: {e}"))?;
+    let batch = encode_idempotent_batch(records, pending.producer_id, 0, 0)
+        .map_err(|e| format!("encoding failed: {e}"))?;
     let batches = split_and_check(&batch).map_err(|e| e.to_string())?;
     broker
         .store

@@ -150,6 +150,27 @@ fn put_len_bytes(buf: &mut BytesMut, v: &Option<Bytes>) {
 /// Encodes records as one uncompressed v2 batch with base offset 0, for an
 /// append (the log assigns the real offsets).
 pub fn encode_batch(records: &[RawRecord]) -> Result<Bytes, RecordsError> {
+    encode_batch_as(records, -1, -1, -1)
+}
+
+/// Like [`encode_batch`], as an idempotent producer's batch: producer id,
+/// epoch and the first record's sequence number in the header, so the
+/// partition's idempotence check recognises a retry of it.
+pub fn encode_idempotent_batch(
+    records: &[RawRecord],
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> Result<Bytes, RecordsError> {
+    encode_batch_as(records, producer_id, epoch, base_sequence)
+}
+
+fn encode_batch_as(
+    records: &[RawRecord],
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> Result<Bytes, RecordsError> {
     let base_ts = records.iter().map(|r| r.timestamp).min().unwrap_or(-1);
     let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
     let mut body = BytesMut::new();
@@ -179,9 +200,9 @@ pub fn encode_batch(records: &[RawRecord]) -> Result<Bytes, RecordsError> {
     b.put_i32(records.len().saturating_sub(1) as i32);
     b.put_i64(base_ts);
     b.put_i64(max_ts);
-    b.put_i64(-1);
-    b.put_i16(-1);
-    b.put_i32(-1);
+    b.put_i64(producer_id);
+    b.put_i16(epoch);
+    b.put_i32(base_sequence);
     b.put_i32(records.len() as i32);
     b.put_slice(&body);
     let crc = crc32c::crc32c(&b[21..]);

@@ -131,6 +131,7 @@ fn dlq_error(e: dlq::DlqError) -> ApiError {
         dlq::DlqError::NoSuchTopic(_) | dlq::DlqError::NoSuchPartition(..) => {
             ApiError(AdminError::NotFound(e.to_string()))
         }
+        dlq::DlqError::Busy(_) => ApiError(AdminError::Conflict(e.to_string())),
         dlq::DlqError::Storage(_) => ApiError(AdminError::Internal(e.to_string())),
     }
 }

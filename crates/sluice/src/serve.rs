@@ -284,6 +284,11 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             .clone()
             .run_rate_sampler(Duration::from_secs(2), stop_rx.clone()),
     );
+    let replays = tokio::spawn(sluice_ops::dlq::run_recovery(
+        broker.clone(),
+        Duration::from_secs(5),
+        stop_rx.clone(),
+    ));
     let mut http_stop = stop_rx.clone();
     let router = crate::http::router(broker.clone(), fault_control)
         .merge(sluice_registry::router(Arc::new(registry)));
@@ -325,6 +330,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let _ = expiry.await;
     let _ = following.await;
     let _ = rates.await;
+    let _ = replays.await;
     tokio::task::block_in_place(|| {
         store.shutdown();
         if let Err(e) = membership.leave() {

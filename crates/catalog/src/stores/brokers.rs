@@ -192,6 +192,16 @@ impl BrokerRegistry for Catalog {
         })
     }
 
+    fn release_job(&self, name: &str, fence: Fence) -> Result<()> {
+        write(&*self.db, |tx| {
+            tx.execute(
+                "DELETE FROM jobs WHERE name = $1 AND broker_id = $2 AND epoch = $3",
+                params![name, fence.broker_id, fence.epoch],
+            )?;
+            Ok(())
+        })
+    }
+
     fn jobs(&self) -> Result<Vec<JobRecord>> {
         read(&*self.db, |tx| {
             let rows = tx.query("SELECT name, broker_id, epoch FROM jobs ORDER BY name", &[])?;
