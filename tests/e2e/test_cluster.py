@@ -578,8 +578,9 @@ def test_cluster_status_shows_brokers_leases_groups_and_jobs(cluster3, sluice_bi
     assert all(0 <= b["lease_age_ms"] < cluster3.lease_ms for b in brokers.values()), brokers
     holders = [i for i, b in brokers.items() if group in b["groups"]]
     assert holders == [coordinator], f"{group} under {holders}, FindCoordinator says {coordinator}"
-    holders = [i for i, b in brokers.items() if b["jobs"]]
-    assert len(holders) == 1 and brokers[holders[0]]["jobs"] == ["storage-upkeep"], brokers
+    for job in ["storage-upkeep", "cluster-metrics"]:
+        holders = [i for i, b in brokers.items() if job in b["jobs"]]
+        assert len(holders) == 1, f"{job} held by {holders}: {brokers}"
     table = subprocess.run(
         [str(sluice_bin), "cluster", "status", "--http", http],
         capture_output=True, check=True, timeout=30, text=True,
@@ -698,3 +699,53 @@ def test_the_upkeep_job_moves_when_its_holder_goes(cluster3):
     )
     assert len(taken) == 1 and taken[0] != first[0], taken
     assert s3_server.metric(cluster3[taken[0] - 1], "sluice_storage_upkeep_holder") == 1
+
+
+def test_cluster_wide_metric_families_come_from_one_broker(cluster3):
+    """A Prometheus scraping every broker sees each series once: topic and
+    broker-count families from the holder of the cluster-metrics job, a
+    group's families from its coordinator; when the holder goes, another
+    broker takes the families over."""
+    import s3_server
+
+    t = topic_name("metrics-once")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=3)
+    p = Producer({"bootstrap.servers": cluster3.bootstrap, "acks": "all"})
+    helpers.produce_all(p, t, [{"value": b"m%d" % n, "partition": n % 3} for n in range(30)])
+    group = "metrics-once-group"
+    c = Consumer({"bootstrap.servers": cluster3.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(t, n, 4) for n in range(3)], asynchronous=False)
+    finally:
+        c.close()
+    with kw.WireConnection("127.0.0.1", cluster3[0].kafka_port) as conn:
+        _, coordinator, _, _ = conn.find_coordinator(group)
+
+    def exporters(brokers, name, **labels):
+        return [i for i in brokers if s3_server.metric(cluster3[i], name, **labels) is not None]
+
+    def settled(brokers):
+        topic = exporters(brokers, "kafka_topic_partition_current_offset", topic=t)
+        holders = [i for i in brokers if s3_server.metric(cluster3[i], "sluice_cluster_metrics_holder") == 1]
+        return topic if len(topic) == 1 and topic == holders else None
+
+    everyone = range(3)
+    [holder] = wait_for("one exporter of the topic families", lambda: settled(everyone), timeout=10)
+    assert s3_server.metric(cluster3[holder], "kafka_topic_partition_current_offset", topic=t) == 30
+    assert s3_server.metric(cluster3[holder], "kafka_brokers") == 3
+    assert exporters(everyone, "kafka_brokers") == [holder]
+    lag = exporters(everyone, "kafka_consumergroup_lag", consumergroup=group)
+    assert lag == [coordinator - 1], f"{group}'s lag from brokers {lag}, coordinator is {coordinator}"
+    assert s3_server.metric(cluster3[coordinator - 1], "kafka_consumergroup_lag", consumergroup=group) == 18
+    # Every broker still exports its own families.
+    assert all(s3_server.metric(cluster3[i], "sluice_cluster_live_brokers") == 3 for i in everyone)
+
+    cluster3[holder].kill9()
+    rest = [i for i in everyone if i != holder]
+    [taken] = wait_for(
+        "another broker to take the cluster-wide families",
+        lambda: settled(rest),
+        timeout=cluster3.lease_ms / 1000 + 10,
+    )
+    assert taken != holder
+    assert s3_server.metric(cluster3[taken], "kafka_brokers") == 2

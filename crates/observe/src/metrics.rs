@@ -35,6 +35,7 @@ pub struct Metrics {
     pub live_brokers: IntGauge,
     pub lease_epoch: IntGauge,
     pub upkeep_holder: IntGauge,
+    pub cluster_metrics_holder: IntGauge,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -190,6 +191,10 @@ impl Metrics {
             "sluice_storage_upkeep_holder",
             "1 while this broker runs retention, compaction and garbage collection for the cluster (always alone).",
         )?;
+        let cluster_metrics_holder = gauge(
+            "sluice_cluster_metrics_holder",
+            "1 while this broker exports the cluster-wide families (kafka_brokers, kafka_topic_*, sluice_dlq_*) for the cluster (always alone); consumer-group families come from each group's coordinator.",
+        )?;
         // Both outcomes exported from the start, so rates and ratios over
         // them exist before the first catch-up read.
         for outcome in ["hit", "miss"] {
@@ -226,6 +231,7 @@ impl Metrics {
             live_brokers,
             lease_epoch,
             upkeep_holder,
+            cluster_metrics_holder,
         })
     }
 

@@ -10,14 +10,6 @@ use sluice_broker::Broker;
 use sluice_catalog::{BrokerRegistry, OffsetStore};
 use std::collections::BTreeSet;
 
-/// The storage upkeep one broker of a cluster runs for all.
-pub const UPKEEP_JOBS: [&str; 4] = [
-    "retention",
-    "compaction",
-    "garbage-collection",
-    "orphan-collection",
-];
-
 /// One live broker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BrokerView {
@@ -65,7 +57,10 @@ pub async fn cluster_view(broker: &Broker) -> Result<ClusterView, AdminError> {
     // the catalog's jobs do.
     let jobs_of = |id: i32| -> Vec<String> {
         if !cluster {
-            return vec![sluice_broker::cluster::UPKEEP_JOB.to_string()];
+            return vec![
+                sluice_broker::cluster::UPKEEP_JOB.to_string(),
+                sluice_broker::cluster::METRICS_JOB.to_string(),
+            ];
         }
         jobs.iter()
             .filter(|j| j.held && j.broker_id == id)

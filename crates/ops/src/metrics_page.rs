@@ -10,6 +10,13 @@
 //! their per-partition series double the page, so they come only with
 //! [`Detail::Partition`] (`/metrics?detail=partition`, or the broker setting
 //! `metrics_partition_detail`). `/v1/groups/{group}` always has them.
+//!
+//! In a cluster each series comes from one broker, so a Prometheus scraping
+//! every broker can sum them: a group's families from its coordinator (the
+//! only broker holding its offsets and commit history), and the
+//! cluster-wide ones (`kafka_brokers`, `kafka_topic_*`, `sluice_dlq_*`) from
+//! the holder of the `cluster-metrics` job. Each broker's own families
+//! (requests, flushes, PUTs, catalog commits, its lease) come from it.
 
 use crate::lag::{group_lag, GroupLagInfo};
 use sluice_broker::Broker;
@@ -47,6 +54,8 @@ pub struct Page {
     detail: Detail,
     /// The broker's own families (requests, storage, caches...).
     registry_text: String,
+    /// Live brokers, when this broker exports the cluster-wide families.
+    brokers: Option<usize>,
     topics: Vec<Arc<sluice_storage::Topic>>,
     groups: Vec<GroupLagInfo>,
     /// (topic, records, age in seconds of the oldest record)
@@ -67,7 +76,12 @@ pub async fn collect(broker: &Broker, detail: Detail) -> Page {
     m.render(&mut registry_text);
 
     let now = sluice_storage::now_ms();
-    let topics = broker.store.topics();
+    let cluster_wide = broker.membership.exports_cluster_metrics();
+    let topics = if cluster_wide {
+        broker.store.topics()
+    } else {
+        Vec::new()
+    };
     let mut groups: Vec<GroupLagInfo> = Vec::new();
     for (g, _, _) in broker.groups.list() {
         groups.push(group_lag(broker, &g, now).await);
@@ -89,6 +103,7 @@ pub async fn collect(broker: &Broker, detail: Detail) -> Page {
     Page {
         detail,
         registry_text,
+        brokers: cluster_wide.then(|| broker.membership.live().len()),
         topics,
         groups,
         dlq,
@@ -127,20 +142,23 @@ impl Page {
         let mut w = FamilyWriter::new(PAGE_CHUNK, sink);
         w.raw(&self.registry_text);
         let (topics, groups, dlq, detail) = (&self.topics, &self.groups, &self.dlq, self.detail);
-        write_families(&mut w, topics, groups, dlq, detail);
+        write_families(&mut w, self.brokers, topics, groups, dlq, detail);
         w.finish();
     }
 }
 
 fn write_families(
     w: &mut FamilyWriter,
+    brokers: Option<usize>,
     topics: &[Arc<sluice_storage::Topic>],
     groups: &[GroupLagInfo],
     dlq: &[(String, i64, f64)],
     detail: Detail,
 ) {
     w.gauge("kafka_brokers", "Number of brokers in the cluster.");
-    w.sample("kafka_brokers", &[], 1.0);
+    if let Some(n) = brokers {
+        w.sample("kafka_brokers", &[], n as f64);
+    }
 
     w.gauge("kafka_topic_partitions", "Number of partitions of a topic.");
     for t in topics {

@@ -10,7 +10,7 @@
 use super::placement::{group_key, owner, partition_key};
 use parking_lot::RwLock;
 use sluice_catalog::{BrokerRecord, BrokerRegistry, CatalogError};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -24,6 +24,8 @@ pub struct Membership {
     /// Bumped whenever the live set changes.
     version: AtomicU64,
     epoch: AtomicI64,
+    /// Whether this broker exports the cluster-wide metric families.
+    cluster_metrics: AtomicBool,
 }
 
 impl Membership {
@@ -36,6 +38,7 @@ impl Membership {
             lease_ms: i64::MAX,
             registry: None,
             version: AtomicU64::new(0),
+            cluster_metrics: AtomicBool::new(true),
         })
     }
 
@@ -55,6 +58,7 @@ impl Membership {
             registry: Some(registry),
             live: RwLock::new(Arc::new(live)),
             version: AtomicU64::new(1),
+            cluster_metrics: AtomicBool::new(false),
         }))
     }
 
@@ -72,6 +76,23 @@ impl Membership {
             broker_id: self.id(),
             epoch: self.epoch.load(Ordering::Acquire),
         })
+    }
+
+    /// Whether this broker exports the cluster-wide metric families (topic
+    /// offsets, dead-letter depth, the broker count): alone always; in a
+    /// cluster while it holds the `cluster-metrics` job, so that a
+    /// Prometheus scraping every broker sees each series once.
+    pub fn exports_cluster_metrics(&self) -> bool {
+        self.cluster_metrics.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_exports_cluster_metrics(&self, yes: bool) {
+        sluice_observe::metrics()
+            .cluster_metrics_holder
+            .set(yes as i64);
+        if self.cluster_metrics.swap(yes, Ordering::AcqRel) != yes {
+            tracing::info!(exporter = yes, "cluster-wide metrics ownership changed");
+        }
     }
 
     pub fn id(&self) -> i32 {

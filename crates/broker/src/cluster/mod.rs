@@ -26,6 +26,9 @@ use tokio::sync::{mpsc, watch};
 /// collection for the cluster.
 pub const UPKEEP_JOB: &str = "storage-upkeep";
 
+/// The catalog job whose holder exports the cluster-wide metric families.
+pub const METRICS_JOB: &str = "cluster-metrics";
+
 /// How often topics, partition ends and sizes are reloaded even when no
 /// notification said to (a safety net; sizes only change this way).
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
@@ -76,7 +79,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 if pending.brokers {
                     membership_changed(&broker).await;
                 }
-                claim_upkeep(&broker).await;
+                claim_jobs(&broker).await;
                 let m = sluice_observe::metrics();
                 m.live_brokers.set(broker.membership.live().len() as i64);
                 m.lease_epoch.set(broker.membership.fence().map_or(0, |f| f.epoch));
@@ -149,28 +152,46 @@ fn take(broker: &Broker, heard: Heard, pending: &mut Pending) {
     }
 }
 
-/// Takes (or keeps) the upkeep job if no other live broker holds it: one
-/// broker at a time runs the shared storage's upkeep, and when it dies or
-/// stops renewing its lease another takes over at its next renewal.
-async fn claim_upkeep(broker: &Broker) {
+/// Takes (or keeps) the cluster's jobs that no other live broker holds:
+/// the storage upkeep (one broker at a time runs retention, compaction and
+/// garbage collection of the shared storage) and the cluster-wide metrics.
+/// When a holder dies or stops renewing its lease another broker takes its
+/// jobs over at its next renewal.
+async fn claim_jobs(broker: &Broker) {
     let Some(fence) = broker.membership.fence() else {
         return;
     };
-    let catalog = broker.catalog.clone();
-    match tokio::task::spawn_blocking(move || {
-        sluice_catalog::BrokerRegistry::claim_job(&*catalog, UPKEEP_JOB, fence)
-    })
-    .await
-    {
-        Ok(Ok(held)) => broker.store.set_maintainer(held),
-        Ok(Err(sluice_catalog::CatalogError::Fenced(_))) => broker.store.set_maintainer(false),
-        Ok(Err(e)) => tracing::warn!(error = %e, "claiming the upkeep job failed; retrying"),
-        Err(e) => tracing::warn!(error = %e, "the upkeep claim task failed"),
+    for job in [UPKEEP_JOB, METRICS_JOB] {
+        let catalog = broker.catalog.clone();
+        let held = match tokio::task::spawn_blocking(move || {
+            sluice_catalog::BrokerRegistry::claim_job(&*catalog, job, fence)
+        })
+        .await
+        {
+            Ok(Ok(held)) => held,
+            Ok(Err(sluice_catalog::CatalogError::Fenced(_))) => false,
+            Ok(Err(e)) => {
+                tracing::warn!(job, error = %e, "claiming a cluster job failed; retrying");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(job, error = %e, "the job claim task failed");
+                continue;
+            }
+        };
+        if job == UPKEEP_JOB {
+            broker.store.set_maintainer(held);
+        } else {
+            broker.membership.set_exports_cluster_metrics(held);
+        }
     }
 }
 
 /// After the live brokers changed: which groups this broker coordinates.
 async fn membership_changed(broker: &Broker) {
+    sluice_observe::metrics()
+        .live_brokers
+        .set(broker.membership.live().len() as i64);
     if let Err(e) = broker.groups.reassign().await {
         tracing::warn!(error = %e, "reloading the groups this broker coordinates failed");
     }
