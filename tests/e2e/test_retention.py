@@ -11,6 +11,8 @@ file:// object store under DATA_DIR/objects, fast maintenance passes).
   fetches below it get OFFSET_OUT_OF_RANGE, consumers reset; survives a
   restart, also when the deleted data was not uploaded yet, and leaves no
   index rows (or objects) of deleted records behind once it is uploaded.
+* cleanup.policy=compact: retention never deletes (not by retention.ms nor
+  retention.bytes, nor the broker default); compact,delete does.
 * Deleting a topic deletes its objects (upload and compacted) after the GC
   grace period, and leaves other topics alone.
 """
@@ -563,3 +565,42 @@ def test_retention_flags_take_minus_one_as_documented(broker_factory):
         f"{b.proc.returncode}:\n{b.log_tail()}"
     )
     b.wait_ready()
+
+
+# ---------------------------------------------------------------------------
+# cleanup.policy
+# ---------------------------------------------------------------------------
+
+
+def test_compacted_topics_are_not_deleted_by_retention(broker_factory):
+    """A compact-only topic keeps everything however old or large (Kafka
+    Connect's internal topics and keyed state live in such topics); a
+    compact,delete topic is subject to retention like a delete topic. The
+    old records carry timestamps a day in the past, the broker default
+    retention is one hour."""
+    b = _broker(broker_factory, "--log-retention-ms", str(3600 * 1000))
+    old = int(time.time() * 1000) - DAY_MS
+    topics = {
+        "compact-only": {"cleanup.policy": "compact", "retention.ms": "1000", "retention.bytes": "1"},
+        "compact-default-retention": {"cleanup.policy": "compact"},
+        "compact-and-delete": {"cleanup.policy": "compact,delete", "retention.ms": "1000"},
+    }
+    for t, cfg in topics.items():
+        create_topic(b.bootstrap, t, partitions=1, config=cfg)
+    for t in topics:
+        _produce_rounds(b, t, 3, lambda r: [
+            {"key": b"k%d" % n, "value": b"%s-%d-%d" % (t.encode(), r, n), "timestamp": old + r * 10 + n}
+            for n in range(10)
+        ])
+    wait_for(lambda: _watermarks(b, "compact-and-delete", 0)[0] == 30, 30,
+             "compact,delete: retention to remove the day-old records")
+    # Several more maintenance passes (500 ms each) for the others.
+    time.sleep(2.0)
+    for t in ("compact-only", "compact-default-retention"):
+        assert _watermarks(b, t, 0) == (0, 30), f"{t}: retention deleted records of a compacted topic"
+        got = consume_all(b.bootstrap, t, [0], expected=30)
+        assert [m.offset for m in got] == list(range(30)), t
+    # After a restart too.
+    assert b.stop() == 0
+    b.restart()
+    assert _watermarks(b, "compact-only", 0) == (0, 30)

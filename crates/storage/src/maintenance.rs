@@ -2,7 +2,10 @@
 //!
 //! - **Retention** (`retention.ms`, `retention.bytes`, broker defaults) and
 //!   **DeleteRecords** move a partition's log start forward and drop the
-//!   index rows wholly before it.
+//!   index rows wholly before it. Retention applies only to topics whose
+//!   `cleanup.policy` includes `delete`: a `compact`-only topic (Kafka
+//!   Connect's internal topics, keyed state) is never deleted by time or
+//!   size.
 //! - **Compaction** rewrites a partition's run of small rows in
 //!   multi-partition upload objects into one per-partition object with
 //!   contiguous offsets, then swaps the index rows in one transaction (the
@@ -39,6 +42,19 @@ fn config_i64(t: &Topic, key: &str, default: i64) -> i64 {
     t.config(key)
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
+}
+
+/// Whether retention deletes old data of a topic: its `cleanup.policy`
+/// (a comma list of `delete` and `compact`, default `delete`) names `delete`.
+fn retention_deletes(t: &Topic) -> bool {
+    policy_deletes(t.config("cleanup.policy"))
+}
+
+fn policy_deletes(policy: Option<&str>) -> bool {
+    policy.is_none_or(|p| {
+        p.split(',')
+            .any(|x| x.trim().eq_ignore_ascii_case("delete"))
+    })
 }
 
 impl LogStore {
@@ -79,6 +95,9 @@ impl LogStore {
     /// Applies retention to every partition once.
     pub async fn enforce_retention(&self, now: i64) -> Result<(), StorageError> {
         for t in self.topics() {
+            if !retention_deletes(&t) {
+                continue;
+            }
             let retention_ms = config_i64(&t, "retention.ms", self.config.default_retention_ms);
             let retention_bytes =
                 config_i64(&t, "retention.bytes", self.config.default_retention_bytes);
@@ -353,6 +372,17 @@ mod tests {
             position,
             length,
         }
+    }
+
+    #[test]
+    fn only_delete_policies_let_retention_delete() {
+        assert!(policy_deletes(None), "the default policy is delete");
+        assert!(policy_deletes(Some("delete")));
+        assert!(policy_deletes(Some("compact,delete")));
+        assert!(policy_deletes(Some("delete, compact")));
+        assert!(policy_deletes(Some("DELETE")));
+        assert!(!policy_deletes(Some("compact")));
+        assert!(!policy_deletes(Some(" compact ")));
     }
 
     #[test]
