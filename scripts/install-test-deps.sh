@@ -43,6 +43,10 @@ apt_missing=()
 if ! command -v kcat >/dev/null 2>&1; then
   apt_missing+=(kcat)
 fi
+# openssl makes the security tests' CA and certificates (tests/e2e/tls_certs.py).
+if ! command -v openssl >/dev/null 2>&1; then
+  apt_missing+=(openssl)
+fi
 # promtool (checks deploy/prometheus/alerts.yml) comes with Debian's prometheus.
 if ! command -v promtool >/dev/null 2>&1; then
   apt_missing+=(prometheus)

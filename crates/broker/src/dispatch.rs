@@ -18,7 +18,7 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -48,7 +48,30 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
+    // Served only on SASL listeners (the connection handles them itself).
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
+
+/// What a handler may need to know about the connection a request came on.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// This broker's host and port as told to clients of this listener.
+    pub advertised: (String, i32),
+}
+
+impl ConnInfo {
+    /// This broker's address in a response, as this listener advertises it
+    /// (a broker with several listeners registers one address).
+    fn localize(&self, broker: &Broker, node_id: i32, host: &mut StrBytes, port: &mut i32) {
+        if node_id == broker.membership.id()
+            && (host.as_str() != self.advertised.0 || *port != self.advertised.1)
+        {
+            *host = StrBytes::from_string(self.advertised.0.clone());
+            *port = self.advertised.1;
+        }
+    }
+}
 
 /// Why a request frame closes its connection.
 #[derive(Debug, thiserror::Error)]
@@ -181,8 +204,9 @@ pub enum Handled {
 pub async fn handle(
     broker: &Arc<Broker>,
     incoming: Incoming,
-    peer: SocketAddr,
+    conn: &ConnInfo,
 ) -> anyhow::Result<Handled> {
+    let peer = conn.peer;
     let (key, version, header, body) = match incoming {
         Incoming::ApiVersionsTooNew { correlation_id } => {
             let body =
@@ -257,9 +281,11 @@ pub async fn handle(
                 .as_ref()
                 .map(|c| c.as_str())
                 .unwrap_or_default();
-            ready(ResponseKind::Metadata(
-                handlers::metadata::handle(broker, r, version, client_id).await,
-            ))
+            let mut resp = handlers::metadata::handle(broker, r, version, client_id).await;
+            for b in resp.brokers.iter_mut() {
+                conn.localize(broker, b.node_id.0, &mut b.host, &mut b.port);
+            }
+            ready(ResponseKind::Metadata(resp))
         }
         RequestKind::CreateTopics(r) => ready(ResponseKind::CreateTopics(
             handlers::topics::create_topics(broker, r, version).await,
@@ -276,15 +302,24 @@ pub async fn handle(
         RequestKind::IncrementalAlterConfigs(r) => ready(ResponseKind::IncrementalAlterConfigs(
             handlers::configs::incremental_alter(broker, r).await,
         )),
-        RequestKind::DescribeCluster(r) => ready(ResponseKind::DescribeCluster(
-            handlers::metadata::describe_cluster(broker, r),
-        )),
+        RequestKind::DescribeCluster(r) => {
+            let mut resp = handlers::metadata::describe_cluster(broker, r);
+            for b in resp.brokers.iter_mut() {
+                conn.localize(broker, b.broker_id.0, &mut b.host, &mut b.port);
+            }
+            ready(ResponseKind::DescribeCluster(resp))
+        }
         RequestKind::InitProducerId(r) => ready(ResponseKind::InitProducerId(
             handlers::producer_id::handle(broker, r).await,
         )),
-        RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(
-            handlers::groups::find_coordinator(broker, r, version),
-        )),
+        RequestKind::FindCoordinator(r) => {
+            let mut resp = handlers::groups::find_coordinator(broker, r, version);
+            conn.localize(broker, resp.node_id.0, &mut resp.host, &mut resp.port);
+            for c in resp.coordinators.iter_mut() {
+                conn.localize(broker, c.node_id.0, &mut c.host, &mut c.port);
+            }
+            ready(ResponseKind::FindCoordinator(resp))
+        }
         RequestKind::Heartbeat(r) => ready(ResponseKind::Heartbeat(handlers::groups::heartbeat(
             broker, r,
         ))),

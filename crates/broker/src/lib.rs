@@ -7,6 +7,7 @@
 //! - [`topic_config`]: topic config names, defaults and validation.
 //! - [`cluster`]: membership, placement (partition leaders, group
 //!   coordinators) and following the other brokers of a cluster.
+//! - [`security`]: listeners, TLS, SASL and SCRAM credentials.
 
 pub mod cluster;
 pub mod config;
@@ -14,7 +15,9 @@ pub mod dispatch;
 pub mod fetch_frame;
 pub mod groups;
 pub mod handlers;
+pub mod security;
 pub mod server;
+pub mod stream;
 pub mod topic_config;
 
 pub use config::BrokerConfig;

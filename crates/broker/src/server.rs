@@ -4,9 +4,14 @@
 //! bounded queue between them limits the requests in flight per connection.
 //! A bad frame closes only its own connection; a handler that fails or
 //! panics closes its connection after the responses before it are sent.
+//! A listener may wrap its connections in TLS and require SASL
+//! authentication before anything but ApiVersions and the SASL requests.
 
 use crate::dispatch;
+use crate::security::{sasl, ListenerSecurity, AUTHENTICATION_TIMEOUT};
+use crate::stream::{self, ConnRead, ConnWrite};
 use crate::Broker;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use sluice_protocol::frame::{read_frame, FrameError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +28,7 @@ type Pending = oneshot::Receiver<Option<crate::fetch_frame::Frame>>;
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
+    security: Arc<ListenerSecurity>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
@@ -33,7 +39,7 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     sluice_observe::metrics().connections_accepted.inc();
-                    conns.spawn(connection(broker.clone(), stream, peer, shutdown.clone()));
+                    conns.spawn(accept(broker.clone(), stream, peer, security.clone(), shutdown.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -55,21 +61,82 @@ pub async fn serve(
     }
 }
 
-async fn connection(
+/// Completes the TLS handshake where the listener wants one (bounded by
+/// [`AUTHENTICATION_TIMEOUT`]), then serves the connection.
+async fn accept(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
+    security: Arc<ListenerSecurity>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let halves = match &security.tls {
+        None => stream::plain(stream),
+        Some(acceptor) => {
+            match tokio::time::timeout(AUTHENTICATION_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => stream::tls(tls),
+                Ok(Err(e)) => {
+                    sluice_observe::metrics().tls_failures.inc();
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    sluice_observe::metrics().tls_failures.inc();
+                    tracing::info!(%peer, "TLS handshake not finished in time; closing");
+                    return;
+                }
+            }
+        }
+    };
+    connection(broker, halves, peer, security, shutdown).await
+}
+
+/// What to do with a request on a connection that has not authenticated.
+enum Gate {
+    Pass,
+    Sasl,
+    Refuse,
+}
+
+fn gate(key: ApiKey, sasl: bool, authenticated: bool) -> Gate {
+    match key {
+        ApiKey::SaslHandshake | ApiKey::SaslAuthenticate if sasl => Gate::Sasl,
+        ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => Gate::Refuse,
+        ApiKey::ApiVersions => Gate::Pass,
+        _ if sasl && !authenticated => Gate::Refuse,
+        _ => Gate::Pass,
+    }
+}
+
+async fn connection(
+    broker: Arc<Broker>,
+    (mut reader, writer): (ConnRead, ConnWrite),
+    peer: SocketAddr,
+    security: Arc<ListenerSecurity>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let m = sluice_observe::metrics();
     m.connections.inc();
-    let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Pending>(broker.config.max_inflight_per_connection.max(1));
     let writer_task = tokio::spawn(write_responses(writer, rx, peer));
+    let mut session = security
+        .sasl
+        .as_ref()
+        .map(|(users, offered)| sasl::Session::new(users.clone(), offered.clone()));
+    let conn = dispatch::ConnInfo {
+        peer,
+        advertised: security.advertised.clone(),
+    };
+    let auth_deadline = tokio::time::Instant::now() + AUTHENTICATION_TIMEOUT;
     loop {
+        let authenticated = session.as_ref().is_none_or(|s| s.principal().is_some());
         let frame = tokio::select! {
             f = read_frame(&mut reader, broker.config.max_request_bytes) => f,
             _ = shutdown.changed() => break,
+            _ = tokio::time::sleep_until(auth_deadline), if !authenticated => {
+                tracing::info!(%peer, "client did not authenticate in time; closing");
+                break;
+            }
         };
         let frame = match frame {
             Ok(Some(f)) => f,
@@ -83,6 +150,20 @@ async fn connection(
                 break;
             }
         };
+        if let Some(s) = session.as_mut().filter(|s| s.expects_raw_tokens()) {
+            // After SaslHandshake v0 the exchange goes on in bare frames.
+            let step = s.raw_token(frame.freeze()).await;
+            let (done_tx, done_rx) = oneshot::channel();
+            if let Some(reply) = step {
+                let _ = done_tx.send(Some(reply.into()));
+                if tx.send(done_rx).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            tracing::info!(%peer, "closing connection: SASL authentication failed");
+            break;
+        }
         let incoming = match dispatch::decode(frame.freeze()) {
             Ok(i) => i,
             Err(e) => {
@@ -91,9 +172,35 @@ async fn connection(
             }
         };
         let (done_tx, done_rx) = oneshot::channel();
+        let key = match &incoming {
+            dispatch::Incoming::Request { key, .. } => *key,
+            dispatch::Incoming::ApiVersionsTooNew { .. } => ApiKey::ApiVersions,
+        };
+        match gate(key, session.is_some(), authenticated) {
+            Gate::Refuse => {
+                tracing::info!(%peer, ?key, "closing connection: request not allowed before SASL authentication");
+                break;
+            }
+            Gate::Sasl => {
+                let Some(s) = session.as_mut() else { break };
+                let (frame, close) = match sasl_step(s, incoming).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "closing connection: SASL request failed");
+                        break;
+                    }
+                };
+                let _ = done_tx.send(Some(frame));
+                if tx.send(done_rx).await.is_err() || close {
+                    break;
+                }
+                continue;
+            }
+            Gate::Pass => {}
+        }
         // State changes happen here, in the order the requests arrived;
         // only the waiting part runs beside later requests.
-        match dispatch::handle(&broker, incoming, peer).await {
+        match dispatch::handle(&broker, incoming, &conn).await {
             Ok(dispatch::Handled::Ready(resp)) => {
                 let _ = done_tx.send(resp);
             }
@@ -122,6 +229,36 @@ async fn connection(
     drop(tx);
     let _ = writer_task.await;
     m.connections.dec();
+}
+
+/// Answers a SaslHandshake or SaslAuthenticate request; says whether the
+/// connection must close after the answer (a failed login).
+async fn sasl_step(
+    session: &mut sasl::Session,
+    incoming: dispatch::Incoming,
+) -> anyhow::Result<(crate::fetch_frame::Frame, bool)> {
+    let dispatch::Incoming::Request {
+        key,
+        version,
+        header,
+        body,
+    } = incoming
+    else {
+        anyhow::bail!("not a SASL request");
+    };
+    let (resp, close) = match *body {
+        RequestKind::SaslHandshake(r) => (
+            ResponseKind::SaslHandshake(session.handshake(&r, version)),
+            false,
+        ),
+        RequestKind::SaslAuthenticate(r) => {
+            let step = session.authenticate(&r).await;
+            (ResponseKind::SaslAuthenticate(step.response), step.close)
+        }
+        _ => anyhow::bail!("not a SASL request"),
+    };
+    let frame = dispatch::encode_response(key, version, header.correlation_id, &resp)?;
+    Ok((frame.into(), close))
 }
 
 /// Frames below this size go through the connection's buffer (coalescing
@@ -230,7 +367,7 @@ fn advance(parts: &[bytes::Bytes], at: (usize, usize), mut n: usize) -> (usize, 
     (part, 0)
 }
 
-type Writer = BufWriter<tokio::net::tcp::OwnedWriteHalf>;
+type Writer = BufWriter<ConnWrite>;
 
 /// The next response to write: one already in hand, or one to wait for.
 enum Next {
@@ -244,11 +381,7 @@ enum Next {
 /// a pipelined producer's acknowledgements back behind its later requests,
 /// which in a cluster wait for their flush: measured in BENCHMARKS.md,
 /// "Cluster mode".)
-async fn write_responses(
-    writer: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Pending>,
-    peer: SocketAddr,
-) {
+async fn write_responses(writer: ConnWrite, mut rx: mpsc::Receiver<Pending>, peer: SocketAddr) {
     use futures::FutureExt;
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let mut next: Option<Next> = None;

@@ -216,6 +216,44 @@ fn topics_uploads_offsets_and_replays(open: &dyn Fn() -> Arc<Catalog>) {
     replayed.sort();
     assert_eq!(replayed, vec![(0, 1), (0, 2), (0, 3), (0, 4), (0, 5)]);
 
+    let cred = |user: &str, m: &str, key: &str| CredentialRecord {
+        user: user.into(),
+        mechanism: m.into(),
+        salt: "c2FsdA==".into(),
+        iterations: 4096,
+        stored_key: key.into(),
+        server_key: "c2s=".into(),
+        updated_ms: 5,
+    };
+    c.put_credential(&cred("alice", "SCRAM-SHA-256", "k1"))
+        .unwrap();
+    c.put_credential(&cred("alice", "SCRAM-SHA-512", "k2"))
+        .unwrap();
+    c.put_credential(&cred("bob", "SCRAM-SHA-256", "k3"))
+        .unwrap();
+    c.put_credential(&cred("alice", "SCRAM-SHA-256", "k4"))
+        .unwrap();
+    assert_eq!(
+        c.credentials("alice").unwrap(),
+        vec![
+            cred("alice", "SCRAM-SHA-256", "k4"),
+            cred("alice", "SCRAM-SHA-512", "k2")
+        ],
+        "replaced, by mechanism"
+    );
+    assert_eq!(c.all_credentials().unwrap().len(), 3);
+    assert_eq!(
+        c.delete_credentials("alice", Some("SCRAM-SHA-512"))
+            .unwrap(),
+        1
+    );
+    assert_eq!(c.delete_credentials("bob", None).unwrap(), 1);
+    assert_eq!(c.delete_credentials("nobody", None).unwrap(), 0);
+    assert_eq!(
+        c.all_credentials().unwrap(),
+        vec![cred("alice", "SCRAM-SHA-256", "k4")]
+    );
+
     c.delete_topic("a").unwrap();
     assert!(c.list_topics().unwrap().is_empty());
     assert!(c.segments_from(t.id, 0, 0, 10).unwrap().is_empty());

@@ -234,6 +234,20 @@ pub trait ReplayLog: Send + Sync + 'static {
     fn finish_replays(&self, done: &[i64], replays: &[ReplayRecord]) -> Result<()>;
 }
 
+/// SASL users: their SCRAM credentials (PLAIN logins are checked against
+/// the same keys).
+pub trait CredentialStore: Send + Sync + 'static {
+    /// Creates or replaces a user's credential for its mechanism.
+    fn put_credential(&self, c: &CredentialRecord) -> Result<()>;
+    /// Deletes a user's credentials (of one mechanism, or all); returns how
+    /// many went.
+    fn delete_credentials(&self, user: &str, mechanism: Option<&str>) -> Result<usize>;
+    /// A user's credentials, by mechanism.
+    fn credentials(&self, user: &str) -> Result<Vec<CredentialRecord>>;
+    /// Every credential, by user and mechanism.
+    fn all_credentials(&self) -> Result<Vec<CredentialRecord>>;
+}
+
 /// The brokers of a cluster and their leases.
 pub trait BrokerRegistry: Send + Sync + 'static {
     /// A broker id no other broker has been given.

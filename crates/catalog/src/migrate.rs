@@ -77,6 +77,12 @@ const TABLES: &[Table] = &[
         on_conflict: "",
     },
     Table {
+        name: "scram_credentials",
+        columns: "username, mechanism, salt, iterations, stored_key, server_key, updated_ms",
+        only: "",
+        on_conflict: "",
+    },
+    Table {
         name: "group_offsets",
         columns: "group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_ms",
         only: "",

@@ -102,6 +102,19 @@ pub struct PendingReplay {
     pub created_ms: i64,
 }
 
+/// A user's SCRAM credential for one mechanism (`SCRAM-SHA-256` or
+/// `SCRAM-SHA-512`): the salt and keys base64-encoded, never the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialRecord {
+    pub user: String,
+    pub mechanism: String,
+    pub salt: String,
+    pub iterations: i64,
+    pub stored_key: String,
+    pub server_key: String,
+    pub updated_ms: i64,
+}
+
 /// A consumer group's committed offset for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedOffset {

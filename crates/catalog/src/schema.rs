@@ -165,6 +165,21 @@ const MIGRATIONS: &[Migration] = &[
             )"],
         postgres: &[],
     },
+    Migration {
+        version: 7,
+        what: "SASL/SCRAM credentials: salt, iterations and keys per user and mechanism (never a password)",
+        statements: &["CREATE TABLE IF NOT EXISTS scram_credentials (
+                username TEXT NOT NULL,
+                mechanism TEXT NOT NULL,
+                salt TEXT NOT NULL,
+                iterations BIGINT NOT NULL,
+                stored_key TEXT NOT NULL,
+                server_key TEXT NOT NULL,
+                updated_ms BIGINT NOT NULL,
+                PRIMARY KEY (username, mechanism)
+            )"],
+        postgres: &[],
+    },
 ];
 
 /// The schema version this build writes.

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub lease_epoch: IntGauge,
     pub upkeep_holder: IntGauge,
     pub cluster_metrics_holder: IntGauge,
+    pub sasl_failures: IntCounter,
+    pub tls_failures: IntCounter,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -195,6 +197,16 @@ impl Metrics {
             "sluice_cluster_metrics_holder",
             "1 while this broker exports the cluster-wide families (kafka_brokers, kafka_topic_*, sluice_dlq_*) for the cluster (always alone); consumer-group families come from each group's coordinator.",
         )?;
+        let sasl_failures = IntCounter::new(
+            "sluice_sasl_authentication_failures_total",
+            "Failed SASL logins (wrong password, unknown user, malformed exchange).",
+        )?;
+        registry.register(Box::new(sasl_failures.clone()))?;
+        let tls_failures = IntCounter::new(
+            "sluice_tls_handshake_failures_total",
+            "TLS handshakes that failed or did not finish in time.",
+        )?;
+        registry.register(Box::new(tls_failures.clone()))?;
         // Both outcomes exported from the start, so rates and ratios over
         // them exist before the first catch-up read.
         for outcome in ["hit", "miss"] {
@@ -232,6 +244,8 @@ impl Metrics {
             lease_epoch,
             upkeep_holder,
             cluster_metrics_holder,
+            sasl_failures,
+            tls_failures,
         })
     }
 

@@ -10,6 +10,7 @@ mod schemas_cli;
 mod serve;
 mod settings;
 mod top;
+mod users_cli;
 
 use clap::{Parser, Subcommand};
 
@@ -92,6 +93,8 @@ enum Command {
     Catalog(catalog_cli::CatalogArgs),
     /// Schema registry: list, show, register, check compatibility, install the AI contracts.
     Schemas(schemas_cli::SchemasArgs),
+    /// SASL users (SCRAM credentials) in a broker's catalog: add, list, delete.
+    Users(users_cli::UsersArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -139,5 +142,6 @@ fn run() -> anyhow::Result<()> {
         Command::Cluster(args) => cluster_cli::run(args),
         Command::Catalog(args) => catalog_cli::run(args),
         Command::Schemas(args) => schemas_cli::run(args),
+        Command::Users(args) => users_cli::run(args),
     }
 }

@@ -8,6 +8,7 @@
 use crate::settings::Settings;
 use anyhow::{bail, Context};
 use sluice_broker::cluster::Membership;
+use sluice_broker::security::ListenerSecurity;
 use sluice_broker::{Broker, BrokerConfig, GroupSettings};
 use sluice_catalog::{BrokerRecord, BrokerRegistry, Catalog, CatalogUrl, TopicStore};
 use sluice_storage::{FlushConfig, LogStore, StorageConfig};
@@ -160,6 +161,46 @@ fn broker_id(
     Ok(id)
 }
 
+/// Binds every Kafka listener, with the TLS and SASL its protocol needs.
+async fn bind_listeners(
+    s: &Settings,
+    catalog: &Arc<Catalog>,
+    cluster: bool,
+) -> anyhow::Result<Vec<(tokio::net::TcpListener, Arc<ListenerSecurity>)>> {
+    let all = &s.security.listeners;
+    if cluster && all.len() > 1 {
+        anyhow::bail!(
+            "a cluster broker takes one listener for now (the catalog records one address per broker); got {}",
+            all.len()
+        );
+    }
+    let tls = if all.iter().any(|l| l.advertised.protocol.tls()) {
+        Some(s.security.tls.acceptor()?)
+    } else {
+        None
+    };
+    let users = sluice_broker::security::sasl::Users::new(catalog.clone());
+    let offered = Arc::new(s.security.sasl_mechanisms.clone());
+    let mut out = Vec::with_capacity(all.len());
+    for l in all {
+        let socket = tokio::net::TcpListener::bind(l.bind)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} ({} listener)",
+                    l.bind, l.advertised.protocol
+                )
+            })?;
+        let security = ListenerSecurity::new(
+            &l.advertised,
+            tls.clone(),
+            Some((users.clone(), offered.clone())),
+        );
+        out.push((socket, security));
+    }
+    Ok(out)
+}
+
 pub async fn run(s: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create data directory {}", s.data_dir.display()))?;
@@ -260,9 +301,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         registry.clone(),
     )?;
 
-    let kafka = tokio::net::TcpListener::bind(s.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen)", s.listen))?;
+    let listeners = bind_listeners(&s, &catalog, cluster).await?;
     let http = tokio::net::TcpListener::bind(s.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (--http-listen)", s.http_listen))?;
@@ -302,15 +341,21 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    let server = tokio::spawn(sluice_broker::server::serve(
-        broker.clone(),
-        kafka,
-        stop_rx.clone(),
-        Duration::from_secs(10),
-    ));
+    let servers: Vec<_> = listeners
+        .into_iter()
+        .map(|(socket, security)| {
+            tokio::spawn(sluice_broker::server::serve(
+                broker.clone(),
+                socket,
+                security,
+                stop_rx.clone(),
+                Duration::from_secs(10),
+            ))
+        })
+        .collect();
     tracing::info!(
-        kafka = %s.listen,
-        advertised = %format!("{}:{}", s.advertise_host, s.advertise_port),
+        kafka = %s.security.listeners.iter().map(|l| format!("{}://{}", l.advertised.protocol, l.bind)).collect::<Vec<_>>().join(","),
+        advertised = %s.security.listeners.iter().map(|l| l.advertised.to_string()).collect::<Vec<_>>().join(","),
         http = %s.http_listen,
         data_dir = %data_dir.display(),
         object_store = %opened.description,
@@ -323,7 +368,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     shutdown_signal().await;
     store.stop_appends();
     let _ = stop_tx.send(true);
-    let _ = server.await;
+    for server in servers {
+        let _ = server.await;
+    }
     let _ = http_task.await;
     let _ = writes.await;
     let _ = maintenance.await;

@@ -5,12 +5,16 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Deserialize;
+use sluice_broker::security::listeners::{parse_listeners, Endpoint, SecurityProtocol};
+use sluice_broker::security::sasl::{parse_mechanisms, SaslMechanism};
+use sluice_broker::security::tls::TlsFiles;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
-    /// TOML file with any of the settings below (keys: data_dir, listen, advertise,
+    /// TOML file with any of the settings below (keys: data_dir, listen, advertise, listeners,
+    /// advertised_listeners, tls_cert, tls_key, tls_client_ca, sasl_mechanisms,
     /// http_listen, auto_create_topics_enable, num_partitions, message_max_bytes, object_store,
     /// catalog, broker_id, rack, metrics_partition_detail, the storage and cluster settings by
     /// their flag names with underscores, and an [object_store_options] table).
@@ -25,6 +29,25 @@ pub struct ServeArgs {
     /// Address clients are told to connect to [default: the listen address].
     #[arg(long, env = "SLUICE_ADVERTISE", value_name = "HOST:PORT")]
     pub advertise: Option<String>,
+    /// Kafka listeners in Kafka's form, e.g. PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093
+    /// (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL; one per protocol); replaces --listen.
+    #[arg(long, env = "SLUICE_LISTENERS", value_name = "LIST")]
+    pub listeners: Option<String>,
+    /// What clients are told for each listener, same form [default: each listener's address].
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS", value_name = "LIST")]
+    pub advertised_listeners: Option<String>,
+    /// PEM certificate chain of the SSL and SASL_SSL listeners.
+    #[arg(long, env = "SLUICE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SLUICE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: TLS clients must present a certificate signed by one (mutual TLS).
+    #[arg(long, env = "SLUICE_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// SASL mechanisms the SASL listeners offer [default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512].
+    #[arg(long, env = "SLUICE_SASL_MECHANISMS", value_name = "LIST")]
+    pub sasl_mechanisms: Option<String>,
     /// Address of the HTTP listener (GET /healthz) [default: 127.0.0.1:8081].
     #[arg(long, env = "SLUICE_HTTP_LISTEN", value_name = "HOST:PORT")]
     pub http_listen: Option<String>,
@@ -117,6 +140,12 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     advertise: Option<String>,
+    listeners: Option<String>,
+    advertised_listeners: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    sasl_mechanisms: Option<String>,
     http_listen: Option<String>,
     auto_create_topics_enable: Option<bool>,
     num_partitions: Option<i32>,
@@ -148,7 +177,6 @@ struct FileSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
-    pub listen: SocketAddr,
     pub advertise_host: String,
     pub advertise_port: i32,
     pub http_listen: SocketAddr,
@@ -163,6 +191,80 @@ pub struct Settings {
     pub rack: Option<String>,
     pub cluster: ClusterKnobs,
     pub storage: StorageKnobs,
+    pub security: SecuritySettings,
+}
+
+/// One Kafka listener: where it binds and what clients are told.
+#[derive(Debug, Clone)]
+pub struct ListenerSetting {
+    pub bind: SocketAddr,
+    pub advertised: Endpoint,
+}
+
+/// Listeners, TLS files and SASL mechanisms.
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// The first is the one a cluster registers (`listen`, `advertise_*`).
+    pub listeners: Vec<ListenerSetting>,
+    pub tls: TlsFiles,
+    pub sasl_mechanisms: Vec<SaslMechanism>,
+}
+
+/// Listeners from `--listeners` / `--advertised-listeners`, or the one
+/// PLAINTEXT listener of `--listen` / `--advertise`.
+fn resolve_listeners(
+    listeners: Option<String>,
+    advertised: Option<String>,
+    listen: Option<String>,
+    advertise: Option<String>,
+) -> anyhow::Result<Vec<ListenerSetting>> {
+    let Some(list) = listeners else {
+        if advertised.is_some() {
+            bail!("--advertised-listeners needs --listeners");
+        }
+        let listen_s = listen.unwrap_or_else(|| "127.0.0.1:9092".into());
+        let bind = parse_addr("--listen", &listen_s)?;
+        let (host, port) = split_host_port("--advertise", &advertise.unwrap_or(listen_s))?;
+        return Ok(vec![ListenerSetting {
+            bind,
+            advertised: Endpoint {
+                protocol: SecurityProtocol::Plaintext,
+                host,
+                port: port as u16,
+            },
+        }]);
+    };
+    if listen.is_some() || advertise.is_some() {
+        bail!("give either --listeners (with --advertised-listeners) or --listen (with --advertise), not both");
+    }
+    let binds = parse_listeners(&list).map_err(|e| anyhow::anyhow!("--listeners: {e}"))?;
+    let told = match advertised {
+        Some(a) => {
+            parse_listeners(&a).map_err(|e| anyhow::anyhow!("--advertised-listeners: {e}"))?
+        }
+        None => Vec::new(),
+    };
+    if let Some(extra) = told
+        .iter()
+        .find(|t| !binds.iter().any(|b| b.protocol == t.protocol))
+    {
+        bail!("--advertised-listeners names {extra}, which is not in --listeners");
+    }
+    binds
+        .into_iter()
+        .map(|b| {
+            let host = if b.host.is_empty() { "0.0.0.0" } else { b.host.as_str() };
+            let bind = parse_addr("--listeners", &format!("{host}:{}", b.port))?;
+            let advertised = match told.iter().find(|t| t.protocol == b.protocol) {
+                Some(t) => t.clone(),
+                None if bind.ip().is_unspecified() => bail!(
+                    "listener {b} binds every interface: say what clients should connect to with --advertised-listeners"
+                ),
+                None => b.clone(),
+            };
+            Ok(ListenerSetting { bind, advertised })
+        })
+        .collect()
 }
 
 /// Cluster-mode tuning (each a flag, a TOML key and a SLUICE_* variable).
@@ -224,16 +326,34 @@ impl Settings {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./sluice-data"));
-        let listen_s = args
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| "127.0.0.1:9092".into());
-        let listen = parse_addr("--listen", &listen_s)?;
-        let advertise_s = args
-            .advertise
-            .or(file.advertise)
-            .unwrap_or_else(|| listen_s.clone());
-        let (advertise_host, advertise_port) = split_host_port("--advertise", &advertise_s)?;
+        let listeners = resolve_listeners(
+            args.listeners.or(file.listeners),
+            args.advertised_listeners.or(file.advertised_listeners),
+            args.listen.or(file.listen),
+            args.advertise.or(file.advertise),
+        )?;
+        let primary = &listeners[0];
+        let (advertise_host, advertise_port) = (
+            primary.advertised.host.clone(),
+            primary.advertised.port as i32,
+        );
+        let tls = TlsFiles {
+            cert: args.tls_cert.or(file.tls_cert),
+            key: args.tls_key.or(file.tls_key),
+            client_ca: args.tls_client_ca.or(file.tls_client_ca),
+        };
+        if listeners.iter().any(|l| l.advertised.protocol.tls())
+            && (tls.cert.is_none() || tls.key.is_none())
+        {
+            bail!("an SSL or SASL_SSL listener needs --tls-cert and --tls-key");
+        }
+        let sasl_mechanisms = parse_mechanisms(
+            &args
+                .sasl_mechanisms
+                .or(file.sasl_mechanisms)
+                .unwrap_or_else(|| "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into()),
+        )
+        .map_err(|e| anyhow::anyhow!("--sasl-mechanisms: {e}"))?;
         let http_s = args
             .http_listen
             .or(file.http_listen)
@@ -278,7 +398,6 @@ impl Settings {
             .filter(|r| !r.is_empty());
         Ok(Self {
             data_dir,
-            listen,
             advertise_host,
             advertise_port,
             http_listen,
@@ -338,6 +457,11 @@ impl Settings {
                     .unwrap_or(4194304),
                 gc_grace_ms: args.gc_grace_ms.or(file.gc_grace_ms).unwrap_or(60000),
             },
+            security: SecuritySettings {
+                listeners,
+                tls,
+                sasl_mechanisms,
+            },
         })
     }
 }
@@ -362,7 +486,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(s.listen.port(), 7777);
+        assert_eq!(s.security.listeners[0].bind.port(), 7777);
         assert_eq!(s.advertise_port, 7777);
         assert_eq!(s.num_partitions, 4);
         assert!(!s.auto_create_topics_enable);
@@ -374,5 +498,43 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("no_such_key"));
+    }
+
+    #[test]
+    fn listeners_and_their_advertised_addresses() {
+        let l = resolve_listeners(
+            Some("PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093".into()),
+            Some("SASL_SSL://kafka.example:9093".into()),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(l[0].advertised.address(), "127.0.0.1:9092");
+        assert_eq!(l[1].bind.port(), 9093);
+        assert_eq!(l[1].advertised.to_string(), "SASL_SSL://kafka.example:9093");
+        let err = |a: Option<&str>, b: Option<&str>, c: Option<&str>| {
+            format!(
+                "{:#}",
+                resolve_listeners(
+                    a.map(Into::into),
+                    b.map(Into::into),
+                    c.map(Into::into),
+                    None
+                )
+                .unwrap_err()
+            )
+        };
+        assert!(err(Some("SSL://0.0.0.0:1"), None, None).contains("--advertised-listeners"));
+        assert!(err(Some("SSL://h:1"), Some("SASL_SSL://h:2"), None).contains("not in --listeners"));
+        assert!(err(Some("SSL://127.0.0.1:1"), None, Some("127.0.0.1:2")).contains("not both"));
+        assert!(err(None, Some("SSL://h:1"), None).contains("needs --listeners"));
+        let one = resolve_listeners(
+            None,
+            None,
+            Some("127.0.0.1:7000".into()),
+            Some("broker:7000".into()),
+        )
+        .unwrap();
+        assert_eq!(one[0].advertised.to_string(), "PLAINTEXT://broker:7000");
     }
 }

@@ -2,6 +2,7 @@
 //! engine-neutral SQL layer, one module per store.
 
 mod brokers;
+mod credentials;
 mod index;
 mod offsets;
 mod producers;

@@ -1,0 +1,145 @@
+//! `sluice users add|list|delete`: SASL users (SCRAM credentials) in a
+//! broker's catalog, named by `--catalog` or `--data-dir` as `sluice serve`
+//! does. Use it against a stopped embedded broker (to create the first
+//! admin) or against a cluster's PostgreSQL catalog at any time; running
+//! brokers read credentials at each login, so a change applies to the next
+//! one. Only salts and SCRAM keys are stored; PLAIN logins are checked
+//! against them.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use sluice_broker::security::sasl::to_record;
+use sluice_broker::security::scram::{Credential, Mechanism, DEFAULT_ITERATIONS};
+use sluice_catalog::{Catalog, CatalogUrl, CredentialStore};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct UsersArgs {
+    /// The catalog: sqlite:///path or postgres://... [default: sqlite://DATA_DIR/catalog.db].
+    #[arg(long, env = "SLUICE_CATALOG", value_name = "URL", global = true)]
+    catalog: Option<String>,
+    /// The broker's data directory (for its default catalog) [default: ./sluice-data].
+    #[arg(long, env = "SLUICE_DATA_DIR", value_name = "DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: UsersCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum UsersCommand {
+    /// Create a user, or change its password.
+    Add {
+        name: String,
+        /// The password (or SLUICE_USER_PASSWORD).
+        #[arg(long, env = "SLUICE_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Store only this mechanism's keys [default: both SCRAM-SHA-256 and SCRAM-SHA-512].
+        #[arg(long, value_name = "SCRAM-SHA-256|SCRAM-SHA-512")]
+        mechanism: Option<String>,
+        /// PBKDF2 iterations (4096-16384) [default: 4096].
+        #[arg(long, default_value_t = DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
+    /// List users and their mechanisms.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a user (all mechanisms, or one).
+    Delete {
+        name: String,
+        #[arg(long, value_name = "SCRAM-SHA-256|SCRAM-SHA-512")]
+        mechanism: Option<String>,
+    },
+}
+
+fn open(args: &UsersArgs) -> anyhow::Result<std::sync::Arc<Catalog>> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("./sluice-data"));
+    let url = CatalogUrl::parse(args.catalog.as_deref(), &data_dir)?;
+    // A broker's first admin can be added before its first start: the
+    // catalog (and its data directory) are created as the broker would.
+    if let CatalogUrl::Sqlite(path) = &url {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+    }
+    Catalog::open(&url).with_context(|| format!("cannot open the catalog {}", url.describe()))
+}
+
+fn mechanisms(m: Option<&str>) -> anyhow::Result<Vec<Mechanism>> {
+    match m {
+        None => Ok(Mechanism::ALL.to_vec()),
+        Some(s) => Mechanism::parse(s)
+            .map(|m| vec![m])
+            .with_context(|| format!("unknown mechanism '{s}' (SCRAM-SHA-256 or SCRAM-SHA-512)")),
+    }
+}
+
+/// A user name Kafka clients can send (SCRAM escapes ',' and '=' itself).
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control()) {
+        bail!("user name must be 1-256 characters without control characters");
+    }
+    Ok(())
+}
+
+pub fn run(args: UsersArgs) -> anyhow::Result<()> {
+    let catalog = open(&args)?;
+    match &args.command {
+        UsersCommand::Add {
+            name,
+            password,
+            mechanism,
+            iterations,
+        } => {
+            check_name(name)?;
+            if password.is_empty() {
+                bail!("the password is empty");
+            }
+            for m in mechanisms(mechanism.as_deref())? {
+                let c = Credential::new(m, password, *iterations)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                catalog.put_credential(&to_record(name, &c))?;
+                println!("{name}: {} credential stored", m.name());
+            }
+        }
+        UsersCommand::List { json } => {
+            let all = catalog.all_credentials()?;
+            let mut users: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for c in all {
+                users
+                    .entry(c.user)
+                    .or_default()
+                    .push(format!("{} (iterations {})", c.mechanism, c.iterations));
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                let rows: Vec<Vec<String>> = users
+                    .into_iter()
+                    .map(|(u, m)| vec![u, m.join(", ")])
+                    .collect();
+                crate::groups_cli::print_table(&["USER", "MECHANISMS"], &rows);
+            }
+        }
+        UsersCommand::Delete { name, mechanism } => {
+            let m = mechanism
+                .as_deref()
+                .map(|s| mechanisms(Some(s)).map(|v| v[0].name()))
+                .transpose()?;
+            let n = catalog.delete_credentials(name, m)?;
+            if n == 0 {
+                bail!(
+                    "no such user '{name}'{}",
+                    m.map(|m| format!(" with {m}")).unwrap_or_default()
+                );
+            }
+            println!("{name}: {n} credential(s) deleted");
+        }
+    }
+    Ok(())
+}
