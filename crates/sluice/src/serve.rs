@@ -249,6 +249,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         default_retention_bytes: k.log_retention_bytes,
         maintenance_interval: Duration::from_millis(k.maintenance_interval_ms.max(10)),
         compaction_min_bytes: k.compaction_min_bytes,
+        compaction_max_bytes: k.compaction_max_bytes,
         gc_grace,
         flush: cluster.then(|| FlushConfig {
             writer: id,

@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// Compact a partition's small upload objects once they hold this much [default: 4194304].
     #[arg(long, env = "SLUICE_COMPACTION_MIN_BYTES", value_name = "BYTES")]
     pub compaction_min_bytes: Option<u64>,
+    /// Largest object compaction writes; it is built in memory by the broker running the
+    /// upkeep, so this bounds that memory [default: 67108864].
+    #[arg(long, env = "SLUICE_COMPACTION_MAX_BYTES", value_name = "BYTES")]
+    pub compaction_max_bytes: Option<u64>,
     /// Delete unreferenced objects only after this long [default: 60000].
     #[arg(long, env = "SLUICE_GC_GRACE_MS", value_name = "MS")]
     pub gc_grace_ms: Option<u64>,
@@ -166,6 +170,7 @@ struct FileSettings {
     log_retention_bytes: Option<i64>,
     maintenance_interval_ms: Option<u64>,
     compaction_min_bytes: Option<u64>,
+    compaction_max_bytes: Option<u64>,
     gc_grace_ms: Option<u64>,
     metrics_partition_detail: Option<bool>,
     /// S3 options by `object_store` key name (endpoint, region, access_key_id, allow_http, ...).
@@ -287,6 +292,7 @@ pub struct StorageKnobs {
     pub log_retention_bytes: i64,
     pub maintenance_interval_ms: u64,
     pub compaction_min_bytes: u64,
+    pub compaction_max_bytes: u64,
     pub gc_grace_ms: u64,
 }
 
@@ -391,6 +397,13 @@ impl Settings {
         if !(500..=600_000).contains(&lease_ms) {
             bail!("lease_ms must be between 500 and 600000, got {lease_ms}");
         }
+        let compaction_max_bytes = args
+            .compaction_max_bytes
+            .or(file.compaction_max_bytes)
+            .unwrap_or(64 << 20);
+        if !((1 << 20)..=(1 << 30)).contains(&compaction_max_bytes) {
+            bail!("compaction_max_bytes must be between 1048576 and 1073741824, got {compaction_max_bytes}");
+        }
         let rack = args
             .rack
             .or(file.rack)
@@ -455,6 +468,7 @@ impl Settings {
                     .compaction_min_bytes
                     .or(file.compaction_min_bytes)
                     .unwrap_or(4194304),
+                compaction_max_bytes,
                 gc_grace_ms: args.gc_grace_ms.or(file.gc_grace_ms).unwrap_or(60000),
             },
             security: SecuritySettings {

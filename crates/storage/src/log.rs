@@ -850,11 +850,19 @@ impl LogStore {
     }
 
     /// (bytes held in memory, bytes not yet uploaded) over all partitions.
+    /// Not yet uploaded is also what the upload budget says is taken: in a
+    /// cluster, produce data waits in flushes, not in partitions.
     pub fn memory_usage(&self) -> (usize, usize) {
-        self.all_partitions().iter().fold((0, 0), |(m, u), p| {
+        let (mem, unuploaded) = self.all_partitions().iter().fold((0, 0), |(m, u), p| {
             let (mem, unuploaded) = p.memory();
             (m + mem, u + unuploaded)
-        })
+        });
+        let budget_taken = self
+            .config
+            .max_unuploaded_bytes
+            .max(1)
+            .saturating_sub(self.upload_budget.available_permits());
+        (mem, unuploaded.max(budget_taken))
     }
 
     /// Catch-up read from objects. An object deleted under a reader (by

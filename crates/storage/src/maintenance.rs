@@ -10,6 +10,9 @@
 //!   multi-partition upload objects into one per-partition object with
 //!   contiguous offsets, then swaps the index rows in one transaction (the
 //!   new object is written first, so readers never see a gap or a double).
+//!   The new object is built in memory: at most `compaction_max_bytes`
+//!   (`--compaction-max-bytes`), shown as `sluice_memory_bytes{kind=
+//!   "compaction"}` while it is held.
 //! - **Garbage collection** deletes objects no index row points to, after a
 //!   grace period for reads in flight, and objects the catalog never heard of
 //!   (a crash, or a failed commit, between a PUT and its commit): the
@@ -188,6 +191,10 @@ impl LogStore {
             // One read at a time in memory: rows that sit side by side in
             // one source object are read with one ranged GET, copied into
             // the new object (sized once) and dropped.
+            let held = sluice_observe::metrics()
+                .memory_bytes
+                .with_label_values(&["compaction"]);
+            held.set(bytes as i64);
             let mut builder = ObjectBuilder::with_capacity(bytes as usize);
             let mut batches = Vec::new();
             for (r, _) in &adjacent_reads(&run, crate::object::INDEX_ROW_BYTES * 8) {
@@ -220,7 +227,9 @@ impl LogStore {
                 size: payload.len() as u64,
                 created_ms: now_ms(),
             };
-            self.put_object(&key, payload).await?;
+            let put = self.put_object(&key, payload).await;
+            held.set(0);
+            put?;
             let new_rows: Vec<SegmentRecord> = chunks.iter().map(|c| c.to_segment(&key)).collect();
             let old_bases: Vec<i64> = run.iter().map(|r| r.base_offset).collect();
             let catalog = self.catalog.clone();
