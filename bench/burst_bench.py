@@ -1190,28 +1190,12 @@ def main(argv=None) -> int:
             print(f"note: {n}")
     results["missed"] = missed
     results["notes"] = notes
-    if failure is not None:
-        results["failure"] = {"phase": failure.phase, "error": failure.message}
-        print(f"\nFAILED in phase '{failure.phase}': {failure.message}", file=sys.stderr)
-        print(f"scratch dir kept: {scratch} (broker logs, PostgreSQL log, client records)",
-              file=sys.stderr)
-        if store_dirs:
-            print(f"store dir(s) kept: {', '.join(map(str, store_dirs))}", file=sys.stderr)
-    else:
+    if failure is None:
         results["ok"] = not missed
-        info("result: the run completed; " + (f"MISSED: {'; '.join(missed)}" if missed
-                                              else "every line PASS"))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1, default=str)
-        info(f"results written to {args.json}")
-    if failure is None and not missed and not args.keep:
-        shutil.rmtree(scratch, ignore_errors=True)
-        for sd in store_dirs:
-            shutil.rmtree(sd, ignore_errors=True)
-    elif failure is None:
-        info(f"scratch dir kept: {scratch}; store {', '.join(map(str, store_dirs))}")
+    cb.conclude(args, results, failure, scratch, store_dirs,
+                "result: the run completed; " + (f"MISSED: {'; '.join(missed)}" if missed
+                                              else "every line PASS"),
+                keep=bool(missed))
     return 1 if failure is not None or missed else 0
 
 

@@ -1469,6 +1469,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def conclude(args, results: dict, failure, scratch, store_dirs, ok_line: str,
+             keep: bool = False) -> None:
+    """The end of a run, shared by the cluster benchmarks: the failure (and
+    what is kept for a look) or the result line; the JSON file; the scratch
+    and store dirs removed unless the run failed or `keep` (or --keep)."""
+    if failure is not None:
+        results["failure"] = {"phase": failure.phase, "error": failure.message}
+        print(f"\nFAILED in phase '{failure.phase}': {failure.message}", file=sys.stderr)
+        print(f"scratch dir kept: {scratch} (broker logs, PostgreSQL log, client records)",
+              file=sys.stderr)
+        if store_dirs:
+            print(f"store dir(s) kept: {', '.join(map(str, store_dirs))}", file=sys.stderr)
+    else:
+        info(ok_line)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+        info(f"results written to {args.json}")
+    if failure is None and not keep and not args.keep:
+        shutil.rmtree(scratch, ignore_errors=True)
+        for sd in store_dirs:
+            shutil.rmtree(sd, ignore_errors=True)
+    elif failure is None:
+        info(f"scratch dir kept: {scratch}; store dir(s) {', '.join(map(str, store_dirs))}")
+
+
 class Interrupted(Exception):
     pass
 
@@ -1685,32 +1712,14 @@ def main(argv=None) -> int:
         print(f"note: {n}")
     results["notes"] = notes
 
-    if failure is not None:
-        results["failure"] = {"phase": failure.phase, "error": failure.message}
-        print(f"\nFAILED in phase '{failure.phase}': {failure.message}", file=sys.stderr)
-        print(f"scratch dir kept: {scratch} (broker logs, PostgreSQL log, client records)",
-              file=sys.stderr)
-        if store_dirs:
-            print(f"store dir(s) kept: {', '.join(map(str, store_dirs))}", file=sys.stderr)
-    else:
+    missed = [f"{r['interval_ms']} ms/{r['model']}: {row['figure']}" for r in done
+              for row in r["table"] if row["status"] in ("MISS", "SHORT")]
+    if failure is None:
         results["ok"] = True
-        missed = [f"{r['interval_ms']} ms/{r['model']}: {row['figure']}" for r in done
-                  for row in r["table"] if row["status"] in ("MISS", "SHORT")]
         results["missed"] = missed
-        info("result: every run completed, every message exactly once; " +
+    conclude(args, results, failure, scratch, store_dirs,
+             "result: every run completed, every message exactly once; " +
              (f"missed: {'; '.join(missed)}" if missed else "all targets met"))
-
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=str)
-        info(f"results written to {args.json}")
-    if failure is None and not args.keep:
-        shutil.rmtree(scratch, ignore_errors=True)
-        for sd in store_dirs:
-            shutil.rmtree(sd, ignore_errors=True)
-    elif failure is None:
-        info(f"scratch dir kept: {scratch}")
     if failure is not None:
         return 1
     if args.strict and results.get("missed"):

@@ -1210,28 +1210,12 @@ def main(argv=None) -> int:
         if r["busy_processes"]:
             print(f"note: [{r['model']}] build/test processes seen: {r['busy_processes'][:6]}")
     results["missed"] = missed
-    if failure is not None:
-        results["failure"] = {"phase": failure.phase, "error": failure.message}
-        print(f"\nFAILED in phase '{failure.phase}': {failure.message}", file=sys.stderr)
-        print(f"scratch dir kept: {scratch} (broker logs, PostgreSQL log, client records)",
-              file=sys.stderr)
-        if store_dirs:
-            print(f"store dir(s) kept: {', '.join(map(str, store_dirs))}", file=sys.stderr)
-    else:
+    if failure is None:
         results["ok"] = not missed
-        info("result: every phase completed; " + (f"MISSED: {'; '.join(missed)}" if missed
-                                                  else "every expectation held"))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=str)
-        info(f"results written to {args.json}")
-    if failure is None and not missed and not args.keep:
-        shutil.rmtree(scratch, ignore_errors=True)
-        for sd in store_dirs:
-            shutil.rmtree(sd, ignore_errors=True)
-    elif failure is None:
-        info(f"scratch dir kept: {scratch}; stores {', '.join(map(str, store_dirs))}")
+    cb.conclude(args, results, failure, scratch, store_dirs,
+                "result: every phase completed; " + (f"MISSED: {'; '.join(missed)}" if missed
+                                                  else "every expectation held"),
+                keep=bool(missed))
     return 1 if failure is not None or missed else 0
 
 

@@ -604,3 +604,27 @@ def test_compacted_topics_are_not_deleted_by_retention(broker_factory):
     assert b.stop() == 0
     b.restart()
     assert _watermarks(b, "compact-only", 0) == (0, 30)
+
+
+def test_compacted_topics_refuse_records_without_a_key(broker_factory):
+    """As Kafka does: INVALID_RECORD for a batch holding a keyless record on
+    a compacted topic, nothing of it stored; keyed records and keyless ones
+    on a delete topic are accepted."""
+    b = _broker(broker_factory)
+    create_topic(b.bootstrap, "compact-keys", partitions=1, config={"cleanup.policy": "compact,delete"})
+    create_topic(b.bootstrap, "delete-keys", partitions=1)
+    p = make_producer(b.bootstrap, **{"linger.ms": 0, "retries": 0})
+    results = []
+
+    def report(err, msg):
+        results.append(err)
+
+    p.produce("compact-keys", key=b"k1", value=b"v1", on_delivery=report)
+    p.flush(15)
+    p.produce("compact-keys", value=b"no key", on_delivery=report)
+    p.flush(15)
+    p.produce("delete-keys", value=b"no key is fine here", on_delivery=report)
+    p.flush(15)
+    assert results[0] is None and results[2] is None, results
+    assert results[1] is not None and results[1].code() == KafkaError.INVALID_RECORD, results[1]
+    assert _watermarks(b, "compact-keys", 0) == (0, 1), "the refused record was stored"

@@ -49,6 +49,45 @@ fn rejected(index: i32, bad: Vec<(i32, String)>) -> PartitionProduceResponse {
     r
 }
 
+/// Records without a key on a compacted topic (`cleanup.policy` naming
+/// `compact`), which Kafka refuses: compaction keeps the latest record per
+/// key, and a keyless record has none. `None` when the batches may go on.
+fn keyless_on_compacted(
+    t: &sluice_storage::Topic,
+    partition: i32,
+    batches: &[sluice_protocol::batch::CheckedBatch],
+) -> Option<Vec<(i32, String)>> {
+    let compacted = t.config("cleanup.policy").is_some_and(|p| {
+        p.split(',')
+            .any(|x| x.trim().eq_ignore_ascii_case("compact"))
+    });
+    if !compacted {
+        return None;
+    }
+    let mut bad = Vec::new();
+    let mut index = 0i32;
+    for b in batches {
+        match sluice_protocol::records::decode_batch(&b.bytes) {
+            Ok(records) => {
+                for r in records {
+                    if r.key.is_none() {
+                        bad.push((
+                            index,
+                            format!(
+                                "compacted topic {}-{partition} cannot accept a record without a key",
+                                t.record.name
+                            ),
+                        ));
+                    }
+                    index += 1;
+                }
+            }
+            Err(e) => return Some(vec![(index, format!("records do not decode: {e}"))]),
+        }
+    }
+    (!bad.is_empty()).then_some(bad)
+}
+
 /// Handles a produce request in two steps: this call checks every batch and
 /// assigns offsets (so a connection's pipelined requests append in the order
 /// they were sent); the returned future resolves once everything is durable,
@@ -108,6 +147,10 @@ pub async fn handle(
                                                 .into(),
                                         ),
                                     )
+                                } else if let Some(bad) =
+                                    keyless_on_compacted(t, pd.index, &batches)
+                                {
+                                    Some(rejected(pd.index, bad))
                                 } else {
                                     match validation::validate(broker, t, pd.index, batches).await {
                                         Validated::Reject(bad) => Some(rejected(pd.index, bad)),

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Sluice security benchmark (issue 17, must-show 5): produce and consume
+throughput, and the broker's CPU per GiB, over SASL_SSL (and SSL, and
+SASL_PLAINTEXT) against PLAINTEXT, measured in the same run on one broker.
+
+One `sluice serve` with four listeners (certificates from a throwaway CA
+made with openssl, as the e2e tests do; a SCRAM user made with `sluice
+users`). For each protocol, in rounds that alternate the protocols (so a
+slow stretch of the machine hits them alike):
+
+* produce: kcat (librdkafka, C, so the client is not the bottleneck) sends
+  --messages values of --size bytes read from a file, acks=all, to a fresh
+  one-partition topic; throughput = bytes / wall time from start to exit
+  (kcat exits when every message is acknowledged);
+* consume: kcat reads the topic from the beginning to its end (-e);
+* broker CPU: utime + stime of the broker process over each phase, per GiB
+  moved.
+
+Printed: a table of the medians over --rounds, the SASL_SSL / PLAINTEXT
+ratios with the target (>= 70% of plaintext throughput), and the machine's
+idle CPU over the run; --json FILE writes every figure. Exit 0 when the
+SASL_SSL ratios meet the target, 1 otherwise (or on a failure).
+
+    cargo build --profile fast
+    python3 bench/security_bench.py --json target/security-bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+sys.path.insert(0, str(REPO / "bench"))
+
+import cluster_bench as cb  # noqa: E402
+import tls_certs  # noqa: E402
+from sluice_proc import free_port  # noqa: E402
+
+PROTOCOLS = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+USER, PASSWORD = "bench", "bench-password"
+TARGET = 0.70
+
+
+def info(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def machine_idle() -> float:
+    with open("/proc/stat") as f:
+        parts = f.readline().split()[1:]
+    return (int(parts[3]) + int(parts[4])) / os.sysconf("SC_CLK_TCK")
+
+
+def kcat_args(protocol: str, port: int, certs) -> list:
+    args = ["-b", f"127.0.0.1:{port}", "-X", f"security.protocol={protocol}"]
+    if protocol.endswith("SSL"):
+        args += ["-X", f"ssl.ca.location={certs.ca}"]
+    if protocol.startswith("SASL"):
+        args += ["-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", f"sasl.username={USER}",
+                 "-X", f"sasl.password={PASSWORD}"]
+    return args
+
+
+def timed(cmd: list, broker_pid: int, stdin=None, timeout: float = 300.0) -> tuple:
+    """(wall seconds, broker CPU seconds, stdout bytes) of one kcat run."""
+    cpu0 = cb.proc_cpu_seconds(broker_pid)
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    wall = time.monotonic() - t0
+    cpu1 = cb.proc_cpu_seconds(broker_pid)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:6])}... exited {r.returncode}: {r.stderr[-500:]!r}")
+    return wall, (cpu1 or 0) - (cpu0 or 0), r.stdout
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", type=Path, default=REPO / "target" / "fast" / "sluice")
+    ap.add_argument("--messages", type=int, default=200_000)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--protocols", default=",".join(PROTOCOLS))
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args(argv)
+    protocols = [p.strip().upper() for p in args.protocols.split(",") if p.strip()]
+    if "PLAINTEXT" not in protocols or "SASL_SSL" not in protocols:
+        ap.error("--protocols must include PLAINTEXT and SASL_SSL (the ratio is between them)")
+    if not args.bin.exists():
+        ap.error(f"{args.bin} does not exist: cargo build --profile fast")
+    if shutil.which("kcat") is None:
+        ap.error("kcat is not installed (scripts/install-test-deps.sh)")
+
+    scratch = Path(tempfile.mkdtemp(prefix="security-bench-", dir=REPO / "target"))
+    binary = scratch / "sluice"
+    shutil.copy2(args.bin, binary)
+    certs = tls_certs.make_certs(scratch / "certs")
+    data = scratch / "data"
+    subprocess.run([str(binary), "users", "--data-dir", str(data), "add", USER, "--password", PASSWORD],
+                   check=True, capture_output=True, timeout=60)
+    ports = {p: free_port() for p in PROTOCOLS}
+    http = free_port()
+    log = open(scratch / "broker.log", "wb")
+    broker = subprocess.Popen(
+        [str(binary), "serve", "--data-dir", str(data), "--http-listen", f"127.0.0.1:{http}",
+         "--listeners", ",".join(f"{p}://127.0.0.1:{ports[p]}" for p in PROTOCOLS),
+         "--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    payload = scratch / "payload.txt"
+    with open(payload, "wb") as f:
+        for i in range(args.messages):
+            head = b"%010d-" % i
+            f.write(head + b"x" * (args.size - len(head)) + b"\n")
+    total_bytes = args.messages * args.size
+    results = {"messages": args.messages, "size": args.size, "rounds": [], "protocols": protocols}
+    failure = None
+    idle0, t_start = machine_idle(), time.monotonic()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                cb.http_json(f"http://127.0.0.1:{http}/healthz")
+                break
+            except Exception:
+                if time.monotonic() > deadline or broker.poll() is not None:
+                    raise RuntimeError("the broker did not start; see broker.log")
+                time.sleep(0.1)
+        info(f"broker up; {args.messages:,} x {args.size} B per run, {args.rounds} rounds over {protocols}")
+        for rnd in range(args.rounds):
+            for p in protocols:
+                topic = f"bench-{p.lower()}-{rnd}"
+                base = ["kcat"] + kcat_args(p, ports[p], certs)
+                with open(payload, "rb") as stdin:
+                    pw, pc, _ = timed(base + ["-P", "-t", topic, "-p", "0", "-X", "linger.ms=5",
+                                              "-X", "batch.num.messages=10000"], broker.pid, stdin=stdin)
+                cw, cc, out = timed(base + ["-C", "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q",
+                                            "-X", "fetch.max.bytes=52428800"], broker.pid)
+                got = out.count(b"\n")
+                if got != args.messages:
+                    raise RuntimeError(f"{p}: consumed {got} of {args.messages} messages")
+                row = {"round": rnd, "protocol": p,
+                       "produce_mib_s": total_bytes / pw / 2**20, "consume_mib_s": total_bytes / cw / 2**20,
+                       "produce_cpu_s_per_gib": pc / (total_bytes / 2**30),
+                       "consume_cpu_s_per_gib": cc / (total_bytes / 2**30)}
+                results["rounds"].append(row)
+                info(f"round {rnd} {p:<15} produce {row['produce_mib_s']:7.1f} MiB/s "
+                     f"({row['produce_cpu_s_per_gib']:.2f} broker CPU s/GiB), consume "
+                     f"{row['consume_mib_s']:7.1f} MiB/s ({row['consume_cpu_s_per_gib']:.2f} s/GiB)")
+    except Exception as e:  # reported below; the broker is stopped either way
+        failure = str(e)
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(20)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+        log.close()
+    wall = time.monotonic() - t_start
+    idle_cores = (machine_idle() - idle0) / wall
+    results["machine_idle_cores"] = idle_cores
+    if failure:
+        print(f"FAILED: {failure}; scratch dir kept: {scratch}", file=sys.stderr)
+        return 1
+
+    med = {}
+    for p in protocols:
+        rows = [r for r in results["rounds"] if r["protocol"] == p]
+        med[p] = {k: statistics.median(r[k] for r in rows)
+                  for k in ("produce_mib_s", "consume_mib_s", "produce_cpu_s_per_gib", "consume_cpu_s_per_gib")}
+    results["medians"] = med
+    plain = med["PLAINTEXT"]
+    print()
+    print(f"{'protocol':<16}{'produce MiB/s':>14}{'vs plain':>10}{'CPU s/GiB':>11}"
+          f"{'consume MiB/s':>15}{'vs plain':>10}{'CPU s/GiB':>11}")
+    for p in protocols:
+        m = med[p]
+        print(f"{p:<16}{m['produce_mib_s']:>14.1f}{m['produce_mib_s'] / plain['produce_mib_s']:>10.0%}"
+              f"{m['produce_cpu_s_per_gib']:>11.2f}{m['consume_mib_s']:>15.1f}"
+              f"{m['consume_mib_s'] / plain['consume_mib_s']:>10.0%}{m['consume_cpu_s_per_gib']:>11.2f}")
+    ratios = {k: med["SASL_SSL"][k] / plain[k] for k in ("produce_mib_s", "consume_mib_s")}
+    results["sasl_ssl_ratios"] = ratios
+    ok = all(v >= TARGET for v in ratios.values())
+    print()
+    for k, v in ratios.items():
+        print(f"{'PASS' if v >= TARGET else 'MISS'} SASL_SSL {k.split('_')[0]} throughput {v:.0%} of PLAINTEXT "
+              f"(target >= {TARGET:.0%})")
+    print(f"machine idle over the run: {idle_cores:.2f} of {os.cpu_count()} cores"
+          + ("  (CPU-bound: the clients and the broker share the cores)" if idle_cores < 0.25 else ""))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+        info(f"results written to {args.json}")
+    if not args.keep:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
