@@ -749,3 +749,59 @@ def test_cluster_wide_metric_families_come_from_one_broker(cluster3):
     )
     assert taken != holder
     assert s3_server.metric(cluster3[taken], "kafka_brokers") == 2
+
+
+def test_static_members_keep_their_assignment_when_the_coordinator_dies(cluster3, tmp_path):
+    """Two static members (group.instance.id) of a group whose coordinator
+    is killed with SIGKILL: the group moves to another broker within the
+    lease, the members find it, and each keeps the partitions it had."""
+    from test_groups_member import Member, exact_cover, wait_for as member_wait
+
+    t = topic_name("static-failover")
+    group = f"static-failover-{uuid.uuid4().hex[:6]}"
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=4)
+    p = Producer({"bootstrap.servers": cluster3.bootstrap})
+    helpers.produce_all(p, t, [{"value": b"s%d" % n, "partition": n % 4} for n in range(40)])
+
+    def member(name):
+        return Member(
+            tmp_path, name, cluster3.bootstrap, group, [t],
+            conf={"group.instance.id": f"inst-{name}", "session.timeout.ms": 15000,
+                  "heartbeat.interval.ms": 1000},
+        )
+
+    a, b = member("a"), member("b")
+    try:
+        member_wait(
+            lambda: a.assignment() and b.assignment() and len(a.assignment()) == 2
+            and exact_cover([a.assignment(), b.assignment()], t, 4),
+            30, "a and b owning 2 partitions each", [a, b],
+        )
+        before = {"a": sorted(a.assignment()), "b": sorted(b.assignment())}
+        with kw.WireConnection("127.0.0.1", cluster3[0].kafka_port) as conn:
+            _, coordinator, _, _ = conn.find_coordinator(group)
+        killed = coordinator - 1
+        cluster3[killed].kill9()
+        survivor = next(i for i in range(3) if i != killed)
+
+        def moved():
+            with kw.WireConnection("127.0.0.1", cluster3[survivor].kafka_port) as conn:
+                err, node, _, _ = conn.find_coordinator(group)
+            return err == 0 and node != coordinator and node
+
+        wait_for("the group to move", moved, timeout=cluster3.lease_ms / 1000 + 10)
+        # The members heartbeat to the new coordinator and keep their partitions.
+        produced_after = time.monotonic()
+        helpers.produce_all(p, t, [{"value": b"after%d" % n, "partition": n % 4} for n in range(40)])
+        def consuming(m):
+            parts = {q for _, q in m.assignment() or []}
+            return parts and parts <= {e["p"] for e in m.of("msg") if e["t"] > produced_after}
+
+        member_wait(lambda: consuming(a) and consuming(b), 30,
+                    "both members consuming their partitions after the move", [a, b])
+        after = {"a": sorted(a.assignment()), "b": sorted(b.assignment())}
+        assert after == before, f"assignment before the coordinator died {before}, after {after}"
+    finally:
+        for m in (a, b):
+            if m.alive():
+                m.kill9()
