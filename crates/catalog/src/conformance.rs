@@ -254,6 +254,30 @@ fn topics_uploads_offsets_and_replays(open: &dyn Fn() -> Arc<Catalog>) {
         vec![cred("alice", "SCRAM-SHA-256", "k4")]
     );
 
+    let acl = |name: &str, op: i8, perm: i8| AclRecord {
+        resource_type: 2,
+        resource_name: name.into(),
+        pattern_type: 3,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: op,
+        permission: perm,
+    };
+    c.put_acls(&[acl("orders", 4, 3), acl("orders", 3, 3), acl("llm.", 3, 2)])
+        .unwrap();
+    c.put_acls(&[acl("orders", 4, 3)]).unwrap();
+    let mut all = c.all_acls().unwrap();
+    all.sort();
+    let mut want = vec![acl("orders", 4, 3), acl("orders", 3, 3), acl("llm.", 3, 2)];
+    want.sort();
+    assert_eq!(all, want, "a rule added twice is there once");
+    assert_eq!(
+        c.delete_acls(&[acl("orders", 3, 3), acl("nope", 3, 3)])
+            .unwrap(),
+        1
+    );
+    assert_eq!(c.all_acls().unwrap().len(), 2);
+
     c.delete_topic("a").unwrap();
     assert!(c.list_topics().unwrap().is_empty());
     assert!(c.segments_from(t.id, 0, 0, 10).unwrap().is_empty());

@@ -248,6 +248,16 @@ pub trait CredentialStore: Send + Sync + 'static {
     fn all_credentials(&self) -> Result<Vec<CredentialRecord>>;
 }
 
+/// Authorization rules.
+pub trait AclStore: Send + Sync + 'static {
+    /// Adds rules (one transaction; a rule already there stays once).
+    fn put_acls(&self, acls: &[AclRecord]) -> Result<()>;
+    /// Deletes these exact rules; returns how many there were.
+    fn delete_acls(&self, acls: &[AclRecord]) -> Result<usize>;
+    /// Every rule.
+    fn all_acls(&self) -> Result<Vec<AclRecord>>;
+}
+
 /// The brokers of a cluster and their leases.
 pub trait BrokerRegistry: Send + Sync + 'static {
     /// A broker id no other broker has been given.

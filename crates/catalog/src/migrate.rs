@@ -83,6 +83,12 @@ const TABLES: &[Table] = &[
         on_conflict: "",
     },
     Table {
+        name: "acls",
+        columns: "resource_type, resource_name, pattern_type, principal, host, operation, permission",
+        only: "",
+        on_conflict: "",
+    },
+    Table {
         name: "group_offsets",
         columns: "group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_ms",
         only: "",

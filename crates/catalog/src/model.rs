@@ -115,6 +115,19 @@ pub struct CredentialRecord {
     pub updated_ms: i64,
 }
 
+/// One authorization rule, with Kafka's numeric codes (resource type,
+/// pattern type, operation, permission) as CreateAcls carries them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AclRecord {
+    pub resource_type: i8,
+    pub resource_name: String,
+    pub pattern_type: i8,
+    pub principal: String,
+    pub host: String,
+    pub operation: i8,
+    pub permission: i8,
+}
+
 /// A consumer group's committed offset for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedOffset {

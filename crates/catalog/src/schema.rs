@@ -180,6 +180,21 @@ const MIGRATIONS: &[Migration] = &[
             )"],
         postgres: &[],
     },
+    Migration {
+        version: 8,
+        what: "authorization rules (Kafka ACL bindings, Kafka's numeric codes)",
+        statements: &["CREATE TABLE IF NOT EXISTS acls (
+                resource_type BIGINT NOT NULL,
+                resource_name TEXT NOT NULL,
+                pattern_type BIGINT NOT NULL,
+                principal TEXT NOT NULL,
+                host TEXT NOT NULL,
+                operation BIGINT NOT NULL,
+                permission BIGINT NOT NULL,
+                PRIMARY KEY (resource_type, resource_name, pattern_type, principal, host, operation, permission)
+            )"],
+        postgres: &[],
+    },
 ];
 
 /// The schema version this build writes.

@@ -1,7 +1,10 @@
 //! Securing the Kafka listeners: which listeners exist and how each is
 //! secured ([`listeners`]), TLS ([`tls`]), SASL authentication ([`sasl`])
-//! with SCRAM credentials ([`scram`]).
+//! with SCRAM credentials ([`scram`]); Kafka's authorization model
+//! ([`acl`]: rules and the decision over them; not yet enforced on
+//! requests).
 
+pub mod acl;
 pub mod listeners;
 pub mod sasl;
 pub mod scram;

@@ -1,6 +1,7 @@
 //! [`Catalog`]: every catalog interface, implemented once over the
 //! engine-neutral SQL layer, one module per store.
 
+mod acls;
 mod brokers;
 mod credentials;
 mod index;

@@ -1,0 +1,384 @@
+//! Kafka's authorization model (KIP-11, KIP-290): a rule allows or denies
+//! a principal, from a host, an operation on resources named literally or
+//! by prefix. Deny wins over allow; `ALL` covers every operation; `READ`,
+//! `WRITE`, `DELETE` and `ALTER` imply `DESCRIBE`, and `ALTER_CONFIGS`
+//! implies `DESCRIBE_CONFIGS`; the literal name `*`, the principal
+//! `User:*` and the host `*` match everything. Super users are allowed
+//! everything; a resource no rule names is allowed only with
+//! `allow.everyone.if.no.acl.found`.
+//!
+//! The numeric codes are Kafka's (`AclOperation`, `ResourceType`,
+//! `PatternType`, `AclPermissionType`), so CreateAcls, DescribeAcls and
+//! DeleteAcls carry them unchanged.
+
+use std::fmt;
+
+/// What a rule is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceType {
+    Topic,
+    Group,
+    Cluster,
+    TransactionalId,
+}
+
+impl ResourceType {
+    pub fn code(self) -> i8 {
+        match self {
+            Self::Topic => 2,
+            Self::Group => 3,
+            Self::Cluster => 4,
+            Self::TransactionalId => 5,
+        }
+    }
+
+    pub fn from_code(c: i8) -> Option<Self> {
+        match c {
+            2 => Some(Self::Topic),
+            3 => Some(Self::Group),
+            4 => Some(Self::Cluster),
+            5 => Some(Self::TransactionalId),
+            _ => None,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "topic" => Some(Self::Topic),
+            "group" => Some(Self::Group),
+            "cluster" => Some(Self::Cluster),
+            "transactionalid" => Some(Self::TransactionalId),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Topic => "Topic",
+            Self::Group => "Group",
+            Self::Cluster => "Cluster",
+            Self::TransactionalId => "TransactionalId",
+        }
+    }
+}
+
+/// How a rule's resource name matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PatternType {
+    Literal,
+    Prefixed,
+}
+
+impl PatternType {
+    pub fn code(self) -> i8 {
+        match self {
+            Self::Literal => 3,
+            Self::Prefixed => 4,
+        }
+    }
+
+    pub fn from_code(c: i8) -> Option<Self> {
+        match c {
+            3 => Some(Self::Literal),
+            4 => Some(Self::Prefixed),
+            _ => None,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "literal" => Some(Self::Literal),
+            "prefixed" => Some(Self::Prefixed),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Literal => "LITERAL",
+            Self::Prefixed => "PREFIXED",
+        }
+    }
+}
+
+/// An operation on a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operation {
+    All,
+    Read,
+    Write,
+    Create,
+    Delete,
+    Alter,
+    Describe,
+    ClusterAction,
+    DescribeConfigs,
+    AlterConfigs,
+    IdempotentWrite,
+}
+
+impl Operation {
+    const TABLE: [(Operation, i8, &'static str); 11] = [
+        (Operation::All, 2, "All"),
+        (Operation::Read, 3, "Read"),
+        (Operation::Write, 4, "Write"),
+        (Operation::Create, 5, "Create"),
+        (Operation::Delete, 6, "Delete"),
+        (Operation::Alter, 7, "Alter"),
+        (Operation::Describe, 8, "Describe"),
+        (Operation::ClusterAction, 9, "ClusterAction"),
+        (Operation::DescribeConfigs, 10, "DescribeConfigs"),
+        (Operation::AlterConfigs, 11, "AlterConfigs"),
+        (Operation::IdempotentWrite, 12, "IdempotentWrite"),
+    ];
+
+    pub fn code(self) -> i8 {
+        Self::TABLE
+            .iter()
+            .find(|(o, _, _)| *o == self)
+            .map_or(0, |(_, c, _)| *c)
+    }
+
+    pub fn from_code(c: i8) -> Option<Self> {
+        Self::TABLE
+            .iter()
+            .find(|(_, x, _)| *x == c)
+            .map(|(o, _, _)| *o)
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let want = s.to_ascii_lowercase().replace(['-', '_'], "");
+        Self::TABLE
+            .iter()
+            .find(|(_, _, n)| n.to_ascii_lowercase() == want)
+            .map(|(o, _, _)| *o)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::TABLE
+            .iter()
+            .find(|(o, _, _)| *o == self)
+            .map_or("Unknown", |(_, _, n)| n)
+    }
+
+    /// Whether a rule for `self` also covers `asked` (Kafka's implications).
+    fn covers(self, asked: Operation) -> bool {
+        use Operation::*;
+        self == All
+            || self == asked
+            || (asked == Describe && matches!(self, Read | Write | Delete | Alter))
+            || (asked == DescribeConfigs && self == AlterConfigs)
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permission {
+    Deny,
+    Allow,
+}
+
+impl Permission {
+    pub fn code(self) -> i8 {
+        match self {
+            Self::Deny => 2,
+            Self::Allow => 3,
+        }
+    }
+
+    pub fn from_code(c: i8) -> Option<Self> {
+        match c {
+            2 => Some(Self::Deny),
+            3 => Some(Self::Allow),
+            _ => None,
+        }
+    }
+}
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AclRule {
+    pub resource_type: ResourceType,
+    pub resource_name: String,
+    pub pattern: PatternType,
+    /// `User:NAME`, or `User:*`.
+    pub principal: String,
+    /// An address, or `*`.
+    pub host: String,
+    pub operation: Operation,
+    pub permission: Permission,
+}
+
+impl AclRule {
+    fn names(&self, resource_type: ResourceType, name: &str) -> bool {
+        self.resource_type == resource_type
+            && match self.pattern {
+                PatternType::Literal => self.resource_name == "*" || self.resource_name == name,
+                PatternType::Prefixed => name.starts_with(&self.resource_name),
+            }
+    }
+
+    fn applies_to(&self, principal: &str, host: &str) -> bool {
+        (self.principal == principal || self.principal == "User:*")
+            && (self.host == "*" || self.host == host)
+    }
+}
+
+/// A request for permission.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    pub principal: &'a str,
+    pub host: &'a str,
+    pub operation: Operation,
+    pub resource_type: ResourceType,
+    pub resource_name: &'a str,
+}
+
+/// The decision procedure over a set of rules.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub super_users: Vec<String>,
+    pub allow_if_no_acl: bool,
+}
+
+impl Policy {
+    /// Whether `rules` let `access` happen.
+    pub fn allows(&self, rules: &[AclRule], access: &Access<'_>) -> bool {
+        if self.super_users.iter().any(|u| u == access.principal) {
+            return true;
+        }
+        let on_resource: Vec<&AclRule> = rules
+            .iter()
+            .filter(|r| r.names(access.resource_type, access.resource_name))
+            .collect();
+        if on_resource.is_empty() {
+            return self.allow_if_no_acl;
+        }
+        let matching = || {
+            on_resource
+                .iter()
+                .filter(|r| r.applies_to(access.principal, access.host))
+                .filter(|r| r.operation.covers(access.operation))
+        };
+        if matching().any(|r| r.permission == Permission::Deny) {
+            return false;
+        }
+        matching().any(|r| r.permission == Permission::Allow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(
+        t: ResourceType,
+        name: &str,
+        pattern: PatternType,
+        principal: &str,
+        op: Operation,
+        perm: Permission,
+    ) -> AclRule {
+        AclRule {
+            resource_type: t,
+            resource_name: name.into(),
+            pattern,
+            principal: principal.into(),
+            host: "*".into(),
+            operation: op,
+            permission: perm,
+        }
+    }
+
+    fn access<'a>(principal: &'a str, op: Operation, t: ResourceType, name: &'a str) -> Access<'a> {
+        Access {
+            principal,
+            host: "10.0.0.1",
+            operation: op,
+            resource_type: t,
+            resource_name: name,
+        }
+    }
+
+    use Operation::*;
+    use PatternType::*;
+    use Permission::*;
+    use ResourceType::*;
+
+    #[test]
+    fn allow_deny_prefix_wildcards_and_implications() {
+        let rules = vec![
+            rule(Topic, "orders", Literal, "User:alice", Write, Allow),
+            rule(Topic, "llm.", Prefixed, "User:bob", Read, Allow),
+            rule(Topic, "llm.secret", Literal, "User:bob", Read, Deny),
+            rule(Group, "*", Literal, "User:*", Read, Allow),
+            rule(Topic, "audit", Literal, "User:carol", All, Allow),
+        ];
+        let p = Policy::default();
+        assert!(p.allows(&rules, &access("User:alice", Write, Topic, "orders")));
+        assert!(
+            p.allows(&rules, &access("User:alice", Describe, Topic, "orders")),
+            "write implies describe"
+        );
+        assert!(!p.allows(&rules, &access("User:alice", Read, Topic, "orders")));
+        assert!(!p.allows(&rules, &access("User:bob", Write, Topic, "orders")));
+        assert!(p.allows(&rules, &access("User:bob", Read, Topic, "llm.inference")));
+        assert!(
+            !p.allows(&rules, &access("User:bob", Read, Topic, "llm.secret")),
+            "deny wins"
+        );
+        assert!(
+            !p.allows(&rules, &access("User:bob", Read, Topic, "other")),
+            "no rule: denied"
+        );
+        assert!(p.allows(&rules, &access("User:zed", Read, Group, "any-group")));
+        assert!(p.allows(&rules, &access("User:carol", Delete, Topic, "audit")));
+        assert!(p.allows(
+            &rules,
+            &access("User:carol", DescribeConfigs, Topic, "audit")
+        ));
+        let open = Policy {
+            allow_if_no_acl: true,
+            ..Policy::default()
+        };
+        assert!(open.allows(&rules, &access("User:bob", Read, Topic, "other")));
+        assert!(
+            !open.allows(&rules, &access("User:bob", Write, Topic, "orders")),
+            "a rule exists there"
+        );
+        let supers = Policy {
+            super_users: vec!["User:admin".into()],
+            ..Policy::default()
+        };
+        assert!(supers.allows(&rules, &access("User:admin", Read, Topic, "llm.secret")));
+    }
+
+    #[test]
+    fn hosts_and_codes() {
+        let mut r = rule(Topic, "t", Literal, "User:a", Read, Allow);
+        r.host = "10.0.0.2".into();
+        assert!(!Policy::default().allows(&[r.clone()], &access("User:a", Read, Topic, "t")));
+        r.host = "10.0.0.1".into();
+        assert!(Policy::default().allows(&[r], &access("User:a", Read, Topic, "t")));
+        for op in Operation::TABLE.iter().map(|(o, _, _)| *o) {
+            assert_eq!(Operation::from_code(op.code()), Some(op));
+            assert_eq!(Operation::parse(op.name()), Some(op));
+        }
+        assert_eq!(Operation::parse("describe-configs"), Some(DescribeConfigs));
+        assert_eq!(
+            ResourceType::parse("transactional-id"),
+            Some(TransactionalId)
+        );
+        assert_eq!(
+            Operation::from_code(1),
+            None,
+            "ANY is a filter, not an operation"
+        );
+    }
+}
