@@ -135,6 +135,23 @@ fn random(n: usize) -> Result<Vec<u8>, ScramError> {
     Ok(b)
 }
 
+/// The salt shown for a user that does not exist: the same for the same
+/// name on every attempt (a fresh random one each time would tell an
+/// unknown user from a known one), from a secret made at start-up.
+fn fake_salt(user: &str) -> Result<Vec<u8>, ScramError> {
+    static SECRET: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let secret = match SECRET.get() {
+        Some(s) => s,
+        None => {
+            let fresh = random(32)?;
+            SECRET.get_or_init(|| fresh)
+        }
+    };
+    let mut salt = hmac_of(Mechanism::Sha256, secret, user.as_bytes());
+    salt.truncate(24);
+    Ok(salt)
+}
+
 /// Compares without stopping at the first difference.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -275,7 +292,7 @@ impl ServerExchange {
         let credential = credential.filter(|c| c.mechanism == m);
         let (salt, iterations) = match &credential {
             Some(c) => (c.salt.clone(), c.iterations),
-            None => (random(24)?, DEFAULT_ITERATIONS),
+            None => (fake_salt(&first.user)?, DEFAULT_ITERATIONS),
         };
         let nonce = format!("{}{}", first.nonce, B64.encode(random(18)?));
         let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(&salt));
@@ -457,7 +474,20 @@ mod tests {
     #[test]
     fn unknown_users_fail_only_at_the_proof() {
         let first = ClientFirst::parse(b"n,,n=nobody,r=xyz").unwrap();
-        let (ex, server_first) = ServerExchange::start(Mechanism::Sha512, first, None).unwrap();
+        let (ex, server_first) =
+            ServerExchange::start(Mechanism::Sha512, first.clone(), None).unwrap();
+        let (_, again) = ServerExchange::start(Mechanism::Sha512, first, None).unwrap();
+        let salt = |m: &str| {
+            m.split(',')
+                .find(|a| a.starts_with("s="))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            salt(&server_first),
+            salt(&again),
+            "an unknown user's salt does not change"
+        );
         assert!(server_first.starts_with("r=xyz"));
         let (fin, _) = client_final(Mechanism::Sha512, "pw", "n=nobody,r=xyz", &server_first);
         assert_eq!(ex.finish(fin.as_bytes()), Err(ScramError::Failed));
