@@ -305,3 +305,39 @@ def test_users_cli(secure, sluice_bin):
     p.produce("carol-gone", b"x")
     p.flush(5)
     assert any(e.code() == KafkaError._AUTHENTICATION for e in errs), errs[:3]
+
+
+def test_logins_expire_and_clients_reauthenticate(broker_factory, sluice_bin, certs):
+    """KIP-368 (--sasl-session-lifetime-ms): librdkafka re-authenticates on
+    its connection before the login's lifetime runs out and keeps producing;
+    once its user is deleted, the next re-authentication fails and nothing
+    more is delivered."""
+    sb = SecureBroker(broker_factory, sluice_bin, certs, extra=["--sasl-session-lifetime-ms", "2000"])
+    users(sluice_bin, sb.b.data_dir, "add", "dave", "--password", "dave-pw")
+    delivered, errors = [], []
+    p = Producer({**sb.conf("SASL_SSL", "SCRAM-SHA-256", user="dave", password="dave-pw"),
+                  "message.timeout.ms": 4000, "error_cb": errors.append})
+
+    def report(err, msg):
+        delivered.append(err is None)
+
+    t = f"reauth-{uuid.uuid4().hex[:6]}"
+    deadline = time.monotonic() + 7
+    while time.monotonic() < deadline:
+        p.produce(t, b"x", on_delivery=report)
+        p.poll(0.05)
+    p.flush(10)
+    assert delivered and all(delivered), f"{delivered.count(False)} of {len(delivered)} failed across re-authentications"
+    assert not [e for e in errors if e.code() == KafkaError._AUTHENTICATION], errors[:3]
+    log = sb.b.log_text()
+    assert "expired without re-authentication" not in log, "the client was cut off instead of re-authenticating"
+
+    users(sluice_bin, sb.b.data_dir, "delete", "dave")
+    delivered.clear()
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        p.produce(t, b"y", on_delivery=report)
+        p.poll(0.05)
+    p.flush(10)
+    assert delivered.count(False) > 0 and delivered[-1] is False, \
+        f"a deleted user kept producing: {delivered.count(True)} delivered after the deletion"

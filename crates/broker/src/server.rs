@@ -119,10 +119,9 @@ async fn connection(
     m.connections.inc();
     let (tx, rx) = mpsc::channel::<Pending>(broker.config.max_inflight_per_connection.max(1));
     let writer_task = tokio::spawn(write_responses(writer, rx, peer));
-    let mut session = security
-        .sasl
-        .as_ref()
-        .map(|(users, offered)| sasl::Session::new(users.clone(), offered.clone()));
+    let mut session = security.sasl.as_ref().map(|(users, offered)| {
+        sasl::Session::new(users.clone(), offered.clone(), security.sasl_lifetime)
+    });
     let conn = dispatch::ConnInfo {
         peer,
         advertised: security.advertised.clone(),
@@ -198,6 +197,10 @@ async fn connection(
             }
             Gate::Pass => {}
         }
+        if key != ApiKey::ApiVersions && session.as_ref().is_some_and(|s| s.expired()) {
+            tracing::info!(%peer, "closing connection: the SASL session expired without re-authentication");
+            break;
+        }
         // State changes happen here, in the order the requests arrived;
         // only the waiting part runs beside later requests.
         match dispatch::handle(&broker, incoming, &conn).await {
@@ -252,7 +255,7 @@ async fn sasl_step(
             false,
         ),
         RequestKind::SaslAuthenticate(r) => {
-            let step = session.authenticate(&r).await;
+            let step = session.authenticate(&r, version).await;
             (ResponseKind::SaslAuthenticate(step.response), step.close)
         }
         _ => anyhow::bail!("not a SASL request"),

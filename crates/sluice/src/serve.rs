@@ -195,6 +195,8 @@ async fn bind_listeners(
             &l.advertised,
             tls.clone(),
             Some((users.clone(), offered.clone())),
+            (s.security.sasl_session_lifetime_ms > 0)
+                .then(|| Duration::from_millis(s.security.sasl_session_lifetime_ms)),
         );
         out.push((socket, security));
     }

@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// SASL mechanisms the SASL listeners offer [default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512].
     #[arg(long, env = "SLUICE_SASL_MECHANISMS", value_name = "LIST")]
     pub sasl_mechanisms: Option<String>,
+    /// How long a SASL login lasts (Kafka's connections.max.reauth.ms, KIP-368): clients
+    /// re-authenticate on their connection before then or it is closed; 0 = for the
+    /// connection's life [default: 0].
+    #[arg(long, env = "SLUICE_SASL_SESSION_LIFETIME_MS", value_name = "MS")]
+    pub sasl_session_lifetime_ms: Option<u64>,
     /// Address of the HTTP listener (GET /healthz) [default: 127.0.0.1:8081].
     #[arg(long, env = "SLUICE_HTTP_LISTEN", value_name = "HOST:PORT")]
     pub http_listen: Option<String>,
@@ -150,6 +155,7 @@ struct FileSettings {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     sasl_mechanisms: Option<String>,
+    sasl_session_lifetime_ms: Option<u64>,
     http_listen: Option<String>,
     auto_create_topics_enable: Option<bool>,
     num_partitions: Option<i32>,
@@ -213,6 +219,8 @@ pub struct SecuritySettings {
     pub listeners: Vec<ListenerSetting>,
     pub tls: TlsFiles,
     pub sasl_mechanisms: Vec<SaslMechanism>,
+    /// 0: a login lasts for the connection's life.
+    pub sasl_session_lifetime_ms: u64,
 }
 
 /// Listeners from `--listeners` / `--advertised-listeners`, or the one
@@ -397,6 +405,13 @@ impl Settings {
         if !(500..=600_000).contains(&lease_ms) {
             bail!("lease_ms must be between 500 and 600000, got {lease_ms}");
         }
+        let sasl_session_lifetime_ms = args
+            .sasl_session_lifetime_ms
+            .or(file.sasl_session_lifetime_ms)
+            .unwrap_or(0);
+        if sasl_session_lifetime_ms != 0 && sasl_session_lifetime_ms < 1000 {
+            bail!("sasl_session_lifetime_ms must be 0 (off) or at least 1000, got {sasl_session_lifetime_ms}");
+        }
         let compaction_max_bytes = args
             .compaction_max_bytes
             .or(file.compaction_max_bytes)
@@ -475,6 +490,7 @@ impl Settings {
                 listeners,
                 tls,
                 sasl_mechanisms,
+                sasl_session_lifetime_ms,
             },
         })
     }

@@ -26,6 +26,9 @@ pub struct ListenerSecurity {
     pub advertised: (String, i32),
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub sasl: Option<(Arc<Users>, Arc<Vec<SaslMechanism>>)>,
+    /// KIP-368: how long a SASL login lasts before the client must
+    /// re-authenticate on the connection (none: for the connection's life).
+    pub sasl_lifetime: Option<Duration>,
 }
 
 impl ListenerSecurity {
@@ -36,6 +39,7 @@ impl ListenerSecurity {
             advertised: (host, port),
             tls: None,
             sasl: None,
+            sasl_lifetime: None,
         })
     }
 
@@ -45,6 +49,7 @@ impl ListenerSecurity {
         advertised: &Endpoint,
         tls: Option<tokio_rustls::TlsAcceptor>,
         sasl: Option<(Arc<Users>, Arc<Vec<SaslMechanism>>)>,
+        sasl_lifetime: Option<Duration>,
     ) -> Arc<Self> {
         let p = advertised.protocol;
         Arc::new(Self {
@@ -52,6 +57,7 @@ impl ListenerSecurity {
             advertised: (advertised.host.clone(), advertised.port as i32),
             tls: tls.filter(|_| p.tls()),
             sasl: sasl.filter(|_| p.sasl()),
+            sasl_lifetime,
         })
     }
 }

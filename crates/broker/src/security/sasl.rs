@@ -130,6 +130,13 @@ pub struct Session {
     /// SaslHandshake v0: the tokens follow as bare length-prefixed frames,
     /// not SaslAuthenticate requests.
     raw_tokens: bool,
+    /// The user this connection authenticated as (kept while it
+    /// re-authenticates).
+    user: Option<String>,
+    /// KIP-368: how long a login lasts; the client re-authenticates on the
+    /// same connection before then, or the connection is closed.
+    lifetime: Option<std::time::Duration>,
+    expires: Option<tokio::time::Instant>,
 }
 
 /// What a SaslAuthenticate step led to.
@@ -140,13 +147,26 @@ pub struct Step {
 }
 
 impl Session {
-    pub fn new(users: Arc<Users>, offered: Arc<Vec<SaslMechanism>>) -> Self {
+    pub fn new(
+        users: Arc<Users>,
+        offered: Arc<Vec<SaslMechanism>>,
+        lifetime: Option<std::time::Duration>,
+    ) -> Self {
         Self {
             users,
             offered,
             state: State::Start,
             raw_tokens: false,
+            user: None,
+            lifetime,
+            expires: None,
         }
+    }
+
+    /// Whether the login's lifetime has run out without a re-authentication.
+    pub fn expired(&self) -> bool {
+        self.expires
+            .is_some_and(|e| tokio::time::Instant::now() >= e)
     }
 
     /// Whether the next frames are bare SASL tokens (after a v0 handshake,
@@ -157,10 +177,7 @@ impl Session {
 
     /// The authenticated principal (`User:NAME`), once there is one.
     pub fn principal(&self) -> Option<String> {
-        match &self.state {
-            State::Done(user) => Some(format!("User:{user}")),
-            _ => None,
-        }
+        self.user.as_ref().map(|u| format!("User:{u}"))
     }
 
     pub fn handshake(&mut self, req: &SaslHandshakeRequest, version: i16) -> SaslHandshakeResponse {
@@ -170,7 +187,10 @@ impl Session {
             .iter()
             .map(|m| StrBytes::from_static_str(m.name()))
             .collect();
-        if !matches!(self.state, State::Start) {
+        // A new handshake starts a login, or (KIP-368) a re-authentication
+        // of a connection that logged in, framed (v1) only.
+        let reauth = matches!(self.state, State::Done(_)) && version >= 1;
+        if !matches!(self.state, State::Start) && !reauth {
             resp.error_code = ResponseError::IllegalSaslState.code();
             return resp;
         }
@@ -184,7 +204,7 @@ impl Session {
         resp
     }
 
-    pub async fn authenticate(&mut self, req: &SaslAuthenticateRequest) -> Step {
+    pub async fn authenticate(&mut self, req: &SaslAuthenticateRequest, version: i16) -> Step {
         let state = std::mem::replace(&mut self.state, State::Failed);
         let outcome: Result<(State, Bytes), (ResponseError, String)> = match state {
             State::Chosen(SaslMechanism::Plain) => self.plain(&req.auth_bytes).await,
@@ -201,11 +221,29 @@ impl Session {
                 "SaslAuthenticate without a SaslHandshake first".into(),
             )),
         };
+        // A re-authentication must be the same user (as Kafka requires).
+        let outcome = match outcome {
+            Ok((State::Done(user), _)) if self.user.as_ref().is_some_and(|prev| *prev != user) => {
+                Err((
+                    ResponseError::SaslAuthenticationFailed,
+                    "re-authentication must use the same user".to_string(),
+                ))
+            }
+            other => other,
+        };
         let mut response = SaslAuthenticateResponse::default();
         match outcome {
             Ok((state, bytes)) => {
                 if let State::Done(user) = &state {
                     tracing::debug!(user, "SASL authentication succeeded");
+                    self.user = Some(user.clone());
+                    if let Some(lifetime) = self.lifetime {
+                        self.expires = Some(tokio::time::Instant::now() + lifetime);
+                        if version >= 1 {
+                            response.session_lifetime_ms =
+                                lifetime.as_millis().min(i64::MAX as u128) as i64;
+                        }
+                    }
                 }
                 self.state = state;
                 response.auth_bytes = bytes;
@@ -236,7 +274,7 @@ impl Session {
     pub async fn raw_token(&mut self, token: Bytes) -> Option<bytes::BytesMut> {
         let mut req = SaslAuthenticateRequest::default();
         req.auth_bytes = token;
-        let step = self.authenticate(&req).await;
+        let step = self.authenticate(&req, 0).await;
         if step.close {
             return None;
         }
@@ -363,7 +401,10 @@ mod tests {
             SaslMechanism::Plain,
             SaslMechanism::Scram(Mechanism::Sha256),
         ]);
-        (Session::new(Users::new(catalog.clone()), offered), catalog)
+        (
+            Session::new(Users::new(catalog.clone()), offered, None),
+            catalog,
+        )
     }
 
     fn handshake(s: &mut Session, m: &'static str) -> i16 {
@@ -375,7 +416,7 @@ mod tests {
     async fn auth(s: &mut Session, token: &[u8]) -> Step {
         let mut req = SaslAuthenticateRequest::default();
         req.auth_bytes = Bytes::copy_from_slice(token);
-        s.authenticate(&req).await
+        s.authenticate(&req, 1).await
     }
 
     #[tokio::test]
