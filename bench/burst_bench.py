@@ -1111,20 +1111,7 @@ def main(argv=None) -> int:
         traceback.print_exc()
         failure = BenchError(phase, f"{type(e).__name__}: {e}")
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        probs = run.teardown(args.stop_timeout)
-        if probs:
-            info(f"[shutdown] {'; '.join(probs)}")
-            if failure is None:
-                failure = BenchError("shutdown", "; ".join(probs))
-        if pg is not None:
-            try:
-                pg.close()
-            except Exception as e:
-                info(f"[shutdown] PostgreSQL: {e}")
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        failure = cb.shut_down(run, pg, failure, args.stop_timeout)
 
     missed: list[str] = []
     notes: list[str] = []

@@ -1469,6 +1469,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def shut_down(run, pg, failure, stop_timeout: float):
+    """The `finally` of a cluster benchmark with a `Run` of processes: with
+    Ctrl-C and SIGTERM held off, every process of `run` is stopped (a
+    problem doing so becomes the failure if there was none) and PostgreSQL
+    is closed. Returns the failure."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        probs = run.teardown(stop_timeout)
+        if probs:
+            info(f"[shutdown] {'; '.join(probs)}")
+            if failure is None:
+                failure = BenchError("shutdown", "; ".join(probs))
+        if pg is not None:
+            try:
+                pg.close()
+            except Exception as e:
+                info(f"[shutdown] PostgreSQL: {e}")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return failure
+
+
 def conclude(args, results: dict, failure, scratch, store_dirs, ok_line: str,
              keep: bool = False) -> None:
     """The end of a run, shared by the cluster benchmarks: the failure (and

@@ -259,6 +259,27 @@ pub(crate) struct Inner {
     /// Held by writers for the whole read-check-write of one operation.
     store: Mutex<Writer>,
     parsed: RwLock<HashMap<u32, Arc<Parsed>>>,
+    /// When a lookup miss last reloaded the state (ms since the epoch).
+    last_miss_reload_ms: std::sync::atomic::AtomicI64,
+}
+
+/// How often a lookup of an unknown id may reload the state.
+const MISS_RELOAD_MS: i64 = 100;
+
+impl Inner {
+    fn may_reload_on_miss(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let last = self.last_miss_reload_ms.load(Ordering::Acquire);
+        now - last >= MISS_RELOAD_MS
+            && self
+                .last_miss_reload_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
 }
 
 /// The store and the version of it the in-memory state reflects.
@@ -332,6 +353,7 @@ impl Registry {
                 state: RwLock::new(state_of(snap)),
                 store: Mutex::new(Writer { store, version }),
                 parsed: RwLock::new(HashMap::new()),
+                last_miss_reload_ms: std::sync::atomic::AtomicI64::new(0),
             }),
         })
     }
@@ -628,13 +650,32 @@ impl Registry {
     }
 
     pub fn schema_by_id(&self, id: u32) -> Result<Arc<StoredSchema>, RegistryError> {
-        self.inner
+        let known = |reg: &Self| reg.inner.state.read().schemas.get(&id).cloned();
+        if let Some(s) = known(self) {
+            return Ok(s);
+        }
+        // In a cluster another broker may have registered it a moment ago,
+        // its notification not here yet: an id above every known one is
+        // read through from the store (at most every MISS_RELOAD_MS, so
+        // asking for made-up ids cannot turn into a stream of reloads).
+        let newest = self
+            .inner
             .state
             .read()
             .schemas
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| RegistryError::SchemaNotFound(id.to_string()))
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0);
+        if id > newest && self.inner.may_reload_on_miss() {
+            if let Err(e) = self.reload() {
+                tracing::warn!(error = %e, "reloading the schema registry after a miss failed");
+            }
+            if let Some(s) = known(self) {
+                return Ok(s);
+            }
+        }
+        Err(RegistryError::SchemaNotFound(id.to_string()))
     }
 
     /// All schemas (latest version only per subject unless `all`).
@@ -1553,5 +1594,27 @@ mod tests {
             .register("c", &req(SchemaType::Json, r#"{"type":"string"}"#), false)
             .unwrap();
         assert!(c.id > id2, "ids are not reused after restart");
+    }
+
+    /// Two brokers' registries over one store: an id the other registered
+    /// a moment ago (no notification yet) is found by reading through.
+    #[test]
+    fn an_id_registered_elsewhere_is_read_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = sluice_catalog::CatalogUrl::Sqlite(dir.path().join("catalog.db"));
+        let open = || Registry::open(sluice_catalog::Catalog::open(&url).unwrap().db()).unwrap();
+        let (a, b) = (open(), open());
+        let first = a
+            .register(
+                "s",
+                &req(SchemaType::Avro, &avro(r#"{"name":"a","type":"int"}"#)),
+                false,
+            )
+            .unwrap();
+        assert!(b.schema_by_id(first.id).is_ok(), "read through on a miss");
+        assert_eq!(
+            b.schema_by_id(first.id + 1000).unwrap_err().error_code(),
+            40403
+        );
     }
 }
