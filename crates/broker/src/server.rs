@@ -128,7 +128,7 @@ async fn connection(
     };
     let auth_deadline = tokio::time::Instant::now() + AUTHENTICATION_TIMEOUT;
     loop {
-        let authenticated = session.as_ref().is_none_or(|s| s.principal().is_some());
+        let authenticated = session.as_ref().is_none_or(sasl::Session::authenticated);
         let frame = tokio::select! {
             f = read_frame(&mut reader, broker.config.max_request_bytes) => f,
             _ = shutdown.changed() => break,

@@ -123,6 +123,12 @@ impl Topic {
         self.record.configs.get(key).map(String::as_str)
     }
 
+    /// Whether `cleanup.policy` (a comma list of `delete` and `compact`,
+    /// default `delete`) names `policy`.
+    pub fn has_cleanup_policy(&self, policy: &str) -> bool {
+        policy_names(self.config("cleanup.policy"), policy)
+    }
+
     fn uses_log_append_time(&self) -> bool {
         self.config("message.timestamp.type") == Some("LogAppendTime")
     }
@@ -216,6 +222,14 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| StorageError::Task(e.to_string()))?
         .map_err(StorageError::from)
+}
+
+/// Whether a `cleanup.policy` value (absent: `delete`) names `policy`.
+pub(crate) fn policy_names(value: Option<&str>, policy: &str) -> bool {
+    value
+        .unwrap_or("delete")
+        .split(',')
+        .any(|x| x.trim().eq_ignore_ascii_case(policy))
 }
 
 impl LogStore {

@@ -47,19 +47,6 @@ fn config_i64(t: &Topic, key: &str, default: i64) -> i64 {
         .unwrap_or(default)
 }
 
-/// Whether retention deletes old data of a topic: its `cleanup.policy`
-/// (a comma list of `delete` and `compact`, default `delete`) names `delete`.
-fn retention_deletes(t: &Topic) -> bool {
-    policy_deletes(t.config("cleanup.policy"))
-}
-
-fn policy_deletes(policy: Option<&str>) -> bool {
-    policy.is_none_or(|p| {
-        p.split(',')
-            .any(|x| x.trim().eq_ignore_ascii_case("delete"))
-    })
-}
-
 impl LogStore {
     /// DeleteRecords: moves the log start to `offset` (-1: the high
     /// watermark). Returns the new log start.
@@ -98,7 +85,7 @@ impl LogStore {
     /// Applies retention to every partition once.
     pub async fn enforce_retention(&self, now: i64) -> Result<(), StorageError> {
         for t in self.topics() {
-            if !retention_deletes(&t) {
+            if !t.has_cleanup_policy("delete") {
                 continue;
             }
             let retention_ms = config_i64(&t, "retention.ms", self.config.default_retention_ms);
@@ -385,13 +372,15 @@ mod tests {
 
     #[test]
     fn only_delete_policies_let_retention_delete() {
-        assert!(policy_deletes(None), "the default policy is delete");
-        assert!(policy_deletes(Some("delete")));
-        assert!(policy_deletes(Some("compact,delete")));
-        assert!(policy_deletes(Some("delete, compact")));
-        assert!(policy_deletes(Some("DELETE")));
-        assert!(!policy_deletes(Some("compact")));
-        assert!(!policy_deletes(Some(" compact ")));
+        use crate::log::policy_names;
+        assert!(policy_names(None, "delete"), "the default policy is delete");
+        assert!(!policy_names(None, "compact"));
+        assert!(policy_names(Some("delete"), "delete"));
+        assert!(policy_names(Some("compact,delete"), "delete"));
+        assert!(policy_names(Some("delete, compact"), "compact"));
+        assert!(policy_names(Some("DELETE"), "delete"));
+        assert!(!policy_names(Some("compact"), "delete"));
+        assert!(!policy_names(Some(" compact "), "delete"));
     }
 
     #[test]

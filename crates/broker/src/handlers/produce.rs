@@ -57,11 +57,7 @@ fn keyless_on_compacted(
     partition: i32,
     batches: &[sluice_protocol::batch::CheckedBatch],
 ) -> Option<Vec<(i32, String)>> {
-    let compacted = t.config("cleanup.policy").is_some_and(|p| {
-        p.split(',')
-            .any(|x| x.trim().eq_ignore_ascii_case("compact"))
-    });
-    if !compacted {
+    if !t.has_cleanup_policy("compact") {
         return None;
     }
     let mut bad = Vec::new();

@@ -172,7 +172,12 @@ impl Session {
     /// Whether the next frames are bare SASL tokens (after a v0 handshake,
     /// until authenticated).
     pub fn expects_raw_tokens(&self) -> bool {
-        self.raw_tokens && self.principal().is_none()
+        self.raw_tokens && !self.authenticated()
+    }
+
+    /// Whether the connection has logged in (also while it re-authenticates).
+    pub fn authenticated(&self) -> bool {
+        self.user.is_some()
     }
 
     /// The authenticated principal (`User:NAME`), once there is one.

@@ -1,11 +1,24 @@
 //! [`AclStore`]: authorization rules (Kafka's ACL bindings).
 
 use super::Catalog;
-use crate::sql::{read, write, Row};
-use crate::{params, AclRecord, AclStore, Result};
+use crate::sql::{read, write, Row, Value};
+use crate::{AclRecord, AclStore, Result};
 
 const COLUMNS: &str =
     "resource_type, resource_name, pattern_type, principal, host, operation, permission";
+
+/// A rule's columns, in `COLUMNS` order (together they are its key).
+fn values(a: &AclRecord) -> Vec<Value> {
+    vec![
+        (a.resource_type as i64).into(),
+        a.resource_name.as_str().into(),
+        (a.pattern_type as i64).into(),
+        a.principal.as_str().into(),
+        a.host.as_str().into(),
+        (a.operation as i64).into(),
+        (a.permission as i64).into(),
+    ]
+}
 
 fn record(r: &Row) -> Result<AclRecord> {
     Ok(AclRecord {
@@ -28,15 +41,7 @@ impl AclStore for Catalog {
                         "INSERT INTO acls ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
                          ON CONFLICT DO NOTHING"
                     ),
-                    params![
-                        a.resource_type as i64,
-                        a.resource_name.as_str(),
-                        a.pattern_type as i64,
-                        a.principal.as_str(),
-                        a.host.as_str(),
-                        a.operation as i64,
-                        a.permission as i64
-                    ],
+                    &values(a),
                 )?;
             }
             Ok(())
@@ -51,15 +56,7 @@ impl AclStore for Catalog {
                     "DELETE FROM acls WHERE resource_type = $1 AND resource_name = $2
                        AND pattern_type = $3 AND principal = $4 AND host = $5
                        AND operation = $6 AND permission = $7",
-                    params![
-                        a.resource_type as i64,
-                        a.resource_name.as_str(),
-                        a.pattern_type as i64,
-                        a.principal.as_str(),
-                        a.host.as_str(),
-                        a.operation as i64,
-                        a.permission as i64
-                    ],
+                    &values(a),
                 )? as usize;
             }
             Ok(n)
