@@ -20,6 +20,9 @@ pub struct BrokerConfig {
     pub max_inflight_per_connection: usize,
     /// Per-partition Burrow status and lag rate on `/metrics` by default.
     pub metrics_partition_detail: bool,
+    /// `--authorizer acl`: the policy requests are authorized under
+    /// (None: authorization is off).
+    pub authorization: Option<crate::security::acl::Policy>,
 }
 
 impl Default for BrokerConfig {
@@ -34,6 +37,7 @@ impl Default for BrokerConfig {
             max_request_bytes: 104_857_600,
             max_inflight_per_connection: 64,
             metrics_partition_detail: false,
+            authorization: None,
         }
     }
 }

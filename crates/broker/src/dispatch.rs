@@ -10,13 +10,18 @@
 
 use crate::fetch_frame::{self, Frame};
 use crate::handlers;
+use crate::security::acl::Operation;
+use crate::security::guard::Guard;
 use crate::Broker;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+    ApiKey, ApiVersionsResponse, CreateAclsResponse, DeleteAclsResponse, DescribeAclsResponse,
+    DescribeClusterResponse, HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse,
+    LeaveGroupResponse, OffsetDeleteResponse, ProducerId, RequestHeader, RequestKind,
+    ResponseHeader, ResponseKind, SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::net::SocketAddr;
@@ -48,6 +53,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
     // Served only on SASL listeners (the connection handles them itself).
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -58,6 +66,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// This broker's host and port as told to clients of this listener.
     pub advertised: (String, i32),
+    /// Who the client authenticated as.
+    pub caller: crate::security::authz::Caller,
 }
 
 impl ConnInfo {
@@ -227,21 +237,32 @@ pub async fn handle(
     };
     let ready = |body: ResponseKind| encode(body).map(Handled::Ready);
     let timer = RequestTimer::start(key);
+    let guard = Guard::new(broker, &conn.caller);
     let handled = match *body {
         RequestKind::ApiVersions(_) => ready(ResponseKind::ApiVersions(api_versions(None))),
-        RequestKind::Produce(r) => {
+        RequestKind::Produce(mut r) => {
+            let refused = guard.produce(&mut r);
             let durable = handlers::produce::handle(broker, r, version).await;
             Ok(Handled::Deferred(Box::pin(async move {
                 match durable.await {
-                    Some(resp) => encode(ResponseKind::Produce(resp)),
+                    Some(mut resp) => {
+                        Guard::answer_produce(&mut resp, refused);
+                        encode(ResponseKind::Produce(resp))
+                    }
                     None => Ok(None),
                 }
             })))
         }
-        RequestKind::Fetch(r) => {
+        RequestKind::Fetch(mut r) => {
+            let refused = guard.fetch(&mut r);
             let b = broker.clone();
             Ok(Handled::Deferred(Box::pin(async move {
-                let reply = handlers::fetch::handle(&b, r, version).await;
+                let mut reply = if r.topics.is_empty() && !refused.is_empty() {
+                    handlers::fetch::FetchReply::empty()
+                } else {
+                    handlers::fetch::handle(&b, r, version).await
+                };
+                Guard::answer_fetch(&mut reply, refused);
                 let background = reply.from_objects;
                 let frame = match fetch_frame::encode(
                     version,
@@ -255,6 +276,15 @@ pub async fn handle(
                 Ok(frame.map(|f| Frame { background, ..f }))
             })))
         }
+        RequestKind::JoinGroup(r)
+            if guard
+                .group_error(Operation::Read, r.group_id.0.as_str())
+                .is_some() =>
+        {
+            let mut resp = JoinGroupResponse::default();
+            resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+            ready(ResponseKind::JoinGroup(resp))
+        }
         RequestKind::JoinGroup(r) => {
             let client_id = header
                 .client_id
@@ -266,42 +296,77 @@ pub async fn handle(
                 encode(ResponseKind::JoinGroup(joined.await))
             })))
         }
+        RequestKind::SyncGroup(r)
+            if guard
+                .group_error(Operation::Read, r.group_id.0.as_str())
+                .is_some() =>
+        {
+            let mut resp = SyncGroupResponse::default();
+            resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+            ready(ResponseKind::SyncGroup(resp))
+        }
         RequestKind::SyncGroup(r) => {
             let synced = handlers::groups::sync_group(broker, r, version);
             Ok(Handled::Deferred(Box::pin(async move {
                 encode(ResponseKind::SyncGroup(synced.await))
             })))
         }
-        RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(
-            handlers::list_offsets::handle(broker, r, version).await,
-        )),
-        RequestKind::Metadata(r) => {
+        RequestKind::ListOffsets(mut r) => {
+            let refused = guard.list_offsets(&mut r);
+            let mut resp = handlers::list_offsets::handle(broker, r, version).await;
+            Guard::answer_list_offsets(&mut resp, refused);
+            ready(ResponseKind::ListOffsets(resp))
+        }
+        RequestKind::Metadata(mut r) => {
             let client_id = header
                 .client_id
                 .as_ref()
                 .map(|c| c.as_str())
                 .unwrap_or_default();
+            let refused = guard.metadata(&mut r);
             let mut resp = handlers::metadata::handle(broker, r, version, client_id).await;
+            guard.answer_metadata(&mut resp, refused);
             for b in resp.brokers.iter_mut() {
                 conn.localize(broker, b.node_id.0, &mut b.host, &mut b.port);
             }
             ready(ResponseKind::Metadata(resp))
         }
-        RequestKind::CreateTopics(r) => ready(ResponseKind::CreateTopics(
-            handlers::topics::create_topics(broker, r, version).await,
-        )),
-        RequestKind::DeleteTopics(r) => ready(ResponseKind::DeleteTopics(
-            handlers::topics::delete_topics(broker, r, version).await,
-        )),
-        RequestKind::CreatePartitions(r) => ready(ResponseKind::CreatePartitions(
-            handlers::topics::create_partitions(broker, r).await,
-        )),
-        RequestKind::DescribeConfigs(r) => ready(ResponseKind::DescribeConfigs(
-            handlers::configs::describe(broker, r, version),
-        )),
-        RequestKind::IncrementalAlterConfigs(r) => ready(ResponseKind::IncrementalAlterConfigs(
-            handlers::configs::incremental_alter(broker, r).await,
-        )),
+        RequestKind::CreateTopics(mut r) => {
+            let refused = guard.create_topics(&mut r);
+            let mut resp = handlers::topics::create_topics(broker, r, version).await;
+            Guard::answer_create_topics(&mut resp, refused);
+            ready(ResponseKind::CreateTopics(resp))
+        }
+        RequestKind::DeleteTopics(mut r) => {
+            let refused = guard.delete_topics(&mut r);
+            let mut resp = handlers::topics::delete_topics(broker, r, version).await;
+            resp.responses.extend(refused);
+            ready(ResponseKind::DeleteTopics(resp))
+        }
+        RequestKind::CreatePartitions(mut r) => {
+            let refused = guard.create_partitions(&mut r);
+            let mut resp = handlers::topics::create_partitions(broker, r).await;
+            Guard::answer_create_partitions(&mut resp, refused);
+            ready(ResponseKind::CreatePartitions(resp))
+        }
+        RequestKind::DescribeConfigs(mut r) => {
+            let refused = guard.describe_configs(&mut r);
+            let mut resp = handlers::configs::describe(broker, r, version);
+            resp.results.extend(refused);
+            ready(ResponseKind::DescribeConfigs(resp))
+        }
+        RequestKind::IncrementalAlterConfigs(mut r) => {
+            let refused = guard.alter_configs(&mut r);
+            let mut resp = handlers::configs::incremental_alter(broker, r).await;
+            resp.responses.extend(refused);
+            ready(ResponseKind::IncrementalAlterConfigs(resp))
+        }
+        RequestKind::DescribeCluster(_) if guard.cluster_error(Operation::Describe).is_some() => {
+            let mut resp = DescribeClusterResponse::default();
+            resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+            resp.cluster_id = StrBytes::from_string(broker.cluster_id.clone());
+            ready(ResponseKind::DescribeCluster(resp))
+        }
         RequestKind::DescribeCluster(r) => {
             let mut resp = handlers::metadata::describe_cluster(broker, r);
             for b in resp.brokers.iter_mut() {
@@ -309,44 +374,153 @@ pub async fn handle(
             }
             ready(ResponseKind::DescribeCluster(resp))
         }
-        RequestKind::InitProducerId(r) => ready(ResponseKind::InitProducerId(
-            handlers::producer_id::handle(broker, r).await,
-        )),
+        RequestKind::InitProducerId(r) => match guard.init_producer_id(&r) {
+            Some(e) => {
+                let mut resp = InitProducerIdResponse::default();
+                resp.error_code = e.code();
+                resp.producer_id = ProducerId(-1);
+                resp.producer_epoch = -1;
+                ready(ResponseKind::InitProducerId(resp))
+            }
+            None => ready(ResponseKind::InitProducerId(
+                handlers::producer_id::handle(broker, r).await,
+            )),
+        },
         RequestKind::FindCoordinator(r) => {
+            let refused = guard.find_coordinator(&r, version);
+            let key_type = r.key_type;
             let mut resp = handlers::groups::find_coordinator(broker, r, version);
+            Guard::answer_find_coordinator(&mut resp, &refused, key_type);
             conn.localize(broker, resp.node_id.0, &mut resp.host, &mut resp.port);
             for c in resp.coordinators.iter_mut() {
                 conn.localize(broker, c.node_id.0, &mut c.host, &mut c.port);
             }
             ready(ResponseKind::FindCoordinator(resp))
         }
-        RequestKind::Heartbeat(r) => ready(ResponseKind::Heartbeat(handlers::groups::heartbeat(
-            broker, r,
-        ))),
-        RequestKind::LeaveGroup(r) => ready(ResponseKind::LeaveGroup(
-            handlers::groups::leave_group(broker, r, version),
-        )),
-        RequestKind::OffsetCommit(r) => ready(ResponseKind::OffsetCommit(
-            handlers::groups::offset_commit(broker, r).await,
-        )),
-        RequestKind::OffsetFetch(r) => ready(ResponseKind::OffsetFetch(
-            handlers::groups::offset_fetch(broker, r, version),
-        )),
-        RequestKind::ListGroups(r) => ready(ResponseKind::ListGroups(
-            handlers::groups::list_groups(broker, r, version),
-        )),
-        RequestKind::DescribeGroups(r) => ready(ResponseKind::DescribeGroups(
-            handlers::groups::describe_groups(broker, r, version),
-        )),
-        RequestKind::DeleteGroups(r) => ready(ResponseKind::DeleteGroups(
-            handlers::groups::delete_groups(broker, r).await,
-        )),
-        RequestKind::OffsetDelete(r) => ready(ResponseKind::OffsetDelete(
-            handlers::groups::offset_delete(broker, r).await,
-        )),
-        RequestKind::DeleteRecords(r) => ready(ResponseKind::DeleteRecords(
-            handlers::delete_records::handle(broker, r).await,
-        )),
+        RequestKind::Heartbeat(r) => {
+            match guard.group_error(Operation::Read, r.group_id.0.as_str()) {
+                Some(e) => {
+                    let mut resp = HeartbeatResponse::default();
+                    resp.error_code = e.code();
+                    ready(ResponseKind::Heartbeat(resp))
+                }
+                None => ready(ResponseKind::Heartbeat(handlers::groups::heartbeat(
+                    broker, r,
+                ))),
+            }
+        }
+        RequestKind::LeaveGroup(r) => {
+            match guard.group_error(Operation::Read, r.group_id.0.as_str()) {
+                Some(e) => {
+                    let mut resp = LeaveGroupResponse::default();
+                    resp.error_code = e.code();
+                    ready(ResponseKind::LeaveGroup(resp))
+                }
+                None => ready(ResponseKind::LeaveGroup(handlers::groups::leave_group(
+                    broker, r, version,
+                ))),
+            }
+        }
+        RequestKind::OffsetCommit(mut r) => {
+            match guard.group_error(Operation::Read, r.group_id.0.as_str()) {
+                Some(e) => ready(ResponseKind::OffsetCommit(Guard::refuse_offset_commit(
+                    r, e,
+                ))),
+                None => {
+                    let refused = guard.offset_commit(&mut r);
+                    let mut resp = handlers::groups::offset_commit(broker, r).await;
+                    Guard::answer_offset_commit(&mut resp, refused);
+                    ready(ResponseKind::OffsetCommit(resp))
+                }
+            }
+        }
+        RequestKind::OffsetFetch(mut r) => {
+            let refused = guard.offset_fetch(&mut r, version);
+            let mut resp = match &refused {
+                Some(whole) if version < 8 => whole.clone(),
+                _ => handlers::groups::offset_fetch(broker, r, version),
+            };
+            guard.answer_offset_fetch(&mut resp, refused.filter(|_| version >= 8));
+            ready(ResponseKind::OffsetFetch(resp))
+        }
+        RequestKind::ListGroups(r) => {
+            let mut resp = handlers::groups::list_groups(broker, r, version);
+            guard.list_groups(&mut resp);
+            ready(ResponseKind::ListGroups(resp))
+        }
+        RequestKind::DescribeGroups(mut r) => {
+            let refused = guard.describe_groups(&mut r);
+            let mut resp = handlers::groups::describe_groups(broker, r, version);
+            resp.groups.extend(refused);
+            ready(ResponseKind::DescribeGroups(resp))
+        }
+        RequestKind::DeleteGroups(mut r) => {
+            let refused = guard.delete_groups(&mut r);
+            let mut resp = handlers::groups::delete_groups(broker, r).await;
+            resp.results.extend(refused);
+            ready(ResponseKind::DeleteGroups(resp))
+        }
+        RequestKind::OffsetDelete(mut r) => {
+            match guard.group_error(Operation::Delete, r.group_id.0.as_str()) {
+                Some(e) => {
+                    let mut resp = OffsetDeleteResponse::default();
+                    resp.error_code = e.code();
+                    ready(ResponseKind::OffsetDelete(resp))
+                }
+                None => {
+                    let refused = guard.offset_delete(&mut r);
+                    let mut resp = handlers::groups::offset_delete(broker, r).await;
+                    Guard::answer_offset_delete(&mut resp, refused);
+                    ready(ResponseKind::OffsetDelete(resp))
+                }
+            }
+        }
+        RequestKind::DeleteRecords(mut r) => {
+            let refused = guard.delete_records(&mut r);
+            let mut resp = handlers::delete_records::handle(broker, r).await;
+            Guard::answer_delete_records(&mut resp, refused);
+            ready(ResponseKind::DeleteRecords(resp))
+        }
+        RequestKind::CreateAcls(r) => {
+            match guard.cluster_error(Operation::Alter) {
+                Some(e) => {
+                    let mut resp = CreateAclsResponse::default();
+                    for _ in &r.creations {
+                        let mut c = kafka_protocol::messages::create_acls_response::AclCreationResult::default();
+                        c.error_code = e.code();
+                        resp.results.push(c);
+                    }
+                    ready(ResponseKind::CreateAcls(resp))
+                }
+                None => ready(ResponseKind::CreateAcls(
+                    handlers::acls::create(broker, r).await,
+                )),
+            }
+        }
+        RequestKind::DescribeAcls(r) => match guard.cluster_error(Operation::Describe) {
+            Some(e) => {
+                let mut resp = DescribeAclsResponse::default();
+                resp.error_code = e.code();
+                ready(ResponseKind::DescribeAcls(resp))
+            }
+            None => ready(ResponseKind::DescribeAcls(handlers::acls::describe(
+                broker, r,
+            ))),
+        },
+        RequestKind::DeleteAcls(r) => match guard.cluster_error(Operation::Alter) {
+            Some(e) => {
+                let mut resp = DeleteAclsResponse::default();
+                for _ in &r.filters {
+                    let mut f = kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult::default();
+                    f.error_code = e.code();
+                    resp.filter_results.push(f);
+                }
+                ready(ResponseKind::DeleteAcls(resp))
+            }
+            None => ready(ResponseKind::DeleteAcls(
+                handlers::acls::delete(broker, r).await,
+            )),
+        },
         _ => Err(DispatchError::NotServed(key).into()),
     };
     Ok(match handled? {
@@ -412,6 +586,9 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::CreateAcls => "CreateAcls",
+        ApiKey::DescribeAcls => "DescribeAcls",
+        ApiKey::DeleteAcls => "DeleteAcls",
         _ => "Other",
     }
 }

@@ -7,7 +7,7 @@
 //! - [`topic_config`]: topic config names, defaults and validation.
 //! - [`cluster`]: membership, placement (partition leaders, group
 //!   coordinators) and following the other brokers of a cluster.
-//! - [`security`]: listeners, TLS, SASL and SCRAM credentials.
+//! - [`security`]: listeners, TLS, SASL and SCRAM credentials, ACLs.
 
 pub mod cluster;
 pub mod config;
@@ -40,6 +40,7 @@ pub struct Broker {
     pub lag: sluice_observe::commits::CommitTracker,
     pub rates: sluice_observe::rate::RateTracker,
     pub cluster_id: String,
+    pub authorizer: Arc<security::authz::Authorizer>,
 }
 
 impl Broker {
@@ -70,6 +71,8 @@ impl Broker {
         // upkeep job in the catalog does (see `cluster::run`).
         store.set_maintainer(!membership.is_cluster());
         store.set_fence(membership.fence());
+        let authorizer =
+            security::authz::Authorizer::open(catalog.clone(), config.authorization.clone())?;
         Ok(Arc::new(Self {
             config,
             store,
@@ -80,6 +83,7 @@ impl Broker {
             lag: Default::default(),
             rates: sluice_observe::rate::RateTracker::new(std::time::Duration::from_secs(30)),
             cluster_id,
+            authorizer,
         }))
     }
 

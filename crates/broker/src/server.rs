@@ -8,7 +8,8 @@
 //! authentication before anything but ApiVersions and the SASL requests.
 
 use crate::dispatch;
-use crate::security::{sasl, ListenerSecurity, AUTHENTICATION_TIMEOUT};
+use crate::security::authz::Caller;
+use crate::security::{sasl, tls, ListenerSecurity, AUTHENTICATION_TIMEOUT};
 use crate::stream::{self, ConnRead, ConnWrite};
 use crate::Broker;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -70,11 +71,24 @@ async fn accept(
     security: Arc<ListenerSecurity>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let mut caller = Caller::anonymous(peer.ip().to_string());
     let halves = match &security.tls {
         None => stream::plain(stream),
         Some(acceptor) => {
             match tokio::time::timeout(AUTHENTICATION_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => stream::tls(tls),
+                Ok(Ok(tls)) => {
+                    // Mutual TLS: the client certificate names the principal.
+                    if let Some(p) = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(tls::client_principal)
+                    {
+                        caller.principal = p;
+                    }
+                    stream::tls(tls)
+                }
                 Ok(Err(e)) => {
                     sluice_observe::metrics().tls_failures.inc();
                     tracing::info!(%peer, error = %e, "TLS handshake failed");
@@ -88,7 +102,7 @@ async fn accept(
             }
         }
     };
-    connection(broker, halves, peer, security, shutdown).await
+    connection(broker, halves, peer, caller, security, shutdown).await
 }
 
 /// What to do with a request on a connection that has not authenticated.
@@ -112,6 +126,7 @@ async fn connection(
     broker: Arc<Broker>,
     (mut reader, writer): (ConnRead, ConnWrite),
     peer: SocketAddr,
+    caller: Caller,
     security: Arc<ListenerSecurity>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -122,9 +137,10 @@ async fn connection(
     let mut session = security.sasl.as_ref().map(|(users, offered)| {
         sasl::Session::new(users.clone(), offered.clone(), security.sasl_lifetime)
     });
-    let conn = dispatch::ConnInfo {
+    let mut conn = dispatch::ConnInfo {
         peer,
         advertised: security.advertised.clone(),
+        caller,
     };
     let auth_deadline = tokio::time::Instant::now() + AUTHENTICATION_TIMEOUT;
     loop {
@@ -192,6 +208,10 @@ async fn connection(
                 let _ = done_tx.send(Some(frame));
                 if tx.send(done_rx).await.is_err() || close {
                     break;
+                }
+                // A SASL login names the principal (over a TLS client's).
+                if let Some(p) = s.principal() {
+                    conn.caller.principal = p;
                 }
                 continue;
             }

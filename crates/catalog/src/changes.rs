@@ -9,8 +9,8 @@
 //!   `o KEY` (the object of the rows that follow), `r TOPIC PARTITION BASE
 //!   LAST MAX_TS POSITION LENGTH` (an index row), `e TOPIC PARTITION
 //!   LOG_START END` (a partition's ends).
-//! - [`META_CHANNEL`]: one word naming what to reload: `topics`, `brokers`
-//!   or `registry`.
+//! - [`META_CHANNEL`]: one word naming what to reload: `topics`, `brokers`,
+//!   `registry` or `acls`.
 
 use crate::sql::Tx;
 use crate::{CatalogError, PartitionEnd, Result, SegmentRecord};
@@ -28,6 +28,7 @@ pub enum MetaChange {
     Topics,
     Brokers,
     Registry,
+    Acls,
 }
 
 impl MetaChange {
@@ -36,6 +37,7 @@ impl MetaChange {
             MetaChange::Topics => "topics",
             MetaChange::Brokers => "brokers",
             MetaChange::Registry => "registry",
+            MetaChange::Acls => "acls",
         }
     }
 
@@ -44,6 +46,7 @@ impl MetaChange {
             "topics" => Some(MetaChange::Topics),
             "brokers" => Some(MetaChange::Brokers),
             "registry" => Some(MetaChange::Registry),
+            "acls" => Some(MetaChange::Acls),
             _ => None,
         }
     }

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub cluster_metrics_holder: IntGauge,
     pub sasl_failures: IntCounter,
     pub tls_failures: IntCounter,
+    pub authorization_denials: IntCounterVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -173,8 +174,13 @@ impl Metrics {
         )?;
         let catalog_changes = counter_vec(
             "sluice_catalog_changes_total",
-            "Change notifications heard from the cluster catalog, by kind (data, topics, brokers, registry, resync).",
+            "Change notifications heard from the cluster catalog, by kind (data, topics, brokers, registry, acls, resync).",
             &["kind"],
+        )?;
+        let authorization_denials = counter_vec(
+            "sluice_authorization_denials_total",
+            "Requests (or parts of them) the authorizer refused, by resource type and operation.",
+            &["resource_type", "operation"],
         )?;
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let g = IntGauge::new(name, help)?;
@@ -246,6 +252,7 @@ impl Metrics {
             cluster_metrics_holder,
             sasl_failures,
             tls_failures,
+            authorization_denials,
         })
     }
 

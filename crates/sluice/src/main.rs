@@ -1,6 +1,7 @@
 //! `sluice`: the single binary. `sluice serve` runs the Kafka-compatible
 //! broker with its HTTP side; other subcommands are operator tools.
 
+mod acls_cli;
 mod catalog_cli;
 mod cluster_cli;
 mod dlq_cli;
@@ -95,6 +96,8 @@ enum Command {
     Schemas(schemas_cli::SchemasArgs),
     /// SASL users (SCRAM credentials) in a broker's catalog: add, list, delete.
     Users(users_cli::UsersArgs),
+    /// Kafka ACLs in a broker's catalog (kafka-acls.sh's vocabulary): add, list, remove.
+    Acls(acls_cli::AclsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -143,5 +146,6 @@ fn run() -> anyhow::Result<()> {
         Command::Catalog(args) => catalog_cli::run(args),
         Command::Schemas(args) => schemas_cli::run(args),
         Command::Users(args) => users_cli::run(args),
+        Command::Acls(args) => acls_cli::run(args),
     }
 }

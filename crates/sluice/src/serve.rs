@@ -295,6 +295,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             num_partitions: s.num_partitions,
             message_max_bytes: s.message_max_bytes,
             metrics_partition_detail: s.metrics_partition_detail,
+            authorization: s.security.authorization.clone(),
             ..BrokerConfig::default()
         },
         GroupSettings::default(),
@@ -320,6 +321,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let writes = tokio::spawn(store.clone().run_writes(stop_rx.clone()));
     let maintenance = tokio::spawn(store.clone().run_maintenance(stop_rx.clone()));
     let expiry = tokio::spawn(broker.groups.clone().run_expiry(stop_rx.clone()));
+    let acl_reload = tokio::spawn(broker.authorizer.clone().run_reload(stop_rx.clone()));
     let following = tokio::spawn(sluice_broker::cluster::run(broker.clone(), stop_rx.clone()));
     let rates = tokio::spawn(
         broker
@@ -378,6 +380,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let _ = writes.await;
     let _ = maintenance.await;
     let _ = expiry.await;
+    let _ = acl_reload.await;
     let _ = following.await;
     let _ = rates.await;
     let _ = replays.await;

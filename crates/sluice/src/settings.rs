@@ -5,6 +5,7 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Deserialize;
+use sluice_broker::security::acl::Policy;
 use sluice_broker::security::listeners::{parse_listeners, Endpoint, SecurityProtocol};
 use sluice_broker::security::sasl::{parse_mechanisms, SaslMechanism};
 use sluice_broker::security::tls::TlsFiles;
@@ -14,7 +15,8 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys: data_dir, listen, advertise, listeners,
-    /// advertised_listeners, tls_cert, tls_key, tls_client_ca, sasl_mechanisms,
+    /// advertised_listeners, tls_cert, tls_key, tls_client_ca, sasl_mechanisms, authorizer,
+    /// super_users, allow_everyone_if_no_acl_found,
     /// http_listen, auto_create_topics_enable, num_partitions, message_max_bytes, object_store,
     /// catalog, broker_id, rack, metrics_partition_detail, the storage and cluster settings by
     /// their flag names with underscores, and an [object_store_options] table).
@@ -53,6 +55,17 @@ pub struct ServeArgs {
     /// connection's life [default: 0].
     #[arg(long, env = "SLUICE_SASL_SESSION_LIFETIME_MS", value_name = "MS")]
     pub sasl_session_lifetime_ms: Option<u64>,
+    /// `acl` authorizes every request with Kafka's ACLs (see `sluice acls`); `none` allows
+    /// everything [default: none].
+    #[arg(long, env = "SLUICE_AUTHORIZER", value_name = "acl|none")]
+    pub authorizer: Option<String>,
+    /// Principals allowed everything, `;`-separated, e.g. User:admin;User:ops.
+    #[arg(long, env = "SLUICE_SUPER_USERS", value_name = "LIST")]
+    pub super_users: Option<String>,
+    /// With the authorizer on, allow a request on a resource no ACL names
+    /// (allow.everyone.if.no.acl.found) [default: false].
+    #[arg(long, env = "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
     /// Address of the HTTP listener (GET /healthz) [default: 127.0.0.1:8081].
     #[arg(long, env = "SLUICE_HTTP_LISTEN", value_name = "HOST:PORT")]
     pub http_listen: Option<String>,
@@ -156,6 +169,9 @@ struct FileSettings {
     tls_client_ca: Option<PathBuf>,
     sasl_mechanisms: Option<String>,
     sasl_session_lifetime_ms: Option<u64>,
+    authorizer: Option<String>,
+    super_users: Option<String>,
+    allow_everyone_if_no_acl_found: Option<bool>,
     http_listen: Option<String>,
     auto_create_topics_enable: Option<bool>,
     num_partitions: Option<i32>,
@@ -221,6 +237,43 @@ pub struct SecuritySettings {
     pub sasl_mechanisms: Vec<SaslMechanism>,
     /// 0: a login lasts for the connection's life.
     pub sasl_session_lifetime_ms: u64,
+    /// `--authorizer acl`: the policy (None: authorization is off).
+    pub authorization: Option<Policy>,
+}
+
+/// The authorization policy of `--authorizer`, `--super-users` and
+/// `--allow-everyone-if-no-acl-found`.
+fn resolve_authorization(
+    authorizer: Option<String>,
+    super_users: Option<String>,
+    allow_if_no_acl: Option<bool>,
+) -> anyhow::Result<Option<Policy>> {
+    let on = match authorizer.as_deref().map(str::trim) {
+        None | Some("") | Some("none") => false,
+        Some("acl") => true,
+        Some(other) => bail!("--authorizer must be acl or none, not {other:?}"),
+    };
+    let mut supers = Vec::new();
+    for u in super_users.iter().flat_map(|s| s.split(';')) {
+        let u = u.trim();
+        if u.is_empty() {
+            continue;
+        }
+        match u.split_once(':') {
+            Some(("User", name)) if !name.is_empty() => supers.push(u.to_string()),
+            _ => bail!("--super-users: {u:?} is not of the form User:NAME"),
+        }
+    }
+    if !on {
+        if !supers.is_empty() || allow_if_no_acl.is_some() {
+            bail!("--super-users and --allow-everyone-if-no-acl-found need --authorizer acl");
+        }
+        return Ok(None);
+    }
+    Ok(Some(Policy {
+        super_users: supers,
+        allow_if_no_acl: allow_if_no_acl.unwrap_or(false),
+    }))
 }
 
 /// Listeners from `--listeners` / `--advertised-listeners`, or the one
@@ -368,6 +421,12 @@ impl Settings {
                 .unwrap_or_else(|| "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into()),
         )
         .map_err(|e| anyhow::anyhow!("--sasl-mechanisms: {e}"))?;
+        let authorization = resolve_authorization(
+            args.authorizer.or(file.authorizer),
+            args.super_users.or(file.super_users),
+            args.allow_everyone_if_no_acl_found
+                .or(file.allow_everyone_if_no_acl_found),
+        )?;
         let http_s = args
             .http_listen
             .or(file.http_listen)
@@ -491,6 +550,7 @@ impl Settings {
                 tls,
                 sasl_mechanisms,
                 sasl_session_lifetime_ms,
+                authorization,
             },
         })
     }

@@ -53,14 +53,17 @@ enum UsersCommand {
     },
 }
 
-fn open(args: &UsersArgs) -> anyhow::Result<std::sync::Arc<Catalog>> {
-    let data_dir = args
-        .data_dir
-        .clone()
+/// The catalog named by `--catalog` / `--data-dir` as `sluice serve` names
+/// it; an embedded catalog (and its directory) is created as the broker
+/// would, so a first admin or rule can be added before the first start.
+pub fn open_catalog(
+    catalog: Option<&str>,
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<std::sync::Arc<Catalog>> {
+    let data_dir = data_dir
+        .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("./sluice-data"));
-    let url = CatalogUrl::parse(args.catalog.as_deref(), &data_dir)?;
-    // A broker's first admin can be added before its first start: the
-    // catalog (and its data directory) are created as the broker would.
+    let url = CatalogUrl::parse(catalog, &data_dir)?;
     if let CatalogUrl::Sqlite(path) = &url {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -88,7 +91,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 pub fn run(args: UsersArgs) -> anyhow::Result<()> {
-    let catalog = open(&args)?;
+    let catalog = open_catalog(args.catalog.as_deref(), args.data_dir.as_deref())?;
     match &args.command {
         UsersCommand::Add {
             name,

@@ -40,6 +40,7 @@ struct Pending {
     topics: bool,
     brokers: bool,
     registry: bool,
+    acls: bool,
 }
 
 /// Keeps a cluster broker current until `shutdown`: renews its lease,
@@ -112,6 +113,12 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 tracing::warn!(error = %e, "reloading the schema registry failed");
             }
         }
+        if pending.acls {
+            let authorizer = broker.authorizer.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || authorizer.reload()).await {
+                tracing::warn!(error = %e, "reloading the ACLs failed");
+            }
+        }
     }
 }
 
@@ -124,6 +131,7 @@ fn take(broker: &Broker, heard: Heard, pending: &mut Pending) {
             pending.topics = true;
             pending.brokers = true;
             pending.registry = true;
+            pending.acls = true;
         }
         Heard::Notice { channel, payload } if channel == DATA_CHANNEL => {
             m.catalog_changes.with_label_values(&["data"]).inc();
@@ -140,6 +148,7 @@ fn take(broker: &Broker, heard: Heard, pending: &mut Pending) {
                 Some(MetaChange::Topics) => pending.topics = true,
                 Some(MetaChange::Brokers) => pending.brokers = true,
                 Some(MetaChange::Registry) => pending.registry = true,
+                Some(MetaChange::Acls) => pending.acls = true,
                 None => tracing::warn!(payload, "unknown catalog notification"),
             }
             if let Some(kind) = MetaChange::parse(&payload) {

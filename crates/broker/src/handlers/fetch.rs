@@ -34,6 +34,15 @@ pub struct FetchReply {
 }
 
 impl FetchReply {
+    /// A reply with no topics.
+    pub fn empty() -> Self {
+        Self {
+            response: FetchResponse::default(),
+            records: Vec::new(),
+            from_objects: false,
+        }
+    }
+
     /// The response with every partition's batches joined into its
     /// `records` field, for `kafka-protocol`'s encoder.
     pub fn into_joined(self) -> FetchResponse {

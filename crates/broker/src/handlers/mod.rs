@@ -1,6 +1,7 @@
 //! Request handlers, one module per group of Kafka APIs, plus the helpers
 //! they share (topic name rules, auto-creation, error codes).
 
+pub mod acls;
 pub mod configs;
 pub mod delete_records;
 pub mod fetch;

@@ -273,6 +273,75 @@ impl Policy {
     }
 }
 
+/// How a filter matches a rule's pattern (Kafka's `PatternTypeFilter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternFilter {
+    /// Any rule, whatever its pattern type (code 1).
+    Any,
+    /// Rules that would apply to the filter's resource name: the literal
+    /// name, the wildcard `*`, and every prefix of it (code 2).
+    Match,
+    /// Rules of exactly this pattern type (codes 3 and 4).
+    Exactly(PatternType),
+}
+
+impl PatternFilter {
+    pub fn from_code(c: i8) -> Option<Self> {
+        match c {
+            1 => Some(Self::Any),
+            2 => Some(Self::Match),
+            c => PatternType::from_code(c).map(Self::Exactly),
+        }
+    }
+}
+
+/// Which rules a DescribeAcls or DeleteAcls filter selects; `None` fields
+/// match anything (Kafka's ANY and null).
+#[derive(Debug, Clone)]
+pub struct AclFilter {
+    pub resource_type: Option<ResourceType>,
+    pub resource_name: Option<String>,
+    pub pattern: PatternFilter,
+    pub principal: Option<String>,
+    pub host: Option<String>,
+    pub operation: Option<Operation>,
+    pub permission: Option<Permission>,
+}
+
+impl AclFilter {
+    /// Every rule.
+    pub fn any() -> Self {
+        Self {
+            resource_type: None,
+            resource_name: None,
+            pattern: PatternFilter::Any,
+            principal: None,
+            host: None,
+            operation: None,
+            permission: None,
+        }
+    }
+
+    pub fn matches(&self, r: &AclRule) -> bool {
+        let name_ok = match (&self.pattern, &self.resource_name) {
+            (PatternFilter::Match, Some(name)) => match r.pattern {
+                PatternType::Literal => r.resource_name == *name || r.resource_name == "*",
+                PatternType::Prefixed => name.starts_with(&r.resource_name),
+            },
+            (PatternFilter::Exactly(p), name) => {
+                r.pattern == *p && name.as_ref().is_none_or(|n| *n == r.resource_name)
+            }
+            (_, name) => name.as_ref().is_none_or(|n| *n == r.resource_name),
+        };
+        name_ok
+            && self.resource_type.is_none_or(|t| t == r.resource_type)
+            && self.principal.as_ref().is_none_or(|p| *p == r.principal)
+            && self.host.as_ref().is_none_or(|h| *h == r.host)
+            && self.operation.is_none_or(|o| o == r.operation)
+            && self.permission.is_none_or(|p| p == r.permission)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +449,37 @@ mod tests {
             None,
             "ANY is a filter, not an operation"
         );
+    }
+
+    #[test]
+    fn filters() {
+        let rules = [
+            rule(Topic, "llm.", Prefixed, "User:bob", Read, Allow),
+            rule(Topic, "llm.inference", Literal, "User:bob", Write, Allow),
+            rule(Topic, "*", Literal, "User:ops", Describe, Allow),
+            rule(Group, "g", Literal, "User:bob", Read, Deny),
+        ];
+        let pick = |f: &AclFilter| rules.iter().filter(|r| f.matches(r)).count();
+        assert_eq!(pick(&AclFilter::any()), 4);
+        let matching = AclFilter {
+            resource_type: Some(Topic),
+            resource_name: Some("llm.inference".into()),
+            pattern: PatternFilter::Match,
+            ..AclFilter::any()
+        };
+        assert_eq!(pick(&matching), 3, "prefix, literal and wildcard");
+        let prefixed = AclFilter {
+            pattern: PatternFilter::Exactly(Prefixed),
+            ..AclFilter::any()
+        };
+        assert_eq!(pick(&prefixed), 1);
+        let bob_denies = AclFilter {
+            principal: Some("User:bob".into()),
+            permission: Some(Deny),
+            ..AclFilter::any()
+        };
+        assert_eq!(pick(&bob_denies), 1);
+        assert_eq!(PatternFilter::from_code(2), Some(PatternFilter::Match));
+        assert_eq!(PatternFilter::from_code(9), None);
     }
 }

@@ -1,10 +1,13 @@
 //! Securing the Kafka listeners: which listeners exist and how each is
 //! secured ([`listeners`]), TLS ([`tls`]), SASL authentication ([`sasl`])
 //! with SCRAM credentials ([`scram`]); Kafka's authorization model
-//! ([`acl`]: rules and the decision over them; not yet enforced on
-//! requests).
+//! ([`acl`]: rules and the decision over them), the authorizer holding the
+//! catalog's rules ([`authz`]) and the checks each API makes
+//! ([`guard`]).
 
 pub mod acl;
+pub mod authz;
+pub mod guard;
 pub mod listeners;
 pub mod sasl;
 pub mod scram;

@@ -81,3 +81,78 @@ impl TlsFiles {
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
 }
+
+/// The principal of a client that presented a certificate (mutual TLS):
+/// `User:` and the certificate's subject as RFC 2253 writes it (the last
+/// name component first, e.g. `User:CN=alice,OU=ml,O=acme`), which is the
+/// name Kafka's default principal builder gives the same certificate.
+pub fn client_principal(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    let mut rdns = Vec::new();
+    for rdn in parsed.subject().iter() {
+        let mut parts = Vec::new();
+        for attr in rdn.iter() {
+            let oid = attr.attr_type();
+            let key =
+                match x509_parser::objects::oid2abbrev(oid, x509_parser::objects::oid_registry()) {
+                    Ok(k @ ("CN" | "L" | "ST" | "O" | "OU" | "C" | "STREET" | "DC" | "UID")) => {
+                        k.to_string()
+                    }
+                    _ => oid.to_id_string(),
+                };
+            let value = match attr.as_str() {
+                Ok(v) => escape_dn_value(v),
+                Err(_) => format!(
+                    "#{}",
+                    attr.attr_value()
+                        .data
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                ),
+            };
+            parts.push(format!("{key}={value}"));
+        }
+        rdns.push(parts.join("+"));
+    }
+    rdns.reverse();
+    Some(format!("User:{}", rdns.join(",")))
+}
+
+/// RFC 2253's escaping of an attribute value.
+fn escape_dn_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let edge_space = c == ' ' && (i == 0 || i == last);
+        if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || edge_space
+            || (i == 0 && c == '#')
+        {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dn_escaping() {
+        assert_eq!(escape_dn_value("alice"), "alice");
+        assert_eq!(escape_dn_value("Acme, Inc."), "Acme\\, Inc.");
+        assert_eq!(escape_dn_value("#1 "), "\\#1\\ ");
+    }
+
+    #[test]
+    fn garbage_is_no_principal() {
+        assert_eq!(
+            client_principal(&CertificateDer::from(vec![1u8, 2, 3])),
+            None
+        );
+    }
+}

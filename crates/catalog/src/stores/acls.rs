@@ -1,6 +1,7 @@
 //! [`AclStore`]: authorization rules (Kafka's ACL bindings).
 
 use super::Catalog;
+use crate::changes::MetaChange;
 use crate::sql::{read, write, Row, Value};
 use crate::{AclRecord, AclStore, Result};
 
@@ -44,7 +45,7 @@ impl AclStore for Catalog {
                     &values(a),
                 )?;
             }
-            Ok(())
+            MetaChange::Acls.send(tx)
         })
     }
 
@@ -58,6 +59,9 @@ impl AclStore for Catalog {
                        AND operation = $6 AND permission = $7",
                     &values(a),
                 )? as usize;
+            }
+            if n > 0 {
+                MetaChange::Acls.send(tx)?;
             }
             Ok(n)
         })
