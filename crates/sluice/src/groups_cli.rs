@@ -97,12 +97,31 @@ pub fn call<T: DeserializeOwned>(
     serde_json::from_str(&text).with_context(|| format!("unexpected answer for {what}"))
 }
 
+/// The HTTP client of the CLIs; with `SLUICE_HTTP_USER` and
+/// `SLUICE_HTTP_PASSWORD` set it logs in with HTTP Basic authentication
+/// (a broker with `--http-auth basic`).
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(30)))
-        .build()
-        .into()
+        .timeout_global(Some(std::time::Duration::from_secs(30)));
+    if let (Ok(user), Ok(password)) = (
+        std::env::var("SLUICE_HTTP_USER"),
+        std::env::var("SLUICE_HTTP_PASSWORD"),
+    ) {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        if let Ok(value) = ureq::http::HeaderValue::from_str(&format!("Basic {token}")) {
+            config = config.middleware(
+                move |mut req: ureq::http::Request<ureq::SendBody>,
+                      next: ureq::middleware::MiddlewareNext| {
+                    req.headers_mut()
+                        .insert(ureq::http::header::AUTHORIZATION, value.clone());
+                    next.handle(req)
+                },
+            );
+        }
+    }
+    config.build().into()
 }
 
 /// Formats rows as an aligned table.

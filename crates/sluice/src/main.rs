@@ -7,6 +7,8 @@ mod cluster_cli;
 mod dlq_cli;
 mod groups_cli;
 mod http;
+mod http_auth;
+mod http_tls;
 mod schemas_cli;
 mod serve;
 mod settings;

@@ -7,11 +7,14 @@
 
 use crate::settings::Settings;
 use anyhow::{bail, Context};
+use axum::serve::ListenerExt;
 use sluice_broker::cluster::Membership;
+use sluice_broker::security::sasl::Users;
 use sluice_broker::security::ListenerSecurity;
 use sluice_broker::{Broker, BrokerConfig, GroupSettings};
 use sluice_catalog::{BrokerRecord, BrokerRegistry, Catalog, CatalogUrl, TopicStore};
 use sluice_storage::{FlushConfig, LogStore, StorageConfig};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,10 +164,30 @@ fn broker_id(
     Ok(id)
 }
 
+/// Serves the HTTP side on `listener` until `stop`.
+async fn serve_http<L>(listener: L, router: axum::Router, mut stop: watch::Receiver<bool>)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    for<'a> SocketAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    let r = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|v| *v).await;
+    })
+    .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
 /// Binds every Kafka listener, with the TLS and SASL its protocol needs.
 async fn bind_listeners(
     s: &Settings,
-    catalog: &Arc<Catalog>,
+    users: &Arc<Users>,
     cluster: bool,
 ) -> anyhow::Result<Vec<(tokio::net::TcpListener, Arc<ListenerSecurity>)>> {
     let all = &s.security.listeners;
@@ -179,7 +202,6 @@ async fn bind_listeners(
     } else {
         None
     };
-    let users = sluice_broker::security::sasl::Users::new(catalog.clone());
     let offered = Arc::new(s.security.sasl_mechanisms.clone());
     let mut out = Vec::with_capacity(all.len());
     for l in all {
@@ -305,7 +327,8 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         registry.clone(),
     )?;
 
-    let listeners = bind_listeners(&s, &catalog, cluster).await?;
+    let users = Users::new(catalog.clone());
+    let listeners = bind_listeners(&s, &users, cluster).await?;
     let http = tokio::net::TcpListener::bind(s.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (--http-listen)", s.http_listen))?;
@@ -333,19 +356,25 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         Duration::from_secs(5),
         stop_rx.clone(),
     ));
-    let mut http_stop = stop_rx.clone();
-    let router = crate::http::router(broker.clone(), fault_control)
+    let mut router = crate::http::router(broker.clone(), fault_control)
         .merge(sluice_registry::router(Arc::new(registry)));
-    let http_task = tokio::spawn(async move {
-        let r = axum::serve(http, router)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|v| *v).await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    if s.security.http_auth {
+        let auth = crate::http_auth::HttpAuth::new(
+            users.clone(),
+            broker.authorizer.clone(),
+            s.security.http_metrics_open,
+        );
+        router = router.layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::http_auth::check,
+        ));
+    }
+    let http_task = if s.security.http_tls {
+        let listener = crate::http_tls::TlsListener::new(http, s.security.tls.acceptor()?)?;
+        tokio::spawn(serve_http(listener.tap_io(|_| {}), router, stop_rx.clone()))
+    } else {
+        tokio::spawn(serve_http(http, router, stop_rx.clone()))
+    };
     let servers: Vec<_> = listeners
         .into_iter()
         .map(|(socket, security)| {
@@ -361,7 +390,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     tracing::info!(
         kafka = %s.security.listeners.iter().map(|l| format!("{}://{}", l.advertised.protocol, l.bind)).collect::<Vec<_>>().join(","),
         advertised = %s.security.listeners.iter().map(|l| l.advertised.to_string()).collect::<Vec<_>>().join(","),
-        http = %s.http_listen,
+        http = %format!("{}://{}", if s.security.http_tls { "https" } else { "http" }, s.http_listen),
+        authorizer = if s.security.authorization.is_some() { "acl" } else { "none" },
+        http_auth = if s.security.http_auth { "basic" } else { "none" },
         data_dir = %data_dir.display(),
         object_store = %opened.description,
         catalog = %url.describe(),

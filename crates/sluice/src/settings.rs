@@ -16,7 +16,7 @@ use std::path::PathBuf;
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys: data_dir, listen, advertise, listeners,
     /// advertised_listeners, tls_cert, tls_key, tls_client_ca, sasl_mechanisms, authorizer,
-    /// super_users, allow_everyone_if_no_acl_found,
+    /// super_users, allow_everyone_if_no_acl_found, http_auth, http_metrics_open, http_tls,
     /// http_listen, auto_create_topics_enable, num_partitions, message_max_bytes, object_store,
     /// catalog, broker_id, rack, metrics_partition_detail, the storage and cluster settings by
     /// their flag names with underscores, and an [object_store_options] table).
@@ -66,6 +66,18 @@ pub struct ServeArgs {
     /// (allow.everyone.if.no.acl.found) [default: false].
     #[arg(long, env = "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub allow_everyone_if_no_acl_found: Option<bool>,
+    /// `basic`: HTTP requests (admin API, schema registry, metrics) need a Sluice user's HTTP
+    /// Basic credentials and pass the ACLs; `none`: open [default: basic with --authorizer acl,
+    /// else none].
+    #[arg(long, env = "SLUICE_HTTP_AUTH", value_name = "basic|none")]
+    pub http_auth: Option<String>,
+    /// Leave GET /metrics open when --http-auth is basic (for scrapers without credentials)
+    /// [default: false].
+    #[arg(long, env = "SLUICE_HTTP_METRICS_OPEN", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub http_metrics_open: Option<bool>,
+    /// Serve the HTTP listener over TLS with --tls-cert and --tls-key [default: false].
+    #[arg(long, env = "SLUICE_HTTP_TLS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub http_tls: Option<bool>,
     /// Address of the HTTP listener (GET /healthz) [default: 127.0.0.1:8081].
     #[arg(long, env = "SLUICE_HTTP_LISTEN", value_name = "HOST:PORT")]
     pub http_listen: Option<String>,
@@ -172,6 +184,9 @@ struct FileSettings {
     authorizer: Option<String>,
     super_users: Option<String>,
     allow_everyone_if_no_acl_found: Option<bool>,
+    http_auth: Option<String>,
+    http_metrics_open: Option<bool>,
+    http_tls: Option<bool>,
     http_listen: Option<String>,
     auto_create_topics_enable: Option<bool>,
     num_partitions: Option<i32>,
@@ -239,6 +254,12 @@ pub struct SecuritySettings {
     pub sasl_session_lifetime_ms: u64,
     /// `--authorizer acl`: the policy (None: authorization is off).
     pub authorization: Option<Policy>,
+    /// HTTP requests need Basic credentials (and pass the ACLs).
+    pub http_auth: bool,
+    /// `/metrics` stays open with `http_auth`.
+    pub http_metrics_open: bool,
+    /// The HTTP listener speaks TLS.
+    pub http_tls: bool,
 }
 
 /// The authorization policy of `--authorizer`, `--super-users` and
@@ -427,6 +448,20 @@ impl Settings {
             args.allow_everyone_if_no_acl_found
                 .or(file.allow_everyone_if_no_acl_found),
         )?;
+        let http_auth = match args.http_auth.or(file.http_auth).as_deref().map(str::trim) {
+            None | Some("") => authorization.is_some(),
+            Some("basic") => true,
+            Some("none") => false,
+            Some(other) => bail!("--http-auth must be basic or none, not {other:?}"),
+        };
+        let http_tls = args.http_tls.or(file.http_tls).unwrap_or(false);
+        if http_tls && (tls.cert.is_none() || tls.key.is_none()) {
+            bail!("--http-tls needs --tls-cert and --tls-key");
+        }
+        let http_metrics_open = args
+            .http_metrics_open
+            .or(file.http_metrics_open)
+            .unwrap_or(false);
         let http_s = args
             .http_listen
             .or(file.http_listen)
@@ -551,6 +586,9 @@ impl Settings {
                 sasl_mechanisms,
                 sasl_session_lifetime_ms,
                 authorization,
+                http_auth,
+                http_metrics_open,
+                http_tls,
             },
         })
     }

@@ -111,6 +111,37 @@ impl Users {
             }
         }
     }
+
+    /// Whether `password` is `user`'s (PLAIN logins, HTTP Basic
+    /// authentication). One credential is enough to check a password;
+    /// checking with the cheapest keeps it fast. PBKDF2 takes milliseconds,
+    /// so it runs off the async workers; an unknown user is checked against
+    /// a made-up credential, so it takes as long as a known one.
+    pub async fn check_password(&self, user: &str, password: &str) -> bool {
+        let creds = self.credentials(user).await;
+        let check = creds
+            .iter()
+            .min_by_key(|c| (c.iterations, c.mechanism))
+            .cloned()
+            .map(|c| (c, true))
+            .unwrap_or_else(|| {
+                let m = Mechanism::Sha256;
+                let fake = Credential::from_salted(
+                    m,
+                    &[0u8; 32],
+                    vec![0u8; 24],
+                    super::scram::DEFAULT_ITERATIONS,
+                );
+                (fake, false)
+            });
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (credential, known) = check;
+            credential.verify_password(&password) && known
+        })
+        .await
+        .unwrap_or(false)
+    }
 }
 
 /// Where one connection's authentication stands.
@@ -306,33 +337,7 @@ impl Session {
         if user.is_empty() || (!authzid.is_empty() && authzid != user) {
             return Err(failed("authorization id must be empty or the user"));
         }
-        let creds = self.users.credentials(user).await;
-        // One credential is enough to check a password; checking with the
-        // cheapest keeps PLAIN logins fast. PBKDF2 takes milliseconds, so it
-        // runs off the async workers; an unknown user is checked against a
-        // made-up credential, so it takes as long as a known one.
-        let check = creds
-            .iter()
-            .min_by_key(|c| (c.iterations, c.mechanism))
-            .cloned()
-            .map(|c| (c, true))
-            .unwrap_or_else(|| {
-                let m = Mechanism::Sha256;
-                let fake = Credential::from_salted(
-                    m,
-                    &[0u8; 32],
-                    vec![0u8; 24],
-                    super::scram::DEFAULT_ITERATIONS,
-                );
-                (fake, false)
-            });
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || {
-            let (credential, known) = check;
-            credential.verify_password(&password) && known
-        })
-        .await
-        .unwrap_or(false);
+        let ok = self.users.check_password(user, password).await;
         if ok {
             Ok((State::Done(user.to_string()), Bytes::new()))
         } else {
