@@ -10,6 +10,7 @@
 
 use crate::fetch_frame::{self, Frame};
 use crate::handlers;
+use crate::quotas::{throttle_ms, Mute, QuotaKind};
 use crate::security::acl::Operation;
 use crate::security::guard::Guard;
 use crate::Broker;
@@ -18,10 +19,10 @@ use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, CreateAclsResponse, DeleteAclsResponse, DescribeAclsResponse,
-    DescribeClusterResponse, HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse,
-    LeaveGroupResponse, OffsetDeleteResponse, ProducerId, RequestHeader, RequestKind,
-    ResponseHeader, ResponseKind, SyncGroupResponse,
+    AlterClientQuotasResponse, ApiKey, ApiVersionsResponse, CreateAclsResponse, DeleteAclsResponse,
+    DescribeAclsResponse, DescribeClientQuotasResponse, DescribeClusterResponse, HeartbeatResponse,
+    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, OffsetDeleteResponse,
+    ProducerId, RequestHeader, RequestKind, ResponseHeader, ResponseKind, SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::net::SocketAddr;
@@ -56,6 +57,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     // Served only on SASL listeners (the connection handles them itself).
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -68,6 +71,8 @@ pub struct ConnInfo {
     pub advertised: (String, i32),
     /// Who the client authenticated as.
     pub caller: crate::security::authz::Caller,
+    /// Until when the connection reads no request (quota throttling).
+    pub mute: Arc<Mute>,
 }
 
 impl ConnInfo {
@@ -238,14 +243,32 @@ pub async fn handle(
     let ready = |body: ResponseKind| encode(body).map(Handled::Ready);
     let timer = RequestTimer::start(key);
     let guard = Guard::new(broker, &conn.caller);
+    let client_id = header
+        .client_id
+        .as_ref()
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_default();
+    let principal = conn.caller.principal.clone();
     let handled = match *body {
         RequestKind::ApiVersions(_) => ready(ResponseKind::ApiVersions(api_versions(None))),
         RequestKind::Produce(mut r) => {
             let refused = guard.produce(&mut r);
+            let bytes: usize = r
+                .topic_data
+                .iter()
+                .flat_map(|t| t.partition_data.iter())
+                .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+                .sum();
+            let throttle =
+                broker
+                    .quotas
+                    .record(QuotaKind::Produce, &principal, &client_id, bytes as f64);
+            conn.mute.extend(throttle);
             let durable = handlers::produce::handle(broker, r, version).await;
             Ok(Handled::Deferred(Box::pin(async move {
                 match durable.await {
                     Some(mut resp) => {
+                        resp.throttle_time_ms = throttle_ms(throttle);
                         Guard::answer_produce(&mut resp, refused);
                         encode(ResponseKind::Produce(resp))
                     }
@@ -256,12 +279,30 @@ pub async fn handle(
         RequestKind::Fetch(mut r) => {
             let refused = guard.fetch(&mut r);
             let b = broker.clone();
+            let over = broker
+                .quotas
+                .current(QuotaKind::Fetch, &principal, &client_id);
+            conn.mute.extend(over);
+            let mute = conn.mute.clone();
+            let (principal, client_id) = (principal.clone(), client_id.clone());
             Ok(Handled::Deferred(Box::pin(async move {
-                let mut reply = if r.topics.is_empty() && !refused.is_empty() {
+                let mut reply = if !over.is_zero() {
+                    // Over its quota: an empty answer with the throttle time
+                    // (Kafka's throttled fetch response).
+                    let mut reply = handlers::fetch::FetchReply::empty();
+                    reply.response.throttle_time_ms = throttle_ms(over);
+                    return encode(ResponseKind::Fetch(reply.into_joined()));
+                } else if r.topics.is_empty() && !refused.is_empty() {
                     handlers::fetch::FetchReply::empty()
                 } else {
                     handlers::fetch::handle(&b, r, version).await
                 };
+                let bytes: usize = reply.records.iter().flatten().map(|x| x.len()).sum();
+                let throttle =
+                    b.quotas
+                        .record(QuotaKind::Fetch, &principal, &client_id, bytes as f64);
+                mute.extend(throttle);
+                reply.response.throttle_time_ms = throttle_ms(throttle);
                 Guard::answer_fetch(&mut reply, refused);
                 let background = reply.from_objects;
                 let frame = match fetch_frame::encode(
@@ -521,8 +562,51 @@ pub async fn handle(
                 handlers::acls::delete(broker, r).await,
             )),
         },
+        RequestKind::DescribeClientQuotas(r) => {
+            match guard.cluster_error(Operation::DescribeConfigs) {
+                Some(e) => {
+                    let mut resp = DescribeClientQuotasResponse::default();
+                    resp.error_code = e.code();
+                    ready(ResponseKind::DescribeClientQuotas(resp))
+                }
+                None => ready(ResponseKind::DescribeClientQuotas(
+                    handlers::client_quotas::describe(broker, r),
+                )),
+            }
+        }
+        RequestKind::AlterClientQuotas(r) => match guard.cluster_error(Operation::AlterConfigs) {
+            Some(e) => {
+                let mut resp = AlterClientQuotasResponse::default();
+                for entry in &r.entries {
+                    let mut out =
+                        kafka_protocol::messages::alter_client_quotas_response::EntryData::default(
+                        );
+                    out.error_code = e.code();
+                    for c in &entry.entity {
+                        let mut d = kafka_protocol::messages::alter_client_quotas_response::EntityData::default();
+                        d.entity_type = c.entity_type.clone();
+                        d.entity_name = c.entity_name.clone();
+                        out.entity.push(d);
+                    }
+                    resp.entries.push(out);
+                }
+                ready(ResponseKind::AlterClientQuotas(resp))
+            }
+            None => ready(ResponseKind::AlterClientQuotas(
+                handlers::client_quotas::alter(broker, r).await,
+            )),
+        },
         _ => Err(DispatchError::NotServed(key).into()),
     };
+    // Thread time, for request_percentage quotas (the handling itself, not
+    // the wait for durability or data).
+    let spent = timer.started.elapsed().as_secs_f64() * 1000.0;
+    conn.mute.extend(broker.quotas.record(
+        QuotaKind::Request,
+        &conn.caller.principal,
+        &client_id,
+        spent,
+    ));
     Ok(match handled? {
         Handled::Ready(r) => {
             timer.finish();
@@ -589,6 +673,8 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::CreateAcls => "CreateAcls",
         ApiKey::DescribeAcls => "DescribeAcls",
         ApiKey::DeleteAcls => "DeleteAcls",
+        ApiKey::DescribeClientQuotas => "DescribeClientQuotas",
+        ApiKey::AlterClientQuotas => "AlterClientQuotas",
         _ => "Other",
     }
 }

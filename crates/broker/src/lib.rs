@@ -8,6 +8,7 @@
 //! - [`cluster`]: membership, placement (partition leaders, group
 //!   coordinators) and following the other brokers of a cluster.
 //! - [`security`]: listeners, TLS, SASL and SCRAM credentials, ACLs.
+//! - [`quotas`]: client quotas and throttling.
 
 pub mod cluster;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod dispatch;
 pub mod fetch_frame;
 pub mod groups;
 pub mod handlers;
+pub mod quotas;
 pub mod security;
 pub mod server;
 pub mod stream;
@@ -41,6 +43,7 @@ pub struct Broker {
     pub rates: sluice_observe::rate::RateTracker,
     pub cluster_id: String,
     pub authorizer: Arc<security::authz::Authorizer>,
+    pub quotas: Arc<quotas::Quotas>,
 }
 
 impl Broker {
@@ -73,6 +76,7 @@ impl Broker {
         store.set_fence(membership.fence());
         let authorizer =
             security::authz::Authorizer::open(catalog.clone(), config.authorization.clone())?;
+        let quotas = quotas::Quotas::open(catalog.clone())?;
         Ok(Arc::new(Self {
             config,
             store,
@@ -84,6 +88,7 @@ impl Broker {
             rates: sluice_observe::rate::RateTracker::new(std::time::Duration::from_secs(30)),
             cluster_id,
             authorizer,
+            quotas,
         }))
     }
 

@@ -141,9 +141,17 @@ async fn connection(
         peer,
         advertised: security.advertised.clone(),
         caller,
+        mute: crate::quotas::Mute::new(),
     };
     let auth_deadline = tokio::time::Instant::now() + AUTHENTICATION_TIMEOUT;
     loop {
+        // A throttled client's next request waits (KIP-219's muting).
+        if let Some(wait) = conn.mute.remaining() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
         let authenticated = session.as_ref().is_none_or(sasl::Session::authenticated);
         let frame = tokio::select! {
             f = read_frame(&mut reader, broker.config.max_request_bytes) => f,

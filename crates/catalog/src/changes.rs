@@ -10,7 +10,7 @@
 //!   LAST MAX_TS POSITION LENGTH` (an index row), `e TOPIC PARTITION
 //!   LOG_START END` (a partition's ends).
 //! - [`META_CHANNEL`]: one word naming what to reload: `topics`, `brokers`,
-//!   `registry` or `acls`.
+//!   `registry`, `acls` or `quotas`.
 
 use crate::sql::Tx;
 use crate::{CatalogError, PartitionEnd, Result, SegmentRecord};
@@ -29,6 +29,7 @@ pub enum MetaChange {
     Brokers,
     Registry,
     Acls,
+    Quotas,
 }
 
 impl MetaChange {
@@ -38,6 +39,7 @@ impl MetaChange {
             MetaChange::Brokers => "brokers",
             MetaChange::Registry => "registry",
             MetaChange::Acls => "acls",
+            MetaChange::Quotas => "quotas",
         }
     }
 
@@ -47,6 +49,7 @@ impl MetaChange {
             "brokers" => Some(MetaChange::Brokers),
             "registry" => Some(MetaChange::Registry),
             "acls" => Some(MetaChange::Acls),
+            "quotas" => Some(MetaChange::Quotas),
             _ => None,
         }
     }

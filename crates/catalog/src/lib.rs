@@ -258,6 +258,16 @@ pub trait AclStore: Send + Sync + 'static {
     fn all_acls(&self) -> Result<Vec<AclRecord>>;
 }
 
+/// Client quotas (Kafka's AlterClientQuotas): per entity (a canonical
+/// text naming the user and/or client id it is for), a value per key.
+pub trait QuotaStore: Send + Sync + 'static {
+    /// Sets (`Some`) or removes (`None`) each key's value of an entity, in
+    /// one transaction.
+    fn alter_quotas(&self, entity: &str, changes: &[(String, Option<f64>)]) -> Result<()>;
+    /// Every (entity, key, value).
+    fn all_quotas(&self) -> Result<Vec<(String, String, f64)>>;
+}
+
 /// The brokers of a cluster and their leases.
 pub trait BrokerRegistry: Send + Sync + 'static {
     /// A broker id no other broker has been given.

@@ -89,6 +89,12 @@ const TABLES: &[Table] = &[
         on_conflict: "",
     },
     Table {
+        name: "client_quotas",
+        columns: "entity, quota_key, value",
+        only: "",
+        on_conflict: "",
+    },
+    Table {
         name: "group_offsets",
         columns: "group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_ms",
         only: "",

@@ -195,6 +195,17 @@ const MIGRATIONS: &[Migration] = &[
             )"],
         postgres: &[],
     },
+    Migration {
+        version: 9,
+        what: "client quotas (Kafka's producer_byte_rate, consumer_byte_rate, request_percentage per user and client id)",
+        statements: &["CREATE TABLE IF NOT EXISTS client_quotas (
+                entity TEXT NOT NULL,
+                quota_key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (entity, quota_key)
+            )"],
+        postgres: &[],
+    },
 ];
 
 /// The schema version this build writes.

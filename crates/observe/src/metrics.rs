@@ -39,6 +39,7 @@ pub struct Metrics {
     pub sasl_failures: IntCounter,
     pub tls_failures: IntCounter,
     pub authorization_denials: IntCounterVec,
+    pub quota_throttles: IntCounterVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -182,6 +183,11 @@ impl Metrics {
             "Requests (or parts of them) the authorizer refused, by resource type and operation.",
             &["resource_type", "operation"],
         )?;
+        let quota_throttles = counter_vec(
+            "sluice_quota_throttles_total",
+            "Requests that earned a throttle under a client quota, by quota (producer_byte_rate, consumer_byte_rate, request_percentage).",
+            &["quota"],
+        )?;
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let g = IntGauge::new(name, help)?;
             registry.register(Box::new(g.clone()))?;
@@ -253,6 +259,7 @@ impl Metrics {
             sasl_failures,
             tls_failures,
             authorization_denials,
+            quota_throttles,
         })
     }
 

@@ -199,6 +199,9 @@ pub enum AdminError {
     BadRequest(String),
     #[error("{0}")]
     Internal(String),
+    /// The caller may not do this (the HTTP side's authorization).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 pub fn list_groups(broker: &Broker) -> Vec<GroupSummary> {

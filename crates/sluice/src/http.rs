@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use sluice_broker::security::acl::{Operation, ResourceType};
+use sluice_broker::security::authz::Caller;
 use sluice_broker::Broker;
 use sluice_ops::admin::{self, AdminError, ResetRequest};
 use sluice_ops::dlq;
@@ -22,6 +24,7 @@ impl IntoResponse for ApiError {
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
         };
         (
             status,
@@ -37,14 +40,25 @@ async fn list_groups(State(b): Shared) -> Json<Vec<admin::GroupSummary>> {
     Json(admin::list_groups(&b))
 }
 
+/// The logged-in caller, when the HTTP side checks credentials.
+type Who = Option<axum::Extension<Caller>>;
+
 async fn describe_group(
     State(b): Shared,
+    who: Who,
     Path(group): Path<String>,
 ) -> Result<Json<admin::GroupDetail>, ApiError> {
-    admin::describe_group(&b, &group)
-        .await
-        .map(Json)
-        .map_err(ApiError)
+    let mut detail = admin::describe_group(&b, &group).await.map_err(ApiError)?;
+    if let Some(axum::Extension(caller)) = who {
+        // Offsets of topics the caller may not describe are left out, as
+        // Kafka's OffsetFetch leaves them out.
+        detail.partitions.retain(|p| {
+            b.authorizer
+                .allows(&caller, Operation::Describe, ResourceType::Topic, &p.topic)
+        });
+        detail.total_lag = detail.partitions.iter().filter_map(|p| p.lag).sum();
+    }
+    Ok(Json(detail))
 }
 
 async fn list_topics(State(b): Shared) -> Json<Vec<admin::TopicSummary>> {
@@ -102,10 +116,32 @@ async fn delete_group(State(b): Shared, Path(group): Path<String>) -> Result<Sta
 
 async fn reset_offsets(
     State(b): Shared,
+    who: Who,
     Path(group): Path<String>,
     body: Result<Json<ResetRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Vec<admin::ResetPlanRow>>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError(AdminError::BadRequest(e.body_text())))?;
+    if let Some(axum::Extension(caller)) = who {
+        // Committing offsets needs Read on each topic (Kafka's OffsetCommit).
+        let topics: Vec<String> = if req.topics.is_empty() {
+            b.groups
+                .committed(&group)
+                .into_iter()
+                .map(|o| o.topic)
+                .collect()
+        } else {
+            req.topics.clone()
+        };
+        if let Some(t) = topics.iter().find(|t| {
+            !b.authorizer
+                .allows(&caller, Operation::Read, ResourceType::Topic, t)
+        }) {
+            return Err(ApiError(AdminError::Forbidden(format!(
+                "{} may not Read Topic {t}",
+                caller.principal
+            ))));
+        }
+    }
     admin::reset_offsets(&b, &group, req)
         .await
         .map(Json)

@@ -19,8 +19,10 @@
 //!   subject by the cluster (Describe / Alter). Schemas by id, the schema
 //!   types and the global config and mode are readable by any user
 //!   (deserializers look schemas up by id).
-//! - Lists (`/v1/topics`, `/v1/groups`, `/subjects`) show only what the
-//!   user may describe.
+//! - Lists (`/v1/topics`, `/v1/groups`, `/subjects`, `/schemas` and the
+//!   subjects and versions of a schema id) show only what the user may
+//!   describe; a group's detail leaves out topics the user may not
+//!   describe, and resetting its offsets needs Read on each topic.
 //!
 //! A password check costs a PBKDF2 run, so a successful login is
 //! remembered for [`REMEMBER`] by a digest of its header: a deleted user or
@@ -148,6 +150,8 @@ fn need(method: &Method, path: &str, replay_target: Option<Option<String>>) -> N
         ["compatibility", "subjects", subj, ..] => all(vec![subject(Describe, subj)]),
         ["config", subj] | ["mode", subj] => all(vec![subject(write, subj)]),
         ["config"] | ["mode"] if !get => all(vec![cluster(Alter)]),
+        // Schemas by id and the global settings: any user (lists of
+        // subjects in the answers are trimmed).
         ["config"] | ["mode"] | ["schemas", ..] => all(vec![]),
         // Unknown paths: any user gets the 404.
         _ => all(vec![]),
@@ -158,10 +162,16 @@ fn list_of(method: &Method, path: &str) -> Option<ListOf> {
     if method != Method::GET {
         return None;
     }
-    match path.trim_end_matches('/') {
+    let p = path.trim_end_matches('/');
+    match p {
         "/v1/topics" => Some(ListOf::Topics),
         "/v1/groups" => Some(ListOf::Groups),
-        "/subjects" => Some(ListOf::Subjects),
+        "/subjects" | "/schemas" => Some(ListOf::Subjects),
+        _ if p.starts_with("/schemas/ids/")
+            && (p.ends_with("/subjects") || p.ends_with("/versions")) =>
+        {
+            Some(ListOf::Subjects)
+        }
         _ => None,
     }
 }
@@ -252,7 +262,10 @@ impl HttpAuth {
                         .get("group")
                         .and_then(Value::as_str)
                         .map(|g| group(Operation::Describe, g)),
-                    ListOf::Subjects => v.as_str().map(|s| subject(Operation::Describe, s)),
+                    ListOf::Subjects => v
+                        .as_str()
+                        .or_else(|| v.get("subject").and_then(Value::as_str))
+                        .map(|s| subject(Operation::Describe, s)),
                 };
                 need.is_some_and(|n| self.may(caller, &n))
             })
@@ -320,6 +333,8 @@ pub async fn check(State(auth): State<Arc<HttpAuth>>, req: Request, next: Next) 
         }
     }
     let list = list_of(&method, &path);
+    let mut req = req;
+    req.extensions_mut().insert(caller.clone());
     let resp = next.run(req).await;
     let Some(list) = list.filter(|_| resp.status().is_success()) else {
         return resp;

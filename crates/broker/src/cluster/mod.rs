@@ -41,6 +41,7 @@ struct Pending {
     brokers: bool,
     registry: bool,
     acls: bool,
+    quotas: bool,
 }
 
 /// Keeps a cluster broker current until `shutdown`: renews its lease,
@@ -119,6 +120,12 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 tracing::warn!(error = %e, "reloading the ACLs failed");
             }
         }
+        if pending.quotas {
+            let quotas = broker.quotas.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || quotas.reload()).await {
+                tracing::warn!(error = %e, "reloading the client quotas failed");
+            }
+        }
     }
 }
 
@@ -132,6 +139,7 @@ fn take(broker: &Broker, heard: Heard, pending: &mut Pending) {
             pending.brokers = true;
             pending.registry = true;
             pending.acls = true;
+            pending.quotas = true;
         }
         Heard::Notice { channel, payload } if channel == DATA_CHANNEL => {
             m.catalog_changes.with_label_values(&["data"]).inc();
@@ -149,6 +157,7 @@ fn take(broker: &Broker, heard: Heard, pending: &mut Pending) {
                 Some(MetaChange::Brokers) => pending.brokers = true,
                 Some(MetaChange::Registry) => pending.registry = true,
                 Some(MetaChange::Acls) => pending.acls = true,
+                Some(MetaChange::Quotas) => pending.quotas = true,
                 None => tracing::warn!(payload, "unknown catalog notification"),
             }
             if let Some(kind) = MetaChange::parse(&payload) {

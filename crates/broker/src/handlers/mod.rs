@@ -2,6 +2,7 @@
 //! they share (topic name rules, auto-creation, error codes).
 
 pub mod acls;
+pub mod client_quotas;
 pub mod configs;
 pub mod delete_records;
 pub mod fetch;

@@ -1,8 +1,8 @@
 //! Kafka's authorization model (KIP-11, KIP-290): a rule allows or denies
 //! a principal, from a host, an operation on resources named literally or
-//! by prefix. Deny wins over allow; `ALL` covers every operation; `READ`,
-//! `WRITE`, `DELETE` and `ALTER` imply `DESCRIBE`, and `ALTER_CONFIGS`
-//! implies `DESCRIBE_CONFIGS`; the literal name `*`, the principal
+//! by prefix. Deny wins over allow; `ALL` covers every operation; an allowed
+//! `READ`, `WRITE`, `DELETE` or `ALTER` implies `DESCRIBE`, and an allowed
+//! `ALTER_CONFIGS` implies `DESCRIBE_CONFIGS` (a deny implies nothing); the literal name `*`, the principal
 //! `User:*` and the host `*` match everything. Super users are allowed
 //! everything; a resource no rule names is allowed only with
 //! `allow.everyone.if.no.acl.found`.
@@ -260,16 +260,21 @@ impl Policy {
         if on_resource.is_empty() {
             return self.allow_if_no_acl;
         }
-        let matching = || {
+        let mine = || {
             on_resource
                 .iter()
                 .filter(|r| r.applies_to(access.principal, access.host))
-                .filter(|r| r.operation.covers(access.operation))
         };
-        if matching().any(|r| r.permission == Permission::Deny) {
-            return false;
-        }
-        matching().any(|r| r.permission == Permission::Allow)
+        // As in Kafka, only allow rules imply other operations: Deny Read
+        // refuses Read (and a Deny All everything) but leaves Describe to
+        // the other rules.
+        let denied = mine().any(|r| {
+            r.permission == Permission::Deny
+                && (r.operation == access.operation || r.operation == Operation::All)
+        });
+        !denied
+            && mine()
+                .any(|r| r.permission == Permission::Allow && r.operation.covers(access.operation))
     }
 }
 
@@ -401,6 +406,10 @@ mod tests {
         assert!(
             !p.allows(&rules, &access("User:bob", Read, Topic, "llm.secret")),
             "deny wins"
+        );
+        assert!(
+            p.allows(&rules, &access("User:bob", Describe, Topic, "llm.secret")),
+            "a deny implies nothing: the prefixed Read still gives Describe"
         );
         assert!(
             !p.allows(&rules, &access("User:bob", Read, Topic, "other")),

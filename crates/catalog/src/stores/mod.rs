@@ -7,6 +7,7 @@ mod credentials;
 mod index;
 mod offsets;
 mod producers;
+mod quotas;
 mod replays;
 mod topics;
 
