@@ -9,6 +9,7 @@ mod groups_cli;
 mod http;
 mod http_auth;
 mod http_tls;
+mod quotas_cli;
 mod schemas_cli;
 mod serve;
 mod settings;
@@ -100,6 +101,8 @@ enum Command {
     Users(users_cli::UsersArgs),
     /// Kafka ACLs in a broker's catalog (kafka-acls.sh's vocabulary): add, list, remove.
     Acls(acls_cli::AclsArgs),
+    /// Client quotas in a broker's catalog (kafka-configs.sh's vocabulary): alter, describe.
+    Quotas(quotas_cli::QuotasArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -149,5 +152,6 @@ fn run() -> anyhow::Result<()> {
         Command::Schemas(args) => schemas_cli::run(args),
         Command::Users(args) => users_cli::run(args),
         Command::Acls(args) => acls_cli::run(args),
+        Command::Quotas(args) => quotas_cli::run(args),
     }
 }
