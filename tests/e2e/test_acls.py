@@ -729,3 +729,24 @@ def test_allow_everyone_if_no_acl_found(broker_factory, sluice_bin, certs):
     assert produce(bob, untouched, [b"still-open"]) == [None]
     md = ab.admin("bob").list_topics(timeout=OP_TIMEOUT)
     assert t not in md.topics and untouched in md.topics
+
+
+def test_user_admin_apis_need_the_cluster(acl):
+    """KIP-554's user APIs need Describe / Alter on the cluster (raw
+    protocol: confluent-kafka 2.16's binding aborts the client process,
+    munmap_chunk(): invalid pointer, on a refused alteration in this
+    module's sequence; the allowed path is in test_security)."""
+    API_DESCRIBE_USER_SCRAM = 50
+
+    def describe_users(user: str) -> int:
+        w = kw.Writer().uvarint(0).tags()  # users: null (everyone), no tags
+        with kw.WireConnection("127.0.0.1", acl.sasl_port) as conn:
+            conn.api_versions()
+            raw_login(conn, user)
+            r = conn.request(API_DESCRIBE_USER_SCRAM, 0, w.getvalue(), flexible_header=True, timeout=5)
+            r.skip_tags()
+            r.int32()
+            return r.int16()
+
+    assert describe_users("alice") == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    assert describe_users("admin") == 0

@@ -15,7 +15,8 @@ with `sluice users` before the broker's first start):
   connection closed (within the authentication timeout), and the broker
   keeps serving.
 * Mutual TLS: a client certificate signed by --tls-client-ca is needed.
-* `sluice users add|list|delete`.
+* `sluice users add|list|delete`, and the same users through KIP-554's
+  AlterUserScramCredentials / DescribeUserScramCredentials (AdminClient).
 """
 
 from __future__ import annotations
@@ -311,6 +312,60 @@ def test_users_cli(secure, sluice_bin):
     errs = []
     p = Producer({**conf, "error_cb": errs.append, "message.timeout.ms": 3000})
     p.produce("carol-gone", b"x")
+    p.flush(5)
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in errs), errs[:3]
+
+
+def test_kip554_user_scram_credentials_through_the_admin_client(secure):
+    """AlterUserScramCredentials / DescribeUserScramCredentials (KIP-554)
+    manage the same users as `sluice users`."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialDeletion, UserScramCredentialUpsertion)
+    admin = AdminClient(secure.conf("SASL_PLAINTEXT", "SCRAM-SHA-512"))
+    dave = UserScramCredentialUpsertion("dave", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192),
+                                        b"dave-pw")
+    dave512 = UserScramCredentialUpsertion("dave", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096),
+                                           b"dave-pw")
+    for f in admin.alter_user_scram_credentials([dave], request_timeout=10).values():
+        assert f.result(timeout=10) is None
+    for f in admin.alter_user_scram_credentials([dave512], request_timeout=10).values():
+        assert f.result(timeout=10) is None
+    # A user named twice in one request is refused (DUPLICATE_RESOURCE).
+    futs = admin.alter_user_scram_credentials([dave, dave512], request_timeout=10)
+    with pytest.raises(KafkaException) as e:
+        futs["dave"].result(timeout=10)
+    assert e.value.args[0].code() == KafkaError.DUPLICATE_RESOURCE
+    # Iterations out of range: UNACCEPTABLE_CREDENTIAL.
+    weak = UserScramCredentialUpsertion("erin", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 100), b"pw")
+    with pytest.raises(KafkaException) as e:
+        admin.alter_user_scram_credentials([weak], request_timeout=10)["erin"].result(timeout=10)
+    assert e.value.args[0].code() == KafkaError.UNACCEPTABLE_CREDENTIAL
+
+    described = admin.describe_user_scram_credentials(["dave"], request_timeout=10)["dave"].result(timeout=10)
+    infos = sorted((i.mechanism, i.iterations) for i in described.scram_credential_infos)
+    assert infos == [(ScramMechanism.SCRAM_SHA_256, 8192), (ScramMechanism.SCRAM_SHA_512, 4096)], infos
+    everyone = admin.describe_user_scram_credentials(request_timeout=10).result(timeout=10)
+    assert {"alice", "bob", "dave"} <= set(everyone), everyone
+    with pytest.raises(KafkaException) as e:
+        admin.describe_user_scram_credentials(["nobody"], request_timeout=10)["nobody"].result(timeout=10)
+    assert e.value.args[0].code() == KafkaError.RESOURCE_NOT_FOUND
+
+    # The new user logs in with both mechanisms and with PLAIN.
+    for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"):
+        conf = secure.conf("SASL_PLAINTEXT", mech, user="dave", password="dave-pw")
+        produce_and_consume(conf, f"dave-{mech.lower()}-{uuid.uuid4().hex[:6]}", n=3)
+
+    gone = UserScramCredentialDeletion("dave", ScramMechanism.SCRAM_SHA_256)
+    for f in admin.alter_user_scram_credentials([gone], request_timeout=10).values():
+        assert f.result(timeout=10) is None
+    with pytest.raises(KafkaException) as e:
+        admin.alter_user_scram_credentials([gone], request_timeout=10)["dave"].result(timeout=10)
+    assert e.value.args[0].code() == KafkaError.RESOURCE_NOT_FOUND
+    errs = []
+    p = Producer({**secure.conf("SASL_PLAINTEXT", "SCRAM-SHA-256", user="dave", password="dave-pw"),
+                  "error_cb": errs.append, "message.timeout.ms": 3000})
+    p.produce("dave-gone", b"x")
     p.flush(5)
     assert any(e.code() == KafkaError._AUTHENTICATION for e in errs), errs[:3]
 

@@ -19,8 +19,9 @@ use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    AlterClientQuotasResponse, ApiKey, ApiVersionsResponse, CreateAclsResponse, DeleteAclsResponse,
-    DescribeAclsResponse, DescribeClientQuotasResponse, DescribeClusterResponse, HeartbeatResponse,
+    AlterClientQuotasResponse, AlterUserScramCredentialsResponse, ApiKey, ApiVersionsResponse,
+    CreateAclsResponse, DeleteAclsResponse, DescribeAclsResponse, DescribeClientQuotasResponse,
+    DescribeClusterResponse, DescribeUserScramCredentialsResponse, HeartbeatResponse,
     InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, OffsetDeleteResponse,
     ProducerId, RequestHeader, RequestKind, ResponseHeader, ResponseKind, SyncGroupResponse,
 };
@@ -59,6 +60,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
     // Served only on SASL listeners (the connection handles them itself).
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -596,6 +599,38 @@ pub async fn handle(
                 handlers::client_quotas::alter(broker, r).await,
             )),
         },
+        RequestKind::DescribeUserScramCredentials(r) => {
+            match guard.cluster_error(Operation::Describe) {
+                Some(e) => {
+                    let mut resp = DescribeUserScramCredentialsResponse::default();
+                    resp.error_code = e.code();
+                    ready(ResponseKind::DescribeUserScramCredentials(resp))
+                }
+                None => ready(ResponseKind::DescribeUserScramCredentials(
+                    handlers::scram_users::describe(broker, r).await,
+                )),
+            }
+        }
+        RequestKind::AlterUserScramCredentials(r) => match guard.cluster_error(Operation::Alter) {
+            Some(e) => {
+                let mut resp = AlterUserScramCredentialsResponse::default();
+                for name in r
+                    .deletions
+                    .iter()
+                    .map(|d| &d.name)
+                    .chain(r.upsertions.iter().map(|u| &u.name))
+                {
+                    let mut out = kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default();
+                    out.user = name.clone();
+                    out.error_code = e.code();
+                    resp.results.push(out);
+                }
+                ready(ResponseKind::AlterUserScramCredentials(resp))
+            }
+            None => ready(ResponseKind::AlterUserScramCredentials(
+                handlers::scram_users::alter(broker, r).await,
+            )),
+        },
         _ => Err(DispatchError::NotServed(key).into()),
     };
     // Thread time, for request_percentage quotas (the handling itself, not
@@ -675,6 +710,8 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteAcls => "DeleteAcls",
         ApiKey::DescribeClientQuotas => "DescribeClientQuotas",
         ApiKey::AlterClientQuotas => "AlterClientQuotas",
+        ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
+        ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         _ => "Other",
     }
 }

@@ -82,7 +82,8 @@ impl Mechanism {
         }
     }
 
-    fn len(self) -> usize {
+    /// Bytes of the mechanism's hash (and of its salted password).
+    pub fn key_len(self) -> usize {
         match self {
             Self::Sha256 => 32,
             Self::Sha512 => 64,
@@ -121,7 +122,7 @@ fn hmac_of(m: Mechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 fn salted_password(m: Mechanism, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
-    let mut out = vec![0u8; m.len()];
+    let mut out = vec![0u8; m.key_len()];
     let n = NonZeroU32::new(iterations.max(1)).unwrap_or(NonZeroU32::MIN);
     pbkdf2::derive(m.pbkdf2(), n, salt, password, &mut out);
     out
@@ -343,7 +344,7 @@ impl ServerExchange {
             return Err(ScramError::Failed);
         };
         let m = c.mechanism;
-        if proof.len() != m.len() {
+        if proof.len() != m.key_len() {
             return Err(ScramError::Failed);
         }
         let auth_message = format!(
