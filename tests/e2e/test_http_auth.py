@@ -48,7 +48,7 @@ import requests
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient  # noqa: E402
 from confluent_kafka.schema_registry.error import SchemaRegistryError  # noqa: E402
 
@@ -690,3 +690,44 @@ def test_malformed_credentials_and_bodies(broker_factory, sluice_bin):
     assert r.json() == {"status": "ok"}
     assert_ok(ab.get("/v1/topics", user="admin"))
     ab.b.assert_alive("after malformed credentials and bodies")
+
+
+def test_users_through_the_http_admin_api(broker_factory, sluice_bin):
+    """`sluice users --http` manages a running broker's users; the HTTP
+    side needs Describe (list) or Alter (add, delete) on the cluster."""
+    ab = AuthBroker(broker_factory, sluice_bin)
+    http = ["--http", ab.hostport]
+    cp = sluice(sluice_bin, "users", *http, "add", "carol", "--password", "carol-pw", user="alice",
+                check=False)
+    assert cp.returncode != 0 and "may not Alter Cluster" in cp.stderr, cp.stderr
+    out = sluice(sluice_bin, "users", *http, "add", "carol", "--password", "carol-pw",
+                 "--mechanism", "SCRAM-SHA-512", user="admin").stdout
+    assert "carol: SCRAM-SHA-512 credential stored" in out, out
+    listed = json.loads(sluice(sluice_bin, "users", *http, "list", "--json", user="admin").stdout)
+    assert set(listed) == {"admin", "alice", "bob", "carol"} and len(listed["carol"]) == 1, listed
+    assert_error(ab.get("/v1/users", user="alice"), 403)
+    # The new user logs in on the Kafka listener and on the HTTP side.
+    p = Producer({**ab.kafka_conf(), "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "carol",
+                  "sasl.password": "carol-pw", "message.timeout.ms": 10000})
+    errs = []
+    p.produce("carol-topic", b"x", on_delivery=lambda e, m: e and errs.append(e))
+    assert p.flush(15) == 0
+    assert errs and errs[0].code() == 29, errs  # logged in, but no Write ACL
+    assert assert_ok(ab.get("/v1/topics", user="carol", password="carol-pw")).json() == []
+    # Bad input names the problem.
+    body = assert_error(ab.req("PUT", "/v1/users/dave", user="admin", json_body={"password": ""}), 400)
+    assert "password" in body["message"], body
+    body = assert_error(ab.req("PUT", "/v1/users/dave", user="admin",
+                               json_body={"password": "x", "iterations": 10}), 400)
+    assert "iterations" in body["message"], body
+    out = sluice(sluice_bin, "users", *http, "delete", "carol", user="admin").stdout
+    assert "1 credential(s) deleted" in out, out
+    cp = sluice(sluice_bin, "users", *http, "delete", "carol", user="admin", check=False)
+    assert cp.returncode != 0 and "no such user" in cp.stderr, cp.stderr
+    # (An HTTP login is remembered for 30 s; a new Kafka login fails at once.)
+    errs = []
+    p = Producer({**ab.kafka_conf(), "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "carol",
+                  "sasl.password": "carol-pw", "message.timeout.ms": 3000, "error_cb": errs.append})
+    p.produce("carol-topic", b"x")
+    p.flush(5)
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in errs), errs[:3]

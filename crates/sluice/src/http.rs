@@ -227,6 +227,90 @@ async fn set_fault(
     Ok(Json(control.get()))
 }
 
+/// Runs a blocking catalog call off the async workers.
+async fn catalog_call<T: Send + 'static>(
+    b: &Broker,
+    f: impl FnOnce(&sluice_catalog::Catalog) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let catalog = b.catalog.clone();
+    tokio::task::spawn_blocking(move || f(&catalog))
+        .await
+        .map_err(|e| ApiError(AdminError::Internal(e.to_string())))?
+        .map_err(|e| ApiError(AdminError::Internal(e.to_string())))
+}
+
+/// `GET /v1/users`: every SASL user and its mechanisms.
+async fn list_users(
+    State(b): Shared,
+) -> Result<Json<std::collections::BTreeMap<String, Vec<String>>>, ApiError> {
+    catalog_call(&b, |c| crate::users_cli::list_users(c)).await.map(Json)
+}
+
+#[derive(serde::Deserialize)]
+struct UserRequest {
+    password: String,
+    mechanism: Option<String>,
+    #[serde(default = "default_iterations")]
+    iterations: u32,
+}
+
+fn default_iterations() -> u32 {
+    sluice_broker::security::scram::DEFAULT_ITERATIONS
+}
+
+/// `PUT /v1/users/{name}`: creates a user or changes its password; answers
+/// the mechanisms stored.
+async fn put_user(
+    State(b): Shared,
+    Path(name): Path<String>,
+    body: Result<Json<UserRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError(AdminError::BadRequest(e.body_text())))?;
+    let records = crate::users_cli::new_credentials(
+        &name,
+        &req.password,
+        req.mechanism.as_deref(),
+        req.iterations,
+    )
+    .map_err(|e| ApiError(AdminError::BadRequest(e.to_string())))?;
+    catalog_call(&b, move |c| {
+        use sluice_catalog::CredentialStore;
+        let mut stored = Vec::new();
+        for r in &records {
+            c.put_credential(r)?;
+            stored.push(r.mechanism.clone());
+        }
+        Ok(stored)
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(serde::Deserialize)]
+struct DeleteUserQuery {
+    mechanism: Option<String>,
+}
+
+/// `DELETE /v1/users/{name}[?mechanism=M]`: answers how many credentials went.
+async fn delete_user(
+    State(b): Shared,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteUserQuery>,
+) -> Result<Json<usize>, ApiError> {
+    let m = crate::users_cli::mechanism_name(q.mechanism.as_deref())
+        .map_err(|e| ApiError(AdminError::BadRequest(e.to_string())))?;
+    let who = name.clone();
+    let n = catalog_call(&b, move |c| {
+        use sluice_catalog::CredentialStore;
+        Ok(c.delete_credentials(&who, m)?)
+    })
+    .await?;
+    if n == 0 {
+        return Err(ApiError(AdminError::NotFound(format!("no such user '{name}'"))));
+    }
+    Ok(Json(n))
+}
+
 /// The HTTP routes; `faults` adds `POST /v1/debug/faults` (tests only).
 pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultControl>) -> Router {
     let debug = match faults {
@@ -245,6 +329,8 @@ pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultC
         .route("/v1/dlq/{topic}/records", get(dlq_records))
         .route("/v1/dlq/{topic}/replay", post(dlq_replay))
         .route("/v1/schemas/ai-contracts", post(install_contracts))
+        .route("/v1/users", get(list_users))
+        .route("/v1/users/{name}", axum::routing::put(put_user).delete(delete_user))
         .route("/v1/groups", get(list_groups))
         .route(
             "/v1/groups/{group}",

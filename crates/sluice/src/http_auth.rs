@@ -12,7 +12,8 @@
 //!   offsets); a DLQ's records need Read on the dead-letter topic, a replay
 //!   also Write on its target (`to` or `original_topic`), or Alter on the
 //!   cluster when it replays into whatever topics the records name; the
-//!   cluster view, `/metrics` and the fault switch need the cluster.
+//!   cluster view, `/metrics` and the fault switch need the cluster, as
+//!   do the users (`/v1/users`: Describe to list, Alter to change).
 //! - Schema registry, as Confluent's topic-ACL mode: a subject `T-key` or
 //!   `T-value` (TopicNameStrategy) is governed by the ACLs of topic `T`:
 //!   Describe to read it, Write to register, change or delete; any other
@@ -133,6 +134,8 @@ fn need(method: &Method, path: &str, replay_target: Option<Option<String>>) -> N
             all(v)
         }
         ["v1", "schemas", ..] => all(vec![cluster(Alter)]),
+        ["v1", "users"] => all(vec![cluster(Describe)]),
+        ["v1", "users", ..] => all(vec![cluster(Alter)]),
         ["v1", "groups"] => all(vec![]),
         ["v1", "groups", g] if method == Method::DELETE => all(vec![group(Delete, g)]),
         ["v1", "groups", g] => all(vec![group(Describe, g)]),

@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use sluice_broker::security::sasl::to_record;
 use sluice_broker::security::scram::{Credential, Mechanism, DEFAULT_ITERATIONS};
 use sluice_catalog::{Catalog, CatalogUrl, CredentialStore};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -21,6 +22,10 @@ pub struct UsersArgs {
     /// The broker's data directory (for its default catalog) [default: ./sluice-data].
     #[arg(long, env = "SLUICE_DATA_DIR", value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Manage the users of a running broker through its HTTP admin API (HOST:PORT) instead
+    /// of a catalog; logs in with SLUICE_HTTP_USER / SLUICE_HTTP_PASSWORD.
+    #[arg(long, value_name = "HOST:PORT", global = true, conflicts_with_all = ["catalog", "data_dir"])]
+    http: Option<String>,
     #[command(subcommand)]
     command: UsersCommand,
 }
@@ -90,7 +95,106 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A user's new credentials (one per mechanism), checked.
+pub fn new_credentials(
+    name: &str,
+    password: &str,
+    mechanism: Option<&str>,
+    iterations: u32,
+) -> anyhow::Result<Vec<sluice_catalog::CredentialRecord>> {
+    check_name(name)?;
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    mechanisms(mechanism)?
+        .into_iter()
+        .map(|m| {
+            Credential::new(m, password, iterations)
+                .map(|c| to_record(name, &c))
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect()
+}
+
+/// Every user and its mechanisms (`list --json`, `GET /v1/users`).
+pub fn list_users(catalog: &Catalog) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in catalog.all_credentials()? {
+        users
+            .entry(c.user)
+            .or_default()
+            .push(format!("{} (iterations {})", c.mechanism, c.iterations));
+    }
+    Ok(users)
+}
+
+/// The mechanism name `--mechanism` means, checked.
+pub fn mechanism_name(m: Option<&str>) -> anyhow::Result<Option<&'static str>> {
+    m.map(|s| mechanisms(Some(s)).map(|v| v[0].name())).transpose()
+}
+
+/// `sluice users` through a running broker's HTTP admin API.
+fn run_http(http: &str, command: &UsersCommand) -> anyhow::Result<()> {
+    use crate::groups_cli::{agent, call, url};
+    let agent = agent();
+    let path = |name: &str| {
+        format!(
+            "/v1/users/{}",
+            percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+        )
+    };
+    match command {
+        UsersCommand::Add {
+            name,
+            password,
+            mechanism,
+            iterations,
+        } => {
+            let body = serde_json::json!({
+                "password": password, "mechanism": mechanism, "iterations": iterations,
+            });
+            let stored: Vec<String> = call(
+                agent.put(url(http, &path(name))).send_json(&body),
+                "adding a user",
+            )?;
+            for m in stored {
+                println!("{name}: {m} credential stored");
+            }
+        }
+        UsersCommand::List { json } => {
+            let users: BTreeMap<String, Vec<String>> =
+                call(agent.get(url(http, "/v1/users")).call(), "listing users")?;
+            print_users(users, *json)?;
+        }
+        UsersCommand::Delete { name, mechanism } => {
+            let mut u = url(http, &path(name));
+            if let Some(m) = mechanism_name(mechanism.as_deref())? {
+                u.push_str(&format!("?mechanism={m}"));
+            }
+            let n: usize = call(agent.delete(u).call(), "deleting a user")?;
+            println!("{name}: {n} credential(s) deleted");
+        }
+    }
+    Ok(())
+}
+
+fn print_users(users: BTreeMap<String, Vec<String>>, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&users)?);
+    } else {
+        let rows: Vec<Vec<String>> = users
+            .into_iter()
+            .map(|(u, m)| vec![u, m.join(", ")])
+            .collect();
+        crate::groups_cli::print_table(&["USER", "MECHANISMS"], &rows);
+    }
+    Ok(())
+}
+
 pub fn run(args: UsersArgs) -> anyhow::Result<()> {
+    if let Some(http) = &args.http {
+        return run_http(http, &args.command);
+    }
     let catalog = open_catalog(args.catalog.as_deref(), args.data_dir.as_deref())?;
     match &args.command {
         UsersCommand::Add {
@@ -99,41 +203,16 @@ pub fn run(args: UsersArgs) -> anyhow::Result<()> {
             mechanism,
             iterations,
         } => {
-            check_name(name)?;
-            if password.is_empty() {
-                bail!("the password is empty");
-            }
-            for m in mechanisms(mechanism.as_deref())? {
-                let c = Credential::new(m, password, *iterations)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                catalog.put_credential(&to_record(name, &c))?;
-                println!("{name}: {} credential stored", m.name());
+            for c in new_credentials(name, password, mechanism.as_deref(), *iterations)? {
+                catalog.put_credential(&c)?;
+                println!("{name}: {} credential stored", c.mechanism);
             }
         }
         UsersCommand::List { json } => {
-            let all = catalog.all_credentials()?;
-            let mut users: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-            for c in all {
-                users
-                    .entry(c.user)
-                    .or_default()
-                    .push(format!("{} (iterations {})", c.mechanism, c.iterations));
-            }
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&users)?);
-            } else {
-                let rows: Vec<Vec<String>> = users
-                    .into_iter()
-                    .map(|(u, m)| vec![u, m.join(", ")])
-                    .collect();
-                crate::groups_cli::print_table(&["USER", "MECHANISMS"], &rows);
-            }
+            print_users(list_users(&catalog)?, *json)?;
         }
         UsersCommand::Delete { name, mechanism } => {
-            let m = mechanism
-                .as_deref()
-                .map(|s| mechanisms(Some(s)).map(|v| v[0].name()))
-                .transpose()?;
+            let m = mechanism_name(mechanism.as_deref())?;
             let n = catalog.delete_credentials(name, m)?;
             if n == 0 {
                 bail!(
