@@ -267,7 +267,7 @@ pub async fn handle(
                     .quotas
                     .record(QuotaKind::Produce, &principal, &client_id, bytes as f64);
             conn.mute.extend(throttle);
-            let durable = handlers::produce::handle(broker, r, version).await;
+            let durable = handlers::produce::handle(broker, r, version, &conn.caller).await;
             Ok(Handled::Deferred(Box::pin(async move {
                 match durable.await {
                     Some(mut resp) => {

@@ -85,7 +85,7 @@ async fn accept(
                         .and_then(|c| c.first())
                         .and_then(tls::client_principal)
                     {
-                        caller.principal = p;
+                        caller.become_principal(&broker.catalog, p).await;
                     }
                     stream::tls(tls)
                 }
@@ -219,7 +219,7 @@ async fn connection(
                 }
                 // A SASL login names the principal (over a TLS client's).
                 if let Some(p) = s.principal() {
-                    conn.caller.principal = p;
+                    conn.caller.become_principal(&broker.catalog, p).await;
                 }
                 continue;
             }

@@ -254,6 +254,18 @@ fn topics_uploads_offsets_and_replays(open: &dyn Fn() -> Arc<Catalog>) {
         vec![cred("alice", "SCRAM-SHA-256", "k4")]
     );
 
+    c.set_user_attribute("alice", "tenant", Some("acme"))
+        .unwrap();
+    c.set_user_attribute("alice", "tenant", Some("globex"))
+        .unwrap();
+    c.set_user_attribute("bob", "tenant", Some("acme")).unwrap();
+    assert_eq!(
+        c.user_attributes("alice").unwrap(),
+        vec![("tenant".to_string(), "globex".to_string())]
+    );
+    c.set_user_attribute("bob", "tenant", None).unwrap();
+    assert_eq!(c.all_user_attributes().unwrap().len(), 1);
+
     let acl = |name: &str, op: i8, perm: i8| AclRecord {
         resource_type: 2,
         resource_name: name.into(),
@@ -277,6 +289,28 @@ fn topics_uploads_offsets_and_replays(open: &dyn Fn() -> Arc<Catalog>) {
         1
     );
     assert_eq!(c.all_acls().unwrap().len(), 2);
+
+    c.alter_quotas(
+        r#"[["user","alice"]]"#,
+        &[
+            ("producer_byte_rate".into(), Some(1024.0)),
+            ("consumer_byte_rate".into(), Some(2048.5)),
+        ],
+    )
+    .unwrap();
+    c.alter_quotas(
+        r#"[["user","alice"]]"#,
+        &[("consumer_byte_rate".into(), None)],
+    )
+    .unwrap();
+    assert_eq!(
+        c.all_quotas().unwrap(),
+        vec![(
+            r#"[["user","alice"]]"#.to_string(),
+            "producer_byte_rate".to_string(),
+            1024.0
+        )]
+    );
 
     c.delete_topic("a").unwrap();
     assert!(c.list_topics().unwrap().is_empty());

@@ -246,6 +246,12 @@ pub trait CredentialStore: Send + Sync + 'static {
     fn credentials(&self, user: &str) -> Result<Vec<CredentialRecord>>;
     /// Every credential, by user and mechanism.
     fn all_credentials(&self) -> Result<Vec<CredentialRecord>>;
+    /// Sets (`Some`) or clears an attribute of a user (e.g. `tenant`).
+    fn set_user_attribute(&self, user: &str, attr: &str, value: Option<&str>) -> Result<()>;
+    /// A user's attributes, by name.
+    fn user_attributes(&self, user: &str) -> Result<Vec<(String, String)>>;
+    /// Every user's attributes: (user, attribute, value).
+    fn all_user_attributes(&self) -> Result<Vec<(String, String, String)>>;
 }
 
 /// Authorization rules.

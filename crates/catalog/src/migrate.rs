@@ -89,6 +89,12 @@ const TABLES: &[Table] = &[
         on_conflict: "",
     },
     Table {
+        name: "user_attributes",
+        columns: "username, attr, value",
+        only: "",
+        on_conflict: "",
+    },
+    Table {
         name: "client_quotas",
         columns: "entity, quota_key, value",
         only: "",

@@ -206,6 +206,17 @@ const MIGRATIONS: &[Migration] = &[
             )"],
         postgres: &[],
     },
+    Migration {
+        version: 10,
+        what: "user attributes (a SASL user's tenant, for identity-bound governance)",
+        statements: &["CREATE TABLE IF NOT EXISTS user_attributes (
+                username TEXT NOT NULL,
+                attr TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (username, attr)
+            )"],
+        postgres: &[],
+    },
 ];
 
 /// The schema version this build writes.

@@ -131,6 +131,14 @@ pub enum ValidationError {
     ClassificationNotAllowed { value: String, allowed: String },
     #[error("header 'classification' is missing but the topic restricts classifications")]
     MissingClassification,
+    #[error("header 'tenant-id' {} does not match the tenant of {principal} ({})",
+        sent.as_deref().map(|s| format!("'{s}'")).unwrap_or_else(|| "is missing and".into()),
+        tenant.as_deref().map(|t| format!("'{t}'")).unwrap_or_else(|| "none".into()))]
+    TenantMismatch {
+        sent: Option<String>,
+        principal: String,
+        tenant: Option<String>,
+    },
 }
 
 impl ValidationError {
@@ -143,6 +151,7 @@ impl ValidationError {
             ValidationError::WrongSubject { .. } => "wrong_subject",
             ValidationError::Decode { .. } => "decode_failed",
             ValidationError::MissingHeader(_) => "missing_header",
+            ValidationError::TenantMismatch { .. } => "tenant_mismatch",
             ValidationError::InvalidTraceparent(_) => "invalid_traceparent",
             ValidationError::ClassificationNotAllowed { .. } => "classification_not_allowed",
             ValidationError::MissingClassification => "missing_classification",

@@ -29,5 +29,5 @@ pub use rest::router;
 pub use validate::{
     dlq, dlq_headers, dlq_topic, keys, policy_from_configs, try_policy_from_configs,
     GovernancePolicy, OnFailure, SchemaCheck, SubjectStrategy, TopicPolicy, ValidationMode,
-    Validator,
+    Validator, TENANT_HEADER,
 };

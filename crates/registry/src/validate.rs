@@ -18,8 +18,14 @@ pub mod keys {
     pub const ON_FAILURE: &str = "sluice.validation.on_failure";
     pub const REQUIRED_HEADERS: &str = "sluice.governance.required.headers";
     pub const ALLOWED_CLASSIFICATIONS: &str = "sluice.governance.allowed.classifications";
+    /// `true`: a record's `tenant-id` header must name the producing
+    /// principal's tenant.
+    pub const TENANT_BINDING: &str = "sluice.governance.tenant.binding";
+    /// A header name: the broker writes the producing principal into it
+    /// (replacing whatever the client sent).
+    pub const IDENTITY_HEADER: &str = "sluice.governance.producer.identity.header";
     /// All of them, for config listings and validation.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 10] = [
         VALUE_VALIDATION,
         KEY_VALIDATION,
         VALUE_STRATEGY,
@@ -28,6 +34,8 @@ pub mod keys {
         ON_FAILURE,
         REQUIRED_HEADERS,
         ALLOWED_CLASSIFICATIONS,
+        TENANT_BINDING,
+        IDENTITY_HEADER,
     ];
 }
 
@@ -142,7 +150,14 @@ pub struct GovernancePolicy {
     /// When set, the `classification` header must be one of these
     /// (compared case-insensitively).
     pub allowed_classifications: Option<Vec<String>>,
+    /// The `tenant-id` header must be the producing principal's tenant.
+    pub tenant_binding: bool,
+    /// The header the broker stamps the producing principal into.
+    pub identity_header: Option<String>,
 }
+
+/// The header naming a record's tenant.
+pub const TENANT_HEADER: &str = "tenant-id";
 
 /// The header carrying a record's data classification.
 pub const CLASSIFICATION_HEADER: &str = "classification";
@@ -190,7 +205,32 @@ fn header<'h, K: AsRef<str>, V: AsRef<[u8]>>(
 
 impl GovernancePolicy {
     pub fn is_empty(&self) -> bool {
-        self.required_headers.is_empty() && self.allowed_classifications.is_none()
+        self.required_headers.is_empty()
+            && self.allowed_classifications.is_none()
+            && !self.tenant_binding
+            && self.identity_header.is_none()
+    }
+
+    /// With tenant binding on: whether a record's `tenant-id` header is
+    /// the tenant of the principal producing it.
+    pub fn check_identity(
+        &self,
+        tenant_header: Option<&[u8]>,
+        principal: &str,
+        tenant: Option<&str>,
+    ) -> Result<(), ValidationError> {
+        if !self.tenant_binding {
+            return Ok(());
+        }
+        let sent = tenant_header.map(|v| String::from_utf8_lossy(v).into_owned());
+        match (&sent, tenant) {
+            (Some(s), Some(t)) if s == t => Ok(()),
+            _ => Err(ValidationError::TenantMismatch {
+                sent,
+                principal: principal.to_string(),
+                tenant: tenant.map(str::to_string),
+            }),
+        }
     }
 
     /// Checks a record's headers. Accepts `&[(String, Option<Vec<u8>>)]`
@@ -303,6 +343,17 @@ pub fn try_policy_from_configs(configs: &BTreeMap<String, String>) -> Result<Top
         allowed_classifications: get(keys::ALLOWED_CLASSIFICATIONS)
             .map(list)
             .filter(|l| !l.is_empty()),
+        tenant_binding: match get(keys::TENANT_BINDING) {
+            None => false,
+            Some(v) => flag(v).ok_or_else(|| bad(keys::TENANT_BINDING, v))?,
+        },
+        identity_header: match get(keys::IDENTITY_HEADER).map(str::trim) {
+            None | Some("") => None,
+            Some(h) if h.chars().any(char::is_control) => {
+                return Err(bad(keys::IDENTITY_HEADER, h));
+            }
+            Some(h) => Some(h.to_string()),
+        },
     };
     Ok(TopicPolicy {
         key,

@@ -243,7 +243,9 @@ async fn catalog_call<T: Send + 'static>(
 async fn list_users(
     State(b): Shared,
 ) -> Result<Json<std::collections::BTreeMap<String, Vec<String>>>, ApiError> {
-    catalog_call(&b, |c| crate::users_cli::list_users(c)).await.map(Json)
+    catalog_call(&b, |c| crate::users_cli::list_users(c))
+        .await
+        .map(Json)
 }
 
 #[derive(serde::Deserialize)]
@@ -252,6 +254,41 @@ struct UserRequest {
     mechanism: Option<String>,
     #[serde(default = "default_iterations")]
     iterations: u32,
+    tenant: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct TenantRequest {
+    tenant: Option<String>,
+}
+
+/// `PUT /v1/users/{name}/tenant` `{"tenant": "acme"}` (null clears it).
+async fn put_tenant(
+    State(b): Shared,
+    Path(name): Path<String>,
+    body: Result<Json<TenantRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError(AdminError::BadRequest(e.body_text())))?;
+    if let Some(t) = &req.tenant {
+        crate::users_cli::check_tenant(t)
+            .map_err(|e| ApiError(AdminError::BadRequest(e.to_string())))?;
+    }
+    let (who, tenant) = (name.clone(), req.tenant.clone());
+    let known = catalog_call(&b, move |c| {
+        use sluice_catalog::CredentialStore;
+        if c.credentials(&who)?.is_empty() {
+            return Ok(false);
+        }
+        c.set_user_attribute(&who, "tenant", tenant.as_deref())?;
+        Ok(true)
+    })
+    .await?;
+    if !known {
+        return Err(ApiError(AdminError::NotFound(format!(
+            "no such user '{name}'"
+        ))));
+    }
+    Ok(Json(json!({"user": name, "tenant": req.tenant})))
 }
 
 fn default_iterations() -> u32 {
@@ -273,12 +310,20 @@ async fn put_user(
         req.iterations,
     )
     .map_err(|e| ApiError(AdminError::BadRequest(e.to_string())))?;
+    if let Some(t) = &req.tenant {
+        crate::users_cli::check_tenant(t)
+            .map_err(|e| ApiError(AdminError::BadRequest(e.to_string())))?;
+    }
+    let tenant = req.tenant.clone();
     catalog_call(&b, move |c| {
         use sluice_catalog::CredentialStore;
         let mut stored = Vec::new();
         for r in &records {
             c.put_credential(r)?;
             stored.push(r.mechanism.clone());
+        }
+        if let Some(t) = &tenant {
+            c.set_user_attribute(&name, "tenant", Some(t))?;
         }
         Ok(stored)
     })
@@ -302,11 +347,17 @@ async fn delete_user(
     let who = name.clone();
     let n = catalog_call(&b, move |c| {
         use sluice_catalog::CredentialStore;
-        Ok(c.delete_credentials(&who, m)?)
+        let n = c.delete_credentials(&who, m)?;
+        if m.is_none() {
+            c.set_user_attribute(&who, "tenant", None)?;
+        }
+        Ok(n)
     })
     .await?;
     if n == 0 {
-        return Err(ApiError(AdminError::NotFound(format!("no such user '{name}'"))));
+        return Err(ApiError(AdminError::NotFound(format!(
+            "no such user '{name}'"
+        ))));
     }
     Ok(Json(n))
 }
@@ -330,7 +381,11 @@ pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultC
         .route("/v1/dlq/{topic}/replay", post(dlq_replay))
         .route("/v1/schemas/ai-contracts", post(install_contracts))
         .route("/v1/users", get(list_users))
-        .route("/v1/users/{name}", axum::routing::put(put_user).delete(delete_user))
+        .route(
+            "/v1/users/{name}",
+            axum::routing::put(put_user).delete(delete_user),
+        )
+        .route("/v1/users/{name}/tenant", axum::routing::put(put_tenant))
         .route("/v1/groups", get(list_groups))
         .route(
             "/v1/groups/{group}",

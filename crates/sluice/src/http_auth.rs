@@ -301,6 +301,7 @@ pub async fn check(State(auth): State<Arc<HttpAuth>>, req: Request, next: Next) 
     let caller = Caller {
         principal: format!("User:{user}"),
         host,
+        tenant: None,
     };
     // A replay's target is in its body: read it (bounded) and put it back.
     let (req, target) = if method == Method::POST && path.ends_with("/replay") {

@@ -44,6 +44,15 @@ enum UsersCommand {
         /// PBKDF2 iterations (4096-16384) [default: 4096].
         #[arg(long, default_value_t = DEFAULT_ITERATIONS)]
         iterations: u32,
+        /// The user's tenant: topics with sluice.governance.tenant.binding take from this
+        /// user only records whose tenant-id header is this tenant.
+        #[arg(long, value_name = "TENANT")]
+        tenant: Option<String>,
+    },
+    /// Set a user's tenant (or clear it, with no TENANT).
+    Tenant {
+        name: String,
+        tenant: Option<String>,
     },
     /// List users and their mechanisms.
     List {
@@ -130,7 +139,8 @@ pub fn list_users(catalog: &Catalog) -> anyhow::Result<BTreeMap<String, Vec<Stri
 
 /// The mechanism name `--mechanism` means, checked.
 pub fn mechanism_name(m: Option<&str>) -> anyhow::Result<Option<&'static str>> {
-    m.map(|s| mechanisms(Some(s)).map(|v| v[0].name())).transpose()
+    m.map(|s| mechanisms(Some(s)).map(|v| v[0].name()))
+        .transpose()
 }
 
 /// `sluice users` through a running broker's HTTP admin API.
@@ -149,9 +159,11 @@ fn run_http(http: &str, command: &UsersCommand) -> anyhow::Result<()> {
             password,
             mechanism,
             iterations,
+            tenant,
         } => {
             let body = serde_json::json!({
                 "password": password, "mechanism": mechanism, "iterations": iterations,
+                "tenant": tenant,
             });
             let stored: Vec<String> = call(
                 agent.put(url(http, &path(name))).send_json(&body),
@@ -164,7 +176,17 @@ fn run_http(http: &str, command: &UsersCommand) -> anyhow::Result<()> {
         UsersCommand::List { json } => {
             let users: BTreeMap<String, Vec<String>> =
                 call(agent.get(url(http, "/v1/users")).call(), "listing users")?;
-            print_users(users, *json)?;
+            print_users(users, BTreeMap::new(), *json)?;
+        }
+        UsersCommand::Tenant { name, tenant } => {
+            let body = serde_json::json!({ "tenant": tenant });
+            let _: serde_json::Value = call(
+                agent
+                    .put(url(http, &format!("{}/tenant", path(name))))
+                    .send_json(&body),
+                "setting a user's tenant",
+            )?;
+            println!("{name}: tenant {}", tenant.as_deref().unwrap_or("cleared"));
         }
         UsersCommand::Delete { name, mechanism } => {
             let mut u = url(http, &path(name));
@@ -178,15 +200,40 @@ fn run_http(http: &str, command: &UsersCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_users(users: BTreeMap<String, Vec<String>>, json: bool) -> anyhow::Result<()> {
+fn print_users(
+    users: BTreeMap<String, Vec<String>>,
+    tenants: BTreeMap<String, String>,
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&users)?);
     } else {
         let rows: Vec<Vec<String>> = users
             .into_iter()
-            .map(|(u, m)| vec![u, m.join(", ")])
+            .map(|(u, m)| {
+                let t = tenants.get(&u).cloned().unwrap_or_default();
+                vec![u, m.join(", "), t]
+            })
             .collect();
-        crate::groups_cli::print_table(&["USER", "MECHANISMS"], &rows);
+        crate::groups_cli::print_table(&["USER", "MECHANISMS", "TENANT"], &rows);
+    }
+    Ok(())
+}
+
+/// Every user's tenant.
+pub fn tenants(catalog: &Catalog) -> anyhow::Result<BTreeMap<String, String>> {
+    Ok(catalog
+        .all_user_attributes()?
+        .into_iter()
+        .filter(|(_, a, _)| a == "tenant")
+        .map(|(u, _, v)| (u, v))
+        .collect())
+}
+
+/// Checks a tenant name.
+pub fn check_tenant(t: &str) -> anyhow::Result<()> {
+    if t.is_empty() || t.len() > 256 || t.chars().any(|c| c.is_control()) {
+        bail!("a tenant must be 1-256 characters without control characters");
     }
     Ok(())
 }
@@ -202,18 +249,39 @@ pub fn run(args: UsersArgs) -> anyhow::Result<()> {
             password,
             mechanism,
             iterations,
+            tenant,
         } => {
+            if let Some(t) = tenant {
+                check_tenant(t)?;
+            }
             for c in new_credentials(name, password, mechanism.as_deref(), *iterations)? {
                 catalog.put_credential(&c)?;
                 println!("{name}: {} credential stored", c.mechanism);
             }
+            if let Some(t) = tenant {
+                catalog.set_user_attribute(name, "tenant", Some(t))?;
+                println!("{name}: tenant {t}");
+            }
+        }
+        UsersCommand::Tenant { name, tenant } => {
+            if let Some(t) = tenant {
+                check_tenant(t)?;
+            }
+            if catalog.credentials(name)?.is_empty() {
+                bail!("no such user '{name}'");
+            }
+            catalog.set_user_attribute(name, "tenant", tenant.as_deref())?;
+            println!("{name}: tenant {}", tenant.as_deref().unwrap_or("cleared"));
         }
         UsersCommand::List { json } => {
-            print_users(list_users(&catalog)?, *json)?;
+            print_users(list_users(&catalog)?, tenants(&catalog)?, *json)?;
         }
         UsersCommand::Delete { name, mechanism } => {
             let m = mechanism_name(mechanism.as_deref())?;
             let n = catalog.delete_credentials(name, m)?;
+            if m.is_none() {
+                catalog.set_user_attribute(name, "tenant", None)?;
+            }
             if n == 0 {
                 bail!(
                     "no such user '{name}'{}",

@@ -5,6 +5,7 @@
 
 use super::validation::{self, Validated};
 use super::{code, find_or_create_topic, str_bytes};
+use crate::security::authz::Caller;
 use crate::Broker;
 use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
@@ -92,6 +93,7 @@ pub async fn handle(
     broker: &Broker,
     req: ProduceRequest,
     _version: i16,
+    caller: &Caller,
 ) -> BoxFuture<'static, Option<ProduceResponse>> {
     let acks = req.acks;
     let mut topics = Vec::with_capacity(req.topic_data.len());
@@ -148,7 +150,9 @@ pub async fn handle(
                                 {
                                     Some(rejected(pd.index, bad))
                                 } else {
-                                    match validation::validate(broker, t, pd.index, batches).await {
+                                    match validation::validate(broker, t, pd.index, batches, caller)
+                                        .await
+                                    {
                                         Validated::Reject(bad) => Some(rejected(pd.index, bad)),
                                         Validated::Split { keep, .. } if keep.is_empty() => {
                                             // Every record went to the dead-letter topic.

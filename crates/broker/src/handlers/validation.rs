@@ -6,11 +6,19 @@
 //! INVALID_RECORD naming each bad record; `dlq` sends the bad records to
 //! `<topic>-dlq` with headers stating why, and appends the rest. Topics that
 //! ask for nothing are never decoded.
+//!
+//! Identity-bound governance: with `sluice.governance.tenant.binding` a
+//! record's `tenant-id` header must be the producing user's tenant (a
+//! failure like any other), and `sluice.governance.producer.identity.header`
+//! names a header the broker writes the producing principal into (stored
+//! batches are then re-encoded, uncompressed, as the same producer's).
 
+use crate::security::authz::Caller;
 use crate::Broker;
+use bytes::Bytes;
 use sluice_protocol::batch::{split_and_check, CheckedBatch};
-use sluice_protocol::records::{decode_batch, encode_batch, RawRecord};
-use sluice_registry::{dlq_headers, dlq_topic, policy_from_configs, OnFailure};
+use sluice_protocol::records::{decode_batch, encode_batch, encode_idempotent_batch, RawRecord};
+use sluice_registry::{dlq_headers, dlq_topic, policy_from_configs, OnFailure, TENANT_HEADER};
 use sluice_storage::Topic;
 
 /// What the checks decided for one partition's batches.
@@ -33,12 +41,13 @@ fn header<'a>(r: &'a RawRecord, name: &str) -> Option<&'a [u8]> {
         .and_then(|(_, v)| v.as_deref())
 }
 
-/// Runs the topic's checks on a partition's batches.
+/// Runs the topic's checks on a partition's batches, produced by `caller`.
 pub async fn validate(
     broker: &Broker,
     topic: &Topic,
     partition: i32,
     batches: Vec<CheckedBatch>,
+    caller: &Caller,
 ) -> Validated {
     let policy = policy_from_configs(&topic.record.configs);
     if !policy.is_active() {
@@ -46,35 +55,87 @@ pub async fn validate(
     }
     let validator = broker.registry.validator();
     let name = topic.record.name.as_str();
-    let mut records = Vec::new();
+    let mut per_batch: Vec<Vec<RawRecord>> = Vec::with_capacity(batches.len());
+    let mut seen = 0usize;
     for b in &batches {
         match decode_batch(&b.bytes) {
-            Ok(rs) => records.extend(rs),
+            Ok(rs) => {
+                seen += rs.len();
+                per_batch.push(rs);
+            }
             Err(e) => {
                 return Validated::Reject(vec![(
-                    records.len() as i32,
+                    seen as i32,
                     format!("records do not decode: {e}"),
                 )])
             }
         }
     }
+    let identity = policy.governance.identity_header.as_deref();
+    let stamp = |r: &mut RawRecord| {
+        if let Some(h) = identity {
+            // The broker's word, not the client's: a header of that name
+            // sent by the client is replaced.
+            r.headers.retain(|(k, _)| k.as_ref() != h.as_bytes());
+            r.headers.push((
+                Bytes::copy_from_slice(h.as_bytes()),
+                Some(Bytes::copy_from_slice(caller.principal.as_bytes())),
+            ));
+        }
+    };
     let mut good = Vec::new();
     let mut bad = Vec::new();
-    for (i, r) in records.into_iter().enumerate() {
-        match policy.check_record_with(
-            &validator,
-            name,
-            r.key.as_deref(),
-            r.value.as_deref(),
-            |h| header(&r, h),
-        ) {
-            Ok(_) => good.push(r),
-            Err(e) => bad.push((i as i32, r, e)),
+    let mut i = 0i32;
+    for rs in &per_batch {
+        for r in rs {
+            let checked = policy
+                .check_record_with(
+                    &validator,
+                    name,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    |h| header(r, h),
+                )
+                .and_then(|_| {
+                    policy.governance.check_identity(
+                        header(r, TENANT_HEADER),
+                        &caller.principal,
+                        caller.tenant.as_deref(),
+                    )
+                });
+            match checked {
+                Ok(_) => good.push(r.clone()),
+                Err(e) => bad.push((i, r.clone(), e)),
+            }
+            i += 1;
         }
     }
     if bad.is_empty() {
-        return Validated::Accept(batches);
+        if identity.is_none() {
+            return Validated::Accept(batches);
+        }
+        // Every batch again with the identity header, as the same
+        // producer's batch (the idempotence check still knows a retry).
+        let mut stamped = Vec::with_capacity(batches.len());
+        for (b, mut rs) in batches.iter().zip(per_batch) {
+            rs.iter_mut().for_each(stamp);
+            let h = &b.header;
+            match encode_idempotent_batch(&rs, h.producer_id, h.producer_epoch, h.base_sequence)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| split_and_check(&bytes).map_err(|e| e.to_string()))
+            {
+                Ok(k) => stamped.extend(k),
+                Err(e) => {
+                    return Validated::Reject(vec![(
+                        0,
+                        format!("stamping the producer identity failed: {e}"),
+                    )])
+                }
+            }
+        }
+        return Validated::Accept(stamped);
     }
+    good.iter_mut().for_each(stamp);
     if policy.on_failure == OnFailure::Reject {
         return Validated::Reject(
             bad.into_iter()

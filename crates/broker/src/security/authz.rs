@@ -29,6 +29,9 @@ pub struct Caller {
     pub principal: String,
     /// The client's address.
     pub host: String,
+    /// The user's tenant (the `tenant` attribute of `sluice users`), for
+    /// identity-bound governance.
+    pub tenant: Option<String>,
 }
 
 impl Caller {
@@ -38,7 +41,36 @@ impl Caller {
         Self {
             principal: Self::ANONYMOUS.to_string(),
             host,
+            tenant: None,
         }
+    }
+
+    /// Becomes `principal`, with its tenant from the catalog.
+    pub async fn become_principal(&mut self, catalog: &Arc<Catalog>, principal: String) {
+        if principal == self.principal {
+            return;
+        }
+        let user = principal
+            .strip_prefix("User:")
+            .unwrap_or(&principal)
+            .to_string();
+        let c = catalog.clone();
+        self.tenant = match tokio::task::spawn_blocking(move || {
+            sluice_catalog::CredentialStore::user_attributes(&*c, &user)
+        })
+        .await
+        {
+            Ok(Ok(attrs)) => attrs
+                .into_iter()
+                .find(|(a, _)| a == "tenant")
+                .map(|(_, v)| v),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading a user's tenant failed");
+                None
+            }
+            Err(_) => None,
+        };
+        self.principal = principal;
     }
 }
 

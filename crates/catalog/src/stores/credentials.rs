@@ -68,6 +68,45 @@ impl CredentialStore for Catalog {
         rows.iter().map(record).collect()
     }
 
+    fn set_user_attribute(&self, user: &str, attr: &str, value: Option<&str>) -> Result<()> {
+        write(&*self.db, |tx| {
+            match value {
+                Some(v) => tx.execute(
+                    "INSERT INTO user_attributes (username, attr, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (username, attr) DO UPDATE SET value = excluded.value",
+                    params![user, attr, v],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM user_attributes WHERE username = $1 AND attr = $2",
+                    params![user, attr],
+                )?,
+            };
+            Ok(())
+        })
+    }
+
+    fn user_attributes(&self, user: &str) -> Result<Vec<(String, String)>> {
+        let rows = read(&*self.db, |tx| {
+            tx.query(
+                "SELECT attr, value FROM user_attributes WHERE username = $1 ORDER BY attr",
+                params![user],
+            )
+        })?;
+        rows.iter().map(|r| Ok((r.text(0)?, r.text(1)?))).collect()
+    }
+
+    fn all_user_attributes(&self) -> Result<Vec<(String, String, String)>> {
+        let rows = read(&*self.db, |tx| {
+            tx.query(
+                "SELECT username, attr, value FROM user_attributes ORDER BY username, attr",
+                &[],
+            )
+        })?;
+        rows.iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?, r.text(2)?)))
+            .collect()
+    }
+
     fn all_credentials(&self) -> Result<Vec<CredentialRecord>> {
         let rows = read(&*self.db, |tx| {
             tx.query(
