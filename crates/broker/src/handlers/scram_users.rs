@@ -103,6 +103,9 @@ pub async fn describe(
     resp
 }
 
+/// A refusal: the error code and its message.
+type Refusal = (ResponseError, String);
+
 /// One change of the request, checked.
 enum Change {
     Delete(String, Mechanism),
@@ -115,7 +118,7 @@ fn check_upsert(
     iterations: i32,
     salt: &[u8],
     salted: &[u8],
-) -> Result<Change, (ResponseError, String)> {
+) -> Result<Change, Refusal> {
     let m = Mechanism::from_kafka_code(mechanism).ok_or_else(|| {
         (
             ResponseError::UnsupportedSaslMechanism,
@@ -166,7 +169,7 @@ pub async fn alter(
     {
         *seen.entry(n.as_str().to_string()).or_default() += 1;
     }
-    let mut checked: Vec<(String, Result<Change, (ResponseError, String)>)> = Vec::new();
+    let mut checked: Vec<(String, Result<Change, Refusal>)> = Vec::new();
     for d in &req.deletions {
         let name = d.name.as_str().to_string();
         let c = Mechanism::from_kafka_code(d.mechanism)
