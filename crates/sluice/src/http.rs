@@ -243,7 +243,7 @@ async fn catalog_call<T: Send + 'static>(
 async fn list_users(
     State(b): Shared,
 ) -> Result<Json<std::collections::BTreeMap<String, Vec<String>>>, ApiError> {
-    catalog_call(&b, |c| crate::users_cli::list_users(c))
+    catalog_call(&b, crate::users_cli::list_users)
         .await
         .map(Json)
 }
