@@ -608,10 +608,35 @@ mod tests {
     }
 
     #[test]
+    fn tenant_binding() {
+        let g = GovernancePolicy {
+            tenant_binding: true,
+            ..GovernancePolicy::default()
+        };
+        assert!(!g.is_empty());
+        assert_eq!(
+            g.check_identity(Some(b"acme"), "User:a", Some("acme")),
+            Ok(())
+        );
+        let e = g
+            .check_identity(Some(b"globex"), "User:a", Some("acme"))
+            .unwrap_err();
+        assert_eq!(e.reason(), "tenant_mismatch");
+        assert!(e.to_string().contains("'globex'") && e.to_string().contains("'acme'"));
+        assert!(g.check_identity(None, "User:a", Some("acme")).is_err());
+        assert!(g.check_identity(Some(b"acme"), "User:a", None).is_err());
+        assert_eq!(
+            GovernancePolicy::default().check_identity(None, "User:a", None),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn governance_check() {
         let g = GovernancePolicy {
             required_headers: vec!["traceparent".into(), "tenant-id".into()],
             allowed_classifications: Some(vec!["public".into(), "internal".into()]),
+            ..GovernancePolicy::default()
         };
         let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec();
         let good: Vec<(String, Option<Vec<u8>>)> = vec![
