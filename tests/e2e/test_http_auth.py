@@ -619,6 +619,16 @@ def test_http_tls(broker_factory, sluice_bin, certs):
     sr_error(lambda: ab.sr().get_subjects(), 401, "no credentials over HTTPS")
     assert ab.sr("admin").get_subjects() == ["orders-value"]
 
+    # The CLIs over HTTPS: a URL for --http, SLUICE_HTTP_CA for the CA.
+    env = {**_cli_env("admin"), "SLUICE_HTTP_CA": str(certs.ca)}
+    cp = subprocess.run([str(sluice_bin), "groups", "list", "--http", ab.url], env=env,
+                        capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    assert cp.returncode == 0 and "GROUP" in cp.stdout, cp.stderr
+    env.pop("SLUICE_HTTP_CA")
+    cp = subprocess.run([str(sluice_bin), "groups", "list", "--http", ab.url], env=env,
+                        capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    assert cp.returncode != 0 and "certificate" in cp.stderr.lower(), cp.stderr
+
     # The plain-HTTP attempt and the untrusted client did not hurt the listener.
     with urllib.request.urlopen(f"{ab.url}/healthz", timeout=HTTP_TIMEOUT, context=ctx) as r:
         assert r.status == 200

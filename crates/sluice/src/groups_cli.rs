@@ -65,8 +65,15 @@ struct ResetArgs {
     execute: bool,
 }
 
+/// The URL of `path` on the broker's HTTP listener: `--http` is HOST:PORT
+/// (plain HTTP) or a URL (`https://HOST:PORT` for a broker with
+/// `--http-tls`).
 pub fn url(http: &str, path: &str) -> String {
-    format!("http://{http}{path}")
+    if http.starts_with("http://") || http.starts_with("https://") {
+        format!("{}{path}", http.trim_end_matches('/'))
+    } else {
+        format!("http://{http}{path}")
+    }
 }
 
 fn api_error(e: ureq::Error, body: Option<String>) -> anyhow::Error {
@@ -99,11 +106,34 @@ pub fn call<T: DeserializeOwned>(
 
 /// The HTTP client of the CLIs; with `SLUICE_HTTP_USER` and
 /// `SLUICE_HTTP_PASSWORD` set it logs in with HTTP Basic authentication
-/// (a broker with `--http-auth basic`).
+/// (a broker with `--http-auth basic`); `SLUICE_HTTP_CA` names a PEM file
+/// of the CA certificates to trust for `https://` (instead of the WebPKI
+/// roots).
 pub fn agent() -> ureq::Agent {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(std::time::Duration::from_secs(30)));
+    if let Ok(path) = std::env::var("SLUICE_HTTP_CA") {
+        match std::fs::read(&path) {
+            Ok(pem) => {
+                let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                if certs.is_empty() {
+                    eprintln!("warning: SLUICE_HTTP_CA {path} holds no PEM certificate");
+                }
+                config = config.tls_config(
+                    ureq::tls::TlsConfig::builder()
+                        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+                        .build(),
+                );
+            }
+            Err(e) => eprintln!("warning: cannot read SLUICE_HTTP_CA {path}: {e}"),
+        }
+    }
     if let (Ok(user), Ok(password)) = (
         std::env::var("SLUICE_HTTP_USER"),
         std::env::var("SLUICE_HTTP_PASSWORD"),

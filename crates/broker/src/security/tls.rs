@@ -59,7 +59,12 @@ impl TlsFiles {
             path: key.display().to_string(),
             reason: e.to_string(),
         })?;
-        let builder = rustls::ServerConfig::builder();
+        // The provider named, not guessed: with more than one compiled in
+        // (the CLI's HTTP client brings ring) rustls cannot pick one.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
         let builder = match &self.client_ca {
             Some(ca) => {
                 let mut roots = rustls::RootCertStore::empty();
@@ -68,9 +73,10 @@ impl TlsFiles {
                         .add(c)
                         .map_err(|e| TlsError::Config(format!("--tls-client-ca: {e}")))?;
                 }
-                let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
-                    .build()
-                    .map_err(|e| TlsError::Config(format!("--tls-client-ca: {e}")))?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| TlsError::Config(format!("--tls-client-ca: {e}")))?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
