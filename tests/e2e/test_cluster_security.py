@@ -303,6 +303,54 @@ def raw_produce(conn: kw.WireConnection, topic: str) -> int:
     return conn.produce(topic, 0, batch, acks=-1, timeout=10).error_code
 
 
+API_DESCRIBE_ACLS, API_DELETE_ACLS = 29, 31
+
+
+def wire_key(b) -> tuple:
+    """An AclBinding as the wire's (resource type, name, pattern, principal,
+    host, operation, permission)."""
+    return (b.restype.value, b.name, b.resource_pattern_type.value, b.principal, b.host,
+            b.operation.value, b.permission_type.value)
+
+
+def _write_filter(w: kw.Writer, restype: int, name, pattern: int, principal=None) -> None:
+    w.int8(restype).string(name).int8(pattern).string(principal).string(None).int8(1).int8(1)
+
+
+def raw_describe_acls(conn: kw.WireConnection, restype: int, name, pattern: int, principal=None) -> set:
+    """DescribeAcls v1 (operation and permission ANY): the rules as wire_key tuples."""
+    w = kw.Writer()
+    _write_filter(w, restype, name, pattern, principal)
+    r = conn.request(API_DESCRIBE_ACLS, 1, w.getvalue(), timeout=10)
+    r.int32()
+    err, msg = r.int16(), r.string()
+    assert err == 0, f"DescribeAcls: error {err} {msg}"
+    out = set()
+    for _ in range(r.array_len()):
+        rt, rn, pt = r.int8(), r.string(), r.int8()
+        for _ in range(r.array_len()):
+            out.add((rt, rn, pt, r.string(), r.string(), r.int8(), r.int8()))
+    return out
+
+
+def raw_delete_acls(conn: kw.WireConnection, restype: int, name, pattern: int, principal=None) -> set:
+    """DeleteAcls v1 with one filter: the rules it deleted as wire_key tuples."""
+    w = kw.Writer().array_len(1)
+    _write_filter(w, restype, name, pattern, principal)
+    r = conn.request(API_DELETE_ACLS, 1, w.getvalue(), timeout=10)
+    r.int32()
+    n = r.array_len()
+    assert n == 1, f"DeleteAcls: {n} filter results for 1 filter"
+    err, msg = r.int16(), r.string()
+    assert err == 0, f"DeleteAcls: error {err} {msg}"
+    out = set()
+    for _ in range(r.array_len()):
+        e, m = r.int16(), r.string()
+        assert e == 0, f"DeleteAcls match: error {e} {m}"
+        out.add((r.int8(), r.string(), r.int8(), r.string(), r.string(), r.int8(), r.int8()))
+    return out
+
+
 # ---------------------------------------------------------------------------
 # 1. Users and ACLs across the brokers
 # ---------------------------------------------------------------------------
@@ -339,20 +387,22 @@ def test_users_and_acls_reach_every_broker(sec):
     assert took <= PROPAGATION_S, f"broker 2 enforced the new ACL only after {took:.2f}s"
     assert produce(sec.only(2, "alice"), t, [b"via-2"]) == [None]
 
-    # DescribeAcls through every broker lists the same rules.
+    # DescribeAcls through every broker lists the same rules (raw protocol:
+    # see the last test for the AdminClient through brokers 1 and 2).
+    both = {wire_key(alice_write), wire_key(bob_read)}
     for i in range(3):
-        assert keys(describe(sec.admin(i), acl_filter(TOPIC, t, LITERAL))) == keys([alice_write, bob_read]), i
-        assert keys(describe(sec.admin(i), acl_filter(principal="User:alice"))) >= keys([alice_write]), i
+        with sec.wire(i) as conn:
+            assert raw_describe_acls(conn, 2, t, 3) == both, f"DescribeAcls({t}) through broker {i}"
+            assert wire_key(alice_write) in raw_describe_acls(conn, 1, None, 1, "User:alice"), i
+    assert keys(describe(sec.admin(0), acl_filter(TOPIC, t, LITERAL))) == keys([alice_write, bob_read])
 
     # DeleteAcls through broker 1 takes the right away everywhere.
     conns = [sec.wire(i, "alice") for i in range(3)]
     try:
         for i, conn in enumerate(conns):
             assert raw_produce(conn, t) == 0, f"alice refused through broker {i} before DeleteAcls"
-        before = sec.api_count(1, "DeleteAcls")
-        flt = acl_filter(TOPIC, t, LITERAL, principal="User:alice")
-        (fut,) = sec.admin(1).delete_acls([flt], request_timeout=OP_TIMEOUT).values()
-        assert keys(fut.result(timeout=OP_TIMEOUT)) == keys([alice_write])
+        with sec.wire(1) as admin1:
+            assert raw_delete_acls(admin1, 2, t, 3, "User:alice") == {wire_key(alice_write)}
         start = time.monotonic()
         delays = {}
         for i, conn in enumerate(conns):
@@ -363,11 +413,11 @@ def test_users_and_acls_reach_every_broker(sec):
         for conn in conns:
             conn.close()
     print("DeleteAcls through broker 1 enforced after " + ", ".join(f"broker {i}: {d:.3f}s" for i, d in delays.items()))
-    assert sec.api_count(1, "DeleteAcls") >= before + 1, "the DeleteAcls did not go through broker 1"
     assert max(delays.values()) <= PROPAGATION_S, f"DeleteAcls enforced after {delays}"
     for i in range(3):
         assert produce_code(sec.only(i, "alice"), t) == TOPIC_AUTHZ, i
-        assert keys(describe(sec.admin(i), acl_filter(TOPIC, t, LITERAL))) == keys([bob_read]), i
+        with sec.wire(i) as conn:
+            assert raw_describe_acls(conn, 2, t, 3) == {wire_key(bob_read)}, f"DescribeAcls({t}) through broker {i}"
 
 
 # ---------------------------------------------------------------------------
@@ -410,7 +460,7 @@ def test_group_acls_whichever_broker_coordinates(sec):
             f"group {g} (coordinator broker {coord}) through broker {via} without Read on the group"
         assert sec.api_count(coord, "JoinGroup") > joins, f"no JoinGroup reached {g}'s coordinator, broker {coord}"
 
-        sec.grant(allow(GROUP, g, "User:alice", Op.READ), via=via)
+        sec.grant(allow(GROUP, g, "User:alice", Op.READ))
         deadline = time.monotonic() + 20
         attempts = []
         while True:
@@ -487,8 +537,23 @@ def test_acls_hold_through_a_killed_broker(sec):
     send(tc, "after-c")
     flush()
     assert results["after"] is None and results["after-c"] is None, results
-    errs, got = consume(sec.only(0, "admin"), ta, f"xkill-read-{tag}", want=3, secs=15)
-    assert not errs and sorted(got) == [b"after", b"before", b"outage-a"], (errs, got)
+    # Every record is there once (the probes aside).
+    want = [b"before", b"outage-a", b"after"]
+    c = Consumer({**sec.only(0, "admin"), "group.id": f"xkill-read-{tag}", "enable.auto.commit": False})
+    got = []
+    try:
+        c.assign([TopicPartition(ta, 0, 0)])
+        deadline = time.monotonic() + 15
+        while len(got) < len(want) and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            assert m.error() is None, m.error()
+            if not m.value().startswith(b"probe-"):
+                got.append(m.value())
+    finally:
+        c.close()
+    assert got == want, got
 
 
 # ---------------------------------------------------------------------------
@@ -635,3 +700,40 @@ def test_producer_byte_rate_holds_on_each_broker(sec):
                 f"alice through broker {i} at {r / MIB:.2f} MiB/s, quota {quota / MIB:.1f} MiB/s (per broker)"
     finally:
         sec.cli("quotas", "alter", "--user", "alice", "--delete-config", "producer_byte_rate")
+
+
+# ---------------------------------------------------------------------------
+# 6. The AdminClient through any broker
+# ---------------------------------------------------------------------------
+
+
+def test_admin_client_through_any_broker(sec):
+    """librdkafka sends CreateTopics, CreateAcls, DescribeAcls, DeleteAcls...
+    to the controller Metadata names, which Kafka always lists among the
+    brokers of that response: an AdminClient pinned to any broker (Metadata
+    lists its zone's broker only) must be able to use them."""
+    tag = uid()
+    t = f"xadm-{tag}"
+    sec.create_topic(t)
+    rule = allow(TOPIC, t, "User:bob", Op.DESCRIBE)
+    sec.grant(rule)
+    for i in range(3):
+        md = sec.admin(i).list_topics(timeout=OP_TIMEOUT)
+        assert md.controller_id in md.brokers, (
+            f"Metadata through broker {i} (client.id zone={sec.c.zone(i)}) lists brokers {sorted(md.brokers)} "
+            f"but names controller {md.controller_id}: the AdminClient waits for that controller forever")
+    for i in range(3):
+        before = sec.api_count(i, "DescribeAcls")
+        assert keys(describe(sec.admin(i), acl_filter(TOPIC, t, LITERAL))) == keys([rule]), i
+        assert sec.api_count(i, "DescribeAcls") > before, f"DescribeAcls did not go through broker {i}"
+    # Create, describe and delete rules, and create a topic, through broker 2.
+    extra = allow(TOPIC, t, "User:bob", Op.READ)
+    before = sec.api_count(2, "CreateAcls")
+    sec.grant(extra, via=2)
+    assert sec.api_count(2, "CreateAcls") > before
+    (fut,) = sec.admin(2).delete_acls([acl_filter(TOPIC, t, LITERAL, principal="User:bob")],
+                                      request_timeout=OP_TIMEOUT).values()
+    assert keys(fut.result(timeout=OP_TIMEOUT)) == keys([rule, extra])
+    for i in range(3):
+        assert describe(sec.admin(i), acl_filter(TOPIC, t, LITERAL)) == [], i
+    sec.create_topic(f"xadm-new-{tag}", partitions=2, via=1)

@@ -16,21 +16,26 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::delete_records_request::DeleteRecordsTopic;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::list_offsets_request::ListOffsetsTopic;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic;
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
@@ -52,7 +57,48 @@ impl Refused {
     pub fn is_empty(&self) -> bool {
         self.topics.is_empty()
     }
+
+    /// The response topics answering the refused ones: `topic` makes one
+    /// from its name and partitions, `partition` a partition from its index
+    /// and error code.
+    fn answer<T, P>(
+        self,
+        topic: impl Fn(TopicName, Vec<P>) -> T,
+        partition: impl Fn(i32, i16) -> P,
+    ) -> impl Iterator<Item = T> {
+        self.topics.into_iter().map(move |(name, parts, e)| {
+            let parts = parts.into_iter().map(|p| partition(p, code(e))).collect();
+            topic(name, parts)
+        })
+    }
 }
+
+/// A request's topic entry: its name and the partitions it lists.
+trait RequestTopic {
+    fn topic_name(&self) -> &TopicName;
+    fn partition_indexes(&self) -> Vec<i32>;
+}
+
+macro_rules! request_topic {
+    ($t:ty, $name:ident, $parts:ident, $index:ident) => {
+        impl RequestTopic for $t {
+            fn topic_name(&self) -> &TopicName {
+                &self.$name
+            }
+            fn partition_indexes(&self) -> Vec<i32> {
+                self.$parts.iter().map(|p| p.$index).collect()
+            }
+        }
+    };
+}
+
+// Which fields name the topic and its partitions differs per request.
+request_topic!(TopicProduceData, name, partition_data, index);
+request_topic!(FetchTopic, topic, partitions, partition);
+request_topic!(ListOffsetsTopic, name, partitions, partition_index);
+request_topic!(DeleteRecordsTopic, name, partitions, partition_index);
+request_topic!(OffsetCommitRequestTopic, name, partitions, partition_index);
+request_topic!(OffsetDeleteRequestTopic, name, partitions, partition_index);
 
 /// The checks for one request.
 pub struct Guard<'a> {
@@ -98,21 +144,37 @@ impl<'a> Guard<'a> {
         self.cluster(Operation::Create) || self.topic(Operation::Create, name)
     }
 
-    /// Takes the items whose topic fails `allowed` out of `items`.
-    fn take_out<T>(
+    /// Takes the topics that fail `allowed` out of `items`, to be answered
+    /// with `error`.
+    fn take_out<T: RequestTopic>(
         items: &mut Vec<T>,
         mut allowed: impl FnMut(&T) -> bool,
         refused: &mut Refused,
-        name: impl Fn(&T) -> (TopicName, Vec<i32>),
         error: ResponseError,
     ) {
         let (keep, out): (Vec<T>, Vec<T>) =
             std::mem::take(items).into_iter().partition(|t| allowed(t));
         *items = keep;
         for t in &out {
-            let (n, parts) = name(t);
-            refused.topics.push((n, parts, error));
+            refused
+                .topics
+                .push((t.topic_name().clone(), t.partition_indexes(), error));
         }
+    }
+
+    /// Takes the topics the caller may not `op` out of `items`
+    /// (TOPIC_AUTHORIZATION_FAILED).
+    fn refuse_topics<T: RequestTopic>(&self, items: &mut Vec<T>, op: Operation) -> Refused {
+        let mut refused = Refused::default();
+        if self.on() {
+            Self::take_out(
+                items,
+                |t| self.topic(op, t.topic_name().0.as_str()),
+                &mut refused,
+                TOPIC_DENIED,
+            );
+        }
+        refused
     }
 
     // ---- Produce: Write on each topic; a topic that does not exist is
@@ -130,33 +192,19 @@ impl<'a> Guard<'a> {
                 ResourceType::TransactionalId,
                 tid.0.as_str(),
             ) {
-                let all = |t: &TopicProduceData| {
-                    (
-                        t.name.clone(),
-                        t.partition_data.iter().map(|p| p.index).collect(),
-                    )
-                };
                 Self::take_out(
                     &mut req.topic_data,
                     |_| false,
                     &mut refused,
-                    all,
                     ResponseError::TransactionalIdAuthorizationFailed,
                 );
                 return refused;
             }
         }
-        let parts = |t: &TopicProduceData| {
-            (
-                t.name.clone(),
-                t.partition_data.iter().map(|p| p.index).collect(),
-            )
-        };
         Self::take_out(
             &mut req.topic_data,
             |t| self.topic(Operation::Write, t.name.0.as_str()),
             &mut refused,
-            parts,
             TOPIC_DENIED,
         );
         Self::take_out(
@@ -166,108 +214,88 @@ impl<'a> Guard<'a> {
                 self.broker.store.topic(name).is_some() || self.may_create(name)
             },
             &mut refused,
-            parts,
             ResponseError::UnknownTopicOrPartition,
         );
         refused
     }
 
     pub fn answer_produce(resp: &mut ProduceResponse, refused: Refused) {
-        for (name, parts, e) in refused.topics {
-            let mut t = TopicProduceResponse::default();
-            t.name = name;
-            t.partition_responses = parts
-                .into_iter()
-                .map(|p| {
-                    let mut r = PartitionProduceResponse::default();
-                    r.index = p;
-                    r.error_code = code(e);
-                    r.base_offset = -1;
-                    r
-                })
-                .collect();
-            resp.responses.push(t);
-        }
+        resp.responses.extend(refused.answer(
+            |name, parts| {
+                let mut t = TopicProduceResponse::default();
+                t.name = name;
+                t.partition_responses = parts;
+                t
+            },
+            |index, error| {
+                let mut r = PartitionProduceResponse::default();
+                r.index = index;
+                r.error_code = error;
+                r.base_offset = -1;
+                r
+            },
+        ));
     }
 
     // ---- Fetch: Read on each topic.
 
     pub fn fetch(&self, req: &mut FetchRequest) -> Refused {
-        let mut refused = Refused::default();
-        if self.on() {
-            Self::take_out(
-                &mut req.topics,
-                |t| self.topic(Operation::Read, t.topic.0.as_str()),
-                &mut refused,
-                |t| {
-                    (
-                        t.topic.clone(),
-                        t.partitions.iter().map(|p| p.partition).collect(),
-                    )
-                },
-                TOPIC_DENIED,
-            );
-        }
-        refused
+        self.refuse_topics(&mut req.topics, Operation::Read)
     }
 
     pub fn answer_fetch(reply: &mut crate::handlers::fetch::FetchReply, refused: Refused) {
-        for (name, parts, e) in refused.topics {
-            let mut t = FetchableTopicResponse::default();
-            t.topic = name;
-            for p in parts {
-                let mut pd = PartitionData::default();
-                pd.partition_index = p;
-                pd.error_code = code(e);
-                pd.high_watermark = -1;
-                pd.last_stable_offset = -1;
-                pd.log_start_offset = -1;
-                pd.records = Some(Bytes::new());
-                t.partitions.push(pd);
-                reply.records.push(Vec::new());
-            }
-            reply.response.responses.push(t);
+        let topics: Vec<FetchableTopicResponse> = refused
+            .answer(
+                |name, parts| {
+                    let mut t = FetchableTopicResponse::default();
+                    t.topic = name;
+                    t.partitions = parts;
+                    t
+                },
+                |index, error| {
+                    let mut pd = PartitionData::default();
+                    pd.partition_index = index;
+                    pd.error_code = error;
+                    pd.high_watermark = -1;
+                    pd.last_stable_offset = -1;
+                    pd.log_start_offset = -1;
+                    pd.records = Some(Bytes::new());
+                    pd
+                },
+            )
+            .collect();
+        // One (empty) batch list per partition, in response order.
+        for t in &topics {
+            reply
+                .records
+                .extend(t.partitions.iter().map(|_| Vec::new()));
         }
+        reply.response.responses.extend(topics);
     }
 
     // ---- ListOffsets: Describe on each topic.
 
     pub fn list_offsets(&self, req: &mut ListOffsetsRequest) -> Refused {
-        let mut refused = Refused::default();
-        if self.on() {
-            Self::take_out(
-                &mut req.topics,
-                |t| self.topic(Operation::Describe, t.name.0.as_str()),
-                &mut refused,
-                |t| {
-                    (
-                        t.name.clone(),
-                        t.partitions.iter().map(|p| p.partition_index).collect(),
-                    )
-                },
-                TOPIC_DENIED,
-            );
-        }
-        refused
+        self.refuse_topics(&mut req.topics, Operation::Describe)
     }
 
     pub fn answer_list_offsets(resp: &mut ListOffsetsResponse, refused: Refused) {
-        for (name, parts, e) in refused.topics {
-            let mut t = ListOffsetsTopicResponse::default();
-            t.name = name;
-            t.partitions = parts
-                .into_iter()
-                .map(|p| {
-                    let mut r = ListOffsetsPartitionResponse::default();
-                    r.partition_index = p;
-                    r.error_code = code(e);
-                    r.offset = -1;
-                    r.timestamp = -1;
-                    r
-                })
-                .collect();
-            resp.topics.push(t);
-        }
+        resp.topics.extend(refused.answer(
+            |name, parts| {
+                let mut t = ListOffsetsTopicResponse::default();
+                t.name = name;
+                t.partitions = parts;
+                t
+            },
+            |index, error| {
+                let mut r = ListOffsetsPartitionResponse::default();
+                r.partition_index = index;
+                r.error_code = error;
+                r.offset = -1;
+                r.timestamp = -1;
+                r
+            },
+        ));
     }
 
     // ---- Metadata: only describable topics are listed; a named topic the
@@ -399,40 +427,25 @@ impl<'a> Guard<'a> {
     }
 
     pub fn delete_records(&self, req: &mut DeleteRecordsRequest) -> Refused {
-        let mut refused = Refused::default();
-        if self.on() {
-            Self::take_out(
-                &mut req.topics,
-                |t| self.topic(Operation::Delete, t.name.0.as_str()),
-                &mut refused,
-                |t| {
-                    (
-                        t.name.clone(),
-                        t.partitions.iter().map(|p| p.partition_index).collect(),
-                    )
-                },
-                TOPIC_DENIED,
-            );
-        }
-        refused
+        self.refuse_topics(&mut req.topics, Operation::Delete)
     }
 
     pub fn answer_delete_records(resp: &mut DeleteRecordsResponse, refused: Refused) {
-        for (name, parts, e) in refused.topics {
-            let mut t = DeleteRecordsTopicResult::default();
-            t.name = name;
-            t.partitions = parts
-                .into_iter()
-                .map(|p| {
-                    let mut r = DeleteRecordsPartitionResult::default();
-                    r.partition_index = p;
-                    r.low_watermark = -1;
-                    r.error_code = code(e);
-                    r
-                })
-                .collect();
-            resp.topics.push(t);
-        }
+        resp.topics.extend(refused.answer(
+            |name, parts| {
+                let mut t = DeleteRecordsTopicResult::default();
+                t.name = name;
+                t.partitions = parts;
+                t
+            },
+            |index, error| {
+                let mut r = DeleteRecordsPartitionResult::default();
+                r.partition_index = index;
+                r.low_watermark = -1;
+                r.error_code = error;
+                r
+            },
+        ));
     }
 
     // ---- Configs: topics by their name, the broker as the cluster.
@@ -610,55 +623,34 @@ impl<'a> Guard<'a> {
     /// OffsetCommit: Read on the group (checked by the caller) and on each
     /// topic.
     pub fn offset_commit(&self, req: &mut OffsetCommitRequest) -> Refused {
-        let mut refused = Refused::default();
-        if self.on() {
-            Self::take_out(
-                &mut req.topics,
-                |t| self.topic(Operation::Read, t.name.0.as_str()),
-                &mut refused,
-                |t| {
-                    (
-                        t.name.clone(),
-                        t.partitions.iter().map(|p| p.partition_index).collect(),
-                    )
-                },
-                TOPIC_DENIED,
-            );
-        }
-        refused
+        self.refuse_topics(&mut req.topics, Operation::Read)
     }
 
     pub fn answer_offset_commit(resp: &mut OffsetCommitResponse, refused: Refused) {
-        for (name, parts, e) in refused.topics {
-            let mut t = OffsetCommitResponseTopic::default();
-            t.name = name;
-            t.partitions = parts
-                .into_iter()
-                .map(|p| {
-                    let mut r = OffsetCommitResponsePartition::default();
-                    r.partition_index = p;
-                    r.error_code = code(e);
-                    r
-                })
-                .collect();
-            resp.topics.push(t);
-        }
+        resp.topics.extend(refused.answer(
+            |name, parts| {
+                let mut t = OffsetCommitResponseTopic::default();
+                t.name = name;
+                t.partitions = parts;
+                t
+            },
+            |index, error| {
+                let mut r = OffsetCommitResponsePartition::default();
+                r.partition_index = index;
+                r.error_code = error;
+                r
+            },
+        ));
     }
 
     /// OffsetCommit refused as a whole: every partition gets `e`.
     pub fn refuse_offset_commit(
-        req: OffsetCommitRequest,
+        mut req: OffsetCommitRequest,
         e: ResponseError,
     ) -> OffsetCommitResponse {
-        let mut resp = OffsetCommitResponse::default();
         let mut refused = Refused::default();
-        for t in req.topics {
-            refused.topics.push((
-                t.name,
-                t.partitions.iter().map(|p| p.partition_index).collect(),
-                e,
-            ));
-        }
+        Self::take_out(&mut req.topics, |_| false, &mut refused, e);
+        let mut resp = OffsetCommitResponse::default();
         Self::answer_offset_commit(&mut resp, refused);
         resp
     }
@@ -785,39 +777,24 @@ impl<'a> Guard<'a> {
     /// OffsetDelete: Delete on the group (checked by the caller), Read on
     /// each topic.
     pub fn offset_delete(&self, req: &mut OffsetDeleteRequest) -> Refused {
-        let mut refused = Refused::default();
-        if self.on() {
-            Self::take_out(
-                &mut req.topics,
-                |t| self.topic(Operation::Read, t.name.0.as_str()),
-                &mut refused,
-                |t| {
-                    (
-                        t.name.clone(),
-                        t.partitions.iter().map(|p| p.partition_index).collect(),
-                    )
-                },
-                TOPIC_DENIED,
-            );
-        }
-        refused
+        self.refuse_topics(&mut req.topics, Operation::Read)
     }
 
     pub fn answer_offset_delete(resp: &mut OffsetDeleteResponse, refused: Refused) {
-        for (name, parts, e) in refused.topics {
-            let mut t = OffsetDeleteResponseTopic::default();
-            t.name = name;
-            t.partitions = parts
-                .into_iter()
-                .map(|p| {
-                    let mut r = OffsetDeleteResponsePartition::default();
-                    r.partition_index = p;
-                    r.error_code = code(e);
-                    r
-                })
-                .collect();
-            resp.topics.push(t);
-        }
+        resp.topics.extend(refused.answer(
+            |name, parts| {
+                let mut t = OffsetDeleteResponseTopic::default();
+                t.name = name;
+                t.partitions = parts;
+                t
+            },
+            |index, error| {
+                let mut r = OffsetDeleteResponsePartition::default();
+                r.partition_index = index;
+                r.error_code = error;
+                r
+            },
+        ));
     }
 
     /// CLUSTER_AUTHORIZATION_FAILED unless the caller may `op` the cluster
