@@ -40,6 +40,11 @@ pub struct Metrics {
     pub tls_failures: IntCounter,
     pub authorization_denials: IntCounterVec,
     pub quota_throttles: IntCounterVec,
+    pub cleaner_runs: IntCounter,
+    pub cleaner_records_removed: IntCounter,
+    pub cleaner_bytes_read: IntCounter,
+    pub cleaner_bytes_written: IntCounter,
+    pub cleaner_dirty_bytes: IntGauge,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -193,6 +198,31 @@ impl Metrics {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let cleaner_runs = counter(
+            "sluice_cleaner_runs_total",
+            "Partitions of compacted topics the log cleaner rewrote.",
+        )?;
+        let cleaner_records_removed = counter(
+            "sluice_cleaner_records_removed_total",
+            "Records the log cleaner removed (superseded values and expired tombstones).",
+        )?;
+        let cleaner_bytes_read = counter(
+            "sluice_cleaner_bytes_read_total",
+            "Bytes of record batches the log cleaner rewrote (before cleaning).",
+        )?;
+        let cleaner_bytes_written = counter(
+            "sluice_cleaner_bytes_written_total",
+            "Bytes of record batches the log cleaner kept (after cleaning).",
+        )?;
+        let cleaner_dirty_bytes = gauge(
+            "sluice_cleaner_dirty_bytes",
+            "Cleanable bytes of compacted topics not yet cleaned (the cleaner's backlog), as of its last pass.",
+        )?;
         let live_brokers = gauge(
             "sluice_cluster_live_brokers",
             "Live brokers this broker sees (1 alone).",
@@ -260,6 +290,11 @@ impl Metrics {
             tls_failures,
             authorization_denials,
             quota_throttles,
+            cleaner_runs,
+            cleaner_records_removed,
+            cleaner_bytes_read,
+            cleaner_bytes_written,
+            cleaner_dirty_bytes,
         })
     }
 

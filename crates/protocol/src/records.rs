@@ -171,14 +171,77 @@ fn encode_batch_as(
     epoch: i16,
     base_sequence: i32,
 ) -> Result<Bytes, RecordsError> {
+    let shape = Shape {
+        base_offset: 0,
+        offsets_from_records: false,
+        last_offset_delta: records.len().saturating_sub(1) as i32,
+        attributes: 0,
+        producer_id,
+        epoch,
+        base_sequence,
+    };
+    encode_shaped(records, &shape)
+}
+
+/// Encodes the records a cleaner kept of a stored batch: the batch's base
+/// offset, last offset delta, producer fields and timestamp type stay (so
+/// the batch still spans its original offsets, with gaps where records
+/// went), each record keeps its own offset; uncompressed.
+pub fn encode_retained_batch(
+    records: &[RawRecord],
+    original: &crate::batch::BatchHeader,
+) -> Result<Bytes, RecordsError> {
+    if let Some(r) = records
+        .iter()
+        .find(|r| r.offset < original.base_offset || r.offset > original.last_offset())
+    {
+        return Err(err(format!(
+            "record offset {} is outside its batch {}..={}",
+            r.offset,
+            original.base_offset,
+            original.last_offset()
+        )));
+    }
+    let shape = Shape {
+        base_offset: original.base_offset,
+        offsets_from_records: true,
+        last_offset_delta: original.last_offset_delta,
+        // The timestamp type and the transactional and control bits; the
+        // codec bits go (the records are written uncompressed).
+        attributes: original.attributes & !0x07,
+        producer_id: original.producer_id,
+        epoch: original.producer_epoch,
+        base_sequence: original.base_sequence,
+    };
+    encode_shaped(records, &shape)
+}
+
+/// The header fields of a batch being encoded.
+struct Shape {
+    base_offset: i64,
+    /// Offset deltas from each record's offset (else its position).
+    offsets_from_records: bool,
+    last_offset_delta: i32,
+    attributes: i16,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+}
+
+fn encode_shaped(records: &[RawRecord], shape: &Shape) -> Result<Bytes, RecordsError> {
     let base_ts = records.iter().map(|r| r.timestamp).min().unwrap_or(-1);
     let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
     let mut body = BytesMut::new();
     for (i, r) in records.iter().enumerate() {
+        let delta = if shape.offsets_from_records {
+            r.offset - shape.base_offset
+        } else {
+            i as i64
+        };
         let mut rec = BytesMut::new();
         rec.put_u8(0);
         put_varlong(&mut rec, r.timestamp - base_ts);
-        put_varlong(&mut rec, i as i64);
+        put_varlong(&mut rec, delta);
         put_len_bytes(&mut rec, &r.key);
         put_len_bytes(&mut rec, &r.value);
         put_varlong(&mut rec, r.headers.len() as i64);
@@ -191,18 +254,18 @@ fn encode_batch_as(
         body.put_slice(&rec);
     }
     let mut b = BytesMut::with_capacity(HEADER_LEN + body.len());
-    b.put_i64(0);
+    b.put_i64(shape.base_offset);
     b.put_i32((HEADER_LEN - 12 + body.len()) as i32);
     b.put_i32(-1);
     b.put_i8(2);
     b.put_u32(0);
-    b.put_i16(0);
-    b.put_i32(records.len().saturating_sub(1) as i32);
+    b.put_i16(shape.attributes);
+    b.put_i32(shape.last_offset_delta);
     b.put_i64(base_ts);
     b.put_i64(max_ts);
-    b.put_i64(producer_id);
-    b.put_i16(epoch);
-    b.put_i32(base_sequence);
+    b.put_i64(shape.producer_id);
+    b.put_i16(shape.epoch);
+    b.put_i32(shape.base_sequence);
     b.put_i32(records.len() as i32);
     b.put_slice(&body);
     let crc = crc32c::crc32c(&b[21..]);
@@ -213,6 +276,56 @@ fn encode_batch_as(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retained_batches_keep_offsets_and_span() {
+        let rec = |offset: i64, v: &'static [u8]| RawRecord {
+            offset,
+            timestamp: 1000 + offset,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static(v)),
+            headers: vec![],
+        };
+        // An idempotent producer's batch of offsets 100..=104.
+        let original = encode_idempotent_batch(
+            &[
+                rec(0, b"a"),
+                rec(1, b"b"),
+                rec(2, b"c"),
+                rec(3, b"d"),
+                rec(4, b"e"),
+            ],
+            7,
+            1,
+            40,
+        )
+        .unwrap();
+        let mut stored = original.to_vec();
+        stored[0..8].copy_from_slice(&100i64.to_be_bytes());
+        let header = crate::batch::BatchHeader::parse(&stored).unwrap();
+        let kept = [rec(101, b"b"), rec(103, b"d")];
+        let out = encode_retained_batch(&kept, &header).unwrap();
+        // (A produce request's check would refuse the gaps; stored batches
+        // are read without it.)
+        let h = &crate::batch::BatchHeader::parse(&out).unwrap();
+        assert_eq!(
+            (h.base_offset, h.last_offset()),
+            (100, 104),
+            "the batch keeps its span"
+        );
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (7, 1, 40)
+        );
+        assert_eq!(h.record_count, 2);
+        let back = decode_batch(&out).unwrap();
+        assert_eq!(
+            back.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![101, 103]
+        );
+        assert_eq!(back[1].value.as_deref(), Some(&b"d"[..]));
+        assert!(encode_retained_batch(&[rec(99, b"x")], &header).is_err());
+    }
 
     #[test]
     fn round_trips_with_duplicate_headers_and_nulls() {

@@ -18,6 +18,7 @@
 
 pub mod block_cache;
 pub mod bulk;
+pub mod cleaner;
 pub mod cluster;
 pub mod disk_lane;
 pub mod embedded;

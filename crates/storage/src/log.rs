@@ -46,6 +46,9 @@ pub enum StorageError {
     Task(String),
     #[error("object store request timed out: {0}")]
     Timeout(String),
+    /// Stored data that does not read back as it was written.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
 }
 
 /// Why an append was refused.

@@ -13,6 +13,8 @@
 //!   The new object is built in memory: at most `compaction_max_bytes`
 //!   (`--compaction-max-bytes`), shown as `sluice_memory_bytes{kind=
 //!   "compaction"}` while it is held.
+//! - **Cleaning** of compacted topics keeps the latest record per key
+//!   ([`crate::cleaner`]).
 //! - **Garbage collection** deletes objects no index row points to, after a
 //!   grace period for reads in flight, and objects the catalog never heard of
 //!   (a crash, or a failed commit, between a PUT and its commit): the
@@ -41,7 +43,7 @@ use tokio::sync::watch;
 pub const DATA_PREFIX: &str = "data";
 pub const COMPACTED_PREFIX: &str = "compacted";
 
-fn config_i64(t: &Topic, key: &str, default: i64) -> i64 {
+pub(crate) fn config_i64(t: &Topic, key: &str, default: i64) -> i64 {
     t.config(key)
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
@@ -119,7 +121,10 @@ impl LogStore {
         Ok(())
     }
 
-    async fn rows_of(&self, p: &PartitionLog) -> Result<Vec<SegmentRecord>, StorageError> {
+    pub(crate) async fn rows_of(
+        &self,
+        p: &PartitionLog,
+    ) -> Result<Vec<SegmentRecord>, StorageError> {
         let catalog = self.catalog.clone();
         let (t, part) = (p.topic_id(), p.partition());
         tokio::task::spawn_blocking(move || catalog.segments_from(t, part, 0, usize::MAX >> 1))
@@ -333,6 +338,11 @@ impl LogStore {
             tracing::warn!(error = %e, "retention pass failed");
         }
         // Compaction's reads yield the disk to consumers' reads.
+        match crate::disk_lane::in_background(self.clean_compacted()).await {
+            Ok(n) if n > 0 => tracing::debug!(partitions = n, "the cleaner rewrote partitions"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cleaning compacted topics failed"),
+        }
         match crate::disk_lane::in_background(self.compact()).await {
             Ok(n) if n > 0 => tracing::info!(objects = n, "compaction wrote objects"),
             Ok(_) => {}

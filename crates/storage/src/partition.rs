@@ -552,6 +552,23 @@ impl PartitionLog {
         s.log_start
     }
 
+    /// After the cleaner rewrote the rows up to `through` (`freed` bytes
+    /// fewer): drops the uploaded batches of that range kept in memory, so
+    /// readers go to the cleaned objects, and the recently published rows.
+    pub(crate) fn forget_cleaned(&self, through: i64, freed: u64) {
+        let mut s = self.state.lock();
+        s.size_bytes = s.size_bytes.saturating_sub(freed);
+        while let Some(b) = s.mem.front() {
+            if b.last_offset <= through && b.last_offset < s.uploaded_end {
+                s.mem_bytes -= b.bytes.len();
+                s.mem.pop_front();
+            } else {
+                break;
+            }
+        }
+        s.recent.clear();
+    }
+
     /// Reads batches from memory from the one holding `offset` while they
     /// follow each other, below `hw`, within `max_bytes` (the first batch
     /// whatever its size).

@@ -75,7 +75,15 @@ pub async fn handle(
         })
         .collect();
     resp.cluster_id = Some(str_bytes(broker.cluster_id.clone()));
-    resp.controller_id = BrokerId(controller(broker));
+    // The controller is one of the brokers this client is given (a client
+    // pinned to its zone sends admin requests to it).
+    resp.controller_id = BrokerId(
+        brokers
+            .iter()
+            .map(|b| b.broker_id)
+            .min()
+            .unwrap_or_else(|| controller(broker)),
+    );
     // v0 asks for every topic with an empty list; v1+ with a null one.
     let requested = match req.topics {
         Some(list) if !(version == 0 && list.is_empty()) => Some(list),
