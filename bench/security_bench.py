@@ -103,6 +103,10 @@ def main(argv=None) -> int:
                     help="the broker's tail cache: large enough that every run's topic is read "
                          "from memory, so reads measure the wire, not the disk")
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
+    ap.add_argument("--authorizer", action="store_true",
+                    help="run the broker with --authorizer acl (rules for every principal on the bench "
+                         "topics and the cluster) and a default-user producer and consumer quota far above "
+                         "the rates reached, so every request goes through the ACL check and the quota meters")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args(argv)
@@ -121,6 +125,15 @@ def main(argv=None) -> int:
     data = scratch / "data"
     subprocess.run([str(binary), "users", "--data-dir", str(data), "add", USER, "--password", PASSWORD],
                    check=True, capture_output=True, timeout=60)
+    extra = []
+    if args.authorizer:
+        for rule in (["--topic", "bench-", "--resource-pattern-type", "prefixed"], ["--cluster"]):
+            subprocess.run([str(binary), "acls", "--data-dir", str(data), "add", "--allow-principal", "User:*",
+                            "--operation", "All", *rule], check=True, capture_output=True, timeout=60)
+        subprocess.run([str(binary), "quotas", "--data-dir", str(data), "alter", "--user-default",
+                        "--add-config", f"producer_byte_rate={100 << 30},consumer_byte_rate={100 << 30}"],
+                       check=True, capture_output=True, timeout=60)
+        extra = ["--authorizer", "acl"]
     ports = {p: free_port() for p in PROTOCOLS}
     http = free_port()
     log = open(scratch / "broker.log", "wb")
@@ -128,7 +141,7 @@ def main(argv=None) -> int:
         [str(binary), "serve", "--data-dir", str(data), "--http-listen", f"127.0.0.1:{http}",
          "--listeners", ",".join(f"{p}://127.0.0.1:{ports[p]}" for p in PROTOCOLS),
          "--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key),
-         "--tail-cache-bytes", str(args.tail_cache_mib << 20)],
+         "--tail-cache-bytes", str(args.tail_cache_mib << 20), *extra],
         stdout=log, stderr=subprocess.STDOUT,
     )
     payload = scratch / "payload.txt"
@@ -137,7 +150,8 @@ def main(argv=None) -> int:
             head = b"%010d-" % i
             f.write(head + b"x" * (args.size - len(head)) + b"\n")
     total_bytes = args.messages * args.size
-    results = {"messages": args.messages, "size": args.size, "rounds": [], "protocols": protocols}
+    results = {"messages": args.messages, "size": args.size, "rounds": [], "protocols": protocols,
+               "authorizer": args.authorizer}
     failure = None
     idle0, t_start = machine_idle(), time.monotonic()
     try:
