@@ -718,6 +718,7 @@ class WireConnection:
         max_bytes: int = 50 * 1024 * 1024,
         partition_max_bytes: int = 10 * 1024 * 1024,
         timeout: Optional[float] = None,
+        current_leader_epoch: int = -1,
     ) -> "FetchPartitionResult":
         if version is None:
             version = self.pick_version(API_FETCH, 4, 12)
@@ -736,7 +737,7 @@ class WireConnection:
         w.array_len(1, flex)
         w.int32(partition)
         if version >= 9:
-            w.int32(-1)  # current_leader_epoch
+            w.int32(current_leader_epoch)
         w.int64(offset)
         if version >= 12:
             w.int32(-1)  # last_fetched_epoch
@@ -762,7 +763,8 @@ class WireConnection:
     # -- ListOffsets -------------------------------------------------------
 
     def list_offsets(
-        self, topic: str, partition: int, timestamp: int, version: Optional[int] = None
+        self, topic: str, partition: int, timestamp: int, version: Optional[int] = None,
+        current_leader_epoch: int = -1,
     ) -> "ListOffsetsResult":
         """timestamp: -1 latest, -2 earliest, or a timestamp in ms."""
         if version is None:
@@ -777,7 +779,7 @@ class WireConnection:
         w.array_len(1, flex)
         w.int32(partition)
         if version >= 4:
-            w.int32(-1)  # current_leader_epoch
+            w.int32(current_leader_epoch)
         w.int64(timestamp)
         if flex:
             w.tags()

@@ -60,6 +60,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     // Served only on SASL listeners (the connection handles them itself).
@@ -599,6 +600,12 @@ pub async fn handle(
                 handlers::client_quotas::alter(broker, r).await,
             )),
         },
+        RequestKind::OffsetForLeaderEpoch(mut r) => {
+            let refused = guard.offset_for_leader_epoch(&mut r);
+            let mut resp = handlers::leader_epoch::handle(broker, r);
+            Guard::answer_offset_for_leader_epoch(&mut resp, refused);
+            ready(ResponseKind::OffsetForLeaderEpoch(resp))
+        }
         RequestKind::DescribeUserScramCredentials(r) => {
             match guard.cluster_error(Operation::Describe) {
                 Some(e) => {
@@ -710,6 +717,7 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteAcls => "DeleteAcls",
         ApiKey::DescribeClientQuotas => "DescribeClientQuotas",
         ApiKey::AlterClientQuotas => "AlterClientQuotas",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
         ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         _ => "Other",

@@ -157,6 +157,13 @@ async fn read_all(
                 records.push(Vec::new());
                 continue;
             };
+            if let Some(e) = super::leader_epoch::check_current(fp.current_leader_epoch) {
+                pd.error_code = code(e);
+                any_error = true;
+                tr.partitions.push(pd);
+                records.push(Vec::new());
+                continue;
+            }
             let budget =
                 (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(reserved));
             if budget == 0 && reserved > 0 {

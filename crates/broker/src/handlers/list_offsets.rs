@@ -24,13 +24,18 @@ pub async fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
             pr.timestamp = -1;
             pr.offset = -1;
             if version >= 4 {
-                pr.leader_epoch = 0;
+                pr.leader_epoch = super::leader_epoch::LEADER_EPOCH;
             }
             let Some(part) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
                 pr.error_code = code(ResponseError::UnknownTopicOrPartition);
                 tr.partitions.push(pr);
                 continue;
             };
+            if let Some(e) = super::leader_epoch::check_current(p.current_leader_epoch) {
+                pr.error_code = code(e);
+                tr.partitions.push(pr);
+                continue;
+            }
             let (log_start, hw) = part.offsets();
             match p.timestamp {
                 LATEST => pr.offset = hw,

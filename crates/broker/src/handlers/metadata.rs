@@ -46,7 +46,7 @@ fn topic_entry(broker: &Broker, t: &Topic, brokers: &[BrokerRecord]) -> Metadata
             let mut mp = MetadataResponsePartition::default();
             mp.partition_index = p.partition();
             mp.leader_id = BrokerId(leader);
-            mp.leader_epoch = 0;
+            mp.leader_epoch = super::leader_epoch::LEADER_EPOCH;
             mp.isr_nodes = replicas.clone();
             mp.replica_nodes = replicas;
             mp

@@ -40,6 +40,10 @@ use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
+use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
 use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
@@ -99,6 +103,7 @@ request_topic!(ListOffsetsTopic, name, partitions, partition_index);
 request_topic!(DeleteRecordsTopic, name, partitions, partition_index);
 request_topic!(OffsetCommitRequestTopic, name, partitions, partition_index);
 request_topic!(OffsetDeleteRequestTopic, name, partitions, partition_index);
+request_topic!(OffsetForLeaderTopic, topic, partitions, partition);
 
 /// The checks for one request.
 pub struct Guard<'a> {
@@ -792,6 +797,33 @@ impl<'a> Guard<'a> {
                 let mut r = OffsetDeleteResponsePartition::default();
                 r.partition_index = index;
                 r.error_code = error;
+                r
+            },
+        ));
+    }
+
+    /// OffsetForLeaderEpoch: Describe on each topic.
+    pub fn offset_for_leader_epoch(&self, req: &mut OffsetForLeaderEpochRequest) -> Refused {
+        self.refuse_topics(&mut req.topics, Operation::Describe)
+    }
+
+    pub fn answer_offset_for_leader_epoch(
+        resp: &mut OffsetForLeaderEpochResponse,
+        refused: Refused,
+    ) {
+        resp.topics.extend(refused.answer(
+            |name, parts| {
+                let mut t = OffsetForLeaderTopicResult::default();
+                t.topic = name;
+                t.partitions = parts;
+                t
+            },
+            |index, error| {
+                let mut r = EpochEndOffset::default();
+                r.partition = index;
+                r.error_code = error;
+                r.leader_epoch = -1;
+                r.end_offset = -1;
                 r
             },
         ));
