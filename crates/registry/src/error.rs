@@ -125,6 +125,8 @@ pub enum ValidationError {
     },
     #[error("required header '{0}' is missing")]
     MissingHeader(String),
+    #[error("the topic's JSON Schema subject '{subject}' cannot check values: {detail}")]
+    NoJsonSchema { subject: String, detail: String },
     #[error("header 'traceparent' is not a valid W3C traceparent: {0}")]
     InvalidTraceparent(String),
     #[error("data classification '{value}' is not allowed on this topic (allowed: {allowed})")]
@@ -151,6 +153,7 @@ impl ValidationError {
             ValidationError::WrongSubject { .. } => "wrong_subject",
             ValidationError::Decode { .. } => "decode_failed",
             ValidationError::MissingHeader(_) => "missing_header",
+            ValidationError::NoJsonSchema { .. } => "no_json_schema",
             ValidationError::TenantMismatch { .. } => "tenant_mismatch",
             ValidationError::InvalidTraceparent(_) => "invalid_traceparent",
             ValidationError::ClassificationNotAllowed { .. } => "classification_not_allowed",

@@ -28,6 +28,6 @@ pub use registry::{Registered, Registry, SchemaRequest, SubjectVersion};
 pub use rest::router;
 pub use validate::{
     dlq, dlq_headers, dlq_topic, keys, policy_from_configs, try_policy_from_configs,
-    GovernancePolicy, OnFailure, SchemaCheck, SubjectStrategy, TopicPolicy, ValidationMode,
-    Validator, TENANT_HEADER,
+    GovernancePolicy, OnFailure, PlainJson, SchemaCheck, SubjectStrategy, TopicPolicy,
+    ValidationMode, Validator, TENANT_HEADER,
 };

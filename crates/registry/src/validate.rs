@@ -24,8 +24,15 @@ pub mod keys {
     /// A header name: the broker writes the producing principal into it
     /// (replacing whatever the client sent).
     pub const IDENTITY_HEADER: &str = "sluice.governance.producer.identity.header";
+    /// `confluent` (default: magic byte and schema id) or `json` (plain
+    /// JSON values, checked against [`VALUE_SUBJECT`]'s schema).
+    pub const VALUE_FORMAT: &str = "sluice.value.format";
+    /// The JSON Schema subject plain JSON values are checked against.
+    pub const VALUE_SUBJECT: &str = "sluice.value.schema.subject";
+    /// The version of that subject (default: its latest).
+    pub const VALUE_VERSION: &str = "sluice.value.schema.version";
     /// All of them, for config listings and validation.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 13] = [
         VALUE_VALIDATION,
         KEY_VALIDATION,
         VALUE_STRATEGY,
@@ -36,6 +43,9 @@ pub mod keys {
         ALLOWED_CLASSIFICATIONS,
         TENANT_BINDING,
         IDENTITY_HEADER,
+        VALUE_FORMAT,
+        VALUE_SUBJECT,
+        VALUE_VERSION,
     ];
 }
 
@@ -286,9 +296,19 @@ pub struct SchemaCheck {
 pub struct TopicPolicy {
     pub key: Option<SchemaCheck>,
     pub value: Option<SchemaCheck>,
+    /// `sluice.value.format=json`: values are plain JSON, checked against
+    /// this subject's schema.
+    pub plain_json: Option<PlainJson>,
     pub mode: ValidationMode,
     pub on_failure: OnFailure,
     pub governance: GovernancePolicy,
+}
+
+/// Where plain JSON values find their schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainJson {
+    pub subject: String,
+    pub version: crate::model::VersionSel,
 }
 
 fn list(v: &str) -> Vec<String> {
@@ -355,9 +375,45 @@ pub fn try_policy_from_configs(configs: &BTreeMap<String, String>) -> Result<Top
             Some(h) => Some(h.to_string()),
         },
     };
+    let plain_json = match get(keys::VALUE_FORMAT).map(|v| v.trim().to_ascii_lowercase()) {
+        None => None,
+        Some(v) if v.is_empty() || v == "confluent" => None,
+        Some(v) if v == "json" => {
+            let subject = get(keys::VALUE_SUBJECT)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    format!(
+                        "topic config {} = json needs {} (the JSON Schema subject)",
+                        keys::VALUE_FORMAT,
+                        keys::VALUE_SUBJECT
+                    )
+                })?;
+            if value.is_some() {
+                return Err(format!(
+                    "topic config {} = json cannot go with {} (plain JSON carries no schema id)",
+                    keys::VALUE_FORMAT,
+                    keys::VALUE_VALIDATION
+                ));
+            }
+            let version = match get(keys::VALUE_VERSION).map(str::trim) {
+                None | Some("") | Some("latest") => crate::model::VersionSel::Latest,
+                Some(n) => match n.parse::<u32>() {
+                    Ok(n) if n > 0 => crate::model::VersionSel::Number(n),
+                    _ => return Err(bad(keys::VALUE_VERSION, n)),
+                },
+            };
+            Some(PlainJson {
+                subject: subject.to_string(),
+                version,
+            })
+        }
+        Some(v) => return Err(bad(keys::VALUE_FORMAT, &v)),
+    };
     Ok(TopicPolicy {
         key,
         value,
+        plain_json,
         mode,
         on_failure,
         governance,
@@ -385,7 +441,10 @@ pub fn policy_from_configs(configs: &BTreeMap<String, String>) -> TopicPolicy {
 impl TopicPolicy {
     /// Does this topic need its records decoded at all?
     pub fn is_active(&self) -> bool {
-        self.key.is_some() || self.value.is_some() || !self.governance.is_empty()
+        self.key.is_some()
+            || self.value.is_some()
+            || self.plain_json.is_some()
+            || !self.governance.is_empty()
     }
 
     /// Runs every check on one record: key schema, value schema, headers.
@@ -417,6 +476,9 @@ impl TopicPolicy {
         let mut id = 0;
         if let Some(v) = self.value {
             id = validator.validate(topic, false, v.strategy, self.mode, value)?;
+        }
+        if let Some(j) = &self.plain_json {
+            id = validator.validate_plain_json(j, value)?;
         }
         if !self.governance.is_empty() {
             self.governance.check_with(headers)?;
@@ -450,6 +512,42 @@ fn matches_parts(s: &str, parts: &[&str]) -> bool {
 }
 
 impl Validator {
+    /// Checks a plain JSON value (no magic byte, no schema id) against the
+    /// JSON Schema of `j`'s subject and version; returns that schema's id.
+    /// A null value (a tombstone) passes.
+    pub fn validate_plain_json(
+        &self,
+        j: &PlainJson,
+        payload: Option<&[u8]>,
+    ) -> Result<u32, ValidationError> {
+        let Some(p) = payload else {
+            return Ok(0);
+        };
+        let unusable = |detail: String| ValidationError::NoJsonSchema {
+            subject: j.subject.clone(),
+            detail,
+        };
+        let v = self
+            .reg
+            .version(&j.subject, j.version, false)
+            .map_err(|e| unusable(e.to_string()))?;
+        if v.schema.schema_type != crate::model::SchemaType::Json {
+            return Err(unusable(format!(
+                "its schema {} is {:?}, not JSON",
+                v.id, v.schema.schema_type
+            )));
+        }
+        let parsed = self.reg.parsed(v.id).map_err(|e| unusable(e.to_string()))?;
+        parsed
+            .validate_payload(p)
+            .map_err(|detail| ValidationError::Decode {
+                part: "value",
+                id: v.id,
+                detail,
+            })?;
+        Ok(v.id)
+    }
+
     /// Checks one record key or value: wire format (magic byte 0 and a
     /// 4-byte big-endian schema id), the id registered (live) under the
     /// subject the strategy names, and in `Content` mode that the payload
