@@ -135,3 +135,51 @@ def test_missing_subject_and_bad_configs(broker):
         with pytest.raises(KafkaException) as e:
             f.result(timeout=15)
         assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, (cfg, e.value)
+
+
+def test_tensorzero_contracts_install_and_bind(broker, sluice_bin):
+    """`sluice schemas install --tensorzero --topic-prefix P` registers the
+    JSON Schema contracts of the gateway's three topics and binds them; a
+    client set up as the gateway (lz4, batch 1000, linger 10 ms) writes
+    valid records of each kind, and a malformed one is refused."""
+    import subprocess
+    prefix = f"tz{uuid.uuid4().hex[:4]}"
+    # An existing topic keeps its other configs when bound.
+    create(broker, f"{prefix}_chat_inference", **{"retention.ms": "3600000"})
+    cp = subprocess.run([str(sluice_bin), "schemas", "install", "--tensorzero", "--topic-prefix", prefix,
+                         "--http", f"127.0.0.1:{broker.http_port}"],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    for kind in ("model_inference", "chat_inference", "json_inference"):
+        assert f"{prefix}_{kind}" in cp.stdout and f"{prefix}_{kind}-value" in cp.stdout, cp.stdout
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    from confluent_kafka.admin import ConfigResource
+    res = ConfigResource(ConfigResource.Type.TOPIC, f"{prefix}_chat_inference")
+    cfg = admin.describe_configs([res])[res].result(timeout=15)
+    assert cfg["sluice.value.format"].value == "json"
+    assert cfg["sluice.value.schema.subject"].value == f"{prefix}_chat_inference-value"
+    assert cfg["retention.ms"].value == "3600000"
+
+    records = {
+        "model_inference": {"id": "m-1", "inference_id": "i-1", "raw_request": "{}", "raw_response": "{}",
+                            "input_messages": [{"role": "user", "content": "hi"}], "output": "hello",
+                            "model_name": "gpt-4", "model_provider_name": "openai", "input_tokens": 100,
+                            "output_tokens": 200, "response_time_ms": 500, "cached": False},
+        "chat_inference": {"id": "i-1", "function_name": "chat_function", "variant_name": "variant_a",
+                           "episode_id": "e-1", "input": {"messages": []}, "output": [{"type": "text"}],
+                           "processing_time_ms": 123, "tags": {"key": "value"}},
+        "json_inference": {"id": "i-2", "function_name": "extract", "variant_name": "v", "episode_id": "e-1",
+                           "input": {}, "output": {"raw": "{}", "parsed": {}}, "output_schema": {},
+                           "processing_time_ms": 5, "tags": {}},
+    }
+    gateway = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": "lz4",
+                        "batch.num.messages": 1000, "linger.ms": 10, "request.timeout.ms": 5000})
+    errs = []
+    for kind, rec in records.items():
+        for i in range(50):
+            gateway.produce(f"{prefix}_{kind}", json.dumps({**rec, "id": f"{rec['id']}-{i}"}).encode(),
+                            key=f"{rec['id']}-{i}".encode(), on_delivery=lambda e, m: errs.append(e))
+    assert gateway.flush(30) == 0
+    assert errs == [None] * 150, [e for e in errs if e][:3]
+    bad = {k: v for k, v in records["chat_inference"].items() if k != "episode_id"}
+    assert produce(broker, f"{prefix}_chat_inference", [json.dumps(bad).encode()]) == [KafkaError.INVALID_RECORD]

@@ -92,6 +92,45 @@ pub fn install_ai_contracts(registry: &Registry) -> Result<Vec<(String, u32)>, R
     Ok(out)
 }
 
+/// TensorZero's three topics (seed 004) and their JSON Schema contracts:
+/// (topic suffix, schema text). Topic `{prefix}_{suffix}`, subject
+/// `{prefix}_{suffix}-value`.
+pub const TENSORZERO: [(&str, &str); 3] = [
+    (
+        "model_inference",
+        include_str!("../../../contracts/tensorzero/model_inference.json"),
+    ),
+    (
+        "chat_inference",
+        include_str!("../../../contracts/tensorzero/chat_inference.json"),
+    ),
+    (
+        "json_inference",
+        include_str!("../../../contracts/tensorzero/json_inference.json"),
+    ),
+];
+
+/// Registers the TensorZero contracts for topics named with `prefix`;
+/// returns (topic, subject, schema id) for each. Idempotent.
+pub fn install_tensorzero(
+    registry: &Registry,
+    prefix: &str,
+) -> Result<Vec<(String, String, u32)>, RegistryError> {
+    TENSORZERO
+        .iter()
+        .map(|(suffix, text)| {
+            let topic = format!("{prefix}_{suffix}");
+            let subject = format!("{topic}-value");
+            let r = registry.register(
+                &subject,
+                &SchemaRequest::new(SchemaType::Json, *text),
+                false,
+            )?;
+            Ok((topic, subject, r.id))
+        })
+        .collect()
+}
+
 /// The JSON Schema equivalent of one embedded Avro event schema.
 pub fn json_schema_for(avro_text: &str) -> Result<String, RegistryError> {
     let bad = |e: String| RegistryError::InvalidSchema(format!("contract: {e}"));

@@ -21,7 +21,7 @@ pub mod schema;
 pub mod store;
 pub mod validate;
 
-pub use contracts::install_ai_contracts;
+pub use contracts::{install_ai_contracts, install_tensorzero};
 pub use error::{RegistryError, ValidationError};
 pub use model::{CompatibilityLevel, Mode, SchemaReference, SchemaType, StoredSchema, VersionSel};
 pub use registry::{Registered, Registry, SchemaRequest, SubjectVersion};

@@ -205,6 +205,85 @@ async fn install_contracts(State(b): Shared) -> Result<Json<Vec<(String, u32)>>,
         .map_err(|e| ApiError(AdminError::Internal(e.to_string())))
 }
 
+#[derive(serde::Deserialize)]
+struct TensorZeroQuery {
+    #[serde(default = "default_tensorzero_prefix")]
+    topic_prefix: String,
+}
+
+fn default_tensorzero_prefix() -> String {
+    "tensorzero".into()
+}
+
+/// One TensorZero topic bound to its contract.
+#[derive(serde::Serialize)]
+struct BoundContract {
+    topic: String,
+    subject: String,
+    id: u32,
+    created: bool,
+}
+
+/// `POST /v1/schemas/tensorzero?topic_prefix=P`: registers the JSON Schema
+/// contracts of TensorZero's three topics and binds each topic to its
+/// subject (`sluice.value.format=json`, `sluice.value.schema.subject`),
+/// creating the topic if it does not exist; other configs are kept.
+async fn install_tensorzero(
+    State(b): Shared,
+    q: Result<Query<TensorZeroQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<BoundContract>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError(AdminError::BadRequest(e.body_text())))?;
+    let prefix = q.topic_prefix.trim().to_string();
+    let probe = format!("{prefix}_model_inference");
+    sluice_broker::handlers::validate_topic_name(&probe)
+        .map_err(|e| ApiError(AdminError::BadRequest(format!("topic_prefix: {e}"))))?;
+    let registry = b.registry.clone();
+    let p = prefix.clone();
+    let installed =
+        tokio::task::spawn_blocking(move || sluice_registry::install_tensorzero(&registry, &p))
+            .await
+            .map_err(|e| ApiError(AdminError::Internal(e.to_string())))?
+            .map_err(|e| ApiError(AdminError::Internal(e.to_string())))?;
+    let mut out = Vec::new();
+    for (topic, subject, id) in installed {
+        let bind = |mut configs: std::collections::BTreeMap<String, String>| {
+            configs.insert(sluice_registry::keys::VALUE_FORMAT.into(), "json".into());
+            configs.insert(sluice_registry::keys::VALUE_SUBJECT.into(), subject.clone());
+            configs
+        };
+        let created = match b.store.topic(&topic) {
+            Some(t) => {
+                let configs = bind(t.record.configs.clone());
+                sluice_broker::topic_config::validate_all(&configs)
+                    .map_err(|e| ApiError(AdminError::Conflict(format!("{topic}: {e}"))))?;
+                b.store
+                    .set_topic_configs(&topic, configs)
+                    .await
+                    .map_err(|e| ApiError(AdminError::Internal(e.to_string())))?;
+                false
+            }
+            None => {
+                b.store
+                    .create_topic(
+                        &topic,
+                        b.config.num_partitions.max(1),
+                        bind(Default::default()),
+                    )
+                    .await
+                    .map_err(|e| ApiError(AdminError::Internal(e.to_string())))?;
+                true
+            }
+        };
+        out.push(BoundContract {
+            topic,
+            subject,
+            id,
+            created,
+        });
+    }
+    Ok(Json(out))
+}
+
 /// `GET /v1/cluster`: the live brokers this broker sees, with their
 /// leases, groups and background jobs.
 async fn cluster(State(b): Shared) -> Result<Json<sluice_ops::cluster::ClusterView>, ApiError> {
@@ -380,6 +459,7 @@ pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultC
         .route("/v1/dlq/{topic}/records", get(dlq_records))
         .route("/v1/dlq/{topic}/replay", post(dlq_replay))
         .route("/v1/schemas/ai-contracts", post(install_contracts))
+        .route("/v1/schemas/tensorzero", post(install_tensorzero))
         .route("/v1/users", get(list_users))
         .route(
             "/v1/users/{name}",

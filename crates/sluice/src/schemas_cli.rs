@@ -40,8 +40,16 @@ enum SchemasCommand {
         #[arg(long = "type", default_value = "AVRO")]
         schema_type: String,
     },
-    /// Register the AI event contracts (subjects under `ai.`).
-    Install,
+    /// Register the AI event contracts (subjects under `ai.`); with --tensorzero, the
+    /// JSON Schema contracts of TensorZero's three topics, bound to those topics.
+    Install {
+        /// TensorZero's topics ({prefix}_model_inference, _chat_inference, _json_inference).
+        #[arg(long)]
+        tensorzero: bool,
+        /// The gateway's topic_prefix.
+        #[arg(long, default_value = "tensorzero", requires = "tensorzero")]
+        topic_prefix: String,
+    },
 }
 
 fn schema_body(file: &std::path::Path, schema_type: &str) -> anyhow::Result<Value> {
@@ -136,7 +144,44 @@ pub fn run(args: SchemasArgs) -> anyhow::Result<()> {
                 anyhow::bail!("incompatible schema");
             }
         }
-        SchemasCommand::Install => {
+        SchemasCommand::Install {
+            tensorzero: true,
+            topic_prefix,
+        } => {
+            let path = format!(
+                "/v1/schemas/tensorzero?topic_prefix={}",
+                percent_encoding::utf8_percent_encode(
+                    &topic_prefix,
+                    percent_encoding::NON_ALPHANUMERIC
+                )
+            );
+            let bound: Vec<Value> = call(
+                agent.post(url(http, &path)).send_empty(),
+                "installing the TensorZero contracts",
+            )?;
+            let rows: Vec<Vec<String>> = bound
+                .iter()
+                .map(|b| {
+                    let s = |k: &str| {
+                        b.get(k)
+                            .map(|v| v.to_string().trim_matches('"').to_string())
+                            .unwrap_or_default()
+                    };
+                    vec![
+                        s("topic"),
+                        s("subject"),
+                        s("id"),
+                        if b.get("created").and_then(Value::as_bool) == Some(true) {
+                            "created".into()
+                        } else {
+                            "bound".into()
+                        },
+                    ]
+                })
+                .collect();
+            print_table(&["TOPIC", "SUBJECT", "ID", "TOPIC STATUS"], &rows);
+        }
+        SchemasCommand::Install { .. } => {
             let installed: Vec<(String, u32)> = call(
                 agent
                     .post(url(http, "/v1/schemas/ai-contracts"))
