@@ -16,8 +16,8 @@
 #    when the test-runner is already built
 # 3. starts `sluice serve` (target/fast/sluice or $SLUICE_BIN; never built here)
 #    on free ports, a fresh data dir and --num-partitions 4
-# 4. runs each test number in its own `test-runner -p1 -L -Q` (broker tests
-#    only, quick mode) with TEST_KAFKA_VERSION (default 2.8.0), a per-test
+# 4. runs each test number in its own `test-runner -p1 -L` (broker tests
+#    only, full mode) with TEST_KAFKA_VERSION (default 2.8.0), a per-test
 #    `timeout` and an overall one; prints a table (test, result, seconds)
 #
 # Exit status: 0 when every expected test passed (skips count as failures for
@@ -31,7 +31,8 @@
 #   LRK_TEST_TIMEOUT             seconds per test number (default 300)
 #   LRK_TIMEOUT_MULTIPLIER       the runner's own test.timeout.multiplier (default 2)
 #   LRK_OVERALL_TIMEOUT          seconds for the whole script (default 5400)
-#   LRK_RUNNER_ARGS              test-runner flags (default "-p1 -L -Q")
+#   LRK_RUNNER_ARGS              test-runner flags (default "-p1 -L": sequential, broker tests only;
+#                                -Q (quick) would skip most sub-tests, so it is not used)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,7 +53,7 @@ RDKAFKA_SYS_VERSION="${LRK_RDKAFKA_SYS_VERSION:-4.10.0}"
 KAFKA_VERSION="${LRK_KAFKA_VERSION:-2.8.0}"
 TEST_TIMEOUT="${LRK_TEST_TIMEOUT:-300}"
 TIMEOUT_MULTIPLIER="${LRK_TIMEOUT_MULTIPLIER:-2}"
-RUNNER_ARGS="${LRK_RUNNER_ARGS:--p1 -L -Q}"
+RUNNER_ARGS="${LRK_RUNNER_ARGS:--p1 -L}"
 SRC="$WORK/librdkafka"
 TESTDIR="$SRC/tests"
 

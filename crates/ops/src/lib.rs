@@ -8,7 +8,8 @@
 //! - [`cluster`]: the live brokers, their leases, groups and jobs;
 //! - [`lag`]: consumer lag and event age per group and partition;
 //! - [`dlq`]: dead-letter records with their failure context, and replays;
-//! - [`metrics_page`]: the scrape-time part of `GET /metrics`.
+//! - [`metrics_page`]: the scrape-time part of `GET /metrics`;
+//! - [`produce`]: producing records from the HTTP side (REST produce).
 //!
 //! The HTTP side and the CLI of the `sluice` binary use these.
 
@@ -17,3 +18,4 @@ pub mod cluster;
 pub mod dlq;
 pub mod lag;
 pub mod metrics_page;
+pub mod produce;

@@ -460,6 +460,18 @@ pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultC
         .route("/v1/dlq/{topic}/replay", post(dlq_replay))
         .route("/v1/schemas/ai-contracts", post(install_contracts))
         .route("/v1/schemas/tensorzero", post(install_tensorzero))
+        .route(
+            "/v3/clusters/{cluster_id}/topics/{topic}/records",
+            post(crate::rest_produce::produce_v3).layer(axum::extract::DefaultBodyLimit::max(
+                crate::rest_produce::MAX_BODY,
+            )),
+        )
+        .route(
+            "/topics/{topic}",
+            post(crate::rest_produce::produce_v2).layer(axum::extract::DefaultBodyLimit::max(
+                crate::rest_produce::MAX_BODY,
+            )),
+        )
         .route("/v1/users", get(list_users))
         .route(
             "/v1/users/{name}",

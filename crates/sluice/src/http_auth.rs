@@ -13,7 +13,8 @@
 //!   also Write on its target (`to` or `original_topic`), or Alter on the
 //!   cluster when it replays into whatever topics the records name; the
 //!   cluster view, `/metrics` and the fault switch need the cluster, as
-//!   do the users (`/v1/users`: Describe to list, Alter to change).
+//!   do the users (`/v1/users`: Describe to list, Alter to change); REST
+//!   produce (`/v3/.../records`, `/topics/{t}`) needs Write on the topic.
 //! - Schema registry, as Confluent's topic-ACL mode: a subject `T-key` or
 //!   `T-value` (TopicNameStrategy) is governed by the ACLs of topic `T`:
 //!   Describe to read it, Write to register, change or delete; any other
@@ -134,6 +135,8 @@ fn need(method: &Method, path: &str, replay_target: Option<Option<String>>) -> N
             all(v)
         }
         ["v1", "schemas", ..] => all(vec![cluster(Alter)]),
+        ["v3", "clusters", _, "topics", t, "records"] => all(vec![topic(Write, t)]),
+        ["topics", t] => all(vec![topic(Write, t)]),
         ["v1", "users"] => all(vec![cluster(Describe)]),
         ["v1", "users", ..] => all(vec![cluster(Alter)]),
         ["v1", "groups"] => all(vec![]),

@@ -10,6 +10,7 @@ mod http;
 mod http_auth;
 mod http_tls;
 mod quotas_cli;
+mod rest_produce;
 mod schemas_cli;
 mod serve;
 mod settings;
