@@ -9,7 +9,8 @@
 //! - [`lag`]: consumer lag and event age per group and partition;
 //! - [`dlq`]: dead-letter records with their failure context, and replays;
 //! - [`metrics_page`]: the scrape-time part of `GET /metrics`;
-//! - [`produce`]: producing records from the HTTP side (REST produce).
+//! - [`produce`]: producing records from the HTTP side (REST produce);
+//! - [`replay`]: copying a window of a topic into another.
 //!
 //! The HTTP side and the CLI of the `sluice` binary use these.
 
@@ -19,3 +20,4 @@ pub mod dlq;
 pub mod lag;
 pub mod metrics_page;
 pub mod produce;
+pub mod replay;

@@ -284,6 +284,38 @@ async fn install_tensorzero(
     Ok(Json(out))
 }
 
+fn replay_error(e: sluice_ops::replay::ReplayError) -> ApiError {
+    match e {
+        sluice_ops::replay::ReplayError::NotFound(m) => ApiError(AdminError::NotFound(m)),
+        sluice_ops::replay::ReplayError::BadRequest(m) => ApiError(AdminError::BadRequest(m)),
+    }
+}
+
+/// `POST /v1/replays`: starts a window replay; 202 with its status.
+async fn start_replay(
+    State(b): Shared,
+    who: Who,
+    body: Result<Json<sluice_ops::replay::ReplayRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<sluice_ops::replay::ReplayStatus>), ApiError> {
+    let Json(req) = body.map_err(|e| ApiError(AdminError::BadRequest(e.body_text())))?;
+    let caller = who
+        .map(|axum::Extension(c)| c)
+        .unwrap_or_else(|| Caller::anonymous("*".into()));
+    sluice_ops::replay::start(b.clone(), caller, req)
+        .await
+        .map(|s| (StatusCode::ACCEPTED, Json(s)))
+        .map_err(replay_error)
+}
+
+/// `GET /v1/replays/{id}`.
+async fn get_replay(
+    Path(id): Path<String>,
+) -> Result<Json<sluice_ops::replay::ReplayStatus>, ApiError> {
+    sluice_ops::replay::status(&id)
+        .map(Json)
+        .map_err(replay_error)
+}
+
 /// `GET /v1/cluster`: the live brokers this broker sees, with their
 /// leases, groups and background jobs.
 async fn cluster(State(b): Shared) -> Result<Json<sluice_ops::cluster::ClusterView>, ApiError> {
@@ -472,6 +504,8 @@ pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultC
                 crate::rest_produce::MAX_BODY,
             )),
         )
+        .route("/v1/replays", post(start_replay))
+        .route("/v1/replays/{id}", get(get_replay))
         .route("/v1/users", get(list_users))
         .route(
             "/v1/users/{name}",

@@ -11,7 +11,9 @@
 //!   (Describe to see, Delete to delete, Read on the group to reset its
 //!   offsets); a DLQ's records need Read on the dead-letter topic, a replay
 //!   also Write on its target (`to` or `original_topic`), or Alter on the
-//!   cluster when it replays into whatever topics the records name; the
+//!   cluster when it replays into whatever topics the records name; a
+//!   window replay (`/v1/replays`) Read on its topic and Write on its
+//!   target; the
 //!   cluster view, `/metrics` and the fault switch need the cluster, as
 //!   do the users (`/v1/users`: Describe to list, Alter to change); REST
 //!   produce (`/v3/.../records`, `/topics/{t}`) needs Write on the topic.
@@ -109,9 +111,9 @@ fn decode(segment: &str) -> String {
         .into_owned()
 }
 
-/// What `method path` needs (the DLQ replay's target is in its body,
-/// passed as `replay_target`).
-fn need(method: &Method, path: &str, replay_target: Option<Option<String>>) -> Need {
+/// What `method path` needs (replays name their topics in their body,
+/// passed as `body`).
+fn need(method: &Method, path: &str, body: Option<&Value>) -> Need {
     use Operation::*;
     let segs: Vec<String> = path.trim_matches('/').split('/').map(decode).collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -127,13 +129,24 @@ fn need(method: &Method, path: &str, replay_target: Option<Option<String>>) -> N
         ["v1", "topics", t] => all(vec![topic(Describe, t)]),
         ["v1", "dlq", t, "records"] => all(vec![topic(Read, t)]),
         ["v1", "dlq", t, "replay"] => {
+            let field = |k: &str| body.and_then(|b| b.get(k)).and_then(Value::as_str);
             let mut v = vec![topic(Read, t)];
-            match replay_target.flatten() {
-                Some(target) => v.push(topic(Write, &target)),
+            match field("to").or_else(|| field("original_topic")) {
+                Some(target) => v.push(topic(Write, target)),
                 None => v.push(cluster(Alter)),
             }
             all(v)
         }
+        ["v1", "replays"] if method == Method::POST => {
+            let field = |k: &str| body.and_then(|b| b.get(k)).and_then(Value::as_str);
+            match (field("topic"), field("into")) {
+                (Some(from), Some(into)) => all(vec![topic(Read, from), topic(Write, into)]),
+                // Malformed: the handler answers 400 (the user must still
+                // be someone).
+                _ => all(vec![]),
+            }
+        }
+        ["v1", "replays", ..] => all(vec![]),
         ["v1", "schemas", ..] => all(vec![cluster(Alter)]),
         ["v3", "clusters", _, "topics", t, "records"] => all(vec![topic(Write, t)]),
         ["topics", t] => all(vec![topic(Write, t)]),
@@ -306,23 +319,20 @@ pub async fn check(State(auth): State<Arc<HttpAuth>>, req: Request, next: Next) 
         host,
         tenant: None,
     };
-    // A replay's target is in its body: read it (bounded) and put it back.
-    let (req, target) = if method == Method::POST && path.ends_with("/replay") {
+    // A replay names its topics in its body: read it (bounded) and put it
+    // back.
+    let replay = path.ends_with("/replay") || path.trim_end_matches('/') == "/v1/replays";
+    let (req, body) = if method == Method::POST && replay {
         let (parts, body) = req.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, REPLAY_BODY_MAX).await else {
             return json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         };
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let target = v
-            .get("to")
-            .and_then(Value::as_str)
-            .or_else(|| v.get("original_topic").and_then(Value::as_str))
-            .map(str::to_string);
-        (Request::from_parts(parts, Body::from(bytes)), Some(target))
+        (Request::from_parts(parts, Body::from(bytes)), Some(v))
     } else {
         (req, None)
     };
-    match need(&method, &path, target) {
+    match need(&method, &path, body.as_ref()) {
         Need::Open => {}
         Need::All(perms) => {
             if let Some(missing) = perms.iter().find(|p| !auth.may(&caller, p)) {
@@ -401,16 +411,18 @@ mod tests {
         );
         assert_eq!(perms(Method::PUT, "/config"), vec![cluster(Alter)]);
         assert!(perms(Method::GET, "/schemas/ids/3").is_empty());
-        match need(
-            &Method::POST,
-            "/v1/dlq/dlq.t/replay",
-            Some(Some("t".into())),
-        ) {
+        let to_t = serde_json::json!({"to": "t"});
+        match need(&Method::POST, "/v1/dlq/dlq.t/replay", Some(&to_t)) {
             Need::All(p) => assert_eq!(p, vec![topic(Read, "dlq.t"), topic(Write, "t")]),
             Need::Open => panic!("open"),
         }
-        match need(&Method::POST, "/v1/dlq/dlq.t/replay", Some(None)) {
+        match need(&Method::POST, "/v1/dlq/dlq.t/replay", Some(&Value::Null)) {
             Need::All(p) => assert_eq!(p, vec![topic(Read, "dlq.t"), cluster(Alter)]),
+            Need::Open => panic!("open"),
+        }
+        let window = serde_json::json!({"topic": "a", "into": "b"});
+        match need(&Method::POST, "/v1/replays", Some(&window)) {
+            Need::All(p) => assert_eq!(p, vec![topic(Read, "a"), topic(Write, "b")]),
             Need::Open => panic!("open"),
         }
     }

@@ -10,6 +10,7 @@ mod http;
 mod http_auth;
 mod http_tls;
 mod quotas_cli;
+mod replay_cli;
 mod rest_produce;
 mod schemas_cli;
 mod serve;
@@ -90,6 +91,8 @@ enum Command {
     Groups(groups_cli::GroupsArgs),
     /// Dead-letter topics: inspect records with their failure context, replay them.
     Dlq(dlq_cli::DlqArgs),
+    /// Copy a window of a topic (times or offsets) into another topic, with filters and a rate limit.
+    Replay(replay_cli::ReplayArgs),
     /// Live view of topics and consumer groups: throughput, lag, lag seconds, status.
     Top(top::TopArgs),
     /// The cluster: live brokers, leases, the groups each coordinates, background jobs.
@@ -147,6 +150,7 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Groups(args) => groups_cli::run(args),
         Command::Dlq(args) => dlq_cli::run(args),
+        Command::Replay(args) => replay_cli::run(args),
         Command::Top(args) => top::run(args),
         Command::Cluster(args) => cluster_cli::run(args),
         Command::Catalog(args) => catalog_cli::run(args),
