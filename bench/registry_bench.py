@@ -13,6 +13,10 @@ librdkafka (acks=all) to two topics:
 Each topic is measured `--rounds` times, alternating; the best round of each
 counts. Target (issue 6): validated throughput >= 50% of plain.
 
+`--format json` measures the plain-JSON path instead (issue 19): TensorZero
+model-inference records (plain JSON, no schema id) checked against the
+contract of contracts/tensorzero/ (`sluice.value.format=json`), same target.
+
 Dependencies: confluent-kafka and fastavro (pip).
 """
 
@@ -165,25 +169,46 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--format", choices=["avro", "json"], default="avro")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="registry-bench-", dir=REPO / "target"))
     broker = Broker(Path(args.bin), work)
     try:
-        schema_id = install_inference_contract(broker.url)
-        values = encode_events(schema_id, args.messages)
-        size = sum(len(v) for v in values) / len(values)
-        print(f"schema id {schema_id}; {args.messages} Avro inference events of {size:.0f} bytes")
-        configs = {
-            "plain": {},
-            "validated": {"confluent.value.schema.validation": "true", "sluice.validation.mode": "content"},
-        }
+        if args.format == "json":
+            subject = "bench-tensorzero_model_inference-value"
+            http_json(f"{broker.url}/subjects/{subject}/versions", "POST", {
+                "schemaType": "JSON",
+                "schema": (REPO / "contracts/tensorzero/model_inference.json").read_text()})
+            values = [json.dumps({
+                "id": str(uuid.UUID(int=i)), "inference_id": str(uuid.UUID(int=i + 1)),
+                "raw_request": '{"messages":[{"role":"user","content":"summarise the ticket"}]}',
+                "raw_response": '{"choices":[{"message":{"content":"The customer asks for a refund."}}]}',
+                "input_messages": [{"role": "user", "content": "summarise the ticket"}],
+                "output": "The customer asks for a refund.", "model_name": "gpt-4o-mini",
+                "model_provider_name": "openai", "input_tokens": 100 + i % 1000, "output_tokens": 20,
+                "response_time_ms": 500, "cached": False}).encode() for i in range(args.messages)]
+            size = sum(len(v) for v in values) / len(values)
+            print(f"{args.messages} plain-JSON TensorZero model inference records of {size:.0f} bytes")
+            configs = {
+                "plain": {},
+                "validated": {"sluice.value.format": "json", "sluice.value.schema.subject": subject},
+            }
+        else:
+            schema_id = install_inference_contract(broker.url)
+            values = encode_events(schema_id, args.messages)
+            size = sum(len(v) for v in values) / len(values)
+            print(f"schema id {schema_id}; {args.messages} Avro inference events of {size:.0f} bytes")
+            configs = {
+                "plain": {},
+                "validated": {"confluent.value.schema.validation": "true", "sluice.validation.mode": "content"},
+            }
         best: dict[str, float] = {}
         for r in range(args.rounds):
             for name, cfg in configs.items():
                 topic = f"bench-{name}-{r}"
                 create_topic(broker.bootstrap, topic, args.partitions, cfg)
-                if name == "validated":
+                if name == "validated" and args.format == "avro":
                     http_json(f"{broker.url}/subjects/{topic}-value/versions", "POST", {
                         "schema": (REPO / "contracts/avro/inference.avsc").read_text(),
                         "references": [{"name": "ai.sluice.Envelope", "subject": "ai.sluice.Envelope", "version": 1}],
