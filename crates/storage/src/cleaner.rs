@@ -34,9 +34,7 @@ use crate::object::{adjacent_reads, ObjectBuilder};
 use crate::partition::{MemBatch, PartitionLog};
 use crate::{now_ms, Topic};
 use bytes::Bytes;
-use object_store::path::Path as ObjectPath;
-use object_store::ObjectStoreExt;
-use sluice_catalog::{ObjectRecord, SegmentRecord};
+use sluice_catalog::SegmentRecord;
 use sluice_protocol::batch::{iter_stored, BatchHeader};
 use sluice_protocol::records::{decode_batch, encode_retained_batch};
 use std::collections::HashMap;
@@ -251,25 +249,9 @@ impl LogStore {
             oldest_tombstone_deadline,
             uuid::Uuid::new_v4().simple()
         );
-        let (payload, chunks) = builder.finish();
-        let object = ObjectRecord {
-            key: key.clone(),
-            size: payload.len() as u64,
-            created_ms: now_ms(),
-        };
-        self.put_object(&key, payload).await?;
-        let new_rows: Vec<SegmentRecord> = chunks.iter().map(|c| c.to_segment(&key)).collect();
         let old_bases: Vec<i64> = batch_rows.iter().map(|r| r.base_offset).collect();
-        let catalog = self.catalog.clone();
-        let (tid, part) = (p.topic_id(), p.partition());
-        let swapped = tokio::task::spawn_blocking(move || {
-            catalog.replace_segments(tid, part, &old_bases, &object, &new_rows)
-        })
-        .await
-        .map_err(|e| StorageError::Task(e.to_string()))??;
-        if !swapped {
+        if !self.replace_rows(p, &key, builder, old_bases).await? {
             // Retention or compaction changed the rows meanwhile.
-            let _ = self.objects.delete(&ObjectPath::from(key.as_str())).await;
             return Ok((None, dirty_bytes));
         }
         p.forget_cleaned(

@@ -213,34 +213,48 @@ impl LogStore {
                 last.last_offset,
                 uuid::Uuid::new_v4().simple()
             );
-            let (payload, chunks) = builder.finish();
-            let object = ObjectRecord {
-                key: key.clone(),
-                size: payload.len() as u64,
-                created_ms: now_ms(),
-            };
-            let put = self.put_object(&key, payload).await;
-            held.set(0);
-            put?;
-            let new_rows: Vec<SegmentRecord> = chunks.iter().map(|c| c.to_segment(&key)).collect();
             let old_bases: Vec<i64> = run.iter().map(|r| r.base_offset).collect();
-            let catalog = self.catalog.clone();
-            let (t, part) = (p.topic_id(), p.partition());
-            let o = object.clone();
-            let swapped = tokio::task::spawn_blocking(move || {
-                catalog.replace_segments(t, part, &old_bases, &o, &new_rows)
-            })
-            .await
-            .map_err(|e| StorageError::Task(e.to_string()))??;
-            if swapped {
+            let swapped = self.replace_rows(p, &key, builder, old_bases).await;
+            held.set(0);
+            if swapped? {
                 written += 1;
                 tracing::debug!(object = %key, rows = run.len(), bytes, "compacted");
-            } else {
-                // The rows changed meanwhile (retention): the new object is unused.
-                let _ = self.objects.delete(&ObjectPath::from(key.as_str())).await;
             }
         }
         Ok(written)
+    }
+
+    /// Writes the object `builder` holds under `key`, then replaces the
+    /// partition's index rows at `old_bases` with the object's rows in one
+    /// catalog transaction, so readers see the old rows or the new ones.
+    /// Returns false (and deletes the unused object) when the rows changed
+    /// meanwhile (retention, another rewrite).
+    pub(crate) async fn replace_rows(
+        &self,
+        p: &PartitionLog,
+        key: &str,
+        builder: ObjectBuilder,
+        old_bases: Vec<i64>,
+    ) -> Result<bool, StorageError> {
+        let (payload, chunks) = builder.finish();
+        let object = ObjectRecord {
+            key: key.to_string(),
+            size: payload.len() as u64,
+            created_ms: now_ms(),
+        };
+        self.put_object(key, payload).await?;
+        let new_rows: Vec<SegmentRecord> = chunks.iter().map(|c| c.to_segment(key)).collect();
+        let catalog = self.catalog.clone();
+        let (t, part) = (p.topic_id(), p.partition());
+        let swapped = tokio::task::spawn_blocking(move || {
+            catalog.replace_segments(t, part, &old_bases, &object, &new_rows)
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))??;
+        if !swapped {
+            let _ = self.objects.delete(&ObjectPath::from(key)).await;
+        }
+        Ok(swapped)
     }
 
     /// Deletes objects nothing points to any more (after the grace period).

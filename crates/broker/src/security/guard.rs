@@ -469,25 +469,25 @@ impl<'a> Guard<'a> {
         }
     }
 
-    pub fn describe_configs(&self, req: &mut DescribeConfigsRequest) -> Vec<DescribeConfigsResult> {
+    /// Takes the config resources the caller may not `op` out of
+    /// `resources`; `refusal(type, name, error)` answers each.
+    fn refuse_resources<T, R>(
+        &self,
+        resources: &mut Vec<T>,
+        op: Operation,
+        id: impl Fn(&T) -> (i8, &StrBytes),
+        refusal: impl Fn(i8, StrBytes, i16) -> R,
+    ) -> Vec<R> {
         let mut out = Vec::new();
         if !self.on() {
             return out;
         }
-        req.resources.retain(|r| {
-            match self.config_resource(
-                Operation::DescribeConfigs,
-                r.resource_type,
-                r.resource_name.as_str(),
-            ) {
+        resources.retain(|r| {
+            let (t, name) = id(r);
+            match self.config_resource(op, t, name.as_str()) {
                 None => true,
                 Some(e) => {
-                    let mut d = DescribeConfigsResult::default();
-                    d.resource_type = r.resource_type;
-                    d.resource_name = r.resource_name.clone();
-                    d.error_code = code(e);
-                    d.error_message = Some(str_bytes("not authorized"));
-                    out.push(d);
+                    out.push(refusal(t, name.clone(), code(e)));
                     false
                 }
             }
@@ -495,33 +495,39 @@ impl<'a> Guard<'a> {
         out
     }
 
+    pub fn describe_configs(&self, req: &mut DescribeConfigsRequest) -> Vec<DescribeConfigsResult> {
+        self.refuse_resources(
+            &mut req.resources,
+            Operation::DescribeConfigs,
+            |r| (r.resource_type, &r.resource_name),
+            |t, name, error| {
+                let mut d = DescribeConfigsResult::default();
+                d.resource_type = t;
+                d.resource_name = name;
+                d.error_code = error;
+                d.error_message = Some(str_bytes("not authorized"));
+                d
+            },
+        )
+    }
+
     pub fn alter_configs(
         &self,
         req: &mut IncrementalAlterConfigsRequest,
     ) -> Vec<AlterConfigsResourceResponse> {
-        let mut out = Vec::new();
-        if !self.on() {
-            return out;
-        }
-        req.resources.retain(|r| {
-            match self.config_resource(
-                Operation::AlterConfigs,
-                r.resource_type,
-                r.resource_name.as_str(),
-            ) {
-                None => true,
-                Some(e) => {
-                    let mut d = AlterConfigsResourceResponse::default();
-                    d.resource_type = r.resource_type;
-                    d.resource_name = r.resource_name.clone();
-                    d.error_code = code(e);
-                    d.error_message = Some(str_bytes("not authorized"));
-                    out.push(d);
-                    false
-                }
-            }
-        });
-        out
+        self.refuse_resources(
+            &mut req.resources,
+            Operation::AlterConfigs,
+            |r| (r.resource_type, &r.resource_name),
+            |t, name, error| {
+                let mut d = AlterConfigsResourceResponse::default();
+                d.resource_type = t;
+                d.resource_name = name;
+                d.error_code = error;
+                d.error_message = Some(str_bytes("not authorized"));
+                d
+            },
+        )
     }
 
     // ---- Producer ids: a transactional id needs Write on it; an
