@@ -6,6 +6,7 @@ Every operation here is bounded by a timeout.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -340,3 +341,80 @@ def payloads(
         out.append(blob[pos : pos + n])
         pos += n
     return out
+
+
+class Flood:
+    """A producer writing `size`-byte records to `topic` flat out through
+    `conf` in a thread (`run_floods`); keeps (time, acknowledged bytes)
+    samples for rate measurements. On stop the unsent queue is purged, so
+    stopping is quick; purge reports are not counted as errors."""
+
+    def __init__(self, conf: dict, topic: str, size: int = 16 * 1024, queue_kbytes: int = 32 * 1024):
+        self.p = Producer({**conf, "linger.ms": 5, "acks": "all",
+                           "queue.buffering.max.kbytes": queue_kbytes})
+        self.topic, self.size = topic, size
+        self.acked = 0
+        self.errors: list = []
+        self.samples: list = []
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        value = b"x" * self.size
+        purged = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
+
+        def done(err, msg):
+            if err is None:
+                self.acked += len(msg.value())
+            elif err.code() not in purged:
+                self.errors.append(err)
+
+        last = time.monotonic()
+        self.samples.append((last, 0))
+        while not self.stop.is_set():
+            try:
+                self.p.produce(self.topic, value, on_delivery=done)
+            except BufferError:
+                self.p.poll(0.05)
+            self.p.poll(0)
+            now = time.monotonic()
+            if now - last >= 0.25:
+                self.samples.append((now, self.acked))
+                last = now
+        self.p.purge()
+        self.p.flush(10)
+        self.samples.append((time.monotonic(), self.acked))
+
+    def rate_between(self, t0: float, t1: float) -> float:
+        """Bytes per second acknowledged between monotonic times t0 and t1."""
+        def at(t):
+            return min(self.samples, key=lambda s: abs(s[0] - t))
+        (a, x), (b, y) = at(t0), at(t1)
+        return (y - x) / (b - a)
+
+
+def run_floods(floods: List["Flood"], seconds: float) -> float:
+    """Runs the floods together for `seconds`; returns when they started."""
+    for f in floods:
+        f.t.start()
+    start = time.monotonic()
+    time.sleep(seconds)
+    for f in floods:
+        f.stop.set()
+    for f in floods:
+        f.t.join(30)
+        assert not f.t.is_alive(), "a producer did not stop"
+    return start
+
+
+def sasl_conf(bootstrap: str, user: str, password: str, mechanism: str = "SCRAM-SHA-256", **extra) -> dict:
+    """A SASL_PLAINTEXT client configuration."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": mechanism,
+        "sasl.username": user,
+        "sasl.password": password,
+        "broker.address.family": "v4",
+        **extra,
+    }

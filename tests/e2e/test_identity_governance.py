@@ -25,6 +25,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from helpers import sasl_conf
+
 USERS = {"alice": ("alice-pw", "acme"), "bob": ("bob-pw", "globex"), "carol": ("carol-pw", None)}
 IDENTITY = "producer-identity"
 
@@ -52,16 +54,7 @@ def gb(broker_factory, sluice_bin):
 
 
 def conf(b, user, **extra):
-    c = {
-        "bootstrap.servers": f"127.0.0.1:{b.kafka_port}",
-        "security.protocol": "SASL_PLAINTEXT",
-        "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": user,
-        "sasl.password": USERS[user][0],
-        "broker.address.family": "v4",
-    }
-    c.update(extra)
-    return c
+    return sasl_conf(f"127.0.0.1:{b.kafka_port}", user, USERS[user][0], "SCRAM-SHA-512", **extra)
 
 
 def create(b, topic, on_failure="reject"):

@@ -22,7 +22,6 @@ import base64
 import json
 import struct
 import subprocess
-import threading
 import time
 import urllib.request
 import uuid
@@ -31,6 +30,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import kafka_wire as kw
+from helpers import Flood, run_floods, sasl_conf
 
 USERS = {"admin": "admin-pw", "alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 MIB = 1024 * 1024
@@ -58,80 +58,13 @@ def qbroker(broker_factory, sluice_bin):
 
 
 def conf(b, user, **extra):
-    c = {
-        "bootstrap.servers": f"127.0.0.1:{b.kafka_port}",
-        "security.protocol": "SASL_PLAINTEXT",
-        "sasl.mechanism": "SCRAM-SHA-256",
-        "sasl.username": user,
-        "sasl.password": USERS[user],
-        "broker.address.family": "v4",
-    }
-    c.update(extra)
-    return c
-
-
-class Flood:
-    """Produces flat out as one user; keeps (time, acknowledged bytes)."""
-
-    def __init__(self, b, user, topic, size=16 * 1024):
-        self.p = Producer(conf(b, user, **{"linger.ms": 5, "acks": "all",
-                                           "queue.buffering.max.kbytes": 32 * 1024}))
-        self.topic, self.size = topic, size
-        self.acked = 0
-        self.errors = []
-        self.samples = []
-        self.stop = threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        value = b"x" * self.size
-        start = time.monotonic()
-        last = start
-
-        def done(err, msg):
-            if err is not None:
-                self.errors.append(err)
-            else:
-                self.acked += len(msg.value())
-
-        while not self.stop.is_set():
-            try:
-                self.p.produce(self.topic, value, on_delivery=done)
-            except BufferError:
-                self.p.poll(0.05)
-            self.p.poll(0)
-            now = time.monotonic()
-            if now - last >= 0.5:
-                self.samples.append((now, self.acked))
-                last = now
-        self.p.flush(30)
-        self.samples.append((time.monotonic(), self.acked))
-
-    def rate_between(self, t0, t1):
-        """Bytes per second acknowledged between monotonic times t0 and t1."""
-        def at(t):
-            return min(self.samples, key=lambda s: abs(s[0] - t))
-        (a, x), (b_, y) = at(t0), at(t1)
-        return (y - x) / (b_ - a)
-
-
-def run_floods(floods, seconds):
-    for f in floods:
-        f.t.start()
-    start = time.monotonic()
-    time.sleep(seconds)
-    for f in floods:
-        f.stop.set()
-    for f in floods:
-        f.t.join(60)
-        assert not f.t.is_alive(), "a producer did not stop"
-    return start
+    return sasl_conf(f"127.0.0.1:{b.kafka_port}", user, USERS[user], **extra)
 
 
 def test_producer_byte_rate_holds_one_user_and_spares_the_other(qbroker, sluice_bin):
     topic = f"q-{uuid.uuid4().hex[:6]}"
     # Bob alone first: what this machine gives one producer.
-    solo = Flood(qbroker, "bob", topic)
+    solo = Flood(conf(qbroker, "bob"), topic)
     t0 = run_floods([solo], 8)
     bob_alone = solo.rate_between(t0 + 2, t0 + 8)
     assert not solo.errors, solo.errors[:3]
@@ -142,7 +75,7 @@ def test_producer_byte_rate_holds_one_user_and_spares_the_other(qbroker, sluice_
     assert out == [{"entity": {"user": "alice"}, "quotas": {"producer_byte_rate": QUOTA}}], out
     time.sleep(3)  # the broker reloads quotas every 2 s
 
-    alice, bob = Flood(qbroker, "alice", topic), Flood(qbroker, "bob", topic)
+    alice, bob = Flood(conf(qbroker, "alice"), topic), Flood(conf(qbroker, "bob"), topic)
     t0 = run_floods([alice, bob], 34)
     assert not alice.errors and not bob.errors, (alice.errors[:3], bob.errors[:3])
     # Past the first window (11 s), alice is held at her quota.

@@ -28,6 +28,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// (API, lowest version, highest version) Sluice serves.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -250,9 +251,9 @@ pub async fn handle(
     let client_id = header
         .client_id
         .as_ref()
-        .map(|c| c.as_str().to_string())
+        .map(|c| c.as_str())
         .unwrap_or_default();
-    let principal = conn.caller.principal.clone();
+    let principal = conn.caller.principal.as_str();
     let handled = match *body {
         RequestKind::ApiVersions(_) => ready(ResponseKind::ApiVersions(api_versions(None))),
         RequestKind::Produce(mut r) => {
@@ -263,10 +264,10 @@ pub async fn handle(
                 .flat_map(|t| t.partition_data.iter())
                 .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
                 .sum();
-            let throttle =
-                broker
-                    .quotas
-                    .record(QuotaKind::Produce, &principal, &client_id, bytes as f64);
+            let throttle = broker
+                .quotas
+                .charge(QuotaKind::Produce, principal, client_id)
+                .map_or(Duration::ZERO, |c| broker.quotas.record(&c, bytes as f64));
             conn.mute.extend(throttle);
             let durable = handlers::produce::handle(broker, r, version, &conn.caller).await;
             Ok(Handled::Deferred(Box::pin(async move {
@@ -283,12 +284,12 @@ pub async fn handle(
         RequestKind::Fetch(mut r) => {
             let refused = guard.fetch(&mut r);
             let b = broker.clone();
-            let over = broker
-                .quotas
-                .current(QuotaKind::Fetch, &principal, &client_id);
+            let charge = broker.quotas.charge(QuotaKind::Fetch, principal, client_id);
+            let over = charge
+                .as_ref()
+                .map_or(Duration::ZERO, |c| broker.quotas.current(c));
             conn.mute.extend(over);
             let mute = conn.mute.clone();
-            let (principal, client_id) = (principal.clone(), client_id.clone());
             Ok(Handled::Deferred(Box::pin(async move {
                 let mut reply = if !over.is_zero() {
                     // Over its quota: an empty answer with the throttle time
@@ -301,12 +302,12 @@ pub async fn handle(
                 } else {
                     handlers::fetch::handle(&b, r, version).await
                 };
-                let bytes: usize = reply.records.iter().flatten().map(|x| x.len()).sum();
-                let throttle =
-                    b.quotas
-                        .record(QuotaKind::Fetch, &principal, &client_id, bytes as f64);
-                mute.extend(throttle);
-                reply.response.throttle_time_ms = throttle_ms(throttle);
+                if let Some(c) = &charge {
+                    let bytes: usize = reply.records.iter().flatten().map(|x| x.len()).sum();
+                    let throttle = b.quotas.record(c, bytes as f64);
+                    mute.extend(throttle);
+                    reply.response.throttle_time_ms = throttle_ms(throttle);
+                }
                 Guard::answer_fetch(&mut reply, refused);
                 let background = reply.from_objects;
                 let frame = match fetch_frame::encode(
@@ -331,11 +332,6 @@ pub async fn handle(
             ready(ResponseKind::JoinGroup(resp))
         }
         RequestKind::JoinGroup(r) => {
-            let client_id = header
-                .client_id
-                .as_ref()
-                .map(|c| c.as_str())
-                .unwrap_or_default();
             let joined = handlers::groups::join_group(broker, r, version, client_id, peer);
             Ok(Handled::Deferred(Box::pin(async move {
                 encode(ResponseKind::JoinGroup(joined.await))
@@ -363,11 +359,6 @@ pub async fn handle(
             ready(ResponseKind::ListOffsets(resp))
         }
         RequestKind::Metadata(mut r) => {
-            let client_id = header
-                .client_id
-                .as_ref()
-                .map(|c| c.as_str())
-                .unwrap_or_default();
             let refused = guard.metadata(&mut r);
             let mut resp = handlers::metadata::handle(broker, r, version, client_id).await;
             guard.answer_metadata(&mut resp, refused);
@@ -643,12 +634,12 @@ pub async fn handle(
     // Thread time, for request_percentage quotas (the handling itself, not
     // the wait for durability or data).
     let spent = timer.started.elapsed().as_secs_f64() * 1000.0;
-    conn.mute.extend(broker.quotas.record(
-        QuotaKind::Request,
-        &conn.caller.principal,
-        &client_id,
-        spent,
-    ));
+    if let Some(c) = broker
+        .quotas
+        .charge(QuotaKind::Request, principal, client_id)
+    {
+        conn.mute.extend(broker.quotas.record(&c, spent));
+    }
     Ok(match handled? {
         Handled::Ready(r) => {
             timer.finish();

@@ -92,6 +92,29 @@ impl Broker {
         }))
     }
 
+    /// Reads the ACLs and client quotas from the catalog again every
+    /// [`security::authz::RELOAD_EVERY`] until shutdown: how a change made
+    /// by another process (`sluice acls`, `sluice quotas`) reaches an
+    /// embedded broker; a cluster's brokers also hear the catalog's
+    /// notifications at once.
+    pub async fn run_reload(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(security::authz::RELOAD_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+            let me = self.clone();
+            let reloaded = tokio::task::spawn_blocking(move || {
+                me.authorizer.reload().map_err(|e| ("ACLs", e))?;
+                me.quotas.reload().map_err(|e| ("client quotas", e))
+            })
+            .await;
+            if let Ok(Err((what, e))) = reloaded {
+                tracing::warn!(error = %e, "reloading the {what} failed");
+            }
+        }
+    }
+
     /// Samples per-topic counters every `every` so the admin API can show
     /// throughput, until shutdown.
     pub async fn run_rate_sampler(

@@ -203,6 +203,14 @@ pub struct Quotas {
 /// A request's charge: how long its connection must wait.
 pub type Throttle = Duration;
 
+/// The quota a request is charged to: its limit and its meter (the quota
+/// kind, and the user and client-id tags of the matching entity).
+#[derive(Debug, Clone)]
+pub struct Charge {
+    limit: f64,
+    meter: (QuotaKind, String, String),
+}
+
 impl Quotas {
     pub fn open(catalog: Arc<Catalog>) -> anyhow::Result<Arc<Self>> {
         let q = Arc::new(Self {
@@ -292,32 +300,29 @@ impl Quotas {
         Duration::from_secs_f64(((rate - limit) / limit * window).max(0.0)).min(MAX_THROTTLE)
     }
 
-    /// Charges `amount` (bytes; for requests, milliseconds of thread
-    /// time) to the caller's meter; returns the throttle it earns.
-    pub fn record(&self, kind: QuotaKind, principal: &str, client: &str, amount: f64) -> Throttle {
+    /// The quota `kind` a (principal, client id) is under, if any: what a
+    /// request is charged to. None (no allocation) when no quota applies,
+    /// so clients without quotas pay one read of the config per request.
+    pub fn charge(&self, kind: QuotaKind, principal: &str, client: &str) -> Option<Charge> {
         let user = principal.strip_prefix("User:").unwrap_or(principal);
-        let Some((limit, key)) = self.resolve(kind, user, client) else {
-            return Duration::ZERO;
-        };
+        let (limit, meter) = self.resolve(kind, user, client)?;
+        Some(Charge { limit, meter })
+    }
+
+    /// Charges `amount` (bytes; for requests, milliseconds of thread time)
+    /// to the charge's meter; returns the throttle it earns.
+    pub fn record(&self, charge: &Charge, amount: f64) -> Throttle {
+        let kind = charge.meter.0;
         // Requests are charged in percent of a thread: ms per second / 10.
         let amount = if kind == QuotaKind::Request {
             amount / 10.0
         } else {
             amount
         };
-        let now = self.started.elapsed();
-        let mut meters = match self.meters.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        if meters.len() > 10_000 {
-            meters.retain(|_, m| m.last_used.is_some_and(|t| t.elapsed() < METER_IDLE));
-        }
-        let m = meters.entry(key).or_default();
-        m.last_used = Some(Instant::now());
-        m.record(now.as_secs(), amount);
-        let (rate, window) = m.rate(now);
-        let t = Self::throttle_of(rate, window, limit);
+        let t = self.with_meter(charge, |m, now| {
+            m.record(now.as_secs(), amount);
+            m.rate(now)
+        });
         if !t.is_zero() {
             sluice_observe::metrics()
                 .quota_throttles
@@ -327,29 +332,30 @@ impl Quotas {
         t
     }
 
-    /// The throttle the caller is under now, without charging anything
-    /// (a fetch is charged when its size is known).
-    pub fn current(&self, kind: QuotaKind, principal: &str, client: &str) -> Throttle {
-        self.record(kind, principal, client, 0.0)
+    /// The throttle the charge's client is under now, without charging
+    /// anything (a fetch is charged when its size is known).
+    pub fn current(&self, charge: &Charge) -> Throttle {
+        self.with_meter(charge, |m, now| m.rate(now))
     }
 
-    /// Reloads every `every` until `shutdown` (quotas changed by another
-    /// process; a cluster's brokers also hear the catalog's notification).
-    pub async fn run_reload(
-        self: Arc<Self>,
-        every: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.changed() => return,
-            }
-            let me = self.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || me.reload()).await {
-                tracing::warn!(error = %e, "reloading the client quotas failed");
-            }
+    /// Runs `f` on the charge's meter; the throttle of the rate it returns.
+    fn with_meter(
+        &self,
+        charge: &Charge,
+        f: impl FnOnce(&mut Meter, Duration) -> (f64, f64),
+    ) -> Throttle {
+        let now = self.started.elapsed();
+        let mut meters = match self.meters.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if meters.len() > 10_000 {
+            meters.retain(|_, m| m.last_used.is_some_and(|t| t.elapsed() < METER_IDLE));
         }
+        let m = meters.entry(charge.meter.clone()).or_default();
+        m.last_used = Some(Instant::now());
+        let (rate, window) = f(m, now);
+        Self::throttle_of(rate, window, charge.limit)
     }
 }
 

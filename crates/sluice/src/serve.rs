@@ -344,11 +344,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let writes = tokio::spawn(store.clone().run_writes(stop_rx.clone()));
     let maintenance = tokio::spawn(store.clone().run_maintenance(stop_rx.clone()));
     let expiry = tokio::spawn(broker.groups.clone().run_expiry(stop_rx.clone()));
-    let acl_reload = tokio::spawn(broker.authorizer.clone().run_reload(stop_rx.clone()));
-    let quota_reload = tokio::spawn(broker.quotas.clone().run_reload(
-        sluice_broker::security::authz::RELOAD_EVERY,
-        stop_rx.clone(),
-    ));
+    let reload = tokio::spawn(broker.clone().run_reload(stop_rx.clone()));
     let following = tokio::spawn(sluice_broker::cluster::run(broker.clone(), stop_rx.clone()));
     let rates = tokio::spawn(
         broker
@@ -415,8 +411,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let _ = writes.await;
     let _ = maintenance.await;
     let _ = expiry.await;
-    let _ = acl_reload.await;
-    let _ = quota_reload.await;
+    let _ = reload.await;
     let _ = following.await;
     let _ = rates.await;
     let _ = replays.await;

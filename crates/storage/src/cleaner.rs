@@ -168,10 +168,12 @@ impl LogStore {
         if !(due_ratio || due_lag || due_tombstones || due_idle) {
             return Ok((None, dirty_bytes));
         }
-        // The latest offset of every key in the uploaded log.
+        // The latest offset of every key in the uploaded log (read once: the
+        // rows rewritten below are a prefix of these).
+        let datas = self.fetch_rows_uncached(&rows).await?;
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
-        for data in self.fetch_rows_uncached(&rows).await? {
-            for (_, range) in iter_stored(&data) {
+        for data in &datas {
+            for (_, range) in iter_stored(data) {
                 let batch = data.slice(range);
                 for r in decode_batch(&batch).map_err(|e| StorageError::Corrupt(e.to_string()))? {
                     if let Some(k) = r.key {
@@ -185,8 +187,11 @@ impl LogStore {
         let batch_rows: Vec<SegmentRecord> = eligible
             .iter()
             .take_while(|r| {
-                budget += r.length;
-                budget <= self.config.compaction_max_bytes.max(r.length)
+                let within = budget == 0 || budget + r.length <= self.config.compaction_max_bytes;
+                if within {
+                    budget += r.length;
+                }
+                within
             })
             .cloned()
             .collect();
@@ -198,9 +203,9 @@ impl LogStore {
         let mut oldest_tombstone_deadline = 0i64;
         // The range's last batch, if the cleaner emptied it.
         let mut emptied_last: Option<BatchHeader> = None;
-        for data in self.fetch_rows_uncached(&batch_rows).await? {
+        for data in &datas[..batch_rows.len()] {
             let mut kept_batches = Vec::new();
-            for (h, range) in iter_stored(&data) {
+            for (h, range) in iter_stored(data) {
                 let batch = data.slice(range);
                 done.bytes_before += batch.len() as u64;
                 let out = retain(&h, &batch, &latest, now, s.delete_retention_ms, &mut done)?;

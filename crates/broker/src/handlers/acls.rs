@@ -2,7 +2,7 @@
 //! over the rules the authorizer keeps in the catalog. (Who may call them,
 //! Alter or Describe on the cluster, is checked by the dispatcher's guard.)
 
-use super::{code, str_bytes};
+use super::{code, off_thread, str_bytes};
 use crate::security::acl::{
     AclFilter, AclRule, Operation, PatternFilter, PatternType, Permission, ResourceType,
 };
@@ -115,16 +115,6 @@ pub fn filter_of(
     })
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> sluice_catalog::Result<T> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 pub async fn create(broker: &Broker, req: CreateAclsRequest) -> CreateAclsResponse {
     let mut resp = CreateAclsResponse::default();
     let parsed: Vec<Result<AclRule, String>> = req.creations.iter().map(rule_of).collect();
@@ -136,7 +126,7 @@ pub async fn create(broker: &Broker, req: CreateAclsRequest) -> CreateAclsRespon
         Ok(())
     } else {
         let authz = broker.authorizer.clone();
-        blocking(move || authz.add(&good)).await
+        off_thread(move || authz.add(&good)).await
     };
     for p in parsed {
         let mut r = AclCreationResult::default();
@@ -227,7 +217,7 @@ pub async fn delete(broker: &Arc<Broker>, req: DeleteAclsRequest) -> DeleteAclsR
             }
             Ok(filter) => {
                 let authz = broker.authorizer.clone();
-                match blocking(move || authz.remove(&filter)).await {
+                match off_thread(move || authz.remove(&filter)).await {
                     Err(why) => {
                         fr.error_code = code(ResponseError::UnknownServerError);
                         fr.error_message = Some(str_bytes(why));

@@ -2,7 +2,7 @@
 //! [`crate::quotas`]. (Who may call them, DescribeConfigs or AlterConfigs
 //! on the cluster, is checked by the dispatcher's guard.)
 
-use super::{code, str_bytes};
+use super::{code, off_thread, str_bytes};
 use crate::quotas::{Entity, QuotaKind};
 use crate::Broker;
 use kafka_protocol::error::ResponseError;
@@ -180,11 +180,10 @@ pub async fn alter(
             Ok(_) if req.validate_only => None,
             Ok((entity, changes)) => {
                 let quotas = broker.quotas.clone();
-                match tokio::task::spawn_blocking(move || quotas.alter(&entity, &changes)).await {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some((ResponseError::UnknownServerError, e.to_string())),
-                    Err(e) => Some((ResponseError::UnknownServerError, e.to_string())),
-                }
+                off_thread(move || quotas.alter(&entity, &changes))
+                    .await
+                    .err()
+                    .map(|e| (ResponseError::UnknownServerError, e))
             }
         };
         resp.entries.push(altered(&entry.entity, error));

@@ -46,6 +46,18 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs a blocking catalog call off the async workers; its error (or the
+/// task's) as text for the response's error message.
+pub async fn off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> sluice_catalog::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The error code of a response error.
 pub fn code(e: ResponseError) -> i16 {
     e.code()

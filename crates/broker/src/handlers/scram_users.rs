@@ -4,7 +4,7 @@
 //! password; the catalog keeps only the SCRAM keys. (Who may call them,
 //! Describe or Alter on the cluster, is checked by the dispatcher's guard.)
 
-use super::{code, str_bytes};
+use super::{code, off_thread, str_bytes};
 use crate::security::sasl::{from_record, to_record};
 use crate::security::scram::{Credential, Mechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 use crate::Broker;
@@ -21,24 +21,13 @@ use sluice_catalog::{CredentialRecord, CredentialStore};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-async fn blocking<T: Send + 'static>(
-    broker: &Broker,
-    f: impl FnOnce(&sluice_catalog::Catalog) -> sluice_catalog::Result<T> + Send + 'static,
-) -> Result<T, String> {
-    let catalog = broker.catalog.clone();
-    match tokio::task::spawn_blocking(move || f(&catalog)).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 pub async fn describe(
     broker: &Arc<Broker>,
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
     let mut resp = DescribeUserScramCredentialsResponse::default();
-    let all = match blocking(broker, |c| c.all_credentials()).await {
+    let catalog = broker.catalog.clone();
+    let all = match off_thread(move || catalog.all_credentials()).await {
         Ok(all) => all,
         Err(e) => {
             resp.error_code = code(ResponseError::UnknownServerError);
@@ -203,7 +192,8 @@ pub async fn alter(
             )),
             Err(e) => Err(e),
             Ok(Change::Delete(user, m)) => {
-                match blocking(broker, move |c| c.delete_credentials(&user, Some(m.name()))).await {
+                let catalog = broker.catalog.clone();
+                match off_thread(move || catalog.delete_credentials(&user, Some(m.name()))).await {
                     Ok(0) => Err((
                         ResponseError::ResourceNotFound,
                         format!("attempt to delete a user credential that does not exist: {name}"),
@@ -214,7 +204,8 @@ pub async fn alter(
             }
             Ok(Change::Upsert(user, cred)) => {
                 let record = to_record(&user, &cred);
-                blocking(broker, move |c| c.put_credential(&record))
+                let catalog = broker.catalog.clone();
+                off_thread(move || catalog.put_credential(&record))
                     .await
                     .map_err(|e| (ResponseError::UnknownServerError, e))
             }

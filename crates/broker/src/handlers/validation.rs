@@ -83,34 +83,29 @@ pub async fn validate(
             ));
         }
     };
-    let mut good = Vec::new();
-    let mut bad = Vec::new();
-    let mut i = 0i32;
-    for rs in &per_batch {
-        for r in rs {
-            let checked = policy
-                .check_record_with(
-                    &validator,
-                    name,
-                    r.key.as_deref(),
-                    r.value.as_deref(),
-                    |h| header(r, h),
+    // Verdicts first; records are moved (not copied) only when some fail.
+    let mut failures = Vec::new();
+    for (i, r) in per_batch.iter().flatten().enumerate() {
+        let checked = policy
+            .check_record_with(
+                &validator,
+                name,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                |h| header(r, h),
+            )
+            .and_then(|_| {
+                policy.governance.check_identity(
+                    header(r, TENANT_HEADER),
+                    &caller.principal,
+                    caller.tenant.as_deref(),
                 )
-                .and_then(|_| {
-                    policy.governance.check_identity(
-                        header(r, TENANT_HEADER),
-                        &caller.principal,
-                        caller.tenant.as_deref(),
-                    )
-                });
-            match checked {
-                Ok(_) => good.push(r.clone()),
-                Err(e) => bad.push((i, r.clone(), e)),
-            }
-            i += 1;
+            });
+        if let Err(e) = checked {
+            failures.push((i as i32, e));
         }
     }
-    if bad.is_empty() {
+    if failures.is_empty() {
         if identity.is_none() {
             return Validated::Accept(batches);
         }
@@ -135,14 +130,23 @@ pub async fn validate(
         }
         return Validated::Accept(stamped);
     }
-    good.iter_mut().for_each(stamp);
     if policy.on_failure == OnFailure::Reject {
         return Validated::Reject(
-            bad.into_iter()
-                .map(|(i, _, e)| (i, e.to_string()))
+            failures
+                .into_iter()
+                .map(|(i, e)| (i, e.to_string()))
                 .collect(),
         );
     }
+    let mut failures = failures.into_iter().peekable();
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for (i, r) in per_batch.into_iter().flatten().enumerate() {
+        match failures.next_if(|(j, _)| *j == i as i32) {
+            Some((j, e)) => bad.push((j, r, e)),
+            None => good.push(r),
+        }
+    }
+    good.iter_mut().for_each(stamp);
     // Dead-letter the bad records, keep the good ones.
     let dead: Vec<RawRecord> = bad
         .iter()

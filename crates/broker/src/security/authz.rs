@@ -209,18 +209,4 @@ impl Authorizer {
         }
         Ok(doomed)
     }
-
-    /// Reloads every [`RELOAD_EVERY`] until `shutdown`.
-    pub async fn run_reload(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(RELOAD_EVERY) => {}
-                _ = shutdown.changed() => return,
-            }
-            let me = self.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || me.reload()).await {
-                tracing::warn!(error = %e, "reloading the ACLs failed");
-            }
-        }
-    }
 }
