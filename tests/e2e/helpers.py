@@ -344,12 +344,15 @@ def payloads(
 
 
 class Flood:
-    """A producer writing `size`-byte records to `topic` flat out through
-    `conf` in a thread (`run_floods`); keeps (time, acknowledged bytes)
-    samples for rate measurements. On stop the unsent queue is purged, so
-    stopping is quick; purge reports are not counted as errors."""
+    """A producer writing `size`-byte records to `topic` through `conf` in
+    a thread (`run_floods`), flat out or paced at `rate` bytes/s; keeps
+    (time, acknowledged bytes) samples for rate measurements. On stop the
+    unsent queue is purged, so stopping is quick; purge reports are not
+    counted as errors."""
 
-    def __init__(self, conf: dict, topic: str, size: int = 16 * 1024, queue_kbytes: int = 32 * 1024):
+    def __init__(self, conf: dict, topic: str, size: int = 16 * 1024, queue_kbytes: int = 32 * 1024,
+                 rate: Optional[float] = None):
+        self.rate = rate
         self.p = Producer({**conf, "linger.ms": 5, "acks": "all",
                            "queue.buffering.max.kbytes": queue_kbytes})
         self.topic, self.size = topic, size
@@ -369,11 +372,16 @@ class Flood:
             elif err.code() not in purged:
                 self.errors.append(err)
 
-        last = time.monotonic()
+        last = start = time.monotonic()
         self.samples.append((last, 0))
+        produced = 0
         while not self.stop.is_set():
+            if self.rate is not None and produced > self.rate * (time.monotonic() - start):
+                self.p.poll(0.005)
+                continue
             try:
                 self.p.produce(self.topic, value, on_delivery=done)
+                produced += len(value)
             except BufferError:
                 self.p.poll(0.05)
             self.p.poll(0)
