@@ -1121,3 +1121,506 @@ def decode_record_batches(data: bytes) -> list:
         )
         pos = end
     return out
+
+
+# ---------------------------------------------------------------------------
+# Transactions (test_transactions.py): FindCoordinator for a transactional
+# id, InitProducerId with a transaction timeout, AddPartitionsToTxn,
+# AddOffsetsToTxn, TxnOffsetCommit, EndTxn, DescribeTransactions,
+# ListTransactions, a transactional Produce, and Fetch / ListOffsets with an
+# isolation level (Fetch answering `aborted_transactions`).  Module-level
+# functions taking a WireConnection; the flexible request/response headers
+# are handled here (FLEXIBLE_FROM is left as it was).
+# ---------------------------------------------------------------------------
+
+API_FIND_COORDINATOR = 10
+API_ADD_PARTITIONS_TO_TXN = 24
+API_ADD_OFFSETS_TO_TXN = 25
+API_END_TXN = 26
+API_TXN_OFFSET_COMMIT = 28
+API_DESCRIBE_TRANSACTIONS = 65
+API_LIST_TRANSACTIONS = 66
+
+# First flexible version of each of these APIs.
+TXN_FLEXIBLE_FROM = {
+    API_FIND_COORDINATOR: 3,
+    API_INIT_PRODUCER_ID: 2,
+    API_ADD_PARTITIONS_TO_TXN: 3,
+    API_ADD_OFFSETS_TO_TXN: 3,
+    API_END_TXN: 3,
+    API_TXN_OFFSET_COMMIT: 3,
+    API_DESCRIBE_TRANSACTIONS: 0,
+    API_LIST_TRANSACTIONS: 0,
+}
+
+COORDINATOR_KEY_GROUP = 0
+COORDINATOR_KEY_TRANSACTION = 1
+
+ISOLATION_READ_UNCOMMITTED = 0
+ISOLATION_READ_COMMITTED = 1
+
+# Record batch attribute bits.
+ATTR_TRANSACTIONAL = 0x10
+ATTR_CONTROL = 0x20
+
+# Control record types (the int16 after the version in a control record's key).
+CONTROL_ABORT = 0
+CONTROL_COMMIT = 1
+
+# Error codes of the transaction APIs.
+INVALID_PRODUCER_EPOCH = 47
+INVALID_TXN_STATE = 48
+INVALID_PRODUCER_ID_MAPPING = 49
+INVALID_TRANSACTION_TIMEOUT = 50
+CONCURRENT_TRANSACTIONS = 51
+COORDINATOR_LOAD_IN_PROGRESS = 14
+COORDINATOR_NOT_AVAILABLE = 15
+NOT_COORDINATOR = 16
+PRODUCER_FENCED = 90
+TRANSACTIONAL_ID_NOT_FOUND = 105
+
+
+def txn_request(conn: "WireConnection", api_key: int, version: int, body: bytes,
+                timeout: Optional[float] = None) -> Reader:
+    """Send a request of one of the APIs in TXN_FLEXIBLE_FROM; returns a Reader
+    at the start of the response body (response header tags skipped)."""
+    flex = version >= TXN_FLEXIBLE_FROM[api_key]
+    r = conn.request(api_key, version, body, flexible_header=flex, timeout=timeout)
+    if flex and not conn.is_flexible(api_key, version):
+        r.skip_tags()  # response header v1 (request() skipped it only if it knew)
+    return r
+
+
+@dataclass
+class CoordinatorResult:
+    error_code: int
+    node_id: int
+    host: Optional[str]
+    port: int
+    error_message: Optional[str] = None
+
+
+def find_coordinator_for(conn: "WireConnection", key: str, key_type: int = COORDINATOR_KEY_TRANSACTION,
+                         version: Optional[int] = None) -> CoordinatorResult:
+    """FindCoordinator v1-v4 for one key (v4 batches keys; one is sent)."""
+    if version is None:
+        version = conn.pick_version(API_FIND_COORDINATOR, 1, 4)
+    flex = version >= 3
+    w = Writer()
+    if version <= 3:
+        w.string(key, flex)
+    w.int8(key_type)
+    if version >= 4:
+        w.array_len(1, True)
+        w.string(key, True)
+    if flex:
+        w.tags()
+    r = txn_request(conn, API_FIND_COORDINATOR, version, w.getvalue())
+    r.int32()  # throttle
+    if version <= 3:
+        err = r.int16()
+        msg = r.string(flex)
+        res = CoordinatorResult(err, r.int32(), r.string(flex), r.int32(), msg)
+    else:
+        n = r.array_len(True)
+        assert n == 1, f"FindCoordinator v{version}: {n} coordinators for one key"
+        got_key = r.string(True)
+        assert got_key == key, f"FindCoordinator v{version}: key {got_key!r} != {key!r}"
+        node, host, port, err, msg = r.int32(), r.string(True), r.int32(), r.int16(), r.string(True)
+        r.skip_tags()
+        res = CoordinatorResult(err, node, host, port, msg)
+    if flex:
+        r.skip_tags()
+    expect_end(r, f"FindCoordinator v{version} response")
+    return res
+
+
+def init_producer_id_txn(
+    conn: "WireConnection",
+    transactional_id: Optional[str],
+    transaction_timeout_ms: int = 60000,
+    version: Optional[int] = None,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+) -> InitProducerIdResult:
+    """InitProducerId with a transactional id and a chosen transaction timeout."""
+    if version is None:
+        version = conn.pick_version(API_INIT_PRODUCER_ID, 0, 4)
+    flex = version >= 2
+    w = Writer()
+    w.string(transactional_id, flex)
+    w.int32(transaction_timeout_ms)
+    if version >= 3:
+        w.int64(producer_id)
+        w.int16(producer_epoch)
+    if flex:
+        w.tags()
+    r = txn_request(conn, API_INIT_PRODUCER_ID, version, w.getvalue())
+    res = InitProducerIdResult(
+        throttle_time_ms=r.int32(), error_code=r.int16(), producer_id=r.int64(), producer_epoch=r.int16()
+    )
+    if flex:
+        r.skip_tags()
+    expect_end(r, f"InitProducerId v{version} response")
+    return res
+
+
+def add_partitions_to_txn(
+    conn: "WireConnection",
+    transactional_id: str,
+    producer_id: int,
+    producer_epoch: int,
+    topics: dict,
+    version: Optional[int] = None,
+) -> dict:
+    """AddPartitionsToTxn v0-v3; topics {name: [partitions]}.
+    Returns {(topic, partition): error code}."""
+    if version is None:
+        version = conn.pick_version(API_ADD_PARTITIONS_TO_TXN, 0, 3)
+    assert version <= 3, "only the v0-v3 (client) layout is encoded here"
+    flex = version >= 3
+    w = Writer()
+    w.string(transactional_id, flex)
+    w.int64(producer_id)
+    w.int16(producer_epoch)
+    w.array_len(len(topics), flex)
+    for name, parts in topics.items():
+        w.string(name, flex)
+        w.array_len(len(parts), flex)
+        for p in parts:
+            w.int32(p)
+        if flex:
+            w.tags()
+    if flex:
+        w.tags()
+    r = txn_request(conn, API_ADD_PARTITIONS_TO_TXN, version, w.getvalue())
+    r.int32()  # throttle
+    out = {}
+    for _ in range(max(r.array_len(flex), 0)):
+        name = r.string(flex)
+        for _ in range(max(r.array_len(flex), 0)):
+            p, err = r.int32(), r.int16()
+            if flex:
+                r.skip_tags()
+            out[(name, p)] = err
+        if flex:
+            r.skip_tags()
+    if flex:
+        r.skip_tags()
+    expect_end(r, f"AddPartitionsToTxn v{version} response")
+    return out
+
+
+def add_offsets_to_txn(
+    conn: "WireConnection", transactional_id: str, producer_id: int, producer_epoch: int,
+    group_id: str, version: Optional[int] = None,
+) -> int:
+    """AddOffsetsToTxn v0-v3; returns the error code."""
+    if version is None:
+        version = conn.pick_version(API_ADD_OFFSETS_TO_TXN, 0, 3)
+    flex = version >= 3
+    w = Writer().string(transactional_id, flex).int64(producer_id).int16(producer_epoch)
+    w.string(group_id, flex)
+    if flex:
+        w.tags()
+    r = txn_request(conn, API_ADD_OFFSETS_TO_TXN, version, w.getvalue())
+    r.int32()  # throttle
+    err = r.int16()
+    if flex:
+        r.skip_tags()
+    expect_end(r, f"AddOffsetsToTxn v{version} response")
+    return err
+
+
+def txn_offset_commit(
+    conn: "WireConnection", transactional_id: str, group_id: str, producer_id: int,
+    producer_epoch: int, offsets: dict, version: Optional[int] = None,
+    generation_id: int = -1, member_id: str = "", group_instance_id: Optional[str] = None,
+) -> dict:
+    """TxnOffsetCommit v0-v3; offsets {(topic, partition): offset}.
+    Returns {(topic, partition): error code}."""
+    if version is None:
+        version = conn.pick_version(API_TXN_OFFSET_COMMIT, 0, 3)
+    flex = version >= 3
+    w = Writer().string(transactional_id, flex).string(group_id, flex)
+    w.int64(producer_id).int16(producer_epoch)
+    if version >= 3:
+        w.int32(generation_id).string(member_id, True).string(group_instance_id, True)
+    by_topic: dict = {}
+    for (t, p), off in offsets.items():
+        by_topic.setdefault(t, []).append((p, off))
+    w.array_len(len(by_topic), flex)
+    for t, parts in by_topic.items():
+        w.string(t, flex)
+        w.array_len(len(parts), flex)
+        for p, off in parts:
+            w.int32(p).int64(off)
+            if version >= 2:
+                w.int32(-1)  # committed_leader_epoch
+            w.string(None, flex)  # committed_metadata
+            if flex:
+                w.tags()
+        if flex:
+            w.tags()
+    if flex:
+        w.tags()
+    r = txn_request(conn, API_TXN_OFFSET_COMMIT, version, w.getvalue())
+    r.int32()  # throttle
+    out = {}
+    for _ in range(max(r.array_len(flex), 0)):
+        name = r.string(flex)
+        for _ in range(max(r.array_len(flex), 0)):
+            p, err = r.int32(), r.int16()
+            if flex:
+                r.skip_tags()
+            out[(name, p)] = err
+        if flex:
+            r.skip_tags()
+    if flex:
+        r.skip_tags()
+    expect_end(r, f"TxnOffsetCommit v{version} response")
+    return out
+
+
+def end_txn(
+    conn: "WireConnection", transactional_id: str, producer_id: int, producer_epoch: int,
+    committed: bool, version: Optional[int] = None, timeout: Optional[float] = None,
+) -> int:
+    """EndTxn v0-v3 (commit or abort); returns the error code."""
+    if version is None:
+        version = conn.pick_version(API_END_TXN, 0, 3)
+    flex = version >= 3
+    w = Writer().string(transactional_id, flex).int64(producer_id).int16(producer_epoch).bool(committed)
+    if flex:
+        w.tags()
+    r = txn_request(conn, API_END_TXN, version, w.getvalue(), timeout=timeout)
+    r.int32()  # throttle
+    err = r.int16()
+    if version >= 5:
+        r.int64()
+        r.int16()
+    if flex:
+        r.skip_tags()
+    expect_end(r, f"EndTxn v{version} response")
+    return err
+
+
+@dataclass
+class TxnDescription:
+    error_code: int
+    transactional_id: str
+    state: Optional[str]
+    timeout_ms: int
+    start_time_ms: int
+    producer_id: int
+    producer_epoch: int
+    topics: dict  # topic -> sorted list of partitions
+
+
+def describe_transactions(conn: "WireConnection", transactional_ids: Sequence[str]) -> list:
+    """DescribeTransactions v0; one TxnDescription per id, in answer order."""
+    w = Writer().array_len(len(transactional_ids), True)
+    for t in transactional_ids:
+        w.string(t, True)
+    w.tags()
+    r = txn_request(conn, API_DESCRIBE_TRANSACTIONS, 0, w.getvalue())
+    r.int32()  # throttle
+    out = []
+    for _ in range(max(r.array_len(True), 0)):
+        err, tid, state = r.int16(), r.string(True), r.string(True)
+        timeout_ms, start, pid, epoch = r.int32(), r.int64(), r.int64(), r.int16()
+        topics = {}
+        for _ in range(max(r.array_len(True), 0)):
+            name = r.string(True)
+            parts = [r.int32() for _ in range(max(r.array_len(True), 0))]
+            r.skip_tags()
+            topics.setdefault(name, []).extend(parts)
+        r.skip_tags()
+        out.append(TxnDescription(err, tid, state, timeout_ms, start, pid, epoch,
+                                  {k: sorted(v) for k, v in topics.items()}))
+    r.skip_tags()
+    expect_end(r, "DescribeTransactions v0 response")
+    return out
+
+
+@dataclass
+class TxnListing:
+    error_code: int
+    unknown_state_filters: list
+    transactions: list  # (transactional_id, producer_id, state)
+
+
+def list_transactions(
+    conn: "WireConnection",
+    state_filters: Sequence[str] = (),
+    producer_id_filters: Sequence[int] = (),
+    version: int = 0,
+    duration_filter_ms: int = -1,
+    transactional_id_pattern: Optional[str] = None,
+) -> TxnListing:
+    """ListTransactions v0-v2 (all flexible)."""
+    w = Writer().array_len(len(state_filters), True)
+    for s in state_filters:
+        w.string(s, True)
+    w.array_len(len(producer_id_filters), True)
+    for p in producer_id_filters:
+        w.int64(p)
+    if version >= 1:
+        w.int64(duration_filter_ms)
+    if version >= 2:
+        w.string(transactional_id_pattern, True)
+    w.tags()
+    r = txn_request(conn, API_LIST_TRANSACTIONS, version, w.getvalue())
+    r.int32()  # throttle
+    err = r.int16()
+    unknown = [r.string(True) for _ in range(max(r.array_len(True), 0))]
+    txns = []
+    for _ in range(max(r.array_len(True), 0)):
+        tid, pid, state = r.string(True), r.int64(), r.string(True)
+        r.skip_tags()
+        txns.append((tid, pid, state))
+    r.skip_tags()
+    expect_end(r, f"ListTransactions v{version} response")
+    return TxnListing(err, unknown, txns)
+
+
+def produce_txn(
+    conn: "WireConnection", topic: str, partition: int, records: bytes,
+    transactional_id: Optional[str], version: Optional[int] = None, acks: int = -1,
+) -> ProducePartitionResult:
+    """Produce one (transactional) record set, with the request's
+    transactional_id field set."""
+    if version is None:
+        version = conn.pick_version(API_PRODUCE, 3, 12)
+    body = encode_produce_body(version, topic, partition, records, acks, 10000, transactional_id)
+    r = conn.request(API_PRODUCE, version, body)
+    topics = parse_produce_body(r, version)
+    expect_end(r, f"Produce v{version} response")
+    assert len(topics) == 1 and len(topics[0][1]) == 1, f"produce response: {topics}"
+    return topics[0][1][0]
+
+
+def txn_batch(
+    records: Sequence[Record], producer_id: int, producer_epoch: int, base_sequence: int,
+    transactional: bool = True,
+) -> bytes:
+    """A v2 record batch of an (idempotent) producer, transactional by default."""
+    return build_record_batch(
+        records, producer_id=producer_id, producer_epoch=producer_epoch, base_sequence=base_sequence,
+        attributes=ATTR_TRANSACTIONAL if transactional else 0,
+    )
+
+
+@dataclass
+class FetchTxnResult:
+    error_code: int
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int
+    aborted_transactions: Optional[list]  # [(producer_id, first_offset)], None if null
+    records: Optional[bytes]
+    top_error_code: int = 0
+
+
+def fetch_isolated(
+    conn: "WireConnection", topic: str, partition: int, offset: int,
+    isolation_level: int = ISOLATION_READ_COMMITTED, version: Optional[int] = None,
+    max_wait_ms: int = 100, partition_max_bytes: int = 10 * 1024 * 1024,
+) -> FetchTxnResult:
+    """Fetch v4-v12 of one partition with an isolation level; keeps the
+    aborted transactions of the answer."""
+    if version is None:
+        version = conn.pick_version(API_FETCH, 4, 12)
+    assert 4 <= version <= 12
+    flex = version >= 12
+    w = Writer()
+    w.int32(-1).int32(max_wait_ms).int32(1).int32(50 * 1024 * 1024)
+    w.int8(isolation_level)
+    if version >= 7:
+        w.int32(0).int32(-1)
+    w.array_len(1, flex).string(topic, flex).array_len(1, flex)
+    w.int32(partition)
+    if version >= 9:
+        w.int32(-1)
+    w.int64(offset)
+    if version >= 12:
+        w.int32(-1)
+    if version >= 5:
+        w.int64(-1)
+    w.int32(partition_max_bytes)
+    if flex:
+        w.tags().tags()
+    if version >= 7:
+        w.array_len(0, flex)
+    if version >= 11:
+        w.string("", flex)
+    if flex:
+        w.tags()
+    r = conn.request(API_FETCH, version, w.getvalue())
+    r.int32()  # throttle
+    top_err = 0
+    if version >= 7:
+        top_err = r.int16()
+        r.int32()  # session id
+    assert r.array_len(flex) == 1, "one topic expected in the fetch answer"
+    name = r.string(flex)
+    assert name == topic, f"fetch answer topic {name!r}"
+    assert r.array_len(flex) == 1, "one partition expected in the fetch answer"
+    p, err, hwm = r.int32(), r.int16(), r.int64()
+    assert p == partition, f"fetch answer partition {p}"
+    lso = r.int64()
+    lstart = r.int64() if version >= 5 else -1
+    n = r.array_len(flex)
+    aborted = None
+    if n >= 0:
+        aborted = []
+        for _ in range(n):
+            aborted.append((r.int64(), r.int64()))
+            if flex:
+                r.skip_tags()
+    if version >= 11:
+        r.int32()  # preferred read replica
+    records = r.bytes_(flex)
+    if flex:
+        r.skip_tags()
+        r.skip_tags()
+        r.skip_tags()
+    expect_end(r, f"Fetch v{version} response")
+    return FetchTxnResult(err, hwm, lso, lstart, aborted, records, top_err)
+
+
+def list_offsets_isolated(
+    conn: "WireConnection", topic: str, partition: int, timestamp: int = -1,
+    isolation_level: int = ISOLATION_READ_COMMITTED, version: Optional[int] = None,
+) -> ListOffsetsResult:
+    """ListOffsets v2-v6 with an isolation level (-1 latest, -2 earliest)."""
+    if version is None:
+        version = conn.pick_version(API_LIST_OFFSETS, 2, 6)
+    flex = version >= 6
+    w = Writer().int32(-1).int8(isolation_level)
+    w.array_len(1, flex).string(topic, flex).array_len(1, flex).int32(partition)
+    if version >= 4:
+        w.int32(-1)
+    w.int64(timestamp)
+    if flex:
+        w.tags().tags().tags()
+    r = conn.request(API_LIST_OFFSETS, version, w.getvalue())
+    r.int32()  # throttle
+    assert r.array_len(flex) == 1
+    assert r.string(flex) == topic
+    assert r.array_len(flex) == 1
+    res = ListOffsetsResult(partition=r.int32(), error_code=r.int16(), timestamp=r.int64(), offset=r.int64())
+    if version >= 4:
+        res.leader_epoch = r.int32()
+    if flex:
+        r.skip_tags()
+        r.skip_tags()
+        r.skip_tags()
+    expect_end(r, f"ListOffsets v{version} response")
+    return res
+
+
+def decode_control_record(rec: DecodedRecord) -> tuple:
+    """(version, type) of a control record's key; type 0 abort, 1 commit."""
+    assert rec.key is not None and len(rec.key) >= 4, f"control record key {rec.key!r}"
+    return struct.unpack(">hh", rec.key[:4])

@@ -64,6 +64,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    // Transactions (AddPartitionsToTxn v4+ is the brokers' batched form).
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
     // Served only on SASL listeners (the connection handles them itself).
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -418,10 +425,31 @@ pub async fn handle(
                 resp.producer_epoch = -1;
                 ready(ResponseKind::InitProducerId(resp))
             }
+            None if r.transactional_id.is_some() => ready(ResponseKind::InitProducerId(
+                handlers::txn::init_producer_id(broker, r).await,
+            )),
             None => ready(ResponseKind::InitProducerId(
                 handlers::producer_id::handle(broker, r).await,
             )),
         },
+        RequestKind::AddPartitionsToTxn(r) => ready(ResponseKind::AddPartitionsToTxn(
+            handlers::txn::add_partitions(broker, &guard, r).await,
+        )),
+        RequestKind::AddOffsetsToTxn(r) => ready(ResponseKind::AddOffsetsToTxn(
+            handlers::txn::add_offsets(broker, &guard, r).await,
+        )),
+        RequestKind::TxnOffsetCommit(r) => ready(ResponseKind::TxnOffsetCommit(
+            handlers::txn::txn_offset_commit(broker, &guard, r).await,
+        )),
+        RequestKind::EndTxn(r) => ready(ResponseKind::EndTxn(
+            handlers::txn::end_txn(broker, &guard, r).await,
+        )),
+        RequestKind::DescribeTransactions(r) => ready(ResponseKind::DescribeTransactions(
+            handlers::txn::describe(broker, &guard, r),
+        )),
+        RequestKind::ListTransactions(r) => ready(ResponseKind::ListTransactions(
+            handlers::txn::list(broker, &guard, r),
+        )),
         RequestKind::FindCoordinator(r) => {
             let refused = guard.find_coordinator(&r, version);
             let key_type = r.key_type;
@@ -711,6 +739,12 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
         ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
+        ApiKey::AddPartitionsToTxn => "AddPartitionsToTxn",
+        ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
+        ApiKey::EndTxn => "EndTxn",
+        ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
+        ApiKey::DescribeTransactions => "DescribeTransactions",
+        ApiKey::ListTransactions => "ListTransactions",
         _ => "Other",
     }
 }

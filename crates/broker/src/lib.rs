@@ -21,6 +21,7 @@ pub mod security;
 pub mod server;
 pub mod stream;
 pub mod topic_config;
+pub mod transactions;
 
 pub use config::BrokerConfig;
 pub use groups::GroupSettings;
@@ -44,6 +45,7 @@ pub struct Broker {
     pub cluster_id: String,
     pub authorizer: Arc<security::authz::Authorizer>,
     pub quotas: Arc<quotas::Quotas>,
+    pub txns: Arc<transactions::Transactions>,
 }
 
 impl Broker {
@@ -77,6 +79,8 @@ impl Broker {
         let authorizer =
             security::authz::Authorizer::open(catalog.clone(), config.authorization.clone())?;
         let quotas = quotas::Quotas::open(catalog.clone())?;
+        let txns =
+            transactions::Transactions::open(catalog.clone(), store.clone(), groups.clone())?;
         Ok(Arc::new(Self {
             config,
             store,
@@ -89,6 +93,7 @@ impl Broker {
             cluster_id,
             authorizer,
             quotas,
+            txns,
         }))
     }
 

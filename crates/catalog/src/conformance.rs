@@ -99,6 +99,7 @@ fn topics_uploads_offsets_and_replays(open: &dyn Fn() -> Arc<Catalog>) {
                     last_offset: 9,
                 }],
             }],
+            ..Default::default()
         })
         .unwrap();
     }
@@ -437,6 +438,7 @@ fn trims_compaction_swaps_and_garbage(open: &dyn Fn() -> Arc<Catalog>) {
             seg(t.id, "u1", 20, 29, 300),
         ],
         producers: vec![],
+        ..Default::default()
     })
     .unwrap();
     assert_eq!(c.trim_partition(t.id, 0, 10).unwrap(), 10);

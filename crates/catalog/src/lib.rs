@@ -194,8 +194,19 @@ pub trait TopicStore: Send + Sync + 'static {
 /// Idempotent producers: ids and the sequence state uploads saved.
 pub trait ProducerStore: Send + Sync + 'static {
     fn producer_states(&self) -> Result<Vec<ProducerStateRecord>>;
+    /// Every partition's transaction index as uploads saved it.
+    fn partition_txns(&self) -> Result<Vec<PartitionTxns>>;
     /// Allocates a fresh producer id.
     fn allocate_producer_id(&self) -> Result<i64>;
+}
+
+/// Transaction coordinators' state, one row per transactional id.
+pub trait TxnStore: Send + Sync + 'static {
+    /// Creates or replaces a transactional id's state.
+    fn put_txn(&self, txn: &TxnRecord) -> Result<()>;
+    fn txn(&self, transactional_id: &str) -> Result<Option<TxnRecord>>;
+    /// Every transactional id's state.
+    fn all_txns(&self) -> Result<Vec<TxnRecord>>;
 }
 
 /// Consumer groups' committed offsets.

@@ -1,7 +1,7 @@
 //! Moving a catalog to another engine (`sluice catalog migrate`): an
 //! embedded broker's SQLite catalog into a cluster's PostgreSQL one. Only
 //! metadata moves — topics and configs, partition ends, the object index,
-//! producer state, committed offsets, the replay log and the schema
+//! producer state, transactions, committed offsets, the replay log and the schema
 //! registry; the objects stay where they are, since both modes read the
 //! same formats (DESIGN.md invariant 5). The copy is one transaction on the
 //! target, which must be empty.
@@ -55,6 +55,18 @@ const TABLES: &[Table] = &[
     Table {
         name: "producer_state",
         columns: "topic_id, partition, producer_id, epoch, batches",
+        only: "",
+        on_conflict: "",
+    },
+    Table {
+        name: "txn_index",
+        columns: "topic_id, partition, producer_id, first_offset, last_offset",
+        only: "",
+        on_conflict: "",
+    },
+    Table {
+        name: "transactions",
+        columns: "transactional_id, producer_id, epoch, state, timeout_ms, started_ms, updated_ms, detail",
         only: "",
         on_conflict: "",
     },
@@ -283,6 +295,7 @@ mod tests {
                 length: 10,
             }],
             producers: vec![],
+            ..Default::default()
         })
         .unwrap();
         let off = CommittedOffset {

@@ -67,12 +67,103 @@ pub struct ProducerStateRecord {
     pub batches: Vec<ProducerBatch>,
 }
 
+/// One transaction of one producer on one partition, as the partition's
+/// transaction index keeps it: open (`last_offset` `None`) from the offset
+/// of its first batch, or aborted at the offset of its abort marker
+/// (committed transactions need no entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TxnIndexEntry {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: Option<i64>,
+}
+
+/// A partition's transaction index as of an upload's end: the open and
+/// aborted transactions it holds (replacing what the catalog had).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionTxns {
+    pub topic: Uuid,
+    pub partition: i32,
+    pub entries: Vec<TxnIndexEntry>,
+}
+
 /// Everything one upload publishes.
 #[derive(Debug, Clone, Default)]
 pub struct UploadCommit {
     pub objects: Vec<ObjectRecord>,
     pub segments: Vec<SegmentRecord>,
     pub producers: Vec<ProducerStateRecord>,
+    /// Partitions whose transaction index changed.
+    pub txns: Vec<PartitionTxns>,
+}
+
+/// Where a transaction stands (Kafka's transaction states, by their names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TxnState {
+    Empty,
+    Ongoing,
+    PrepareCommit,
+    PrepareAbort,
+    CompleteCommit,
+    CompleteAbort,
+}
+
+impl TxnState {
+    /// Kafka's name of the state (DescribeTransactions, ListTransactions).
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            TxnState::Empty,
+            TxnState::Ongoing,
+            TxnState::PrepareCommit,
+            TxnState::PrepareAbort,
+            TxnState::CompleteCommit,
+            TxnState::CompleteAbort,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+}
+
+/// An offset a transaction commits for a consumer group when it commits
+/// (TxnOffsetCommit), dropped if it aborts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnOffset {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// A transactional id's coordinator state (what Kafka keeps in its
+/// transaction log), saved at every transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnRecord {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub state: TxnState,
+    pub timeout_ms: i32,
+    /// When the ongoing transaction began (-1: none).
+    pub started_ms: i64,
+    pub updated_ms: i64,
+    /// The partitions in the transaction, by topic name.
+    pub partitions: Vec<(String, i32)>,
+    /// Groups added with AddOffsetsToTxn.
+    pub groups: Vec<String>,
+    pub offsets: Vec<TxnOffset>,
 }
 
 /// One dead-letter record replayed to a target topic.

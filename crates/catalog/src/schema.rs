@@ -217,6 +217,31 @@ const MIGRATIONS: &[Migration] = &[
             )"],
         postgres: &[],
     },
+    Migration {
+        version: 11,
+        what: "transactions: coordinator state per transactional id, and each partition's open and aborted transactions",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS transactions (
+                transactional_id TEXT PRIMARY KEY,
+                producer_id BIGINT NOT NULL,
+                epoch BIGINT NOT NULL,
+                state TEXT NOT NULL,
+                timeout_ms BIGINT NOT NULL,
+                started_ms BIGINT NOT NULL,
+                updated_ms BIGINT NOT NULL,
+                detail TEXT NOT NULL
+            )",
+            "CREATE TABLE IF NOT EXISTS txn_index (
+                topic_id TEXT NOT NULL,
+                partition BIGINT NOT NULL,
+                producer_id BIGINT NOT NULL,
+                first_offset BIGINT NOT NULL,
+                last_offset BIGINT,
+                PRIMARY KEY (topic_id, partition, producer_id, first_offset)
+            )",
+        ],
+        postgres: &[],
+    },
 ];
 
 /// The schema version this build writes.

@@ -72,6 +72,16 @@ impl ProducerState {
         }
     }
 
+    /// Takes a newer epoch the transaction coordinator wrote a marker with
+    /// (the producer was fenced or bumped): batches of older epochs become
+    /// stale, and the new epoch's sequence starts afresh.
+    pub fn fence(&mut self, epoch: i16) {
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
+    }
+
     /// Records a batch written at offsets `base_offset..=last_offset`.
     pub fn record(&mut self, b: &ProducerSeq, base_offset: i64, last_offset: i64) {
         if b.epoch != self.epoch {

@@ -216,6 +216,68 @@ pub fn encode_retained_batch(
     encode_shaped(records, &shape)
 }
 
+/// A transaction marker: the one record of a control batch, which closes a
+/// producer's transaction on a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    Abort,
+    Commit,
+}
+
+/// Encodes a transaction marker as Kafka writes it: a transactional control
+/// batch of the producer (`producer_id`, `epoch`, no sequence) holding one
+/// record whose key is (version 0, type: 0 abort, 1 commit) and whose value
+/// is (version 0, the coordinator's epoch).
+pub fn encode_marker(
+    marker: Marker,
+    producer_id: i64,
+    epoch: i16,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Result<Bytes, RecordsError> {
+    let mut key = BytesMut::with_capacity(4);
+    key.put_i16(0);
+    key.put_i16(match marker {
+        Marker::Abort => 0,
+        Marker::Commit => 1,
+    });
+    let mut value = BytesMut::with_capacity(6);
+    value.put_i16(0);
+    value.put_i32(coordinator_epoch);
+    let record = RawRecord {
+        offset: 0,
+        timestamp,
+        key: Some(key.freeze()),
+        value: Some(value.freeze()),
+        headers: Vec::new(),
+    };
+    let shape = Shape {
+        base_offset: 0,
+        offsets_from_records: false,
+        last_offset_delta: 0,
+        attributes: crate::batch::ATTR_TRANSACTIONAL | crate::batch::ATTR_CONTROL,
+        producer_id,
+        epoch,
+        base_sequence: -1,
+    };
+    encode_shaped(std::slice::from_ref(&record), &shape)
+}
+
+/// The transaction marker a control batch holds (`None` for another control
+/// record, or a batch that does not decode).
+pub fn marker_of(batch: &Bytes) -> Option<Marker> {
+    let records = decode_batch(batch).ok()?;
+    let key = records.first()?.key.as_ref()?;
+    if key.len() < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(Marker::Abort),
+        1 => Some(Marker::Commit),
+        _ => None,
+    }
+}
+
 /// The header fields of a batch being encoded.
 struct Shape {
     base_offset: i64,
@@ -276,6 +338,22 @@ fn encode_shaped(records: &[RawRecord], shape: &Shape) -> Result<Bytes, RecordsE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markers_are_transactional_control_batches() {
+        let b = encode_marker(Marker::Commit, 42, 3, 0, 1234).unwrap();
+        let checked = crate::batch::split_and_check(&b).unwrap();
+        let h = checked[0].header;
+        assert!(h.is_control() && h.is_transactional());
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (42, 3, -1)
+        );
+        assert_eq!((h.record_count, h.last_offset_delta), (1, 0));
+        assert_eq!(marker_of(&b), Some(Marker::Commit));
+        let a = encode_marker(Marker::Abort, 42, 4, 0, 1234).unwrap();
+        assert_eq!(marker_of(&a), Some(Marker::Abort));
+    }
 
     #[test]
     fn retained_batches_keep_offsets_and_span() {

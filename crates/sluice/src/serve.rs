@@ -345,6 +345,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let maintenance = tokio::spawn(store.clone().run_maintenance(stop_rx.clone()));
     let expiry = tokio::spawn(broker.groups.clone().run_expiry(stop_rx.clone()));
     let reload = tokio::spawn(broker.clone().run_reload(stop_rx.clone()));
+    let txn_expiry = tokio::spawn(broker.txns.clone().run_expiry(stop_rx.clone()));
     let following = tokio::spawn(sluice_broker::cluster::run(broker.clone(), stop_rx.clone()));
     let rates = tokio::spawn(
         broker
@@ -412,6 +413,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let _ = maintenance.await;
     let _ = expiry.await;
     let _ = reload.await;
+    let _ = txn_expiry.await;
     let _ = following.await;
     let _ = rates.await;
     let _ = replays.await;

@@ -223,6 +223,7 @@ impl EmbeddedWrites {
         let mut parts = Vec::new();
         let mut taken: Vec<(Arc<PartitionLog>, i64)> = Vec::new();
         let mut producers = Vec::new();
+        let mut txns = Vec::new();
         let mut size = 0usize;
         let mut more = false;
         for p in store.all_partitions() {
@@ -230,13 +231,15 @@ impl EmbeddedWrites {
                 more = true;
                 break;
             }
-            let Some((batches, states, left)) = p.upload_candidates(max_object - size) else {
+            let Some(c) = p.upload_candidates(max_object - size) else {
                 continue;
             };
-            more |= left;
+            let batches = c.batches;
+            more |= c.more;
             let end = batches.last().map(|b| b.last_offset + 1).unwrap_or(0);
             size += batches.iter().map(|b| b.bytes.len()).sum::<usize>();
-            producers.extend(states);
+            producers.extend(c.producers);
+            txns.extend(c.txns);
             parts.push((p.topic_id(), p.partition(), batches));
             taken.push((p, end));
         }
@@ -276,6 +279,7 @@ impl EmbeddedWrites {
             }],
             segments: chunks.iter().map(|c| c.to_segment(&key)).collect(),
             producers,
+            txns,
         });
         let mut backoff = Duration::from_millis(100);
         loop {

@@ -31,6 +31,7 @@ pub mod partition;
 pub mod read_buffers;
 pub mod store_url;
 pub mod timestamps;
+mod txn_index;
 pub mod wal;
 pub mod write_path;
 

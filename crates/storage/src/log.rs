@@ -261,6 +261,11 @@ impl LogStore {
                 );
             }
         }
+        for pt in catalog.partition_txns()? {
+            if let Some(p) = map.partition(&pt.topic, pt.partition) {
+                p.restore_txns(pt.entries);
+            }
+        }
         let (version_tx, _) = watch::channel(0u64);
         let data_version = Arc::new(version_tx);
         let notify = data_version.clone();

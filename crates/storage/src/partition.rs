@@ -10,17 +10,21 @@
 //!   broker keeps the batches it committed itself, which other brokers'
 //!   batches may separate by gaps (readers find those in objects);
 //! - data not yet in objects (`uploaded_end` and after) is never evicted;
-//! - the idempotent-producer state follows every append (embedded).
+//! - the idempotent-producer state and the transaction index follow every
+//!   append (embedded).
 //!
 //! A cluster broker also keeps the index rows other brokers just published
 //! (heard through the catalog's notifications), so a reader following the
 //! tail finds them without asking the database.
 
 use crate::log::{AppendError, ReadOutcome};
+use crate::txn_index::TxnIndex;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use sluice_catalog::sequence::{ProducerState, SequenceCheck};
-use sluice_catalog::{ProducerSeq, ProducerStateRecord, SegmentRecord};
+use sluice_catalog::{
+    PartitionTxns, ProducerSeq, ProducerStateRecord, SegmentRecord, TxnIndexEntry,
+};
 use sluice_protocol::batch::{set_base_offset, set_log_append_time, BatchHeader, CheckedBatch};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -67,6 +71,7 @@ struct State {
     /// Bytes of the whole partition (objects and memory).
     size_bytes: u64,
     producers: HashMap<i64, ProducerState>,
+    txns: TxnIndex,
     /// Index rows other brokers published lately, in offset order.
     recent: VecDeque<(Instant, SegmentRecord)>,
     /// Set when the topic is deleted: nothing more is appended or uploaded.
@@ -85,6 +90,25 @@ impl State {
         self.mem
             .get(self.mem_index(offset))
             .is_some_and(|b| b.base_offset <= offset)
+    }
+
+    /// Follows a transactional batch appended at `base` in the transaction
+    /// index; a marker also fences older epochs of its producer.
+    fn follow_transaction(&mut self, h: &BatchHeader, bytes: &Bytes, base: i64) {
+        if !h.is_transactional() || !h.has_producer_id() {
+            return;
+        }
+        if h.is_control() {
+            if let Some(m) = sluice_protocol::records::marker_of(bytes) {
+                self.txns.marker(h.producer_id, m, base);
+            }
+            self.producers
+                .entry(h.producer_id)
+                .or_default()
+                .fence(h.producer_epoch);
+        } else {
+            self.txns.data(h.producer_id, base);
+        }
     }
 
     fn push(&mut self, batch: MemBatch, uploaded: bool) {
@@ -128,6 +152,18 @@ impl State {
             self.recent.pop_front();
         }
     }
+}
+
+/// What an upload takes from a partition.
+pub(crate) struct UploadCandidates {
+    pub batches: Vec<MemBatch>,
+    /// The idempotent-producer state as of the batches' end.
+    pub producers: Vec<ProducerStateRecord>,
+    /// The transaction index as of the batches' end (partitions that held
+    /// a transaction).
+    pub txns: Option<PartitionTxns>,
+    /// Whether more data waits.
+    pub more: bool,
 }
 
 /// What an embedded append decided, batch by batch.
@@ -257,13 +293,17 @@ impl PartitionLog {
                 "offset gap while replaying the write-ahead log"
             );
         }
-        if let Some(seq) = producer_seq(&h) {
-            s.producers.entry(seq.producer_id).or_default().record(
-                &seq,
-                h.base_offset,
-                h.last_offset(),
-            );
+        match producer_seq(&h) {
+            Some(seq) if !h.is_control() => {
+                s.producers.entry(seq.producer_id).or_default().record(
+                    &seq,
+                    h.base_offset,
+                    h.last_offset(),
+                );
+            }
+            _ => {}
         }
+        s.follow_transaction(&h, &batch, h.base_offset);
         let len = batch.len();
         s.push(
             MemBatch {
@@ -309,7 +349,8 @@ impl PartitionLog {
         }
         for b in batches {
             let h = b.header;
-            let seq = producer_seq(&h);
+            // Markers carry no sequence: they are the coordinator's.
+            let seq = producer_seq(&h).filter(|_| !h.is_control());
             if let Some(seq) = &seq {
                 match ProducerState::check(s.producers.get(&seq.producer_id), seq) {
                     SequenceCheck::Append => {}
@@ -351,6 +392,7 @@ impl PartitionLog {
                     .or_default()
                     .record(seq, base, last);
             }
+            s.follow_transaction(&h, &batch.bytes, base);
             out.bytes += batch.bytes.len();
             out.first_base.get_or_insert(base);
             s.push(batch, false);
@@ -367,12 +409,9 @@ impl PartitionLog {
     }
 
     /// Durable batches not yet uploaded, at most about `budget` bytes (at
-    /// least one batch), with the producer state as of their end; `None`
-    /// when there is nothing to upload. The bool says whether more waits.
-    pub(crate) fn upload_candidates(
-        &self,
-        budget: usize,
-    ) -> Option<(Vec<MemBatch>, Vec<ProducerStateRecord>, bool)> {
+    /// least one batch), with the producer state and transaction index as
+    /// of their end; `None` when there is nothing to upload.
+    pub(crate) fn upload_candidates(&self, budget: usize) -> Option<UploadCandidates> {
         let s = self.state.lock();
         if s.deleted {
             return None;
@@ -413,7 +452,36 @@ impl PartitionLog {
                 })
             })
             .collect();
-        Some((batches, producers, more))
+        let txns = s.txns.snapshot(end).map(|entries| PartitionTxns {
+            topic: self.topic_id,
+            partition: self.partition,
+            entries,
+        });
+        Some(UploadCandidates {
+            batches,
+            producers,
+            txns,
+            more,
+        })
+    }
+
+    /// Takes back the transaction index an upload saved.
+    pub(crate) fn restore_txns(&self, entries: Vec<TxnIndexEntry>) {
+        self.state.lock().txns.restore(entries);
+    }
+
+    /// The last stable offset: read_committed readers see only offsets
+    /// below it (the first offset of the earliest open transaction, else
+    /// the high watermark).
+    pub fn last_stable_offset(&self) -> i64 {
+        let s = self.state.lock();
+        s.txns.last_stable(s.high_watermark)
+    }
+
+    /// (producer id, first offset) of the aborted transactions overlapping
+    /// offsets `from..to`, for a read_committed fetch.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        self.state.lock().txns.aborted_between(from, to)
     }
 
     /// Marks data up to `end` as uploaded, keeps at most `keep` bytes of
@@ -549,6 +617,8 @@ impl PartitionLog {
         s.log_start = s.log_start.max(new_start);
         s.size_bytes = s.size_bytes.saturating_sub(freed);
         s.drop_below_start();
+        let start = s.log_start;
+        s.txns.trim(start);
         s.log_start
     }
 
@@ -675,7 +745,8 @@ mod tests {
             p.append_local(vec![checked(10, -1, 0)], -1, |_| Ok(()));
         }
         p.mark_durable(30);
-        let (batches, _, more) = p.upload_candidates(usize::MAX).unwrap();
+        let c = p.upload_candidates(usize::MAX).unwrap();
+        let (batches, more) = (c.batches, c.more);
         assert_eq!((batches.len(), more), (3, false));
         let len = batches[0].bytes.len();
         assert_eq!(p.mark_uploaded(30, len * 2 + len / 2), 3 * len);

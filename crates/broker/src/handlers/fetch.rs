@@ -12,8 +12,10 @@ use super::code;
 use crate::Broker;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use sluice_protocol::batch::iter_stored;
 use sluice_storage::{PartitionLog, ReadError, ReadOutcome};
 use std::time::Duration;
@@ -76,19 +78,58 @@ fn join(batches: Vec<Bytes>) -> Bytes {
     }
 }
 
+/// How a fetch sees transactions (its `isolation_level`, from `offset`).
+#[derive(Clone, Copy)]
+struct Isolation {
+    read_committed: bool,
+    offset: i64,
+}
+
 /// Fills `pd` from a read's outcome; returns its batches and whether it
-/// failed.
+/// failed. Every answer carries the last stable offset; a read_committed
+/// one stops there and lists the aborted transactions among its batches
+/// (the client drops their records).
 fn settle(
     pd: &mut PartitionData,
     p: &PartitionLog,
     read: Result<ReadOutcome, ReadError>,
+    iso: Isolation,
 ) -> (Vec<Bytes>, bool) {
     match read {
         Ok(out) => {
+            let lso = p.last_stable_offset().min(out.high_watermark);
             pd.high_watermark = out.high_watermark;
-            pd.last_stable_offset = out.high_watermark;
+            pd.last_stable_offset = lso;
             pd.log_start_offset = out.log_start;
-            (out.batches, false)
+            let mut batches = out.batches;
+            if iso.read_committed {
+                // A transaction's batches never straddle the stable offset
+                // (it is the first offset of a batch, or the end).
+                let keep = batches
+                    .iter()
+                    .take_while(|b| {
+                        sluice_protocol::batch::BatchHeader::parse(b)
+                            .is_ok_and(|h| h.base_offset < lso)
+                    })
+                    .count();
+                batches.truncate(keep);
+                let end = batches
+                    .last()
+                    .and_then(|b| sluice_protocol::batch::BatchHeader::parse(b).ok())
+                    .map_or(iso.offset, |h| h.last_offset() + 1);
+                pd.aborted_transactions = Some(
+                    p.aborted_transactions(iso.offset, end)
+                        .into_iter()
+                        .map(|(producer_id, first_offset)| {
+                            let mut a = AbortedTransaction::default();
+                            a.producer_id = ProducerId(producer_id);
+                            a.first_offset = first_offset;
+                            a
+                        })
+                        .collect(),
+                );
+            }
+            (batches, false)
         }
         Err(ReadError::OffsetOutOfRange {
             log_start,
@@ -166,10 +207,14 @@ async fn read_all(
             }
             let budget =
                 (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(reserved));
+            let iso = Isolation {
+                read_committed: req.isolation_level == 1,
+                offset: fp.fetch_offset,
+            };
             if budget == 0 && reserved > 0 {
                 let (start, hw) = p.offsets();
                 pd.high_watermark = hw;
-                pd.last_stable_offset = hw;
+                pd.last_stable_offset = p.last_stable_offset();
                 pd.log_start_offset = start;
                 tr.partitions.push(pd);
                 records.push(Vec::new());
@@ -180,7 +225,7 @@ async fn read_all(
                 let (p, offset) = (p.clone(), fp.fetch_offset);
                 let read = async move {
                     let r = broker.store.read(&p, offset, budget.max(1)).await;
-                    (p, r)
+                    (p, r, iso)
                 };
                 cold.push((topics.len(), tr.partitions.len(), records.len(), read));
                 tr.partitions.push(pd);
@@ -188,7 +233,7 @@ async fn read_all(
                 continue;
             }
             let read = broker.store.read(p, fp.fetch_offset, budget.max(1)).await;
-            let (batches, failed) = settle(&mut pd, p, read);
+            let (batches, failed) = settle(&mut pd, p, read, iso);
             any_error |= failed;
             reserved += batches.iter().map(Bytes::len).sum::<usize>();
             tr.partitions.push(pd);
@@ -199,8 +244,8 @@ async fn read_all(
     let from_objects = !cold.is_empty();
     let slots: Vec<_> = cold.iter().map(|(t, i, r, _)| (*t, *i, *r)).collect();
     let reads = futures::future::join_all(cold.into_iter().map(|(.., read)| read)).await;
-    for ((t, i, r), (p, read)) in slots.into_iter().zip(reads) {
-        let (batches, failed) = settle(&mut topics[t].partitions[i], &p, read);
+    for ((t, i, r), (p, read, iso)) in slots.into_iter().zip(reads) {
+        let (batches, failed) = settle(&mut topics[t].partitions[i], &p, read, iso);
         any_error |= failed;
         records[r] = batches;
     }
@@ -287,7 +332,7 @@ fn redirect(
                 Some(p) => {
                     let (start, hw) = p.offsets();
                     pd.high_watermark = hw;
-                    pd.last_stable_offset = hw;
+                    pd.last_stable_offset = p.last_stable_offset();
                     pd.log_start_offset = start;
                     if let Some(b) =
                         broker

@@ -37,8 +37,9 @@ fn opt_str(s: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
 }
 
 /// FindCoordinator: the broker a group hashes to among the live brokers
-/// (this one on the embedded broker). Transaction coordinators are not
-/// served (transactions are not supported yet).
+/// (this one on the embedded broker); transactions are coordinated by the
+/// embedded broker only (a cluster answers COORDINATOR_NOT_AVAILABLE for
+/// them: see the README's transactions section).
 pub fn find_coordinator(
     broker: &Broker,
     req: FindCoordinatorRequest,
@@ -55,14 +56,16 @@ pub fn find_coordinator(
         .into_iter()
         .map(|key| {
             let mut c = Coordinator::default();
-            if is_group {
+            if is_group || !broker.membership.is_cluster() {
                 let b = broker.membership.coordinator(key.as_str());
                 c.node_id = BrokerId(b.broker_id);
                 c.host = str_bytes(b.host);
                 c.port = b.port;
             } else {
                 c.error_code = code(ResponseError::CoordinatorNotAvailable);
-                c.error_message = Some(str_bytes("transactions are not supported by this broker"));
+                c.error_message = Some(str_bytes(
+                    "transactions are served by the embedded broker, not yet by a cluster",
+                ));
                 c.node_id = BrokerId(-1);
                 c.port = -1;
             }

@@ -1,4 +1,5 @@
-//! ListOffsets: earliest (-2), latest (-1, the high watermark) and by
+//! ListOffsets: earliest (-2), latest (-1: the high watermark, or for
+//! `isolation_level` read_committed the last stable offset) and by
 //! timestamp (the first record at or after it, exact to the record).
 
 use super::code;
@@ -38,6 +39,7 @@ pub async fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
             }
             let (log_start, hw) = part.offsets();
             match p.timestamp {
+                LATEST if req.isolation_level == 1 => pr.offset = part.last_stable_offset(),
                 LATEST => pr.offset = hw,
                 EARLIEST => pr.offset = log_start,
                 ts if ts >= 0 => match broker.store.offset_for_timestamp(part, ts).await {

@@ -14,6 +14,7 @@ pub mod produce;
 pub mod producer_id;
 pub mod scram_users;
 pub mod topics;
+pub mod txn;
 pub mod validation;
 
 use crate::Broker;

@@ -1,4 +1,6 @@
-//! Produce: checks every batch (size, magic, CRC32C, no transactions), then
+//! Produce: checks every batch (size, magic, CRC32C; a transactional
+//! batch only to a partition of its producer's ongoing transaction, KIP-890;
+//! no control batch from a client), then
 //! appends all partitions of the request concurrently so one durable write
 //! covers them (a WAL group commit, or a cluster flush), and answers once
 //! they are durable.
@@ -85,6 +87,37 @@ fn keyless_on_compacted(
     (!bad.is_empty()).then_some(bad)
 }
 
+/// Why batches cannot be appended as they are, as far as transactions go:
+/// control batches are the broker's own; transactional batches need the
+/// request's transactional id (and all of them one producer), and a
+/// transactional request only transactional batches.
+fn transaction_misfit(
+    batches: &[sluice_protocol::batch::CheckedBatch],
+    transactional_request: bool,
+) -> Option<(ResponseError, String)> {
+    let invalid = |m: &str| Some((ResponseError::InvalidRecord, m.to_string()));
+    if batches.iter().any(|b| b.header.is_control()) {
+        return invalid("control batches are written by the transaction coordinator, not produced");
+    }
+    let transactional = batches
+        .iter()
+        .filter(|b| b.header.is_transactional())
+        .count();
+    if transactional > 0 && !transactional_request {
+        return invalid("a transactional batch needs the request's transactional id");
+    }
+    if transactional_request && transactional < batches.len() {
+        return invalid("a transactional request carries only transactional batches");
+    }
+    let first = batches.first()?.header;
+    if batches.iter().any(|b| {
+        b.header.producer_id != first.producer_id || b.header.producer_epoch != first.producer_epoch
+    }) {
+        return invalid("the batches of one partition come from more than one producer");
+    }
+    None
+}
+
 /// Handles a produce request in two steps: this call checks every batch and
 /// assigns offsets (so a connection's pipelined requests append in the order
 /// they were sent); the returned future resolves once everything is durable,
@@ -96,13 +129,14 @@ pub async fn handle(
     caller: &Caller,
 ) -> BoxFuture<'static, Option<ProduceResponse>> {
     let acks = req.acks;
+    let txn_id = req.transactional_id.as_ref().map(|t| t.0.as_str());
     let mut topics = Vec::with_capacity(req.topic_data.len());
     let mut appends = Vec::new();
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let name = td.name.0.as_str().to_string();
         let mut resp = TopicProduceResponse::default();
         resp.name = td.name.clone();
-        let topic = if req.transactional_id.is_some() || !matches!(acks, -1..=1) {
+        let topic = if !matches!(acks, -1..=1) {
             None
         } else {
             Some(find_or_create_topic(broker, &name, true).await)
@@ -110,10 +144,6 @@ pub async fn handle(
         for pd in td.partition_data {
             let early = |e: ResponseError, m: Option<String>| Some(partition_error(pd.index, e, m));
             let failure = match &topic {
-                None if req.transactional_id.is_some() => early(
-                    ResponseError::TransactionalIdAuthorizationFailed,
-                    Some("transactions are not supported by this broker".into()),
-                ),
                 None => early(ResponseError::InvalidRequiredAcks, None),
                 Some(Err(e)) => early(*e, None),
                 Some(Ok(t)) => match (t.partition(pd.index), pd.records.as_ref()) {
@@ -134,17 +164,10 @@ pub async fn handle(
                                         ResponseError::MessageTooLarge,
                                         Some(format!("record batch of {} bytes exceeds the limit of {max} bytes", b.bytes.len())),
                                     )
-                                } else if batches
-                                    .iter()
-                                    .any(|b| b.header.is_transactional() || b.header.is_control())
+                                } else if let Some((e, m)) =
+                                    transaction_misfit(&batches, txn_id.is_some())
                                 {
-                                    early(
-                                        ResponseError::InvalidRecord,
-                                        Some(
-                                            "transactional and control batches are not supported"
-                                                .into(),
-                                        ),
-                                    )
+                                    early(e, Some(m))
                                 } else if let Some(bad) =
                                     keyless_on_compacted(t, pd.index, &batches)
                                 {
@@ -163,7 +186,33 @@ pub async fn handle(
                                             Some(r)
                                         }
                                         Validated::Accept(batches)
-                                        | Validated::Split { keep: batches, .. } => {
+                                        | Validated::Split { keep: batches, .. } => 'append: {
+                                            // KIP-890: only into the ongoing
+                                            // transaction's partitions; the guard
+                                            // keeps its end waiting until queued.
+                                            let _guard = match (txn_id, batches.first()) {
+                                                (Some(id), Some(b)) => match broker
+                                                    .txns
+                                                    .check_append(
+                                                        id,
+                                                        b.header.producer_id,
+                                                        b.header.producer_epoch,
+                                                        &name,
+                                                        pd.index,
+                                                    )
+                                                    .await
+                                                {
+                                                    Ok(g) => Some(g),
+                                                    Err(e) => {
+                                                        break 'append Some(partition_error(
+                                                            pd.index,
+                                                            e,
+                                                            Some(format!("{e:?}: the partition is not in the producer's ongoing transaction")),
+                                                        ))
+                                                    }
+                                                },
+                                                _ => None,
+                                            };
                                             let index = pd.index;
                                             let bytes: usize =
                                                 batches.iter().map(|b| b.bytes.len()).sum();

@@ -17,7 +17,7 @@ use crate::security::authz::Caller;
 use crate::Broker;
 use bytes::Bytes;
 use sluice_protocol::batch::{split_and_check, CheckedBatch};
-use sluice_protocol::records::{decode_batch, encode_batch, encode_idempotent_batch, RawRecord};
+use sluice_protocol::records::{decode_batch, encode_batch, encode_retained_batch, RawRecord};
 use sluice_registry::{dlq_headers, dlq_topic, policy_from_configs, OnFailure, TENANT_HEADER};
 use sluice_storage::Topic;
 
@@ -114,8 +114,8 @@ pub async fn validate(
         let mut stamped = Vec::with_capacity(batches.len());
         for (b, mut rs) in batches.iter().zip(per_batch) {
             rs.iter_mut().for_each(stamp);
-            let h = &b.header;
-            match encode_idempotent_batch(&rs, h.producer_id, h.producer_epoch, h.base_sequence)
+            // The same header: producer, sequence, transactional bit.
+            match encode_retained_batch(&rs, &b.header)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| split_and_check(&bytes).map_err(|e| e.to_string()))
             {
@@ -140,13 +140,28 @@ pub async fn validate(
     }
     let mut failures = failures.into_iter().peekable();
     let (mut good, mut bad) = (Vec::new(), Vec::new());
-    for (i, r) in per_batch.into_iter().flatten().enumerate() {
-        match failures.next_if(|(j, _)| *j == i as i32) {
-            Some((j, e)) => bad.push((j, r, e)),
-            None => good.push(r),
+    // A transactional batch keeps its header (producer, sequence range,
+    // transactional bit) with the records that passed, so it stays in its
+    // transaction; other batches' good records go out as one plain batch.
+    let transactional = batches.iter().any(|b| b.header.is_transactional());
+    let mut kept_batches = Vec::new();
+    let mut i = 0i32;
+    for (b, rs) in batches.iter().zip(per_batch) {
+        let mut kept = Vec::new();
+        for r in rs {
+            match failures.next_if(|(j, _)| *j == i) {
+                Some((j, e)) => bad.push((j, r, e)),
+                None => kept.push(r),
+            }
+            i += 1;
+        }
+        kept.iter_mut().for_each(stamp);
+        if transactional {
+            kept_batches.push((b.header, kept));
+        } else {
+            good.extend(kept);
         }
     }
-    good.iter_mut().for_each(stamp);
     // Dead-letter the bad records, keep the good ones.
     let dead: Vec<RawRecord> = bad
         .iter()
@@ -175,7 +190,24 @@ pub async fn validate(
                 .collect(),
         );
     }
-    let keep = if good.is_empty() {
+    let keep = if transactional {
+        let mut keep = Vec::new();
+        for (h, rs) in kept_batches {
+            match encode_retained_batch(&rs, &h)
+                .map_err(|e| e.to_string())
+                .and_then(|b| split_and_check(&b).map_err(|e| e.to_string()))
+            {
+                Ok(k) => keep.extend(k),
+                Err(e) => {
+                    return Validated::Reject(vec![(
+                        0,
+                        format!("re-encoding the valid records failed: {e}"),
+                    )])
+                }
+            }
+        }
+        keep
+    } else if good.is_empty() {
         Vec::new()
     } else {
         match encode_batch(&good)

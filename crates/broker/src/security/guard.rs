@@ -626,6 +626,21 @@ impl<'a> Guard<'a> {
         }
     }
 
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED unless the caller may `op` the
+    /// transactional id.
+    pub fn txn_error(&self, op: Operation, id: &str) -> Option<ResponseError> {
+        (self.on()
+            && !self
+                .authz
+                .allows(self.caller, op, ResourceType::TransactionalId, id))
+        .then_some(ResponseError::TransactionalIdAuthorizationFailed)
+    }
+
+    /// TOPIC_AUTHORIZATION_FAILED unless the caller may `op` the topic.
+    pub fn topic_error(&self, op: Operation, topic: &str) -> Option<ResponseError> {
+        (self.on() && !self.topic(op, topic)).then_some(TOPIC_DENIED)
+    }
+
     /// GROUP_AUTHORIZATION_FAILED unless the caller may `op` the group.
     pub fn group_error(&self, op: Operation, group: &str) -> Option<ResponseError> {
         (self.on() && !self.group(op, group)).then_some(GROUP_DENIED)

@@ -239,7 +239,8 @@ impl LogIndex for Catalog {
                 .collect();
             let refs: Vec<(ProducerKey, &ProducerState)> =
                 states.iter().map(|(k, s)| (*k, s)).collect();
-            save_producers(tx, &refs)
+            save_producers(tx, &refs)?;
+            super::txns::save_partition_txns(tx, &commit.txns)
         })
     }
 

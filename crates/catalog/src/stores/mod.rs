@@ -10,6 +10,7 @@ mod producers;
 mod quotas;
 mod replays;
 mod topics;
+mod txns;
 
 use crate::postgres::{self, Heard, Listening, PgDb};
 use crate::sql::Db;

@@ -3,7 +3,9 @@
 
 use super::Catalog;
 use crate::sql::{read, write};
-use crate::{CatalogError, ProducerBatch, ProducerStateRecord, ProducerStore, Result};
+use crate::{
+    CatalogError, PartitionTxns, ProducerBatch, ProducerStateRecord, ProducerStore, Result,
+};
 
 impl ProducerStore for Catalog {
     fn producer_states(&self) -> Result<Vec<ProducerStateRecord>> {
@@ -27,6 +29,10 @@ impl ProducerStore for Catalog {
                 })
             })
             .collect()
+    }
+
+    fn partition_txns(&self) -> Result<Vec<PartitionTxns>> {
+        super::txns::load_partition_txns(self)
     }
 
     fn allocate_producer_id(&self) -> Result<i64> {
