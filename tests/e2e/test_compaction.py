@@ -12,6 +12,9 @@ maintenance passes:
   in /metrics.
 * `min.compaction.lag.ms` keeps recent records out of the cleaner's reach.
 * A restart and a `kill -9` while cleaning change nothing a reader sees.
+* Transactions: aborted records are removed, an open transaction holds the
+  cleaner back at the last stable offset, read_committed readers see each
+  key's committed value.
 """
 
 from __future__ import annotations
@@ -170,3 +173,60 @@ def test_kill_during_cleaning_changes_nothing_a_reader_sees(broker_factory):
         by_offset = {o: (k, v) for o, k, v in got}
         assert all(by_offset[o] == (k, v) for o, k, v in want), "a record changed"
     wait_for(lambda: _read(b, topic) == want, 60, "the cleaner to finish after the restarts")
+
+
+def test_cleaner_respects_transactions(broker_factory):
+    """Aborted transactions' records go, an open transaction holds the
+    cleaner back (it cleans nothing at or past the last stable offset, so a
+    later abort cannot leave a key without its committed value), markers
+    stay, and read_committed readers see the committed value of each key."""
+    from confluent_kafka import Producer
+
+    b = _broker(broker_factory)
+    topic = f"compact-txn-{uuid.uuid4().hex[:6]}"
+    create_topic(b.bootstrap, topic, partitions=1, config={
+        "cleanup.policy": "compact", "segment.ms": "100", "min.compaction.lag.ms": "0",
+        "min.cleanable.dirty.ratio": "0.01",
+    })
+    plain = make_producer(b.bootstrap, **{"linger.ms": 5})
+    keys = [b"k%d" % i for i in range(10)]
+    produce_indexed(plain, topic, [{"key": k, "value": b"c1", "partition": 0} for k in keys], timeout=60)
+
+    def txn_producer(name):
+        p = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": f"{name}-{topic}",
+                      "transaction.timeout.ms": 120000, "linger.ms": 5})
+        p.init_transactions(30)
+        p.begin_transaction()
+        return p
+
+    aborting = txn_producer("aborting")
+    for k in keys[:5]:
+        aborting.produce(topic, key=k, value=b"aborted", partition=0)
+    assert aborting.flush(30) == 0
+    aborting.abort_transaction(30)
+    produce_indexed(plain, topic, [{"key": k, "value": b"c2", "partition": 0} for k in keys[5:]],
+                    timeout=60)
+    opened = txn_producer("open")
+    for k in keys:
+        opened.produce(topic, key=k, value=b"open", partition=0)
+    assert opened.flush(30) == 0
+
+    def read(iso):
+        got = consume_all(b.bootstrap, topic, [0], timeout=30, idle_after_eof=0.5,
+                          consumer_conf={"isolation.level": iso})
+        return [(m.key, m.value) for m in got]
+
+    def cleaned():
+        values = read("read_uncommitted")
+        return b"aborted" not in [v for _, v in values] and \
+            (keys[5], b"c1") not in values
+    wait_for(cleaned, 60, "the cleaner to remove the aborted records and the replaced values")
+    uncommitted = read("read_uncommitted")
+    assert [(k, b"open") for k in keys] == [x for x in uncommitted if x[1] == b"open"], \
+        "the open transaction's records were cleaned"
+    committed = dict(read("read_committed"))
+    assert committed == {**{k: b"c1" for k in keys[:5]}, **{k: b"c2" for k in keys[5:]}}, committed
+
+    opened.commit_transaction(30)
+    final = read("read_committed")
+    assert dict(final) == {k: b"open" for k in keys}, final

@@ -709,6 +709,8 @@ def test_transactions_survive_kill9(broker):
         r = kw.produce_txn(c, topic_b, 0, kw.txn_batch(recs("b", 7), pid_b, ep_b, 0), tid_b)
         assert (r.error_code, r.base_offset) == (0, 5), r
         assert c.produce(topic_b, 0, plain_batch("p2", 4)).error_code == 0
+        before_b = describe_one(c, tid_b)
+        assert (before_b.state, before_b.start_time_ms > 0) == ("Ongoing", True), before_b
     assert lso_hwm(broker, topic_b, 0) == (5, 16)
 
     broker.kill9()
@@ -724,8 +726,12 @@ def test_transactions_survive_kill9(broker):
 
     with wire(broker) as c:
         d = describe_one(c, tid_b)
-        assert (d.error_code, d.state, d.producer_id, d.producer_epoch, d.topics) == (
-            0, "Ongoing", pid_b, ep_b, {topic_b: [0]}), f"open transaction B after kill -9: {d}"
+        assert (d.error_code, d.state, d.producer_id, d.producer_epoch, d.topics, d.timeout_ms) == (
+            0, "Ongoing", pid_b, ep_b, {topic_b: [0]}, 60000), f"open transaction B after kill -9: {d}"
+        # Its timeout still runs from when it began, not from the restart.
+        assert d.start_time_ms == before_b.start_time_ms, (
+            f"B's transaction_start_time_ms {before_b.start_time_ms} before kill -9, {d.start_time_ms} after"
+        )
     assert lso_hwm(broker, topic_b, 0) == (5, 16), f"topic B (LSO, HWM) after restart: {lso_hwm(broker, topic_b, 0)}"
     with wire(broker) as c:
         again = init_txn(c, tid_b, 60000)
@@ -777,6 +783,11 @@ def test_wire_coordinator_and_producer_ids(broker):
             )
         first = init_txn(c, tid, 60000)
         assert first.error_code == 0 and first.producer_id >= 0 and first.producer_epoch >= 0, first
+        d = describe_one(c, tid)
+        assert (d.error_code, d.state, d.producer_id, d.producer_epoch, d.timeout_ms, d.topics) == (
+            0, "Empty", first.producer_id, first.producer_epoch, 60000, {}), f"after InitProducerId: {d}"
+        listed = kw.list_transactions(c, state_filters=["Empty"])
+        assert (tid, first.producer_id, "Empty") in listed.transactions, f"ListTransactions Empty: {listed}"
         second = init_txn(c, tid, 60000)
         assert second.error_code == 0, second
         assert second.producer_id == first.producer_id and second.producer_epoch > first.producer_epoch, (

@@ -134,11 +134,17 @@ impl LogStore {
             after[i] = acc;
             acc += r.length as i64;
         }
+        // Nothing at or past the last stable offset is cleaned: an open
+        // transaction's records may yet be aborted (Kafka's first
+        // uncleanable offset).
+        let lso = p.last_stable_offset();
+        let aborted = Aborted(p.aborted_ranges());
         let cleanable = rows
             .iter()
             .zip(&after)
             .take_while(|(r, later)| {
-                r.max_timestamp <= now.saturating_sub(s.min_lag_ms)
+                r.last_offset < lso
+                    && r.max_timestamp <= now.saturating_sub(s.min_lag_ms)
                     && (r.max_timestamp <= now.saturating_sub(s.segment_ms)
                         || **later >= s.segment_bytes)
             })
@@ -171,9 +177,14 @@ impl LogStore {
         // The latest offset of every key in the uploaded log (read once: the
         // rows rewritten below are a prefix of these).
         let datas = self.fetch_rows_uncached(&rows).await?;
+        // Only committed records count: not markers, not aborted
+        // transactions, nothing past the last stable offset.
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for data in &datas {
-            for (_, range) in iter_stored(data) {
+            for (h, range) in iter_stored(data) {
+                if h.is_control() || h.base_offset >= lso || aborted.holds(&h) {
+                    continue;
+                }
                 let batch = data.slice(range);
                 for r in decode_batch(&batch).map_err(|e| StorageError::Corrupt(e.to_string()))? {
                     if let Some(k) = r.key {
@@ -208,7 +219,14 @@ impl LogStore {
             for (h, range) in iter_stored(data) {
                 let batch = data.slice(range);
                 done.bytes_before += batch.len() as u64;
-                let out = retain(&h, &batch, &latest, now, s.delete_retention_ms, &mut done)?;
+                let out = if aborted.holds(&h) {
+                    // An aborted transaction's data goes, as Kafka's
+                    // cleaner removes it (its marker stays).
+                    done.records_removed += h.record_count.max(0) as u64;
+                    None
+                } else {
+                    retain(&h, &batch, &latest, now, s.delete_retention_ms, &mut done)?
+                };
                 emptied_last = out.is_none().then_some(h);
                 if let Some((bytes, deadline)) = out {
                     if deadline > 0
@@ -310,6 +328,21 @@ impl LogStore {
     }
 }
 
+/// A partition's aborted transactions: (producer id, first offset, marker
+/// offset).
+struct Aborted(Vec<(i64, i64, i64)>);
+
+impl Aborted {
+    /// Whether a batch belongs to an aborted transaction.
+    fn holds(&self, h: &BatchHeader) -> bool {
+        h.is_transactional()
+            && !h.is_control()
+            && self.0.iter().any(|(pid, first, last)| {
+                *pid == h.producer_id && *first <= h.base_offset && h.base_offset < *last
+            })
+    }
+}
+
 /// The batch with only the records the cleaner keeps (None: nothing kept),
 /// and the deadline of the oldest tombstone kept (0: none).
 fn retain(
@@ -320,8 +353,8 @@ fn retain(
     delete_retention_ms: i64,
     done: &mut Cleaned,
 ) -> Result<Option<(Bytes, i64)>, StorageError> {
-    // Control batches (transaction markers) are kept as they are for now:
-    // Sluice writes none.
+    // Transaction markers are kept: a read_committed reader positioned
+    // before one needs it to end the transaction.
     if h.is_control() {
         return Ok(Some((batch.clone(), 0)));
     }

@@ -478,6 +478,12 @@ impl PartitionLog {
         s.txns.last_stable(s.high_watermark)
     }
 
+    /// (producer id, first offset, marker offset) of every aborted
+    /// transaction still in the log (the cleaner removes their data).
+    pub fn aborted_ranges(&self) -> Vec<(i64, i64, i64)> {
+        self.state.lock().txns.aborted_ranges()
+    }
+
     /// (producer id, first offset) of the aborted transactions overlapping
     /// offsets `from..to`, for a read_committed fetch.
     pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<(i64, i64)> {

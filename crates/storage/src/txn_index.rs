@@ -64,6 +64,15 @@ impl TxnIndex {
             .collect()
     }
 
+    /// (producer id, first offset, marker offset) of every aborted
+    /// transaction.
+    pub fn aborted_ranges(&self) -> Vec<(i64, i64, i64)> {
+        self.aborted
+            .iter()
+            .filter_map(|e| e.last_offset.map(|l| (e.producer_id, e.first_offset, l)))
+            .collect()
+    }
+
     /// The index as of offset `end` (an upload's end), or `None` when this
     /// partition never held a transaction: open transactions that began
     /// before it, and the aborted ones whose marker is before it (one whose
