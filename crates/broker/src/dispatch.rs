@@ -445,10 +445,10 @@ pub async fn handle(
             handlers::txn::end_txn(broker, &guard, r).await,
         )),
         RequestKind::DescribeTransactions(r) => ready(ResponseKind::DescribeTransactions(
-            handlers::txn::describe(broker, &guard, r),
+            handlers::txn::describe(broker, &guard, r).await,
         )),
         RequestKind::ListTransactions(r) => ready(ResponseKind::ListTransactions(
-            handlers::txn::list(broker, &guard, r),
+            handlers::txn::list(broker, &guard, r).await,
         )),
         RequestKind::FindCoordinator(r) => {
             let refused = guard.find_coordinator(&r, version);

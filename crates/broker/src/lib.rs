@@ -79,8 +79,12 @@ impl Broker {
         let authorizer =
             security::authz::Authorizer::open(catalog.clone(), config.authorization.clone())?;
         let quotas = quotas::Quotas::open(catalog.clone())?;
-        let txns =
-            transactions::Transactions::open(catalog.clone(), store.clone(), groups.clone())?;
+        let txns = transactions::Transactions::open(
+            catalog.clone(),
+            membership.clone(),
+            store.clone(),
+            groups.clone(),
+        )?;
         Ok(Arc::new(Self {
             config,
             store,

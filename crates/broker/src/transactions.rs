@@ -14,6 +14,15 @@
 //! appended only if its partition was added to the producer's ongoing
 //! transaction, checked under an append guard that ending the transaction
 //! waits for, so no batch of a transaction can land after its marker.
+//!
+//! In a cluster a transactional id is coordinated by the broker it hashes
+//! to (FindCoordinator key type 1); every operation starts from the
+//! catalog's row (the coordinator may have moved), and the KIP-890 check
+//! happens inside the flush's catalog commit instead, under a shared lock
+//! on the transaction's row that the coordinator's decision to end it
+//! waits for. A transaction's offsets (TxnOffsetCommit reaches the group's
+//! coordinator) are written to its row; its commit writes them to the
+//! group's offsets and tells the other brokers.
 
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
@@ -32,6 +41,7 @@ pub const MAX_TIMEOUT_MS: i32 = 900_000;
 const EXPIRY_CHECK: Duration = Duration::from_secs(1);
 
 type TxnResult<T> = Result<T, ResponseError>;
+type Locked = (Arc<Entry>, tokio::sync::OwnedMutexGuard<TxnRecord>);
 
 /// One transactional id: its state behind an async lock (operations on it
 /// take turns, catalog writes included), a copy for produce checks, and
@@ -59,6 +69,7 @@ pub struct AppendGuard(#[allow(dead_code)] OwnedRwLockReadGuard<()>);
 /// What the coordinator needs from the rest of the broker.
 pub struct Transactions {
     catalog: Arc<Catalog>,
+    membership: Arc<crate::cluster::Membership>,
     store: Arc<LogStore>,
     groups: Arc<crate::groups::GroupCoordinator>,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
@@ -102,6 +113,7 @@ impl Transactions {
     /// Loads every transactional id's state from the catalog.
     pub fn open(
         catalog: Arc<Catalog>,
+        membership: Arc<crate::cluster::Membership>,
         store: Arc<LogStore>,
         groups: Arc<crate::groups::GroupCoordinator>,
     ) -> anyhow::Result<Arc<Self>> {
@@ -112,6 +124,7 @@ impl Transactions {
             .collect();
         Ok(Arc::new(Self {
             catalog,
+            membership,
             store,
             groups,
             entries: Mutex::new(entries),
@@ -120,6 +133,57 @@ impl Transactions {
 
     fn entry(&self, id: &str) -> Option<Arc<Entry>> {
         self.entries.lock().get(id).cloned()
+    }
+
+    fn shared(&self) -> bool {
+        self.membership.is_cluster()
+    }
+
+    /// NOT_COORDINATOR unless this broker coordinates `id`.
+    fn check_coordinator(&self, id: &str) -> TxnResult<()> {
+        if self.membership.coordinates_txn(id) {
+            Ok(())
+        } else {
+            Err(ResponseError::NotCoordinator)
+        }
+    }
+
+    /// The id's entry, locked; in a cluster its state read afresh from the
+    /// catalog under the lock (another broker may have moved it on);
+    /// `None` for an unknown id.
+    async fn locked(&self, id: &str) -> TxnResult<Option<Locked>> {
+        if !self.shared() {
+            return Ok(match self.entry(id) {
+                Some(e) => Some((e.clone(), lock_owned(&e).await)),
+                None => None,
+            });
+        }
+        let e = match self.entry(id) {
+            Some(e) => e,
+            None => {
+                let (catalog, key) = (self.catalog.clone(), id.to_string());
+                let Some(row) = blocking(move || catalog.txn(&key)).await? else {
+                    return Ok(None);
+                };
+                self.entries
+                    .lock()
+                    .entry(id.to_string())
+                    .or_insert_with(|| Entry::new(row))
+                    .clone()
+            }
+        };
+        let mut t = lock_owned(&e).await;
+        let (catalog, key) = (self.catalog.clone(), id.to_string());
+        match blocking(move || catalog.txn(&key)).await? {
+            Some(row) => {
+                if *t != row {
+                    *t = row.clone();
+                    *e.view.lock() = row;
+                }
+                Ok(Some((e, t)))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Saves `t` and makes it the entry's view.
@@ -147,8 +211,9 @@ impl Transactions {
         if timeout_ms <= 0 || timeout_ms > MAX_TIMEOUT_MS {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
-        let existing = self.entry(id);
-        let Some(e) = existing else {
+        self.check_coordinator(id)?;
+        let existing = self.locked(id).await?;
+        let Some((e, mut t)) = existing else {
             let catalog = self.catalog.clone();
             let pid =
                 blocking(move || sluice_catalog::ProducerStore::allocate_producer_id(&*catalog))
@@ -163,12 +228,12 @@ impl Transactions {
                 updated_ms: 0,
                 partitions: Vec::new(),
                 groups: Vec::new(),
-                offsets: Vec::new(),
             };
             let e = {
                 let mut map = self.entries.lock();
-                if map.contains_key(id) {
-                    // Another InitProducerId for the same id won the race.
+                if map.contains_key(id) && !self.shared() {
+                    // Another InitProducerId for the same id won the race
+                    // (in a cluster the catalog has no row: a stale entry).
                     return Err(ResponseError::ConcurrentTransactions);
                 }
                 let e = Entry::new(t.clone());
@@ -176,11 +241,13 @@ impl Transactions {
                 e
             };
             let mut guard = e.txn.lock().await;
-            self.save(&e, &mut t).await?;
+            if let Err(err) = self.save(&e, &mut t).await {
+                self.entries.lock().remove(id);
+                return Err(err);
+            }
             *guard = t;
             return Ok((pid, 0));
         };
-        let mut t = e.txn.lock().await;
         // KIP-360: a producer recovering its own id gives it with its epoch.
         if producer_id >= 0 && (producer_id != t.producer_id || epoch != t.epoch) {
             return Err(ResponseError::ProducerFenced);
@@ -218,16 +285,11 @@ impl Transactions {
 
     /// Locks the id's state after checking its producer; the transaction
     /// must not be half-ended.
-    async fn ongoing_or_new(
-        &self,
-        id: &str,
-        producer_id: i64,
-        epoch: i16,
-    ) -> TxnResult<(Arc<Entry>, tokio::sync::OwnedMutexGuard<TxnRecord>)> {
-        let e = self
-            .entry(id)
+    async fn ongoing_or_new(&self, id: &str, producer_id: i64, epoch: i16) -> TxnResult<Locked> {
+        let (e, t) = self
+            .locked(id)
+            .await?
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
-        let t = lock_owned(&e).await;
         check_producer(&t, producer_id, epoch)?;
         if matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
             return Err(ResponseError::ConcurrentTransactions);
@@ -242,7 +304,6 @@ impl Transactions {
             t.started_ms = now_ms();
             t.partitions.clear();
             t.groups.clear();
-            t.offsets.clear();
         }
     }
 
@@ -255,6 +316,7 @@ impl Transactions {
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> TxnResult<()> {
+        self.check_coordinator(id)?;
         let (e, mut t) = self.ongoing_or_new(id, producer_id, epoch).await?;
         Self::begin(&mut t);
         let mut changed = false;
@@ -278,6 +340,7 @@ impl Transactions {
         epoch: i16,
         group: &str,
     ) -> TxnResult<()> {
+        self.check_coordinator(id)?;
         let (e, mut t) = self.ongoing_or_new(id, producer_id, epoch).await?;
         let was_ongoing = t.state == TxnState::Ongoing;
         Self::begin(&mut t);
@@ -298,17 +361,13 @@ impl Transactions {
         group: &str,
         offsets: Vec<TxnOffset>,
     ) -> TxnResult<()> {
-        let (e, mut t) = self.ongoing_or_new(id, producer_id, epoch).await?;
+        let (_e, t) = self.ongoing_or_new(id, producer_id, epoch).await?;
         if t.state != TxnState::Ongoing || !t.groups.iter().any(|g| g == group) {
             return Err(ResponseError::InvalidTxnState);
         }
-        for o in offsets {
-            t.offsets.retain(|x| {
-                !(x.group == o.group && x.topic == o.topic && x.partition == o.partition)
-            });
-            t.offsets.push(o);
-        }
-        self.save(&e, &mut t).await
+        // Beside the transaction's row, which only its coordinator writes.
+        let (catalog, key) = (self.catalog.clone(), id.to_string());
+        blocking(move || catalog.put_txn_offsets(&key, &offsets)).await
     }
 
     /// EndTxn: commits or aborts the ongoing transaction (a retry of an
@@ -320,10 +379,11 @@ impl Transactions {
         epoch: i16,
         commit: bool,
     ) -> TxnResult<()> {
-        let e = self
-            .entry(id)
+        self.check_coordinator(id)?;
+        let (e, mut t) = self
+            .locked(id)
+            .await?
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
-        let mut t = lock_owned(&e).await;
         check_producer(&t, producer_id, epoch)?;
         match (t.state, commit) {
             (TxnState::Ongoing, _) => self.end(&e, &mut t, commit).await,
@@ -366,10 +426,12 @@ impl Transactions {
         for r in futures::future::join_all(writes).await {
             r?;
         }
+        let (catalog, key) = (self.catalog.clone(), t.transactional_id.clone());
+        let pending = blocking(move || catalog.txn_offsets(&key)).await?;
         if commit {
             let mut by_group: HashMap<&str, Vec<CommittedOffset>> = HashMap::new();
             let at = now_ms();
-            for o in &t.offsets {
+            for o in &pending {
                 by_group
                     .entry(o.group.as_str())
                     .or_default()
@@ -382,11 +444,17 @@ impl Transactions {
                         commit_ms: at,
                     });
             }
+            let any = !by_group.is_empty();
             for (group, offsets) in by_group {
                 if let Err(err) = self.groups.commit(group, offsets).await {
                     tracing::error!(group, error = %err, "committing a transaction's offsets failed");
                     return Err(ResponseError::CoordinatorNotAvailable);
                 }
+            }
+            if any && self.shared() {
+                // The groups' coordinators may be other brokers.
+                let catalog = self.catalog.clone();
+                blocking(move || catalog.announce_offsets()).await?;
             }
         }
         t.state = if commit {
@@ -396,8 +464,11 @@ impl Transactions {
         };
         t.partitions.clear();
         t.groups.clear();
-        t.offsets.clear();
         t.started_ms = -1;
+        if !pending.is_empty() {
+            let (catalog, key) = (self.catalog.clone(), t.transactional_id.clone());
+            blocking(move || catalog.clear_txn_offsets(&key)).await?;
+        }
         self.save(e, t).await
     }
 
@@ -437,7 +508,11 @@ impl Transactions {
         epoch: i16,
         topic: &str,
         partition: i32,
-    ) -> TxnResult<AppendGuard> {
+    ) -> TxnResult<Option<AppendGuard>> {
+        if self.shared() {
+            // Checked inside the flush's commit (see the module comment).
+            return Ok(None);
+        }
         let e = self
             .entry(id)
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -458,20 +533,58 @@ impl Transactions {
         {
             return Err(ResponseError::InvalidTxnState);
         }
-        Ok(AppendGuard(guard))
+        Ok(Some(AppendGuard(guard)))
     }
 
     /// Every transactional id's state (DescribeTransactions,
     /// ListTransactions).
-    pub fn list(&self) -> Vec<TxnRecord> {
+    /// In a cluster, the ones this broker coordinates (from the catalog).
+    pub async fn list(&self) -> TxnResult<Vec<TxnRecord>> {
+        if self.shared() {
+            let catalog = self.catalog.clone();
+            let mut rows = blocking(move || catalog.all_txns()).await?;
+            rows.retain(|t| self.membership.coordinates_txn(&t.transactional_id));
+            return Ok(rows);
+        }
         let entries: Vec<Arc<Entry>> = self.entries.lock().values().cloned().collect();
         let mut out: Vec<TxnRecord> = entries.iter().map(|e| e.view.lock().clone()).collect();
         out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
-        out
+        Ok(out)
     }
 
-    pub fn describe(&self, id: &str) -> Option<TxnRecord> {
-        self.entry(id).map(|e| e.view.lock().clone())
+    /// One transactional id's state (in a cluster from the catalog).
+    pub async fn describe(&self, id: &str) -> TxnResult<Option<TxnRecord>> {
+        if self.shared() {
+            let (catalog, key) = (self.catalog.clone(), id.to_string());
+            return blocking(move || catalog.txn(&key)).await;
+        }
+        Ok(self.entry(id).map(|e| e.view.lock().clone()))
+    }
+
+    /// In a cluster: takes in the ids this broker coordinates now (every
+    /// few passes), so their timeouts run here when their coordinator died.
+    async fn adopt(&self) {
+        let catalog = self.catalog.clone();
+        let Ok(rows) = blocking(move || catalog.all_txns()).await else {
+            return;
+        };
+        let mut map = self.entries.lock();
+        for row in rows {
+            if !self.membership.coordinates_txn(&row.transactional_id) {
+                continue;
+            }
+            match map.get(&row.transactional_id) {
+                Some(e) => {
+                    if let Ok(mut t) = e.txn.try_lock() {
+                        *t = row.clone();
+                        *e.view.lock() = row;
+                    }
+                }
+                None => {
+                    map.insert(row.transactional_id.clone(), Entry::new(row));
+                }
+            }
+        }
     }
 
     /// Aborts transactions that ran past their timeout (fencing their
@@ -483,8 +596,15 @@ impl Transactions {
                 _ = tokio::time::sleep(EXPIRY_CHECK) => {}
                 _ = shutdown.changed() => return,
             }
+            if self.shared() {
+                self.adopt().await;
+            }
             let entries: Vec<Arc<Entry>> = self.entries.lock().values().cloned().collect();
             for e in entries {
+                let id = e.view.lock().transactional_id.clone();
+                if !self.membership.coordinates_txn(&id) {
+                    continue;
+                }
                 let due = {
                     let v = e.view.lock();
                     match v.state {
@@ -499,6 +619,17 @@ impl Transactions {
                 let Ok(mut t) = e.txn.try_lock() else {
                     continue; // an operation is at it
                 };
+                if self.shared() {
+                    // Another coordinator may have moved it on.
+                    let (catalog, key) = (self.catalog.clone(), id.clone());
+                    match blocking(move || catalog.txn(&key)).await {
+                        Ok(Some(row)) => {
+                            *t = row.clone();
+                            *e.view.lock() = row;
+                        }
+                        _ => continue,
+                    }
+                }
                 let r = match t.state {
                     TxnState::Ongoing if t.started_ms + t.timeout_ms as i64 <= now_ms() => {
                         tracing::info!(

@@ -8,12 +8,14 @@
 //!   [`MAX_PAYLOAD`] bytes a notification (PostgreSQL's limit is 8000):
 //!   `o KEY` (the object of the rows that follow), `r TOPIC PARTITION BASE
 //!   LAST MAX_TS POSITION LENGTH` (an index row), `e TOPIC PARTITION
-//!   LOG_START END` (a partition's ends).
+//!   LOG_START END` (a partition's ends), `t TOPIC PARTITION PRODUCER
+//!   OFFSET d|a|c` (a transaction's data, abort or commit marker; sent
+//!   before the ends, so a reader never sees new ends without them).
 //! - [`META_CHANNEL`]: one word naming what to reload: `topics`, `brokers`,
-//!   `registry`, `acls` or `quotas`.
+//!   `registry`, `acls`, `quotas` or `offsets`.
 
 use crate::sql::Tx;
-use crate::{CatalogError, PartitionEnd, Result, SegmentRecord};
+use crate::{CatalogError, PartitionEnd, Result, SegmentRecord, TxnChange};
 use uuid::Uuid;
 
 pub const DATA_CHANNEL: &str = "sluice_data";
@@ -30,6 +32,9 @@ pub enum MetaChange {
     Registry,
     Acls,
     Quotas,
+    /// Committed offsets written by a broker that may not coordinate
+    /// their group (a transaction's commit).
+    Offsets,
 }
 
 impl MetaChange {
@@ -40,6 +45,7 @@ impl MetaChange {
             MetaChange::Registry => "registry",
             MetaChange::Acls => "acls",
             MetaChange::Quotas => "quotas",
+            MetaChange::Offsets => "offsets",
         }
     }
 
@@ -50,6 +56,7 @@ impl MetaChange {
             "registry" => Some(MetaChange::Registry),
             "acls" => Some(MetaChange::Acls),
             "quotas" => Some(MetaChange::Quotas),
+            "offsets" => Some(MetaChange::Offsets),
             _ => None,
         }
     }
@@ -66,6 +73,8 @@ pub struct DataChange {
     /// The broker whose flush this is (`None`: not a flush, e.g. a trim):
     /// it applied the change itself already.
     pub writer: Option<i32>,
+    /// Changes to partitions' transaction indexes.
+    pub txns: Vec<TxnChange>,
     pub rows: Vec<SegmentRecord>,
     pub ends: Vec<PartitionEnd>,
 }
@@ -87,6 +96,21 @@ impl DataChange {
             );
             (Some(r.object_key.as_str()), line)
         });
+        let txns = self.txns.iter().map(|t| {
+            let kind = match t.marker {
+                None => 'd',
+                Some(false) => 'a',
+                Some(true) => 'c',
+            };
+            let line = format!(
+                "t {} {} {} {} {kind}\n",
+                t.topic.simple(),
+                t.partition,
+                t.producer_id,
+                t.offset
+            );
+            (None, line)
+        });
         let ends = self.ends.iter().map(|e| {
             let line = format!(
                 "e {} {} {} {}\n",
@@ -101,7 +125,7 @@ impl DataChange {
         let mut out = Vec::new();
         let mut cur = start.clone();
         let mut cur_key: Option<&str> = None;
-        for (key, line) in rows.chain(ends) {
+        for (key, line) in txns.chain(rows).chain(ends) {
             let header = |k: &str| format!("o {k}\n");
             let mut head = key.filter(|k| cur_key != Some(*k)).map(header);
             let need = head.as_ref().map_or(0, String::len) + line.len();
@@ -149,6 +173,25 @@ impl DataChange {
                         object_key: key.clone().ok_or_else(|| bad(line))?,
                         position: u64::try_from(nums[4]).map_err(|_| bad(line))?,
                         length: u64::try_from(nums[5]).map_err(|_| bad(line))?,
+                    });
+                }
+                "t" => {
+                    let topic = Uuid::parse_str(next()?).map_err(|_| bad(line))?;
+                    let nums: Vec<i64> = (0..3)
+                        .map(|_| next().and_then(|v| v.parse().map_err(|_| bad(line))))
+                        .collect::<Result<_>>()?;
+                    let marker = match next()? {
+                        "d" => None,
+                        "a" => Some(false),
+                        "c" => Some(true),
+                        _ => return Err(bad(line)),
+                    };
+                    out.txns.push(TxnChange {
+                        topic,
+                        partition: i32::try_from(nums[0]).map_err(|_| bad(line))?,
+                        producer_id: nums[1],
+                        offset: nums[2],
+                        marker,
                     });
                 }
                 "e" => {
@@ -199,6 +242,13 @@ mod tests {
     fn round_trips_and_splits_long_payloads() {
         let change = DataChange {
             writer: Some(3),
+            txns: vec![TxnChange {
+                topic: Uuid::from_u128(7),
+                partition: 2,
+                producer_id: 1001,
+                offset: 55,
+                marker: Some(false),
+            }],
             rows: (0..300)
                 .map(|i| {
                     row(
@@ -225,6 +275,7 @@ mod tests {
             let d = DataChange::decode(p).unwrap();
             assert_eq!(d.writer, Some(3), "every payload names its writer");
             back.writer = d.writer;
+            back.txns.extend(d.txns);
             back.rows.extend(d.rows);
             back.ends.extend(d.ends);
         }

@@ -47,6 +47,7 @@ fn batch(t: Uuid, p: i32, position: u64, offsets: i64, seq: Option<(i64, i16, i3
         length: 10,
         offsets,
         max_timestamp: 1000 + position as i64,
+        txn: None,
         producer: seq.map(|(id, epoch, first)| ProducerSeq {
             producer_id: id,
             epoch,

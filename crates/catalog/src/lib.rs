@@ -207,6 +207,16 @@ pub trait TxnStore: Send + Sync + 'static {
     fn txn(&self, transactional_id: &str) -> Result<Option<TxnRecord>>;
     /// Every transactional id's state.
     fn all_txns(&self) -> Result<Vec<TxnRecord>>;
+    /// Adds (or replaces) offsets a transaction will commit (TxnOffsetCommit
+    /// reaches the group's coordinator, which may not be the transaction's).
+    fn put_txn_offsets(&self, transactional_id: &str, offsets: &[TxnOffset]) -> Result<()>;
+    /// The offsets a transaction will commit.
+    fn txn_offsets(&self, transactional_id: &str) -> Result<Vec<TxnOffset>>;
+    /// Forgets a transaction's pending offsets (it ended).
+    fn clear_txn_offsets(&self, transactional_id: &str) -> Result<()>;
+    /// Tells the other brokers that committed offsets changed (a
+    /// transaction committed offsets of groups they may coordinate).
+    fn announce_offsets(&self) -> Result<()>;
 }
 
 /// Consumer groups' committed offsets.

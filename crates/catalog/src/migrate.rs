@@ -65,6 +65,12 @@ const TABLES: &[Table] = &[
         on_conflict: "",
     },
     Table {
+        name: "txn_offsets",
+        columns: "transactional_id, group_id, topic, partition, committed_offset, leader_epoch, metadata",
+        only: "",
+        on_conflict: "",
+    },
+    Table {
         name: "transactions",
         columns: "transactional_id, producer_id, epoch, state, timeout_ms, started_ms, updated_ms, detail",
         only: "",

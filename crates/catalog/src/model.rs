@@ -161,9 +161,9 @@ pub struct TxnRecord {
     pub updated_ms: i64,
     /// The partitions in the transaction, by topic name.
     pub partitions: Vec<(String, i32)>,
-    /// Groups added with AddOffsetsToTxn.
+    /// Groups added with AddOffsetsToTxn (their offsets wait in
+    /// [`crate::TxnStore::txn_offsets`]).
     pub groups: Vec<String>,
-    pub offsets: Vec<TxnOffset>,
 }
 
 /// One dead-letter record replayed to a target topic.
@@ -287,6 +287,35 @@ pub struct FlushBatch {
     pub offsets: i64,
     pub max_timestamp: i64,
     pub producer: Option<ProducerSeq>,
+    /// What the batch is to transactions (`None`: not transactional).
+    pub txn: Option<TxnPart>,
+}
+
+/// What a transactional batch of a flush is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnPart {
+    /// Data of the ongoing transaction of the batch's producer: appended
+    /// only if its partition is in that transaction (KIP-890).
+    Data,
+    /// A marker ending producer `producer_id`'s transaction on the
+    /// partition (written by the coordinator; it fences older epochs).
+    Marker {
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    },
+}
+
+/// A change a flush made to a partition's transaction index: a
+/// transaction's data at `offset` (it is open from its first batch), or
+/// its marker at `offset` (`marker`: `Some(commit)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnChange {
+    pub topic: Uuid,
+    pub partition: i32,
+    pub producer_id: i64,
+    pub offset: i64,
+    pub marker: Option<bool>,
 }
 
 /// Everything a cluster flush publishes: the object it wrote and the
@@ -321,6 +350,9 @@ pub enum BatchOutcome {
     StaleEpoch,
     /// The topic or partition does not exist (any more).
     UnknownPartition,
+    /// A transactional batch whose partition is not in its producer's
+    /// ongoing transaction (INVALID_TXN_STATE).
+    NotInTransaction,
 }
 
 /// A partition's ends after a flush.

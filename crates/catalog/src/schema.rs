@@ -219,7 +219,7 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 11,
-        what: "transactions: coordinator state per transactional id, and each partition's open and aborted transactions",
+        what: "transactions: coordinator state per transactional id, their pending offsets, and each partition's open and aborted transactions",
         statements: &[
             "CREATE TABLE IF NOT EXISTS transactions (
                 transactional_id TEXT PRIMARY KEY,
@@ -238,6 +238,16 @@ const MIGRATIONS: &[Migration] = &[
                 first_offset BIGINT NOT NULL,
                 last_offset BIGINT,
                 PRIMARY KEY (topic_id, partition, producer_id, first_offset)
+            )",
+            "CREATE TABLE IF NOT EXISTS txn_offsets (
+                transactional_id TEXT NOT NULL,
+                group_id TEXT NOT NULL,
+                topic TEXT NOT NULL,
+                partition BIGINT NOT NULL,
+                committed_offset BIGINT NOT NULL,
+                leader_epoch BIGINT NOT NULL,
+                metadata TEXT,
+                PRIMARY KEY (transactional_id, group_id, topic, partition)
             )",
         ],
         postgres: &[],

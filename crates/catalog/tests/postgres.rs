@@ -110,6 +110,7 @@ fn flushes_from_several_brokers_get_distinct_contiguous_offsets() {
                             offsets: 3,
                             max_timestamp: 0,
                             producer: None,
+                            txn: None,
                         })
                         .collect();
                     let out = c
@@ -214,6 +215,7 @@ fn other_brokers_hear_commits_and_topic_changes() {
                 offsets: 4,
                 max_timestamp: 77,
                 producer: None,
+                txn: None,
             }],
             max_row_bytes: 1 << 20,
             max_age_ms: i64::MAX / 2,

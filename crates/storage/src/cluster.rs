@@ -32,7 +32,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use sluice_catalog::changes::DataChange;
-use sluice_catalog::{BatchOutcome, CatalogError, FlushBatch, FlushCommit, ObjectRecord};
+use sluice_catalog::{BatchOutcome, CatalogError, FlushBatch, FlushCommit, ObjectRecord, TxnPart};
 use sluice_protocol::batch::{set_base_offset, set_log_append_time, BatchHeader, CheckedBatch};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -290,7 +290,8 @@ impl Flush {
                     length: q.bytes.len() as u64,
                     offsets,
                     max_timestamp: q.max_timestamp,
-                    producer: producer_seq(&q.header),
+                    producer: producer_seq(&q.header).filter(|_| !q.header.is_control()),
+                    txn: txn_part(&q.header, &q.bytes),
                 });
                 waiting.push((q.partition, q.answer));
             }
@@ -426,6 +427,22 @@ async fn commit_in_order(
     }
 }
 
+/// What a queued batch is to transactions.
+fn txn_part(h: &sluice_protocol::batch::BatchHeader, bytes: &bytes::Bytes) -> Option<TxnPart> {
+    if !h.is_transactional() || !h.has_producer_id() {
+        return None;
+    }
+    if !h.is_control() {
+        return Some(TxnPart::Data);
+    }
+    let marker = sluice_protocol::records::marker_of(bytes)?;
+    Some(TxnPart::Marker {
+        producer_id: h.producer_id,
+        epoch: h.producer_epoch,
+        commit: marker == sluice_protocol::records::Marker::Commit,
+    })
+}
+
 /// Answers a committed flush's requests and keeps its batches, at their
 /// offsets, as the partitions' tail.
 fn deliver(store: &LogStore, flush: Flush, outcome: sluice_catalog::FlushOutcome) {
@@ -489,6 +506,9 @@ fn deliver(store: &LogStore, flush: Flush, outcome: sluice_catalog::FlushOutcome
                 b.producer.map(|s| s.producer_id).unwrap_or(-1),
             )),
             BatchOutcome::UnknownPartition => Err(AppendError::TopicDeleted),
+            BatchOutcome::NotInTransaction => Err(AppendError::NotInTransaction(
+                b.producer.map(|s| s.producer_id).unwrap_or(-1),
+            )),
         };
         let _ = answer.send(result);
     }
@@ -513,6 +533,12 @@ impl LogStore {
         let mut moved = false;
         {
             let map = self.topics.read();
+            // Transactions first: new ends must not show open data as stable.
+            for t in &change.txns {
+                if let Some(p) = map.partition(&t.topic, t.partition) {
+                    p.learn_txn(t.producer_id, t.offset, t.marker);
+                }
+            }
             for r in &change.rows {
                 if let Some(p) = map.partition(&r.topic, r.partition) {
                     p.learn_row(r.clone());
@@ -527,6 +553,28 @@ impl LogStore {
         if moved {
             self.data_changed();
         }
+    }
+
+    /// Reloads every partition's transaction index from the catalog, after
+    /// the change feed reconnected (notifications may have been missed;
+    /// those heard after this replay onto it harmlessly). A flush of this
+    /// broker committing meanwhile could be forgotten, so this is done only
+    /// then, not on the periodic refresh.
+    pub async fn reload_txns(&self) -> Result<(), StorageError> {
+        let catalog = self.catalog.clone();
+        let txns = blocking(move || catalog.partition_txns()).await?;
+        let mut by_partition: HashMap<(Uuid, i32), Vec<sluice_catalog::TxnIndexEntry>> = txns
+            .into_iter()
+            .map(|t| ((t.topic, t.partition), t.entries))
+            .collect();
+        for p in self.all_partitions() {
+            p.replace_txns(
+                by_partition
+                    .remove(&(p.topic_id(), p.partition()))
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(())
     }
 
     /// Reloads the topic list and every partition's ends and size from the

@@ -60,6 +60,10 @@ pub enum AppendError {
     StaleEpoch(i64),
     #[error("the topic was deleted")]
     TopicDeleted,
+    /// A transactional batch whose partition is not in its producer's
+    /// ongoing transaction (checked by the cluster's commit).
+    #[error("producer {0} has no ongoing transaction with this partition")]
+    NotInTransaction(i64),
     #[error(transparent)]
     Wal(#[from] WalError),
     /// The shared storage (object store or catalog) could not make the data

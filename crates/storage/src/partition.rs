@@ -465,6 +465,31 @@ impl PartitionLog {
         })
     }
 
+    /// Learns another broker's transactional batch (`marker` `None`) or
+    /// marker (`Some(commit)`) at `offset`, heard on the change feed.
+    pub(crate) fn learn_txn(&self, producer_id: i64, offset: i64, marker: Option<bool>) {
+        let mut s = self.state.lock();
+        match marker {
+            None => s.txns.data(producer_id, offset),
+            Some(commit) => {
+                let m = if commit {
+                    sluice_protocol::records::Marker::Commit
+                } else {
+                    sluice_protocol::records::Marker::Abort
+                };
+                s.txns.marker(producer_id, m, offset)
+            }
+        }
+    }
+
+    /// Replaces the transaction index with the catalog's (a cluster
+    /// broker's reload).
+    pub(crate) fn replace_txns(&self, entries: Vec<TxnIndexEntry>) {
+        let mut s = self.state.lock();
+        s.txns = TxnIndex::default();
+        s.txns.restore(entries);
+    }
+
     /// Takes back the transaction index an upload saved.
     pub(crate) fn restore_txns(&self, entries: Vec<TxnIndexEntry>) {
         self.state.lock().txns.restore(entries);
@@ -534,6 +559,9 @@ impl PartitionLog {
             return false;
         }
         for b in batches {
+            if let Ok(h) = BatchHeader::parse(&b.bytes) {
+                s.follow_transaction(&h, &b.bytes, b.base_offset);
+            }
             // Everything committed is in objects: nothing here is unuploaded.
             if s.mem.back().is_none_or(|l| l.last_offset < b.base_offset) {
                 s.push(b, true);

@@ -105,7 +105,7 @@ impl TxnIndex {
 
     /// Takes back an index saved by an upload.
     pub fn restore(&mut self, entries: Vec<TxnIndexEntry>) {
-        self.used = true;
+        self.used |= !entries.is_empty();
         for e in entries {
             match e.last_offset {
                 None => {

@@ -149,6 +149,17 @@ impl Membership {
         !self.is_cluster() || self.coordinator(group).broker_id == self.id()
     }
 
+    /// The broker coordinating transactional id `id` (hashed like a group,
+    /// in a namespace of its own).
+    pub fn txn_coordinator(&self, id: &str) -> BrokerRecord {
+        self.coordinator(&format!("txn:{id}"))
+    }
+
+    /// Whether this broker coordinates transactional id `id`.
+    pub fn coordinates_txn(&self, id: &str) -> bool {
+        !self.is_cluster() || self.txn_coordinator(id).broker_id == self.id()
+    }
+
     /// Renews the lease (registering again if it was lost) and reloads the
     /// live brokers (blocking); returns whether the live set changed.
     pub fn renew(&self) -> Result<bool, CatalogError> {

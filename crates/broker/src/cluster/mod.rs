@@ -42,6 +42,10 @@ struct Pending {
     registry: bool,
     acls: bool,
     quotas: bool,
+    /// Transaction indexes (after a reconnect of the change feed).
+    txns: bool,
+    /// Committed offsets another broker wrote (a transaction's commit).
+    offsets: bool,
 }
 
 /// Keeps a cluster broker current until `shutdown`: renews its lease,
@@ -108,6 +112,16 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 tracing::warn!(error = %e, "reloading topics from the catalog failed");
             }
         }
+        if pending.txns {
+            if let Err(e) = broker.store.reload_txns().await {
+                tracing::warn!(error = %e, "reloading transaction indexes failed");
+            }
+        }
+        if pending.offsets {
+            if let Err(e) = broker.groups.reassign().await {
+                tracing::warn!(error = %e, "reloading committed offsets failed");
+            }
+        }
         if pending.registry {
             let registry = broker.registry.clone();
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || registry.reload()).await {
@@ -140,6 +154,7 @@ fn take(broker: &Broker, heard: Heard, pending: &mut Pending) {
             pending.registry = true;
             pending.acls = true;
             pending.quotas = true;
+            pending.txns = true;
         }
         Heard::Notice { channel, payload } if channel == DATA_CHANNEL => {
             m.catalog_changes.with_label_values(&["data"]).inc();
@@ -158,6 +173,7 @@ fn take(broker: &Broker, heard: Heard, pending: &mut Pending) {
                 Some(MetaChange::Registry) => pending.registry = true,
                 Some(MetaChange::Acls) => pending.acls = true,
                 Some(MetaChange::Quotas) => pending.quotas = true,
+                Some(MetaChange::Offsets) => pending.offsets = true,
                 None => tracing::warn!(payload, "unknown catalog notification"),
             }
             if let Some(kind) = MetaChange::parse(&payload) {

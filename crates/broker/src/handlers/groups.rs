@@ -36,10 +36,8 @@ fn opt_str(s: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
     s.as_ref().map(|v| v.as_str().to_string())
 }
 
-/// FindCoordinator: the broker a group hashes to among the live brokers
-/// (this one on the embedded broker); transactions are coordinated by the
-/// embedded broker only (a cluster answers COORDINATOR_NOT_AVAILABLE for
-/// them: see the README's transactions section).
+/// FindCoordinator: the broker a group or transactional id hashes to among
+/// the live brokers (this one on the embedded broker).
 pub fn find_coordinator(
     broker: &Broker,
     req: FindCoordinatorRequest,
@@ -56,16 +54,18 @@ pub fn find_coordinator(
         .into_iter()
         .map(|key| {
             let mut c = Coordinator::default();
-            if is_group || !broker.membership.is_cluster() {
-                let b = broker.membership.coordinator(key.as_str());
+            if is_group || req.key_type == 1 {
+                let b = if is_group {
+                    broker.membership.coordinator(key.as_str())
+                } else {
+                    broker.membership.txn_coordinator(key.as_str())
+                };
                 c.node_id = BrokerId(b.broker_id);
                 c.host = str_bytes(b.host);
                 c.port = b.port;
             } else {
                 c.error_code = code(ResponseError::CoordinatorNotAvailable);
-                c.error_message = Some(str_bytes(
-                    "transactions are served by the embedded broker, not yet by a cluster",
-                ));
+                c.error_message = Some(str_bytes("unknown coordinator key type"));
                 c.node_id = BrokerId(-1);
                 c.port = -1;
             }

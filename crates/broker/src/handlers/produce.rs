@@ -278,6 +278,7 @@ pub async fn handle(
                         }
                         AppendError::StaleEpoch(_) => ResponseError::InvalidProducerEpoch,
                         AppendError::TopicDeleted => ResponseError::UnknownTopicOrPartition,
+                        AppendError::NotInTransaction(_) => ResponseError::InvalidTxnState,
                         // Retriable: the client sends the batch again.
                         AppendError::Wal(_) | AppendError::Unavailable(_) => {
                             ResponseError::KafkaStorageError

@@ -43,11 +43,6 @@ pub async fn init_producer_id(
     let mut resp = InitProducerIdResponse::default();
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
-    if broker.membership.is_cluster() {
-        // Not yet: see the README's transactions section.
-        resp.error_code = code(ResponseError::CoordinatorNotAvailable);
-        return resp;
-    }
     let id = req
         .transactional_id
         .as_ref()
@@ -255,7 +250,9 @@ fn topics_of(t: &TxnRecord) -> Vec<TopicData> {
         .collect()
 }
 
-pub fn describe(
+/// DescribeTransactions: answered by any broker (in a cluster from the
+/// catalog), not only the coordinator.
+pub async fn describe(
     broker: &Broker,
     guard: &Guard<'_>,
     req: DescribeTransactionsRequest,
@@ -264,7 +261,21 @@ pub fn describe(
     for id in req.transactional_ids {
         let mut s = describe_transactions_response::TransactionState::default();
         let refused = guard.txn_error(Operation::Describe, id.0.as_str());
-        match (refused, broker.txns.describe(id.0.as_str())) {
+        let found = match refused {
+            Some(_) => Ok(None),
+            None => broker.txns.describe(id.0.as_str()).await,
+        };
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                s.error_code = code(e);
+                s.producer_id = ProducerId(-1);
+                s.transactional_id = id;
+                resp.transaction_states.push(s);
+                continue;
+            }
+        };
+        match (refused, found) {
             (Some(e), _) => s.error_code = code(e),
             (None, None) => s.error_code = code(ResponseError::TransactionalIdNotFound),
             (None, Some(t)) => {
@@ -287,9 +298,10 @@ pub fn describe(
     resp
 }
 
-/// ListTransactions: the transactions the caller may describe, filtered by
+/// ListTransactions: the transactions this broker coordinates (the admin
+/// client asks every broker) that the caller may describe, filtered by
 /// state, producer id, how long they have run (v1) and id pattern (v2).
-pub fn list(
+pub async fn list(
     broker: &Broker,
     guard: &Guard<'_>,
     req: ListTransactionsRequest,
@@ -313,7 +325,14 @@ pub fn list(
         },
     };
     let now = sluice_catalog::now_ms();
-    for t in broker.txns.list() {
+    let all = match broker.txns.list().await {
+        Ok(all) => all,
+        Err(e) => {
+            resp.error_code = code(e);
+            return resp;
+        }
+    };
+    for t in all {
         let keep = (req.state_filters.is_empty() || states.contains(&t.state))
             && (req.producer_id_filters.is_empty()
                 || req.producer_id_filters.iter().any(|p| p.0 == t.producer_id))

@@ -8,8 +8,9 @@ use crate::changes::DataChange;
 use crate::sequence::{ProducerState, SequenceCheck};
 use crate::sql::{insert_many, read, typed_values, write, Tx, Value, ROWS_PER_STATEMENT};
 use crate::{
-    params, BatchOutcome, CatalogError, FlushCommit, FlushOutcome, LogIndex, ObjectRecord,
-    PartitionEnd, PartitionState, ProducerBatch, Result, SegmentRecord, UploadCommit,
+    params, BatchOutcome, CatalogError, FlushBatch, FlushCommit, FlushOutcome, LogIndex,
+    ObjectRecord, PartitionEnd, PartitionState, ProducerBatch, Result, SegmentRecord, TxnChange,
+    TxnPart, TxnState, UploadCommit,
 };
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
@@ -113,12 +114,125 @@ fn load_producers(
     Ok(out)
 }
 
+/// Where each transactional producer of a flush stands: its epoch, whether
+/// its transaction is ongoing, and the (topic id, partition)s in it.
+type TxnVerdicts = HashMap<i64, (i16, bool, BTreeSet<PartKey>)>;
+
+/// Reads, under a shared row lock (so a coordinator's decision to end the
+/// transaction waits for this flush, and its markers land after), the
+/// transactions of the producers whose data the flush carries (KIP-890).
+fn load_txn_verdicts(tx: &mut dyn Tx, commit: &FlushCommit) -> Result<TxnVerdicts> {
+    let pids: BTreeSet<i64> = commit
+        .batches
+        .iter()
+        .filter(|b| b.txn == Some(TxnPart::Data))
+        .filter_map(|b| b.producer.map(|s| s.producer_id))
+        .collect();
+    let mut out = HashMap::new();
+    if pids.is_empty() {
+        return Ok(out);
+    }
+    let ids: HashMap<String, Uuid> = tx
+        .query("SELECT name, id FROM topics", &[])?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.uuid(1)?)))
+        .collect::<Result<_>>()?;
+    for pid in pids {
+        let sql = format!(
+            "SELECT epoch, state, detail FROM transactions WHERE producer_id = $1{}",
+            tx.dialect().for_share()
+        );
+        let Some(r) = tx.query_opt(&sql, params![pid])? else {
+            continue;
+        };
+        let detail: serde_json::Value = serde_json::from_str(&r.text(2)?)
+            .map_err(|e| CatalogError::Corrupt(format!("transaction detail: {e}")))?;
+        let partitions = detail["partitions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| {
+                        let id = ids.get(p[0].as_str()?)?;
+                        Some((*id, i32::try_from(p[1].as_i64()?).ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let epoch = i16::try_from(r.int(0)?)
+            .map_err(|_| CatalogError::Corrupt("transaction epoch".into()))?;
+        let ongoing = TxnState::from_name(&r.text(1)?) == Some(TxnState::Ongoing);
+        out.insert(pid, (epoch, ongoing, partitions));
+    }
+    Ok(out)
+}
+
+/// Whether a transactional data batch may be appended.
+fn txn_verdict(b: &FlushBatch, verdicts: &TxnVerdicts) -> Option<BatchOutcome> {
+    if b.txn != Some(TxnPart::Data) {
+        return None;
+    }
+    let Some(seq) = &b.producer else {
+        return Some(BatchOutcome::NotInTransaction);
+    };
+    match verdicts.get(&seq.producer_id) {
+        Some((epoch, _, _)) if seq.epoch < *epoch => Some(BatchOutcome::StaleEpoch),
+        Some((epoch, true, parts))
+            if seq.epoch == *epoch && parts.contains(&(b.topic, b.partition)) =>
+        {
+            None
+        }
+        _ => Some(BatchOutcome::NotInTransaction),
+    }
+}
+
+/// Keeps the partitions' transaction index rows in step with a flush's
+/// transactional batches: a transaction is open from its first batch; an
+/// abort marker closes it as aborted, a commit marker drops it.
+fn apply_txn_changes(tx: &mut dyn Tx, changes: &[TxnChange]) -> Result<()> {
+    for c in changes {
+        let topic = c.topic.to_string();
+        let key = params![topic.as_str(), c.partition, c.producer_id];
+        match c.marker {
+            None => {
+                let open = tx.query_opt(
+                    "SELECT 1 FROM txn_index WHERE topic_id = $1 AND partition = $2
+                     AND producer_id = $3 AND last_offset IS NULL",
+                    key,
+                )?;
+                if open.is_none() {
+                    tx.execute(
+                        "INSERT INTO txn_index (topic_id, partition, producer_id, first_offset)
+                         VALUES ($1, $2, $3, $4)",
+                        params![topic.as_str(), c.partition, c.producer_id, c.offset],
+                    )?;
+                }
+            }
+            Some(false) => {
+                tx.execute(
+                    "UPDATE txn_index SET last_offset = $4 WHERE topic_id = $1 AND partition = $2
+                     AND producer_id = $3 AND last_offset IS NULL",
+                    params![topic.as_str(), c.partition, c.producer_id, c.offset],
+                )?;
+            }
+            Some(true) => {
+                tx.execute(
+                    "DELETE FROM txn_index WHERE topic_id = $1 AND partition = $2
+                     AND producer_id = $3 AND last_offset IS NULL",
+                    key,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The offsets and index rows of one flush, decided in memory from the
-/// partitions' ends and producer states read under lock.
+/// partitions' ends, producer states and transactions read under lock.
 fn assign(
     commit: &FlushCommit,
     parts: &mut HashMap<PartKey, (i64, i64)>,
     producers: &mut HashMap<ProducerKey, ProducerState>,
+    verdicts: &TxnVerdicts,
 ) -> (Vec<BatchOutcome>, Vec<SegmentRecord>, BTreeSet<ProducerKey>) {
     let mut outcomes = Vec::with_capacity(commit.batches.len());
     let mut rows: Vec<SegmentRecord> = Vec::new();
@@ -132,6 +246,18 @@ fn assign(
             outcomes.push(BatchOutcome::UnknownPartition);
             continue;
         };
+        if let Some(refused) = txn_verdict(b, verdicts) {
+            outcomes.push(refused);
+            continue;
+        }
+        if let Some(TxnPart::Marker {
+            producer_id, epoch, ..
+        }) = b.txn
+        {
+            let pk = (b.topic, b.partition, producer_id);
+            producers.entry(pk).or_default().fence(epoch);
+            changed.insert(pk);
+        }
         if let Some(seq) = &b.producer {
             let pk = (b.topic, b.partition, seq.producer_id);
             match ProducerState::check(producers.get(&pk), seq) {
@@ -255,7 +381,12 @@ impl LogIndex for Catalog {
         let producer_keys: Vec<ProducerKey> = commit
             .batches
             .iter()
-            .filter_map(|b| b.producer.map(|s| (b.topic, b.partition, s.producer_id)))
+            .filter_map(|b| match b.txn {
+                Some(TxnPart::Marker { producer_id, .. }) => {
+                    Some((b.topic, b.partition, producer_id))
+                }
+                _ => b.producer.map(|s| (b.topic, b.partition, s.producer_id)),
+            })
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -265,7 +396,30 @@ impl LogIndex for Catalog {
             }
             let mut parts = lock_partitions(tx, &keys)?;
             let mut producers = load_producers(tx, &producer_keys)?;
-            let (outcomes, rows, changed) = assign(commit, &mut parts, &mut producers);
+            let verdicts = load_txn_verdicts(tx, commit)?;
+            let (outcomes, rows, changed) = assign(commit, &mut parts, &mut producers, &verdicts);
+            let txns: Vec<TxnChange> = commit
+                .batches
+                .iter()
+                .zip(&outcomes)
+                .filter_map(|(b, o)| match (b.txn, o) {
+                    (Some(part), BatchOutcome::Appended { base_offset }) => Some(TxnChange {
+                        topic: b.topic,
+                        partition: b.partition,
+                        producer_id: match part {
+                            TxnPart::Marker { producer_id, .. } => producer_id,
+                            TxnPart::Data => b.producer.map_or(-1, |s| s.producer_id),
+                        },
+                        offset: *base_offset,
+                        marker: match part {
+                            TxnPart::Marker { commit, .. } => Some(commit),
+                            TxnPart::Data => None,
+                        },
+                    }),
+                    _ => None,
+                })
+                .collect();
+            apply_txn_changes(tx, &txns)?;
             insert_object(tx, &commit.object)?;
             insert_segments(tx, &rows)?;
             let states: Vec<(ProducerKey, &ProducerState)> = changed
@@ -299,6 +453,7 @@ impl LogIndex for Catalog {
             }
             let change = DataChange {
                 writer: Some(commit.writer),
+                txns,
                 rows: rows.clone(),
                 ends: ends.clone(),
             };
@@ -414,6 +569,7 @@ impl LogIndex for Catalog {
             if let Some(r) = ends {
                 DataChange {
                     writer: None,
+                    txns: Vec::new(),
                     rows: Vec::new(),
                     ends: vec![PartitionEnd {
                         topic,

@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 struct Detail {
     partitions: Vec<(String, i32)>,
     groups: Vec<String>,
-    offsets: Vec<TxnOffset>,
 }
 
 const TXN_COLUMNS: &str =
@@ -38,7 +37,6 @@ fn txn_from_row(r: &Row) -> Result<TxnRecord> {
         updated_ms: r.int(6)?,
         partitions: detail.partitions,
         groups: detail.groups,
-        offsets: detail.offsets,
     })
 }
 
@@ -47,7 +45,6 @@ impl TxnStore for Catalog {
         let detail = serde_json::to_string(&Detail {
             partitions: t.partitions.clone(),
             groups: t.groups.clone(),
-            offsets: t.offsets.clone(),
         })
         .map_err(|e| CatalogError::Corrupt(e.to_string()))?;
         write(&*self.db, |tx| {
@@ -84,6 +81,67 @@ impl TxnStore for Catalog {
         .as_ref()
         .map(txn_from_row)
         .transpose()
+    }
+
+    fn put_txn_offsets(&self, transactional_id: &str, offsets: &[TxnOffset]) -> Result<()> {
+        write(&*self.db, |tx| {
+            for o in offsets {
+                tx.execute(
+                    "INSERT INTO txn_offsets (transactional_id, group_id, topic, partition,
+                     committed_offset, leader_epoch, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (transactional_id, group_id, topic, partition) DO UPDATE SET
+                     committed_offset = excluded.committed_offset,
+                     leader_epoch = excluded.leader_epoch, metadata = excluded.metadata",
+                    params![
+                        transactional_id,
+                        o.group.as_str(),
+                        o.topic.as_str(),
+                        o.partition,
+                        o.offset,
+                        o.leader_epoch,
+                        o.metadata.as_deref()
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn txn_offsets(&self, transactional_id: &str) -> Result<Vec<TxnOffset>> {
+        read(&*self.db, |tx| {
+            tx.query(
+                "SELECT group_id, topic, partition, committed_offset, leader_epoch, metadata
+                 FROM txn_offsets WHERE transactional_id = $1
+                 ORDER BY group_id, topic, partition",
+                params![transactional_id],
+            )
+        })?
+        .iter()
+        .map(|r| {
+            Ok(TxnOffset {
+                group: r.text(0)?,
+                topic: r.text(1)?,
+                partition: r.int32(2)?,
+                offset: r.int(3)?,
+                leader_epoch: r.int32(4)?,
+                metadata: r.opt_text(5)?,
+            })
+        })
+        .collect()
+    }
+
+    fn clear_txn_offsets(&self, transactional_id: &str) -> Result<()> {
+        write(&*self.db, |tx| {
+            tx.execute(
+                "DELETE FROM txn_offsets WHERE transactional_id = $1",
+                params![transactional_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn announce_offsets(&self) -> Result<()> {
+        write(&*self.db, |tx| crate::changes::MetaChange::Offsets.send(tx))
     }
 
     fn all_txns(&self) -> Result<Vec<TxnRecord>> {
@@ -183,15 +241,34 @@ mod tests {
             updated_ms: 6,
             partitions: vec![("orders".into(), 2)],
             groups: vec!["g".into()],
-            offsets: vec![TxnOffset {
-                group: "g".into(),
-                topic: "in".into(),
-                partition: 0,
-                offset: 42,
-                leader_epoch: -1,
-                metadata: Some("m".into()),
-            }],
         };
+        let offset = TxnOffset {
+            group: "g".into(),
+            topic: "in".into(),
+            partition: 0,
+            offset: 42,
+            leader_epoch: -1,
+            metadata: Some("m".into()),
+        };
+        c.put_txn_offsets("t1", std::slice::from_ref(&offset))
+            .unwrap();
+        c.put_txn_offsets(
+            "t1",
+            &[TxnOffset {
+                offset: 43,
+                ..offset.clone()
+            }],
+        )
+        .unwrap();
+        assert_eq!(
+            c.txn_offsets("t1").unwrap(),
+            vec![TxnOffset {
+                offset: 43,
+                ..offset
+            }]
+        );
+        c.clear_txn_offsets("t1").unwrap();
+        assert!(c.txn_offsets("t1").unwrap().is_empty());
         c.put_txn(&t).unwrap();
         assert_eq!(c.txn("t1").unwrap().as_ref(), Some(&t));
         t.state = TxnState::CompleteCommit;
