@@ -71,6 +71,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
+    // KIP-848's consumer group protocol.
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
     // Served only on SASL listeners (the connection handles them itself).
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -336,6 +339,29 @@ pub async fn handle(
         {
             let mut resp = JoinGroupResponse::default();
             resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+            ready(ResponseKind::JoinGroup(resp))
+        }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let resp = match guard.group_error(Operation::Read, r.group_id.0.as_str()) {
+                Some(e) => {
+                    let mut resp =
+                        kafka_protocol::messages::ConsumerGroupHeartbeatResponse::default();
+                    resp.error_code = e.code();
+                    resp
+                }
+                None => handlers::consumer_groups::heartbeat(broker, r, client_id, peer),
+            };
+            ready(ResponseKind::ConsumerGroupHeartbeat(resp))
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            let refused = |g: &str| guard.group_error(Operation::Describe, g);
+            ready(ResponseKind::ConsumerGroupDescribe(
+                handlers::consumer_groups::describe(broker, r, &refused),
+            ))
+        }
+        RequestKind::JoinGroup(r) if broker.groups.is_consumer_group(r.group_id.0.as_str()) => {
+            let mut resp = JoinGroupResponse::default();
+            resp.error_code = ResponseError::InconsistentGroupProtocol.code();
             ready(ResponseKind::JoinGroup(resp))
         }
         RequestKind::JoinGroup(r) => {
@@ -745,6 +771,8 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
         ApiKey::DescribeTransactions => "DescribeTransactions",
         ApiKey::ListTransactions => "ListTransactions",
+        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+        ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         _ => "Other",
     }
 }

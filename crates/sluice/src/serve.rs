@@ -320,7 +320,13 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             authorization: s.security.authorization.clone(),
             ..BrokerConfig::default()
         },
-        GroupSettings::default(),
+        GroupSettings {
+            consumer_session_timeout: Duration::from_millis(s.group_consumer_session_timeout_ms),
+            consumer_heartbeat_interval: Duration::from_millis(
+                s.group_consumer_heartbeat_interval_ms,
+            ),
+            ..GroupSettings::default()
+        },
         store.clone(),
         catalog.clone(),
         membership.clone(),
@@ -346,6 +352,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let expiry = tokio::spawn(broker.groups.clone().run_expiry(stop_rx.clone()));
     let reload = tokio::spawn(broker.clone().run_reload(stop_rx.clone()));
     let txn_expiry = tokio::spawn(broker.txns.clone().run_expiry(stop_rx.clone()));
+    let member_expiry = tokio::spawn(broker.groups.clone().run_member_expiry(stop_rx.clone()));
     let following = tokio::spawn(sluice_broker::cluster::run(broker.clone(), stop_rx.clone()));
     let rates = tokio::spawn(
         broker
@@ -414,6 +421,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let _ = expiry.await;
     let _ = reload.await;
     let _ = txn_expiry.await;
+    let _ = member_expiry.await;
     let _ = following.await;
     let _ = rates.await;
     let _ = replays.await;

@@ -161,6 +161,22 @@ pub struct ServeArgs {
     /// Delete unreferenced objects only after this long [default: 60000].
     #[arg(long, env = "SLUICE_GC_GRACE_MS", value_name = "MS")]
     pub gc_grace_ms: Option<u64>,
+    /// KIP-848 groups: a member silent this long is removed (Kafka's
+    /// group.consumer.session.timeout.ms) [default: 45000].
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        value_name = "MS"
+    )]
+    pub group_consumer_session_timeout_ms: Option<u64>,
+    /// KIP-848 groups: how often members heartbeat (Kafka's
+    /// group.consumer.heartbeat.interval.ms) [default: 2000].
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+        value_name = "MS"
+    )]
+    pub group_consumer_heartbeat_interval_ms: Option<u64>,
     /// Put Burrow's status and the lag rate of every group-partition on /metrics, not only per
     /// group (doubles the page at many partitions; /metrics?detail=partition asks once) [default: false].
     #[arg(long, env = "SLUICE_METRICS_PARTITION_DETAIL", value_name = "BOOL")]
@@ -209,6 +225,8 @@ struct FileSettings {
     compaction_min_bytes: Option<u64>,
     compaction_max_bytes: Option<u64>,
     gc_grace_ms: Option<u64>,
+    group_consumer_session_timeout_ms: Option<u64>,
+    group_consumer_heartbeat_interval_ms: Option<u64>,
     metrics_partition_detail: Option<bool>,
     /// S3 options by `object_store` key name (endpoint, region, access_key_id, allow_http, ...).
     #[serde(default)]
@@ -234,6 +252,8 @@ pub struct Settings {
     pub cluster: ClusterKnobs,
     pub storage: StorageKnobs,
     pub security: SecuritySettings,
+    pub group_consumer_session_timeout_ms: u64,
+    pub group_consumer_heartbeat_interval_ms: u64,
 }
 
 /// One Kafka listener: where it binds and what clients are told.
@@ -538,6 +558,16 @@ impl Settings {
             catalog: args.catalog.or(file.catalog),
             broker_id,
             rack,
+            group_consumer_session_timeout_ms: args
+                .group_consumer_session_timeout_ms
+                .or(file.group_consumer_session_timeout_ms)
+                .unwrap_or(45000)
+                .max(1000),
+            group_consumer_heartbeat_interval_ms: args
+                .group_consumer_heartbeat_interval_ms
+                .or(file.group_consumer_heartbeat_interval_ms)
+                .unwrap_or(2000)
+                .max(100),
             cluster: ClusterKnobs {
                 flush_interval_ms,
                 flush_bytes,

@@ -21,6 +21,10 @@ pub struct GroupSettings {
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
     pub offsets_retention: Duration,
+    /// KIP-848 groups: a member silent this long is removed.
+    pub consumer_session_timeout: Duration,
+    /// KIP-848 groups: how often members heartbeat.
+    pub consumer_heartbeat_interval: Duration,
 }
 
 impl Default for GroupSettings {
@@ -30,6 +34,8 @@ impl Default for GroupSettings {
             min_session_timeout: Duration::from_millis(1000),
             max_session_timeout: Duration::from_secs(1800),
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            consumer_session_timeout: super::kip848::SESSION_TIMEOUT,
+            consumer_heartbeat_interval: Duration::from_secs(2),
         }
     }
 }
@@ -48,6 +54,8 @@ pub struct GroupCoordinator {
     owns: Ownership,
     fence: Fencing,
     groups: Mutex<HashMap<String, Arc<Group>>>,
+    /// Groups of KIP-848's consumer protocol.
+    consumer_groups: Mutex<HashMap<String, Arc<super::kip848::ConsumerGroup>>>,
     offsets: Mutex<HashMap<String, OffsetMap>>,
 }
 
@@ -92,6 +100,7 @@ impl GroupCoordinator {
             owns,
             fence,
             groups: Mutex::new(HashMap::new()),
+            consumer_groups: Mutex::default(),
             offsets: Mutex::new(offsets),
         }))
     }
@@ -113,6 +122,7 @@ impl GroupCoordinator {
         for g in moved {
             g.mark_dead();
         }
+        self.consumer_groups.lock().retain(|g, _| (self.owns)(g));
         *self.offsets.lock() = fresh;
         Ok(())
     }
@@ -124,6 +134,35 @@ impl GroupCoordinator {
 
     pub fn group(&self, id: &str) -> Option<Arc<Group>> {
         self.groups.lock().get(id).cloned()
+    }
+
+    /// A KIP-848 group.
+    pub fn consumer_group(&self, id: &str) -> Option<Arc<super::kip848::ConsumerGroup>> {
+        self.consumer_groups.lock().get(id).cloned()
+    }
+
+    /// A KIP-848 group, created if new; `None` when `id` is a classic
+    /// group with members (a group has one protocol at a time).
+    pub fn consumer_group_or_create(&self, id: &str) -> Option<Arc<super::kip848::ConsumerGroup>> {
+        if self
+            .group(id)
+            .is_some_and(|g| !g.is_empty() && g.state() != GroupState::Dead)
+        {
+            return None;
+        }
+        Some(
+            self.consumer_groups
+                .lock()
+                .entry(id.to_string())
+                .or_default()
+                .clone(),
+        )
+    }
+
+    /// Whether `id` is a KIP-848 group with members (a classic join is
+    /// refused).
+    pub fn is_consumer_group(&self, id: &str) -> bool {
+        self.consumer_group(id).is_some_and(|g| !g.is_empty())
     }
 
     pub fn get_or_create(&self, id: &str) -> Arc<Group> {
@@ -150,12 +189,45 @@ impl GroupCoordinator {
             }
             out.insert(id.clone(), (d.state, d.protocol_type));
         }
+        for (id, g) in self.consumer_groups.lock().iter() {
+            let state = if g.is_empty() {
+                GroupState::Empty
+            } else {
+                GroupState::Stable
+            };
+            out.insert(id.clone(), (state, "consumer".to_string()));
+        }
         out.into_iter().map(|(g, (s, t))| (g, s, t)).collect()
+    }
+
+    /// Removes KIP-848 members past their session or revocation timeouts
+    /// (and empty groups without offsets), every second until shutdown.
+    pub async fn run_member_expiry(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let now = std::time::Instant::now();
+            let groups: Vec<(String, Arc<super::kip848::ConsumerGroup>)> = self
+                .consumer_groups
+                .lock()
+                .iter()
+                .map(|(id, g)| (id.clone(), g.clone()))
+                .collect();
+            for (id, g) in groups {
+                let gone = g.expire(now, self.settings.consumer_session_timeout);
+                if gone > 0 {
+                    tracing::info!(group = %id, members = gone, "consumer group members timed out");
+                }
+            }
+        }
     }
 
     /// Whether the group is known at all.
     pub fn exists(&self, id: &str) -> bool {
         self.offsets.lock().contains_key(id)
+            || self.is_consumer_group(id)
             || self
                 .group(id)
                 .is_some_and(|g| g.state() != GroupState::Dead)

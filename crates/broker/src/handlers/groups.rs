@@ -269,6 +269,10 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
         Some(ResponseError::InvalidGroupId)
     } else if let Some(e) = broker.coordinator_error(&group_id) {
         Some(e)
+    } else if let Some(g) = broker.groups.consumer_group(&group_id) {
+        // KIP-848: the member id and epoch of the consumer protocol.
+        g.check_commit(req.member_id.as_str(), req.generation_id_or_member_epoch)
+            .err()
     } else {
         broker
             .groups

@@ -4,6 +4,7 @@
 pub mod acls;
 pub mod client_quotas;
 pub mod configs;
+pub mod consumer_groups;
 pub mod delete_records;
 pub mod fetch;
 pub mod groups;
