@@ -4,7 +4,7 @@
 #
 #   bash scripts/librdkafka-suite.sh                  # the tests in scripts/librdkafka-suite.expected
 #   bash scripts/librdkafka-suite.sh --all            # every non-local test (only expected ones can fail the run)
-#   bash scripts/librdkafka-suite.sh --tests "0001 0012"
+#   bash scripts/librdkafka-suite.sh --tests "0001 0012"    # scripts/test.sh runs a subset this way
 #   bash scripts/librdkafka-suite.sh --list-excluded  # tests not run, and why
 #   bash scripts/librdkafka-suite.sh --build-only
 #

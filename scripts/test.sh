@@ -4,7 +4,8 @@
 # Rust unit tests (the catalog's PostgreSQL engine against a real server),
 # then the end-to-end tests that drive real `sluice serve` processes with real
 # clients: once against one broker, and the Kafka-facing modules again against
-# a three-broker cluster sharing a PostgreSQL catalog (SLUICE_E2E_CLUSTER=3).
+# a three-broker cluster sharing a PostgreSQL catalog (SLUICE_E2E_CLUSTER=3),
+# and last a subset of librdkafka's own broker tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,3 +38,9 @@ CLUSTER_SUITES=(
 )
 echo "==> the client-facing end-to-end tests against a three-broker cluster"
 SLUICE_E2E_CLUSTER=3 python3 -m pytest "${CLUSTER_SUITES[@]}" -q -p no:cacheprovider "$@"
+
+# librdkafka's own broker tests: a subset of the expected list (produce,
+# consume, offsets, groups, admin, transactions; about 2 min to build the
+# runner and 1.5 min to run). The whole suite: scripts/librdkafka-suite.sh.
+echo "==> librdkafka's own tests (a subset)"
+bash scripts/librdkafka-suite.sh --tests "0001 0002 0003 0005 0007 0008 0011 0012 0013 0021 0034 0036 0044 0048 0054 0061 0063 0099 0129"

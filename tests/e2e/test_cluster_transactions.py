@@ -46,7 +46,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 import cluster
@@ -293,6 +293,16 @@ def test_last_stable_offset_agrees_on_every_broker(cluster3):
         assert got == expected, f"read_committed through broker {i} after the commit: offsets {[o for _, o, _ in got]}"
 
 
+# What the group protocol answers while a member joins; librdkafka handles
+# them but still reports them as consumer events (as in test_cluster.py).
+ROUTINE_GROUP_ERRORS = {
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
+
+
 def _rewind(consumer: Consumer) -> None:
     committed = consumer.committed(consumer.assignment(), timeout=30)
     for tp in committed:
@@ -335,14 +345,13 @@ def test_exactly_once_with_coordinators_on_different_brokers(cluster3):
     send(plain, src, [inputs[k] for k in keys], ai, partition=lambda i: i % 3, keys=keys)
     flush(plain, "input")
     ai.check(n_in, "input")
-    hwms = {q: lso_hwm(c, 0, src, q)[1] for q in range(3)}
-    assert hwms == {q: len([k for i, k in enumerate(keys) if i % 3 == q]) for q in range(3)}, (
-        f"input high watermarks {hwms}"
-    )
+    hwms = {q: len([i for i in range(n_in) if i % 3 == q]) for q in range(3)}
+    for q in range(3):
+        waited = expect_lso_hwm(c, range(3), src, q, (hwms[q], hwms[q]), timeout=10)
+        print(f"input partition {q}: HWM {hwms[q]} through the brokers after {waited}")
 
     consumer = Consumer({
         **helpers.base_conf(c.bootstrap),
-        "client.id": f"e2e,zone={c.zone(neither)}",
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -353,6 +362,7 @@ def test_exactly_once_with_coordinators_on_different_brokers(cluster3):
     producer.init_transactions(30)
     consumer.subscribe([src])
     ao = Acks()
+    routine = []
     batches = commits = aborts = committed_records = 0
     deadline = time.monotonic() + 120
     try:
@@ -366,7 +376,10 @@ def test_exactly_once_with_coordinators_on_different_brokers(cluster3):
             while len(data) < 100:
                 msgs = consumer.consume(num_messages=100 - len(data), timeout=1.0)
                 for m in msgs:
-                    assert m.error() is None, f"consume error {m.error()!r}"
+                    if m.error() is not None:
+                        assert m.error().code() in ROUTINE_GROUP_ERRORS, f"consume error {m.error()!r}"
+                        routine.append(m.error().code())
+                        continue
                     data.append(m)
                 if not msgs and data:
                     break
@@ -393,7 +406,8 @@ def test_exactly_once_with_coordinators_on_different_brokers(cluster3):
             producer.begin_transaction()
     finally:
         consumer.close()
-    print(f"EOS loop: {batches} batches, {commits} committed, {aborts} aborted, {committed_records} records")
+    print(f"EOS loop: {batches} batches, {commits} committed, {aborts} aborted, {committed_records} records; "
+          f"group events {routine}")
     assert committed_records == n_in, f"{committed_records} records committed for {n_in} inputs (duplicates read)"
     assert aborts >= 3, f"only {aborts} aborted transactions: the abort path was hardly exercised"
     assert not ao.failed, f"{len(ao.failed)} output deliveries failed, first {ao.failed[0]}"

@@ -43,6 +43,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 9),
@@ -424,6 +425,12 @@ pub async fn handle(
             resp.results.extend(refused);
             ready(ResponseKind::DescribeConfigs(resp))
         }
+        RequestKind::AlterConfigs(r) => {
+            let refused = |t: &str| guard.topic_error(Operation::AlterConfigs, t);
+            ready(ResponseKind::AlterConfigs(
+                handlers::configs::alter_legacy(broker, r, &refused).await,
+            ))
+        }
         RequestKind::IncrementalAlterConfigs(mut r) => {
             let refused = guard.alter_configs(&mut r);
             let mut resp = handlers::configs::incremental_alter(broker, r).await;
@@ -744,6 +751,7 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::FindCoordinator => "FindCoordinator",
         ApiKey::JoinGroup => "JoinGroup",

@@ -41,6 +41,9 @@ const KNOWN: &[(&str, &str, Kind)] = &[
         Kind::Long { min: 1 },
     ),
     ("max.message.bytes", "1048588", Kind::Int { min: 0 }),
+    // Deprecated and ignored since Kafka 3.0 (KIP-724) as here: batches are
+    // stored as sent (record format v2).
+    ("message.format.version", "3.0-IV1", Kind::Text),
     (
         "message.timestamp.type",
         "CreateTime",

@@ -115,6 +115,82 @@ pub fn describe(
     resp
 }
 
+/// Validates a topic's new explicit configs and (unless only validating)
+/// stores them.
+async fn store_topic_configs(
+    broker: &Broker,
+    name: &str,
+    configs: std::collections::BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), (ResponseError, String)> {
+    topic_config::validate_all(&configs).map_err(|m| (ResponseError::InvalidConfig, m))?;
+    if !validate_only {
+        broker
+            .store
+            .set_topic_configs(name, configs)
+            .await
+            .map_err(|e| (ResponseError::KafkaStorageError, e.to_string()))?;
+        tracing::info!(topic = name, "altered topic configs");
+    }
+    Ok(())
+}
+
+/// The legacy AlterConfigs (API key 33, which librdkafka's `AlterConfigs`
+/// still sends): a topic's explicit configs become exactly the ones given
+/// (those left out go back to their defaults).
+pub async fn alter_legacy(
+    broker: &Broker,
+    req: kafka_protocol::messages::AlterConfigsRequest,
+    refused: &(dyn Fn(&str) -> Option<ResponseError> + Sync),
+) -> kafka_protocol::messages::AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as Answer;
+    let mut resp = kafka_protocol::messages::AlterConfigsResponse::default();
+    for res in req.resources {
+        let mut r = Answer::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        let name = res.resource_name.as_str();
+        let result: Result<(), (ResponseError, String)> = async {
+            if res.resource_type != RESOURCE_TOPIC {
+                return Err((
+                    ResponseError::InvalidRequest,
+                    "only topic configs can be altered; broker settings come from its config file"
+                        .into(),
+                ));
+            }
+            if let Some(e) = refused(name) {
+                return Err((
+                    e,
+                    format!("not authorized to alter the configs of '{name}'"),
+                ));
+            }
+            if broker.store.topic(name).is_none() {
+                return Err((
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic '{name}' does not exist"),
+                ));
+            }
+            let mut configs = std::collections::BTreeMap::new();
+            for c in &res.configs {
+                let key = c.name.as_str().to_string();
+                if let Some(v) = &c.value {
+                    topic_config::validate(&key, v.as_str())
+                        .map_err(|m| (ResponseError::InvalidConfig, m))?;
+                    configs.insert(key, v.as_str().to_string());
+                }
+            }
+            store_topic_configs(broker, name, configs, req.validate_only).await
+        }
+        .await;
+        if let Err((e, m)) = result {
+            r.error_code = code(e);
+            r.error_message = Some(str_bytes(m));
+        }
+        resp.responses.push(r);
+    }
+    resp
+}
+
 pub async fn incremental_alter(
     broker: &Broker,
     req: IncrementalAlterConfigsRequest,
@@ -178,16 +254,7 @@ pub async fn incremental_alter(
                     }
                 }
             }
-            topic_config::validate_all(&configs).map_err(|m| (ResponseError::InvalidConfig, m))?;
-            if !req.validate_only {
-                broker
-                    .store
-                    .set_topic_configs(name, configs)
-                    .await
-                    .map_err(|e| (ResponseError::KafkaStorageError, e.to_string()))?;
-                tracing::info!(topic = name, "altered topic configs");
-            }
-            Ok(())
+            store_topic_configs(broker, name, configs, req.validate_only).await
         }
         .await;
         if let Err((e, m)) = result {

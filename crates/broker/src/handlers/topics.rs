@@ -36,6 +36,70 @@ pub fn effective_configs(explicit: &BTreeMap<String, String>) -> Vec<(String, St
     out
 }
 
+/// What is wrong with a manual replica assignment (Kafka's checks): it
+/// excludes a partition count and replication factor, numbers partitions
+/// 0.. without gaps, and names live brokers, each once per partition. A
+/// valid one only sets the partition count: storage is shared, so every
+/// broker serves every partition whatever the assignment says.
+fn manual_assignment_error(
+    broker: &Broker,
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Option<(ResponseError, String)> {
+    if t.assignments.is_empty() {
+        return None;
+    }
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        return Some((
+            ResponseError::InvalidRequest,
+            "a manual replica assignment excludes num_partitions and replication_factor".into(),
+        ));
+    }
+    let mut live: Vec<i32> = broker
+        .membership
+        .live()
+        .iter()
+        .map(|b| b.broker_id)
+        .collect();
+    live.push(broker.membership.me().broker_id);
+    let mut indexes: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
+    indexes.sort_unstable();
+    if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
+        return Some((
+            ResponseError::InvalidReplicaAssignment,
+            "partitions of a replica assignment must be numbered from 0 without gaps".into(),
+        ));
+    }
+    let replicas = t.assignments[0].broker_ids.len();
+    for a in &t.assignments {
+        let mut ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+        if ids.is_empty() || ids.len() != replicas {
+            return Some((
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "partition {} lists {} replicas; every partition needs the same number, at least one",
+                    a.partition_index,
+                    ids.len()
+                ),
+            ));
+        }
+        if let Some(b) = ids.iter().find(|b| !live.contains(b)) {
+            return Some((
+                ResponseError::BrokerNotAvailable,
+                format!("broker {b} in the replica assignment is not a live broker"),
+            ));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != a.broker_ids.len() {
+            return Some((
+                ResponseError::InvalidReplicaAssignment,
+                format!("partition {} lists a broker twice", a.partition_index),
+            ));
+        }
+    }
+    None
+}
+
 pub async fn create_topics(
     broker: &Broker,
     req: CreateTopicsRequest,
@@ -73,7 +137,10 @@ pub async fn create_topics(
                 }
             }
         }
-        let partitions = if t.num_partitions == -1 {
+        let assignment_error = manual_assignment_error(broker, &t);
+        let partitions = if !t.assignments.is_empty() {
+            t.assignments.len() as i32
+        } else if t.num_partitions == -1 {
             broker.config.num_partitions.max(1)
         } else {
             t.num_partitions
@@ -92,12 +159,8 @@ pub async fn create_topics(
                 ResponseError::TopicAlreadyExists,
                 format!("topic '{name}' already exists"),
             );
-        } else if !t.assignments.is_empty() {
-            fail(
-                &mut r,
-                ResponseError::InvalidReplicaAssignment,
-                "manual replica assignment is not supported: storage is shared".into(),
-            );
+        } else if let Some((e, m)) = assignment_error {
+            fail(&mut r, e, m);
         } else if partitions <= 0 || partitions > 100_000 {
             fail(
                 &mut r,
@@ -137,10 +200,10 @@ pub async fn create_topics(
         if version >= 5 && r.error_code == 0 {
             r.num_partitions = partitions;
             // Storage is shared and durable: every topic behaves as fully replicated.
-            r.replication_factor = if t.replication_factor == -1 {
-                1
-            } else {
-                t.replication_factor
+            r.replication_factor = match t.assignments.first() {
+                Some(a) => a.broker_ids.len() as i16,
+                None if t.replication_factor == -1 => 1,
+                None => t.replication_factor,
             };
             r.configs = Some(
                 effective_configs(&configs)
