@@ -165,6 +165,65 @@ def read_via(c: cluster.Cluster, i: int, topic: str, partitions, isolation: str,
     return [(m.partition, m.offset, m.value) for m in got]
 
 
+def fetch_summary(c: cluster.Cluster, i: int, topic: str, partitions) -> dict:
+    """For failure messages: per partition, a raw read_committed Fetch from 0
+    through broker i: (HWM, LSO, aborted_transactions, [(base offset, last
+    offset, producer id, epoch, control?)] of the batches returned)."""
+    out = {}
+    for q in partitions:
+        try:
+            with wire(c, i) as conn:
+                f = kw.fetch_isolated(conn, topic, q, 0, kw.ISOLATION_READ_COMMITTED)
+            batches = [(b.base_offset, b.base_offset + b.last_offset_delta, b.producer_id, b.producer_epoch,
+                        bool(b.attributes & kw.ATTR_CONTROL)) for b in kw.decode_record_batches(f.records or b"")]
+            out[q] = (f.high_watermark, f.last_stable_offset, f.aborted_transactions, batches)
+        except Exception as e:  # a diagnostic must not hide the failure
+            out[q] = f"fetch failed: {e!r}"
+    return out
+
+
+def committed_log(c: cluster.Cluster, i: int, topic: str, partition: int, timeout: float = 20.0) -> tuple:
+    """Raw read_committed Fetches through broker i from offset 0 up to the
+    LSO: (the offsets the returned batches cover, in order; the union of the
+    answers' aborted_transactions; any answer listing one twice)."""
+    covered, aborted, doubled = [], set(), []
+    offset, deadline = 0, time.monotonic() + timeout
+    with wire(c, i) as conn:
+        while True:
+            f = kw.fetch_isolated(conn, topic, partition, offset, kw.ISOLATION_READ_COMMITTED)
+            assert f.error_code == 0, f"read_committed Fetch of {topic}[{partition}] at {offset} through broker {i}: {f}"
+            listed = f.aborted_transactions or []
+            if len(listed) != len(set(listed)):
+                doubled.append((offset, listed))
+            aborted |= set(listed)
+            for b in kw.decode_record_batches(f.records or b""):
+                last = b.base_offset + b.last_offset_delta
+                if last >= offset:
+                    covered.extend(range(max(b.base_offset, offset), last + 1))
+                    offset = last + 1
+            if offset >= f.last_stable_offset:
+                return covered, aborted, doubled
+            assert time.monotonic() < deadline, (
+                f"read_committed Fetches of {topic}[{partition}] through broker {i} stuck at {offset} "
+                f"(LSO {f.last_stable_offset}, HWM {f.high_watermark})"
+            )
+
+
+def check_committed_log(c: cluster.Cluster, i: int, topic: str, partition: int, hwm: int, aborted: set) -> None:
+    """A read_committed reader through broker i is given every batch (data
+    and markers) from 0 to the HWM, and exactly the aborted transactions
+    `aborted` ((producer id, first offset)), none listed twice."""
+    covered, got, doubled = committed_log(c, i, topic, partition)
+    assert covered == list(range(hwm)), (
+        f"read_committed Fetches of {topic}[{partition}] through broker {i} returned batches covering "
+        f"{len(covered)} offsets, missing {sorted(set(range(hwm)) - set(covered))[:20]}, expected 0..{hwm - 1}"
+    )
+    assert got == aborted and not doubled, (
+        f"read_committed Fetches of {topic}[{partition}] through broker {i}: aborted_transactions {sorted(got)}, "
+        f"expected {sorted(aborted)}; answers listing one twice: {doubled}"
+    )
+
+
 def describe_via(c: cluster.Cluster, i: int, tids) -> dict:
     with wire(c, i) as conn:
         got = kw.describe_transactions(conn, list(tids))
@@ -202,7 +261,8 @@ def test_commit_and_abort_read_through_every_broker(cluster3):
     c = cluster3
     topic = uniq("ctxn-every")
     make_topic(c, topic, 6)
-    p = txn_producer(c.bootstrap, uniq("ctid-every"))
+    tid = uniq("ctid-every")
+    p = txn_producer(c.bootstrap, tid)
     p.init_transactions(30)
     ac, aa = Acks(), Acks()
     p.begin_transaction()
@@ -227,13 +287,18 @@ def test_commit_and_abort_read_through_every_broker(cluster3):
         expect_lso_hwm(c, range(3), topic, q, (152, 152))
     offsets = {(i, q): lso_hwm(c, i, topic, q) for i in range(3) for q in range(6)}
     assert set(offsets.values()) == {(152, 152)}, f"(LSO, HWM) per (broker, partition): {offsets}"
+    pid = describe_via(c, 0, [tid])[tid].producer_id
+    for i in range(3):
+        for q in range(6):
+            check_committed_log(c, i, topic, q, 152, {(pid, 101)})
 
     for i in range(3):
         got = read_via(c, i, topic, range(6), RC, expected=600)
         bad = [r for r in got if not r[2].startswith(b"committed-")]
         assert not bad and by_partition(got) == c_recs, (
             f"read_committed through broker {i}: {len(got)} records, expected the 600 committed; "
-            f"{len(bad)} not committed, first {bad[:3]}"
+            f"{len(bad)} not committed, first {bad[:3]}; "
+            f"raw Fetch read_committed through broker {i}: {fetch_summary(c, i, topic, range(6))}"
         )
         got_ru = read_via(c, i, topic, range(6), RU, expected=900)
         assert by_partition(got_ru) == sorted(c_recs + a_recs), (
@@ -503,7 +568,8 @@ def test_transaction_coordinator_failover(cluster3):
         got = read_via(c, i, topic, range(2), RC, expected=20)
         assert by_partition(got) == rp, (
             f"read_committed through broker {i} after the failover: {len(got)} records, expected the 20 plain; "
-            f"open-transaction records read: {sum(1 for r in got if r[2].startswith(b'open-'))}"
+            f"open-transaction records read: {sum(1 for r in got if r[2].startswith(b'open-'))}; "
+            f"raw Fetch read_committed through broker {i}: {fetch_summary(c, i, topic, range(2))}"
         )
         got_ru = read_via(c, i, topic, range(2), RU, expected=70)
         assert len(got_ru) == 70, f"read_uncommitted through broker {i}: {len(got_ru)} records, expected 70"
@@ -520,11 +586,15 @@ def test_transaction_coordinator_failover(cluster3):
     rn = an.check(30, "new producer")
     for q in range(2):
         expect_lso_hwm(c, survivors, topic, q, (52, 52))
+        for i in survivors:
+            check_committed_log(c, i, topic, q, 52, {(before.producer_id, 0)})
     expected = by_partition(rp + rn)
     for i in survivors:
         got = read_via(c, i, topic, range(2), RC, expected=50)
         assert by_partition(got) == expected, (
-            f"read_committed through broker {i} after the new producer's commit: {len(got)} records, expected 50"
+            f"read_committed through broker {i} after the new producer's commit: {len(got)} records, expected 50; "
+            f"read {[(q, o, v) for q, o, v in by_partition(got)]}; "
+            f"raw Fetch read_committed through broker {i}: {fetch_summary(c, i, topic, range(2))}"
         )
         d = describe_via(c, i, [tid])[tid]
         assert (d.error_code, d.state, d.producer_id) == (0, "CompleteCommit", before.producer_id) and (
@@ -534,10 +604,12 @@ def test_transaction_coordinator_failover(cluster3):
     c.wait_members(3)
     for q in range(2):
         expect_lso_hwm(c, [k], topic, q, (52, 52))
+        check_committed_log(c, k, topic, q, 52, {(before.producer_id, 0)})
     got = read_via(c, k, topic, range(2), RC, expected=50)
     assert by_partition(got) == expected, (
         f"read_committed through the restarted broker {k}: {len(got)} records, expected 50; "
-        f"open-transaction records read: {sum(1 for r in got if r[2].startswith(b'open-'))}"
+        f"open-transaction records read: {sum(1 for r in got if r[2].startswith(b'open-'))}; "
+        f"raw Fetch read_committed through broker {k}: {fetch_summary(c, k, topic, range(2))}"
     )
 
 

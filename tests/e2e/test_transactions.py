@@ -623,6 +623,132 @@ def test_exactly_once_consume_transform_produce(broker):
     assert got == hwms, f"group {group} committed offsets {got}, input high watermarks {hwms}"
 
 
+@pytest.mark.e2e_timeout(420)
+def test_exactly_once_100k_through_a_kill9(broker):
+    """Issue 18, must-show 2: 100,000 input records through a
+    consume-transform-produce loop (read_committed group consumer,
+    transactional producer, batches of up to 1000 with their offsets sent in
+    the transaction, about one transaction in eight aborted and the consumer
+    rewound) while the broker is killed with SIGKILL and restarted once the
+    loop has committed 40,000. Whatever the loop sees fail (a commit whose
+    answer was lost, a fenced producer) it aborts if it can and starts over
+    with a new consumer and a new producer of the same transactional.id,
+    from the group's committed offsets. A read_committed reader of the
+    output then finds every input record exactly once."""
+    import random
+    import threading
+
+    bs = broker.bootstrap
+    src, dst = uniq("eos100k-in"), uniq("eos100k-out")
+    parts, n = 4, 100_000
+    create_topic(bs, src, parts)
+    create_topic(bs, dst, parts)
+    plain = make_producer(bs, **{"linger.ms": 20, "batch.num.messages": 2000})
+    ai = Acks()
+    send(plain, src, [b"%06d" % i for i in range(n)], ai, partition=lambda i: i % parts)
+    flush(plain, "input", timeout=120)
+    assert len(ai.ok) == n and not ai.failed, (len(ai.ok), ai.failed[:3])
+    hwms = {q: lso_hwm(broker, src, q)[1] for q in range(parts)}
+    assert sum(hwms.values()) == n, hwms
+
+    group, tid = uniq("eos100k-group"), uniq("eos100k-tid")
+    rng = random.Random(18)
+    progress = {"committed": 0, "killed": False, "restarted": False, "sessions": 0, "aborts": 0,
+                "failures": []}
+    deadline = time.monotonic() + 360
+
+    def killer():
+        while time.monotonic() < deadline and progress["committed"] < 40_000:
+            time.sleep(0.05)
+        broker.kill9()
+        progress["killed"] = True
+
+    def restart_if_killed():
+        # From this thread: a broker started by a thread dies with it
+        # (PR_SET_PDEATHSIG).
+        if progress["killed"] and not progress["restarted"]:
+            time.sleep(0.5)
+            broker.restart()
+            progress["restarted"] = True
+
+    k = threading.Thread(target=killer, daemon=True)
+    k.start()
+
+    def done(consumer) -> bool:
+        committed = consumer.committed([TopicPartition(src, q) for q in range(parts)], timeout=30)
+        return {tp.partition: tp.offset for tp in committed} == hwms
+
+    finished = False
+    while not finished:
+        assert time.monotonic() < deadline, f"EOS loop not done in time: {progress}"
+        progress["sessions"] += 1
+        consumer = Consumer({**base_conf(bs), "group.id": group, "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest", "isolation.level": RC,
+                             "fetch.wait.max.ms": 100})
+        producer = txn_producer(bs, tid, 30000, **{"linger.ms": 20})
+        try:
+            producer.init_transactions(30)
+            consumer.subscribe([src])
+            idle_since = time.monotonic()
+            while True:
+                assert time.monotonic() < deadline, f"EOS loop not done in time: {progress}"
+                restart_if_killed()
+                msgs = [m for m in consumer.consume(num_messages=1000, timeout=1.0) if m.error() is None]
+                if not msgs:
+                    if consumer.assignment() and time.monotonic() - idle_since > 2 and done(consumer):
+                        finished = True
+                        break
+                    continue
+                idle_since = time.monotonic()
+                producer.begin_transaction()
+                for m in msgs:
+                    while True:
+                        try:
+                            producer.produce(dst, value=b"%d:%d" % (m.partition(), m.offset()),
+                                             partition=m.partition())
+                            break
+                        except BufferError:
+                            producer.poll(0.05)
+                if rng.random() < 0.125:
+                    producer.abort_transaction(15)
+                    progress["aborts"] += 1
+                    _rewind(consumer)
+                    continue
+                producer.send_offsets_to_transaction(
+                    consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 15)
+                producer.commit_transaction(15)
+                progress["committed"] += len(msgs)
+        except (KafkaException, KafkaError) as e:  # the kill, seen from the loop
+            progress["failures"].append(str(e)[:200])
+            restart_if_killed()
+            try:
+                producer.abort_transaction(10)
+            except Exception:
+                pass
+        finally:
+            try:
+                consumer.close()
+            except Exception:
+                pass
+    k.join(30)
+    print(f"EOS through a kill -9: {progress['sessions']} sessions, {progress['aborts']} aborted "
+          f"transactions, {progress['committed']} records in committed transactions "
+          f"(re-processing after failures included); failures seen: {progress['failures'][:3]}")
+    assert progress["killed"] and progress["restarted"], progress
+    assert progress["aborts"] >= 5, progress
+
+    out = consume_all(bs, dst, range(parts), expected=n, timeout=180, idle_after_eof=2.0,
+                      consumer_conf={"isolation.level": RC})
+    seen = [m.value for m in out]
+    dups = len(seen) - len(set(seen))
+    want = {b"%d:%d" % (q, o) for q in range(parts) for o in range(hwms[q])}
+    missing = want - set(seen)
+    assert dups == 0 and not missing and len(seen) == n, (
+        f"read_committed output: {len(seen)} records for {n} inputs, {dups} duplicates, "
+        f"{len(missing)} missing (first {sorted(missing)[:3]})"
+    )
+
+
 @pytest.mark.e2e_timeout(90)
 def test_transaction_timeout_aborts(broker):
     """transaction.timeout.ms=3000: the broker aborts the open transaction on
