@@ -14,6 +14,12 @@ median and the max are printed next to the target
 with PASS/MISS (PASS when every repetition meets it). The time to the
 assignment (the on_assign callback) is shown as well.
 
+Each repetition also measures a KIP-848 consumer (`group.protocol=consumer`,
+a new group too) in the same run: ConsumerGroupHeartbeat joins, the broker
+assigns at once (no initial rebalance delay, no JoinGroup/SyncGroup round
+trips), target subscribe() -> first message <= 1 s; the two medians and
+their ratio are printed side by side (issue 18, must-show 3).
+
 Usage (from the repository root):
 
     python3 bench/group_join_bench.py [--bin target/fast/sluice] [--repeat 5]
@@ -44,6 +50,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 INITIAL_REBALANCE_DELAY_S = 3.0
 TARGET_S = INITIAL_REBALANCE_DELAY_S + 0.5
+KIP848_TARGET_S = 1.0
 TOPIC = "group-join-bench"
 
 
@@ -169,13 +176,15 @@ def prepare_topic(bootstrap: str, partitions: int, messages: int) -> None:
         raise RuntimeError(f"produce failed: {left} undelivered, errors {errors[:3]}")
 
 
-def measure_once(bootstrap: str, group: str, timeout: float) -> tuple:
-    """(seconds to the assignment, seconds to the first message) after subscribe()."""
+def measure_once(bootstrap: str, group: str, timeout: float, protocol: str = "classic") -> tuple:
+    """(seconds to the assignment, seconds to the first message) after
+    subscribe(), with the classic group protocol or KIP-848's (`consumer`)."""
     from confluent_kafka import Consumer
 
     consumer = Consumer({
         **base_conf(bootstrap),
         "group.id": group,
+        "group.protocol": protocol,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "fetch.wait.max.ms": 100,
@@ -245,6 +254,7 @@ def main() -> int:
     broker = Broker(binary, workdir, args.broker_arg)
     failed = False
     results = []
+    kip848 = []
     try:
         log(f"broker: {shlex.join(broker.argv)}")
         broker.start()
@@ -261,6 +271,13 @@ def main() -> int:
             mark = "PASS" if t_first <= TARGET_S else "MISS"
             log(f"[{i}/{args.repeat}] assigned after {t_assign:.3f} s, first message after "
                 f"{t_first:.3f} s  ({mark})")
+            group = f"join-bench-848-{run_id}-{i}"
+            t_assign, t_first = measure_once(broker.bootstrap, group, args.timeout, "consumer")
+            broker.check_alive()
+            kip848.append((t_assign, t_first))
+            mark = "PASS" if t_first <= KIP848_TARGET_S else "MISS"
+            log(f"[{i}/{args.repeat}] KIP-848 group {group}: assigned after {t_assign:.3f} s, "
+                f"first message after {t_first:.3f} s  ({mark})")
     except Exception as e:  # noqa: BLE001 - report any failure with the broker log
         failed = True
         log(f"FAILED: {e}")
@@ -282,12 +299,28 @@ def main() -> int:
         med, mx = statistics.median(firsts), max(firsts)
         status = "PASS" if mx <= TARGET_S else "MISS"
         print()
-        print("subscribe() -> first message, new group each time")
-        print(f"  {'#':>3}  {'assigned (s)':>12}  {'first msg (s)':>13}")
+        print("subscribe() -> first message, new group each time (classic | KIP-848)")
+        print(f"  {'#':>3}  {'assigned (s)':>12}  {'first msg (s)':>13}  |  {'assigned (s)':>12}  {'first msg (s)':>13}")
         for i, (a, f) in enumerate(results, 1):
-            print(f"  {i:>3}  {a:>12.3f}  {f:>13.3f}")
-        print(f"  {'med':>3}  {statistics.median(assigns):>12.3f}  {med:>13.3f}")
+            a2, f2 = kip848[i - 1] if i <= len(kip848) else (float("nan"), float("nan"))
+            print(f"  {i:>3}  {a:>12.3f}  {f:>13.3f}  |  {a2:>12.3f}  {f2:>13.3f}")
+        print(f"  {'med':>3}  {statistics.median(assigns):>12.3f}  {med:>13.3f}", end="")
+        if kip848:
+            k_first = [r[1] for r in kip848]
+            print(f"  |  {statistics.median([r[0] for r in kip848]):>12.3f}  "
+                  f"{statistics.median(k_first):>13.3f}")
+        else:
+            print()
         print(f"  {'max':>3}  {max(assigns):>12.3f}  {mx:>13.3f}")
+        if kip848:
+            k_med, k_max = statistics.median(k_first), max(k_first)
+            print(f"\nKIP-848 / classic, median subscribe() -> first message: "
+                  f"{k_med:.3f} s / {med:.3f} s = {k_med / med:.2f}")
+            k_status = "PASS" if k_max <= KIP848_TARGET_S else "MISS"
+            print(f"{'KIP-848 join -> first message, max':<34} {k_max:>7.3f} s   "
+                  f"{'<= 1 s':<44} {k_status}")
+            if k_status == "MISS":
+                status = "MISS"
         print()
         print(f"{'figure':<34} {'value':>9}   {'target':<44} status")
         print(f"{'join -> first message, median':<34} {med:>7.3f} s   "
