@@ -575,8 +575,16 @@ def test_members_join_and_leave_incrementally(broker_factory):
             )
 
         wait_until(lambda: c.count() >= 200, 30, "c reading 200 records", readers)
+        kept = {r.label: set(r.assignment()) for r in (b, c)}
+        a_had = set(a.assignment())
         a.stop()  # close(): leaves the group
         wait_stable([b, c], topic, n, [3, 3], 20, "b and c owning 3 partitions each after a's close()")
+        # A member leaving moves only its own partitions (sticky).
+        for r in (b, c):
+            now = set(r.assignment())
+            assert kept[r.label] <= now and now - kept[r.label] <= a_had, (
+                f"{r.label} had {sorted(kept[r.label])}, now {sorted(now)}; a had {sorted(a_had)}"
+            )
         check_described(admin, group, [b, c], "uniform")
 
         for k, v in pacer.finish().items():
