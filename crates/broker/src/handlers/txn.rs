@@ -35,6 +35,22 @@ fn err_code(r: Result<(), ResponseError>) -> i16 {
     }
 }
 
+/// Partitions refused on their own (not authorized, unknown), by topic.
+type Refusals = BTreeMap<(TopicName, i32), ResponseError>;
+
+/// A partition's answer: its own refusal, else the request's result.
+fn partition_code(
+    own: &Refusals,
+    topic: &TopicName,
+    p: i32,
+    result: Result<(), ResponseError>,
+) -> i16 {
+    match own.get(&(topic.clone(), p)) {
+        Some(e) => code(*e),
+        None => err_code(result),
+    }
+}
+
 /// InitProducerId for a transactional producer.
 pub async fn init_producer_id(
     broker: &Broker,
@@ -76,7 +92,7 @@ pub async fn add_partitions(
     req: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
     let id = req.v3_and_below_transactional_id.0.as_str();
-    let mut own: BTreeMap<(TopicName, i32), ResponseError> = BTreeMap::new();
+    let mut own = Refusals::new();
     let mut wanted = Vec::new();
     let whole = guard.txn_error(Operation::Write, id);
     for t in &req.v3_and_below_topics {
@@ -118,10 +134,7 @@ pub async fn add_partitions(
         for p in &t.partitions {
             let mut pr = AddPartitionsToTxnPartitionResult::default();
             pr.partition_index = *p;
-            pr.partition_error_code = match own.get(&(t.name.clone(), *p)) {
-                Some(e) => code(*e),
-                None => err_code(result),
-            };
+            pr.partition_error_code = partition_code(&own, &t.name, *p, result);
             tr.results_by_partition.push(pr);
         }
         tr.name = t.name;
@@ -163,7 +176,7 @@ pub async fn txn_offset_commit(
     let whole = guard
         .txn_error(Operation::Write, id)
         .or_else(|| guard.group_error(Operation::Read, group));
-    let mut own: BTreeMap<(TopicName, i32), ResponseError> = BTreeMap::new();
+    let mut own = Refusals::new();
     let mut offsets = Vec::new();
     for t in &req.topics {
         let denied = guard.topic_error(Operation::Read, t.name.0.as_str());
@@ -205,10 +218,7 @@ pub async fn txn_offset_commit(
         for p in &t.partitions {
             let mut pr = TxnOffsetCommitResponsePartition::default();
             pr.partition_index = p.partition_index;
-            pr.error_code = match own.get(&(t.name.clone(), p.partition_index)) {
-                Some(e) => code(*e),
-                None => err_code(result),
-            };
+            pr.error_code = partition_code(&own, &t.name, p.partition_index, result);
             tr.partitions.push(pr);
         }
         tr.name = t.name;
