@@ -210,11 +210,7 @@ pub fn list_groups(broker: &Broker) -> Vec<GroupSummary> {
         .list()
         .into_iter()
         .map(|(group, state, protocol_type)| {
-            let members = broker
-                .groups
-                .group(&group)
-                .map(|g| g.describe().members.len())
-                .unwrap_or(0);
+            let members = broker.groups.member_count(&group);
             GroupSummary {
                 group,
                 state: state.as_str().to_string(),

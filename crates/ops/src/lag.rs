@@ -50,11 +50,7 @@ fn age_seconds(ts: i64, now_ms: i64) -> f64 {
 /// (from the cached timestamp) the event age; only partitions whose first
 /// uncommitted record's timestamp is not cached are then read from storage.
 pub async fn group_lag(broker: &Broker, group: &str, now_ms: i64) -> GroupLagInfo {
-    let members = broker
-        .groups
-        .group(group)
-        .map(|g| g.describe().members.len())
-        .unwrap_or(0);
+    let members = broker.groups.member_count(group);
     // Committed offsets by topic, each topic's partitions in order: one
     // catalog and one tracker lookup per topic, and a page in a stable order.
     let by_topic = broker.groups.committed_by_topic(group);

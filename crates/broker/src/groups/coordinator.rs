@@ -159,6 +159,17 @@ impl GroupCoordinator {
         )
     }
 
+    /// How many members a group has (either protocol).
+    pub fn member_count(&self, id: &str) -> usize {
+        match self.consumer_group(id) {
+            Some(g) if !g.is_empty() => g.view().members.len(),
+            _ => self
+                .group(id)
+                .map(|g| g.describe().members.len())
+                .unwrap_or(0),
+        }
+    }
+
     /// Whether `id` is a KIP-848 group with members (a classic join is
     /// refused).
     pub fn is_consumer_group(&self, id: &str) -> bool {
