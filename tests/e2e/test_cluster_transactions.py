@@ -1,13 +1,17 @@
 """Kafka transactions in a three-broker cluster (one PostgreSQL catalog, one
 moto bucket; see cluster.py). "Through broker i" means a client pinned to
 broker i (its zone in client.id) or a raw connection to broker i.
+librdkafka's transaction manager only uses a coordinator it knows from
+Metadata, so a pinned transactional producer is pinned to its coordinator.
 
 * commit and abort through every broker: an unpinned transactional
   producer commits 600 records and aborts 300 on six partitions;
   read_committed consumers pinned to each broker read exactly the 600
   committed, read_uncommitted ones all 900; raw ListOffsets
   (read_committed) through every broker answers LSO == HWM, the same
-  everywhere;
+  everywhere, and raw read_committed Fetches through every broker return
+  every batch (data and markers) with exactly the aborted transaction
+  listed;
 * the last stable offset agrees while a transaction is open: a transaction
   produced through one broker and plain records through another after it;
   raw ListOffsets and Fetch (read_committed) through every broker answer
@@ -26,7 +30,9 @@ broker i (its zone in client.id) or a raw connection to broker i.
   (DescribeTransactions through a survivor), read_committed through the
   survivors never reads its records and reads the plain records produced
   after the kill; a new producer with the same transactional.id commits
-  through the survivors; the restarted broker reads the same;
+  through the survivors (raw Fetches list only the aborted transaction,
+  never the committed one of the same producer id); the restarted broker
+  reads the same;
 * KIP-890 through every broker: a transactional batch for a partition not
   added to the transaction gets INVALID_TXN_STATE from whichever broker
   takes it, one for the added partition is accepted, and once the
@@ -191,7 +197,9 @@ def committed_log(c: cluster.Cluster, i: int, topic: str, partition: int, timeou
     with wire(c, i) as conn:
         while True:
             f = kw.fetch_isolated(conn, topic, partition, offset, kw.ISOLATION_READ_COMMITTED)
-            assert f.error_code == 0, f"read_committed Fetch of {topic}[{partition}] at {offset} through broker {i}: {f}"
+            assert f.error_code == 0, (
+                f"read_committed Fetch of {topic}[{partition}] at {offset} through broker {i}: {f}"
+            )
             listed = f.aborted_transactions or []
             if len(listed) != len(set(listed)):
                 doubled.append((offset, listed))

@@ -8,15 +8,23 @@
 //! It follows every batch appended (or replayed from the WAL), and uploads
 //! save it as of their end, like the idempotent-producer state, so a
 //! restart rebuilds it from the catalog plus the WAL's tail.
+//!
+//! A cluster broker learns other brokers' batches from the change feed and
+//! its own when their commit returns, so it may hear a producer's next
+//! transaction's data before the marker ending the previous one. The index
+//! therefore keeps each open transaction's batch offsets until a marker
+//! splits them: those before the marker belong to the transaction it ends,
+//! those after it to the next one.
 
 use sluice_catalog::TxnIndexEntry;
 use sluice_protocol::records::Marker;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Default)]
 pub(crate) struct TxnIndex {
-    /// Producer id -> first offset of its open transaction.
-    open: BTreeMap<i64, i64>,
+    /// Producer id -> offsets of the data batches of its open
+    /// transaction(s) not yet ended by a marker heard here.
+    open: BTreeMap<i64, BTreeSet<i64>>,
     /// Aborted transactions, in marker order.
     aborted: Vec<TxnIndexEntry>,
     /// Whether this partition ever held a transaction (its index is then
@@ -28,20 +36,30 @@ impl TxnIndex {
     /// Follows a transactional data batch at `base`.
     pub fn data(&mut self, producer_id: i64, base: i64) {
         self.used = true;
-        self.open.entry(producer_id).or_insert(base);
+        self.open.entry(producer_id).or_default().insert(base);
     }
 
-    /// Follows a marker written at `offset`.
+    /// Follows a marker written at `offset`: it ends the transaction of
+    /// the producer's batches before it.
     pub fn marker(&mut self, producer_id: i64, marker: Marker, offset: i64) {
         self.used = true;
-        if let Some(first) = self.open.remove(&producer_id) {
-            if marker == Marker::Abort {
-                self.aborted.push(TxnIndexEntry {
-                    producer_id,
-                    first_offset: first,
-                    last_offset: Some(offset),
-                });
-            }
+        let Some(bases) = self.open.get_mut(&producer_id) else {
+            return;
+        };
+        let later = bases.split_off(&offset);
+        let ended = std::mem::replace(bases, later);
+        if bases.is_empty() {
+            self.open.remove(&producer_id);
+        }
+        if let (Some(first), Marker::Abort) = (ended.first(), marker) {
+            let e = TxnIndexEntry {
+                producer_id,
+                first_offset: *first,
+                last_offset: Some(offset),
+            };
+            // In marker order (a marker heard late goes to its place).
+            let at = self.aborted.partition_point(|x| x.last_offset < e.last_offset);
+            self.aborted.insert(at, e);
         }
     }
 
@@ -49,7 +67,7 @@ impl TxnIndex {
     pub fn last_stable(&self, high_watermark: i64) -> i64 {
         self.open
             .values()
-            .copied()
+            .filter_map(|b| b.first().copied())
             .min()
             .map_or(high_watermark, |f| f.min(high_watermark))
     }
@@ -90,16 +108,14 @@ impl TxnIndex {
                 ..*e
             })
             .collect();
-        out.extend(
-            self.open
-                .iter()
-                .filter(|(_, first)| **first < end)
-                .map(|(pid, first)| TxnIndexEntry {
-                    producer_id: *pid,
-                    first_offset: *first,
-                    last_offset: None,
-                }),
-        );
+        out.extend(self.open.iter().filter_map(|(pid, bases)| {
+            let first = *bases.first()?;
+            (first < end).then_some(TxnIndexEntry {
+                producer_id: *pid,
+                first_offset: first,
+                last_offset: None,
+            })
+        }));
         Some(out)
     }
 
@@ -109,7 +125,10 @@ impl TxnIndex {
         for e in entries {
             match e.last_offset {
                 None => {
-                    self.open.insert(e.producer_id, e.first_offset);
+                    self.open
+                        .entry(e.producer_id)
+                        .or_default()
+                        .insert(e.first_offset);
                 }
                 Some(_) => self.aborted.push(e),
             }
@@ -159,5 +178,21 @@ mod tests {
         assert_eq!(restored.aborted_between(0, 20), vec![(8, 11)]);
         restored.trim(15);
         assert_eq!(restored.aborted_between(0, 20), vec![]);
+    }
+
+    #[test]
+    fn a_marker_heard_after_the_next_transactions_data_splits_them() {
+        let mut t = TxnIndex::default();
+        t.data(7, 10);
+        t.data(7, 20);
+        // The next transaction's data (after the abort marker at 30) is
+        // heard before the marker.
+        t.data(7, 31);
+        t.marker(7, Marker::Abort, 30);
+        assert_eq!(t.aborted_between(0, 100), vec![(7, 10)]);
+        assert_eq!(t.last_stable(100), 31, "the next transaction is open");
+        t.marker(7, Marker::Commit, 40);
+        assert_eq!(t.last_stable(100), 100);
+        assert_eq!(t.aborted_between(0, 100), vec![(7, 10)], "a commit adds no entry");
     }
 }
