@@ -58,7 +58,9 @@ impl TxnIndex {
                 last_offset: Some(offset),
             };
             // In marker order (a marker heard late goes to its place).
-            let at = self.aborted.partition_point(|x| x.last_offset < e.last_offset);
+            let at = self
+                .aborted
+                .partition_point(|x| x.last_offset < e.last_offset);
             self.aborted.insert(at, e);
         }
     }
@@ -193,6 +195,10 @@ mod tests {
         assert_eq!(t.last_stable(100), 31, "the next transaction is open");
         t.marker(7, Marker::Commit, 40);
         assert_eq!(t.last_stable(100), 100);
-        assert_eq!(t.aborted_between(0, 100), vec![(7, 10)], "a commit adds no entry");
+        assert_eq!(
+            t.aborted_between(0, 100),
+            vec![(7, 10)],
+            "a commit adds no entry"
+        );
     }
 }
