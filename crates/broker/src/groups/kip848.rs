@@ -68,7 +68,8 @@ struct Member {
     epoch: i32,
     previous_epoch: i32,
     topics: Vec<String>,
-    regex: Option<String>,
+    /// The regex as sent, and compiled once (matched on every heartbeat).
+    regex: Option<(String, regex::Regex)>,
     assignor: Option<String>,
     rebalance_timeout: Duration,
     /// What the member holds, as last told to it.
@@ -136,8 +137,11 @@ fn fail(e: ResponseError, m: impl Into<String>) -> (ResponseError, Option<String
 }
 
 /// Whether a topic matches a member's subscription.
-fn subscribes(topics: &[String], regex: Option<&regex::Regex>, name: &str) -> bool {
-    topics.iter().any(|t| t == name) || regex.is_some_and(|r| r.is_match(name))
+impl Member {
+    fn subscribes(&self, name: &str) -> bool {
+        self.topics.iter().any(|t| t == name)
+            || self.regex.as_ref().is_some_and(|(_, r)| r.is_match(name))
+    }
 }
 
 fn compile(regex: &str) -> Result<regex::Regex, (ResponseError, Option<String>)> {
@@ -178,9 +182,12 @@ impl ConsumerGroup {
                 ));
             }
         }
-        if let Some(r) = &hb.regex {
-            compile(r)?;
-        }
+        // `Some(None)`: the member clears its regex.
+        let pattern = match hb.regex.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(r) => Some(Some((r.to_string(), compile(r)?))),
+        };
         let mut s = self.state.lock();
         match hb.member_epoch {
             -1 | -2 => {
@@ -209,7 +216,7 @@ impl ConsumerGroup {
         let mut moved = false;
         let member_id = match hb.member_epoch {
             0 => {
-                let (id, new) = Self::join(&mut s, &hb, now);
+                let (id, new) = Self::join(&mut s, &hb, pattern.clone().flatten(), now);
                 moved |= new;
                 id
             }
@@ -247,10 +254,10 @@ impl ConsumerGroup {
                     moved = true;
                 }
             }
-            if let Some(r) = &hb.regex {
-                let r = (!r.is_empty()).then(|| r.clone());
-                if r != m.regex {
-                    m.regex = r;
+            if let Some(p) = pattern {
+                let sent = |x: &Option<(String, regex::Regex)>| x.as_ref().map(|(r, _)| r.clone());
+                if sent(&p) != sent(&m.regex) {
+                    m.regex = p;
                     moved = true;
                 }
             }
@@ -282,7 +289,12 @@ impl ConsumerGroup {
 
     /// Adds a member (epoch 0); returns its id (a new one when it sent none)
     /// and whether the group's membership changed.
-    fn join(s: &mut State, hb: &Heartbeat, now: Instant) -> (String, bool) {
+    fn join(
+        s: &mut State,
+        hb: &Heartbeat,
+        regex: Option<(String, regex::Regex)>,
+        now: Instant,
+    ) -> (String, bool) {
         let member_id = if hb.member_id.is_empty() {
             Uuid::new_v4().simple().to_string()
         } else {
@@ -313,7 +325,7 @@ impl ConsumerGroup {
                 epoch: 0,
                 previous_epoch: -1,
                 topics,
-                regex: hb.regex.clone().filter(|r| !r.is_empty()),
+                regex,
                 assignor: hb.assignor.clone(),
                 rebalance_timeout: Duration::from_millis(hb.rebalance_timeout_ms.max(1000) as u64),
                 owned: BTreeSet::new(),
@@ -336,20 +348,9 @@ impl ConsumerGroup {
 
     /// Every (topic, id, partitions) some member subscribes to.
     fn subscribed(s: &State, topics: &TopicsView) -> Vec<(String, Uuid, i32)> {
-        let regexes: Vec<regex::Regex> = s
-            .members
-            .values()
-            .filter_map(|m| m.regex.as_deref())
-            .filter_map(|r| compile(r).ok())
-            .collect();
         topics
             .iter()
-            .filter(|(name, _)| {
-                s.members
-                    .values()
-                    .any(|m| m.topics.iter().any(|t| t == *name))
-                    || regexes.iter().any(|r| r.is_match(name))
-            })
+            .filter(|(name, _)| s.members.values().any(|m| m.subscribes(name)))
             .map(|(name, (id, n))| (name.clone(), *id, *n))
             .collect()
     }
@@ -363,27 +364,19 @@ impl ConsumerGroup {
                 *votes.entry(a.as_str()).or_default() += 1;
             }
         }
+        // `max_by_key` keeps the last of equals: reversed, the first served.
         let assignor = ASSIGNORS
             .iter()
-            .max_by_key(|a| {
-                (
-                    votes.get(**a).copied().unwrap_or(0),
-                    usize::MAX - ASSIGNORS.iter().position(|x| x == *a).unwrap_or(0),
-                )
-            })
+            .rev()
             .copied()
+            .max_by_key(|a| votes.get(a).copied().unwrap_or(0))
             .unwrap_or(ASSIGNORS[0]);
         s.assignor = assignor.to_string();
         let eligible: BTreeMap<String, BTreeSet<String>> = s
             .members
             .iter()
             .map(|(id, m)| {
-                let regex = m.regex.as_deref().and_then(|r| compile(r).ok());
-                let names = topics
-                    .keys()
-                    .filter(|t| subscribes(&m.topics, regex.as_ref(), t))
-                    .cloned()
-                    .collect();
+                let names = topics.keys().filter(|t| m.subscribes(t)).cloned().collect();
                 (id.clone(), names)
             })
             .collect();
@@ -521,7 +514,7 @@ impl ConsumerGroup {
                     client_host: m.client_host.clone(),
                     epoch: m.epoch,
                     topics: m.topics.clone(),
-                    regex: m.regex.clone(),
+                    regex: m.regex.as_ref().map(|(r, _)| r.clone()),
                     assigned: m.owned.clone(),
                     target: s.target.get(id).cloned().unwrap_or_default(),
                 })

@@ -132,11 +132,23 @@ fn load_txn_verdicts(tx: &mut dyn Tx, commit: &FlushCommit) -> Result<TxnVerdict
     if pids.is_empty() {
         return Ok(out);
     }
-    let ids: HashMap<String, Uuid> = tx
-        .query("SELECT name, id FROM topics", &[])?
+    // Names of the flush's transactional topics only (details name topics).
+    let topic_ids: BTreeSet<Uuid> = commit
+        .batches
         .iter()
-        .map(|r| Ok((r.text(0)?, r.uuid(1)?)))
-        .collect::<Result<_>>()?;
+        .filter(|b| b.txn == Some(TxnPart::Data))
+        .map(|b| b.topic)
+        .collect();
+    let mut ids: HashMap<String, Uuid> = HashMap::new();
+    for id in topic_ids {
+        let row = tx.query_opt(
+            "SELECT name FROM topics WHERE id = $1",
+            params![id.to_string().as_str()],
+        )?;
+        if let Some(r) = row {
+            ids.insert(r.text(0)?, id);
+        }
+    }
     for pid in pids {
         let sql = format!(
             "SELECT epoch, state, detail FROM transactions WHERE producer_id = $1{}",
