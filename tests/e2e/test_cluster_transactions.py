@@ -52,10 +52,11 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 import cluster
+import eos
 import helpers
 import kafka_wire as kw
 from test_transactions import (
@@ -376,15 +377,6 @@ ROUTINE_GROUP_ERRORS = {
 }
 
 
-def _rewind(consumer: Consumer) -> None:
-    committed = consumer.committed(consumer.assignment(), timeout=30)
-    for tp in committed:
-        assert tp.error is None, f"committed(): {tp}"
-        if tp.offset < 0:
-            tp.offset = OFFSET_BEGINNING
-        consumer.seek(tp)
-
-
 @pytest.mark.e2e_timeout(180)
 def test_exactly_once_with_coordinators_on_different_brokers(cluster3):
     """The group's and the transaction's coordinators are different brokers:
@@ -423,78 +415,9 @@ def test_exactly_once_with_coordinators_on_different_brokers(cluster3):
         waited = expect_lso_hwm(c, range(3), src, q, (hwms[q], hwms[q]), timeout=10)
         print(f"input partition {q}: HWM {hwms[q]} through the brokers after {waited}")
 
-    consumer = Consumer({
-        **helpers.base_conf(c.bootstrap),
-        "group.id": group,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": RC,
-        "fetch.wait.max.ms": 100,
-    })
-    producer = txn_producer(c.bootstrap, tid)
-    producer.init_transactions(30)
-    consumer.subscribe([src])
-    ao = Acks()
-    routine = []
-    batches = commits = aborts = committed_records = 0
-    deadline = time.monotonic() + 120
-    try:
-        producer.begin_transaction()
-        while committed_records < n_in:
-            assert time.monotonic() < deadline, (
-                f"EOS loop not done within 120s: {committed_records} of {n_in} records committed, "
-                f"{commits} commits, {aborts} aborts"
-            )
-            data = []
-            while len(data) < 100:
-                msgs = consumer.consume(num_messages=100 - len(data), timeout=1.0)
-                for m in msgs:
-                    if m.error() is not None:
-                        assert m.error().code() in ROUTINE_GROUP_ERRORS, f"consume error {m.error()!r}"
-                        routine.append(m.error().code())
-                        continue
-                    data.append(m)
-                if not msgs and data:
-                    break
-                if time.monotonic() > deadline:
-                    break
-            if not data:
-                continue
-            for m in data:
-                producer.produce(dst, key=m.key(), value=b"out:" + m.value(), partition=m.partition(),
-                                 on_delivery=ao)
-            batches += 1
-            if batches % 3 == 0:
-                flush(producer, f"batch {batches} (to be aborted)")
-                producer.abort_transaction(30)
-                _rewind(consumer)
-                aborts += 1
-            else:
-                producer.send_offsets_to_transaction(
-                    consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
-                )
-                producer.commit_transaction(30)
-                commits += 1
-                committed_records += len(data)
-            producer.begin_transaction()
-    finally:
-        consumer.close()
-    print(f"EOS loop: {batches} batches, {commits} committed, {aborts} aborted, {committed_records} records; "
-          f"group events {routine}")
-    assert committed_records == n_in, f"{committed_records} records committed for {n_in} inputs (duplicates read)"
-    assert aborts >= 3, f"only {aborts} aborted transactions: the abort path was hardly exercised"
-    assert not ao.failed, f"{len(ao.failed)} output deliveries failed, first {ao.failed[0]}"
-
-    out = helpers.consume_all(c.bootstrap, dst, range(3), expected=n_in, timeout=60,
-                              consumer_conf={"isolation.level": RC})
-    out_keys = [m.key for m in out]
-    dups = len(out_keys) - len(set(out_keys))
-    assert dups == 0 and len(out) == n_in and set(out_keys) == set(keys), (
-        f"read_committed output: {len(out)} records for {n_in} inputs, {dups} duplicated keys, "
-        f"{len(set(keys) - set(out_keys))} inputs missing"
-    )
-    wrong = [m.key for m in out if m.value != b"out:" + inputs[m.key]]
-    assert not wrong, f"{len(wrong)} output values differ, first {wrong[:3]}"
+    eos.consume_transform_produce(c.bootstrap, txn_producer(c.bootstrap, tid), src, dst, group, n_in,
+                                  tolerated=ROUTINE_GROUP_ERRORS)
+    eos.check_output(c.bootstrap, dst, range(3), inputs, timeout=60)
 
     for i, role in ((neither, "coordinates neither"), (g, "the group's coordinator"),
                     (t, "the transaction's coordinator")):
