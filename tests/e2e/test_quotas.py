@@ -3,16 +3,15 @@
 * Two confluent-kafka producers log in as different users over
   SASL_PLAINTEXT; alice produces flat out with `producer_byte_rate`
   5 MiB/s (set with `sluice quotas alter`), bob at a paced 40 MiB/s. Past
-  the first window her acknowledged rate is held under the quota (+15%)
-  and not below half of it (alone on this machine she gets 4.6-4.85 MiB/s,
-  92-97%; inside the full suite on the 2-core runner, with bob's 40 MiB/s
-  producer in the same Python process, 3.3-3.9 MiB/s was measured: a
-  throttle mutes her connection for whole seconds and the loaded client
-  resumes late; Kafka makes no tighter promise), and bob keeps at least 90% of the rate he reaches alone (measured in the
-  same run). The broker counts the throttles in /metrics.
+  her first burst of credit her acknowledged rate is within ±15% of the
+  quota (the broker's meters are token buckets, so she is held at it every
+  second, not in ten-second bursts and trickles), and bob keeps at least
+  90% of the rate he reaches alone (measured in the same run). The broker
+  counts the throttles in /metrics.
 * `consumer_byte_rate`: a consumer of a user with a 2 MiB/s quota reads a
-  backlog at that rate (±25%: fetches come in larger steps than produces),
-  and still reads every record.
+  44 MiB backlog: its first ten seconds of credit at once, the rest at the
+  quota (the whole read takes what that predicts, -20% to +50%), and every
+  record.
 * DescribeClientQuotas and AlterClientQuotas over the wire (kafka_wire):
   set, describe (exact, default and "any" matches, strict), remove; refused
   with CLUSTER_AUTHORIZATION_FAILED for a user without the cluster rights;
@@ -92,7 +91,7 @@ def test_producer_byte_rate_holds_one_user_and_spares_the_other(qbroker, sluice_
     print(f"bob alone {bob_alone / MIB:.1f} MiB/s (paced at {BOB_RATE / MIB:.0f}); with alice "
           f"throttled: alice {alice_rate / MIB:.2f} MiB/s (quota {QUOTA / MIB:.0f}), bob {bob_rate / MIB:.1f} MiB/s")
     assert alice_rate <= 1.15 * QUOTA, f"alice at {alice_rate / MIB:.2f} MiB/s: not held"
-    assert alice_rate >= 0.5 * QUOTA, f"alice at {alice_rate / MIB:.2f} MiB/s: throttled too hard"
+    assert alice_rate >= 0.85 * QUOTA, f"alice at {alice_rate / MIB:.2f} MiB/s: throttled too hard"
     assert bob_alone >= 0.9 * BOB_RATE, f"bob alone only reached {bob_alone / MIB:.1f} MiB/s"
     assert bob_rate >= 0.9 * bob_alone, f"bob slowed from {bob_alone / MIB:.1f} to {bob_rate / MIB:.1f} MiB/s"
 
@@ -107,7 +106,7 @@ def test_producer_byte_rate_holds_one_user_and_spares_the_other(qbroker, sluice_
 
 def test_consumer_byte_rate(qbroker, sluice_bin):
     topic = f"qc-{uuid.uuid4().hex[:6]}"
-    n, size = 1600, 16 * 1024  # 25 MiB backlog
+    n, size = 2800, 16 * 1024  # 44 MiB backlog
     p = Producer(conf(qbroker, "admin", **{"linger.ms": 5}))
     for i in range(n):
         p.produce(topic, b"%08d" % i + b"y" * (size - 8), partition=0)
@@ -136,10 +135,11 @@ def test_consumer_byte_rate(qbroker, sluice_bin):
     elapsed = marks[-1][0] - start
     rate = n * size / elapsed
     print(f"carol read {n * size / MIB:.0f} MiB in {elapsed:.1f} s: {rate / MIB:.2f} MiB/s (quota 2)")
-    # The first window's credit (about 11 s x 2 MiB/s) comes at once; the
+    # The bucket's credit (ten seconds of the quota) comes at once, the
     # rest at the quota.
-    assert elapsed >= 6, f"carol read the backlog in {elapsed:.1f} s: not throttled"
-    assert rate <= 2 * MIB * 2.5, f"{rate / MIB:.2f} MiB/s"
+    expected = (n * size - 10 * 2 * MIB) / (2 * MIB)
+    assert 0.8 * expected <= elapsed <= 1.5 * expected, (
+        f"carol read the backlog in {elapsed:.1f} s; at her quota after her credit: {expected:.1f} s")
 
 
 API_SASL_HANDSHAKE, API_SASL_AUTHENTICATE = 17, 36
