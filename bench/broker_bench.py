@@ -37,6 +37,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import os as _os
+
+# The brokers started here need no OTLP receivers (their default ports would
+# collide between brokers); older builds ignore the variables.
+_os.environ.setdefault("SLUICE_OTLP_HTTP_LISTEN", "off")
+_os.environ.setdefault("SLUICE_OTLP_GRPC_LISTEN", "off")
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -66,6 +66,13 @@ import uuid
 from array import array
 from pathlib import Path
 
+import os as _os
+
+# The brokers started here need no OTLP receivers (their default ports would
+# collide between brokers); older builds ignore the variables.
+_os.environ.setdefault("SLUICE_OTLP_HTTP_LISTEN", "off")
+_os.environ.setdefault("SLUICE_OTLP_GRPC_LISTEN", "off")
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB

@@ -65,6 +65,13 @@ import uuid
 from array import array
 from pathlib import Path
 
+import os as _os
+
+# The brokers started here need no OTLP receivers (their default ports would
+# collide between brokers); older builds ignore the variables.
+_os.environ.setdefault("SLUICE_OTLP_HTTP_LISTEN", "off")
+_os.environ.setdefault("SLUICE_OTLP_GRPC_LISTEN", "off")
+
 REPO = Path(__file__).resolve().parent.parent
 E2E = REPO / "tests" / "e2e"
 DEFAULT_BIN = REPO / "target" / "fast" / "sluice"

@@ -47,6 +47,13 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import os as _os
+
+# The brokers started here need no OTLP receivers (their default ports would
+# collide between brokers); older builds ignore the variables.
+_os.environ.setdefault("SLUICE_OTLP_HTTP_LISTEN", "off")
+_os.environ.setdefault("SLUICE_OTLP_GRPC_LISTEN", "off")
+
 REPO = Path(__file__).resolve().parent.parent
 INITIAL_REBALANCE_DELAY_S = 3.0
 TARGET_S = INITIAL_REBALANCE_DELAY_S + 0.5

@@ -48,6 +48,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import os as _os
+
+# The brokers started here need no OTLP receivers (their default ports would
+# collide between brokers); older builds ignore the variables.
+_os.environ.setdefault("SLUICE_OTLP_HTTP_LISTEN", "off")
+_os.environ.setdefault("SLUICE_OTLP_GRPC_LISTEN", "off")
+
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MB = 1_000_000

@@ -36,6 +36,13 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import os as _os
+
+# The brokers started here need no OTLP receivers (their default ports would
+# collide between brokers); older builds ignore the variables.
+_os.environ.setdefault("SLUICE_OTLP_HTTP_LISTEN", "off")
+_os.environ.setdefault("SLUICE_OTLP_GRPC_LISTEN", "off")
+
 REPO = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.5
 

@@ -41,6 +41,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import os as _os
+
+# The brokers started here need no OTLP receivers (their default ports would
+# collide between brokers); older builds ignore the variables.
+_os.environ.setdefault("SLUICE_OTLP_HTTP_LISTEN", "off")
+_os.environ.setdefault("SLUICE_OTLP_GRPC_LISTEN", "off")
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 sys.path.insert(0, str(REPO / "bench"))

@@ -33,6 +33,12 @@ PY_PKGS=(
   "jsonschema==4.26.0|jsonschema"
   "protobuf==7.36.2|google.protobuf"
   "googleapis-common-protos==1.76.0|google.type"
+  # OTLP ingest tests: the OpenTelemetry SDK with its HTTP and gRPC exporters.
+  "opentelemetry-sdk==1.45.2|opentelemetry.sdk"
+  "opentelemetry-proto==1.45.2|opentelemetry.proto"
+  "opentelemetry-exporter-otlp-proto-http==1.45.2|opentelemetry.exporter.otlp.proto.http"
+  "opentelemetry-exporter-otlp-proto-grpc==1.45.2|opentelemetry.exporter.otlp.proto.grpc"
+  "grpcio==1.85.4|grpc"
 )
 
 log() { echo "[install-test-deps] $*"; }

@@ -210,7 +210,7 @@ HPORT=$(free_port)
 RUN_DIR="$WORK/run-$(date +%Y%m%d-%H%M%S)-$$"
 mkdir -p "$RUN_DIR/logs"
 log "starting $SLUICE_BIN on 127.0.0.1:$PORT (http $HPORT), data in $RUN_DIR/data"
-"$SLUICE_BIN" serve --data-dir "$RUN_DIR/data" --listen "127.0.0.1:$PORT" \
+"$SLUICE_BIN" serve --data-dir "$RUN_DIR/data" --listen "127.0.0.1:$PORT" --otlp-http-listen off --otlp-grpc-listen off \
   --http-listen "127.0.0.1:$HPORT" --num-partitions 4 > "$RUN_DIR/broker.log" 2>&1 &
 BROKER_PID=$!
 ready=0

@@ -44,6 +44,8 @@ SETTINGS = {
         "message_max_bytes",
         "SLUICE_MESSAGE_MAX_BYTES",
     ),
+    "otlp_http_listen": ("--otlp-http-listen", "otlp_http_listen", "SLUICE_OTLP_HTTP_LISTEN"),
+    "otlp_grpc_listen": ("--otlp-grpc-listen", "otlp_grpc_listen", "SLUICE_OTLP_GRPC_LISTEN"),
 }
 
 
@@ -136,6 +138,10 @@ class SluiceBroker:
             "data_dir": str(self.data_dir),
             "listen": f"127.0.0.1:{self.kafka_port}",
             "http_listen": f"127.0.0.1:{self.http_port}",
+            # The OTLP receivers' default ports would collide between the
+            # brokers of a test; tests that use them pass their own.
+            "otlp_http_listen": "off",
+            "otlp_grpc_listen": "off",
         }
         if settings:
             self.settings.update(settings)

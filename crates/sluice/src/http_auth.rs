@@ -223,6 +223,21 @@ impl HttpAuth {
     /// The user a request's Basic credentials name, if they are right.
     async fn authenticate(&self, headers: &header::HeaderMap) -> Option<String> {
         let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        self.user_of(value).await
+    }
+
+    /// The caller an `Authorization: Basic ...` value names, if its
+    /// credentials are right (for listeners outside this router: OTLP).
+    pub async fn caller_of(&self, authorization: &str, host: String) -> Option<Caller> {
+        let user = self.user_of(authorization).await?;
+        Some(Caller {
+            principal: format!("User:{user}"),
+            host,
+            tenant: None,
+        })
+    }
+
+    async fn user_of(&self, value: &str) -> Option<String> {
         let (scheme, token) = value.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
             return None;

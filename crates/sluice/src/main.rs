@@ -9,6 +9,7 @@ mod groups_cli;
 mod http;
 mod http_auth;
 mod http_tls;
+mod otlp_sink;
 mod quotas_cli;
 mod replay_cli;
 mod rest_produce;

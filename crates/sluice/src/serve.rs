@@ -184,6 +184,46 @@ where
     }
 }
 
+/// Binds and starts the OTLP receivers that are on; their tasks.
+async fn start_otlp(
+    s: &Settings,
+    broker: &Arc<sluice_broker::Broker>,
+    auth: Option<Arc<crate::http_auth::HttpAuth>>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    if s.otlp_http.is_none() && s.otlp_grpc.is_none() {
+        return Ok(tasks);
+    }
+    let sink = crate::otlp_sink::BrokerSink::new(broker.clone(), auth);
+    let ingest = sluice_otlp::Ingest::new(sink, s.otlp.clone());
+    if let Some(addr) = s.otlp_http {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (--otlp-http-listen; `off` turns it off)")
+        })?;
+        tasks.push(tokio::spawn(serve_http(
+            l,
+            sluice_otlp::http::router(ingest.clone()),
+            stop.clone(),
+        )));
+    }
+    if let Some(addr) = s.otlp_grpc {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (--otlp-grpc-listen; `off` turns it off)")
+        })?;
+        let mut stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|v| *v).await;
+            };
+            if let Err(e) = sluice_otlp::grpc::serve(ingest, l, shutdown).await {
+                tracing::error!(error = %e, "OTLP/gRPC receiver failed");
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
 /// Binds every Kafka listener, with the TLS and SASL its protocol needs.
 async fn bind_listeners(
     s: &Settings,
@@ -366,17 +406,20 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     ));
     let mut router = crate::http::router(broker.clone(), fault_control)
         .merge(sluice_registry::router(Arc::new(registry)));
-    if s.security.http_auth {
-        let auth = crate::http_auth::HttpAuth::new(
+    let http_auth = s.security.http_auth.then(|| {
+        crate::http_auth::HttpAuth::new(
             users.clone(),
             broker.authorizer.clone(),
             s.security.http_metrics_open,
-        );
+        )
+    });
+    if let Some(auth) = &http_auth {
         router = router.layer(axum::middleware::from_fn_with_state(
-            auth,
+            auth.clone(),
             crate::http_auth::check,
         ));
     }
+    let otlp_tasks = start_otlp(&s, &broker, http_auth, &stop_rx).await?;
     let http_task = if s.security.http_tls {
         let listener = crate::http_tls::TlsListener::new(http, s.security.tls.acceptor()?)?;
         tokio::spawn(serve_http(listener.tap_io(|_| {}), router, stop_rx.clone()))
@@ -406,6 +449,8 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         catalog = %url.describe(),
         broker_id = membership.id(),
         mode = if cluster { "cluster" } else { "embedded" },
+        otlp_http = %s.otlp_http.map_or("off".to_string(), |a| a.to_string()),
+        otlp_grpc = %s.otlp_grpc.map_or("off".to_string(), |a| a.to_string()),
         "sluice is serving"
     );
 
@@ -416,6 +461,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         let _ = server.await;
     }
     let _ = http_task.await;
+    for t in otlp_tasks {
+        let _ = t.await;
+    }
     let _ = writes.await;
     let _ = maintenance.await;
     let _ = expiry.await;

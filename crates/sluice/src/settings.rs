@@ -81,6 +81,44 @@ pub struct ServeArgs {
     /// Address of the HTTP listener (GET /healthz) [default: 127.0.0.1:8081].
     #[arg(long, env = "SLUICE_HTTP_LISTEN", value_name = "HOST:PORT")]
     pub http_listen: Option<String>,
+    /// OTLP/HTTP receiver (POST /v1/traces, /v1/logs, /v1/metrics), or `off`
+    /// [default: 127.0.0.1:4318].
+    #[arg(long, env = "SLUICE_OTLP_HTTP_LISTEN", value_name = "HOST:PORT|off")]
+    pub otlp_http_listen: Option<String>,
+    /// OTLP/gRPC receiver, or `off` [default: 127.0.0.1:4317].
+    #[arg(long, env = "SLUICE_OTLP_GRPC_LISTEN", value_name = "HOST:PORT|off")]
+    pub otlp_grpc_listen: Option<String>,
+    /// Topic of received spans [default: otlp_spans].
+    #[arg(long, env = "SLUICE_OTLP_SPANS_TOPIC", value_name = "TOPIC")]
+    pub otlp_spans_topic: Option<String>,
+    /// Topic of received logs [default: otlp_logs].
+    #[arg(long, env = "SLUICE_OTLP_LOGS_TOPIC", value_name = "TOPIC")]
+    pub otlp_logs_topic: Option<String>,
+    /// Topic of received metrics [default: otlp_metrics].
+    #[arg(long, env = "SLUICE_OTLP_METRICS_TOPIC", value_name = "TOPIC")]
+    pub otlp_metrics_topic: Option<String>,
+    /// Encoding of the OTLP topics' values, as the Collector's Kafka exporter names them
+    /// [default: otlp_proto].
+    #[arg(
+        long,
+        env = "SLUICE_OTLP_ENCODING",
+        value_name = "otlp_proto|otlp_json"
+    )]
+    pub otlp_encoding: Option<String>,
+    /// Topic of the inference events made from GenAI spans, or `off` (no GenAI events)
+    /// [default: ai.inference].
+    #[arg(
+        long,
+        env = "SLUICE_OTLP_GENAI_INFERENCE_TOPIC",
+        value_name = "TOPIC|off"
+    )]
+    pub otlp_genai_inference_topic: Option<String>,
+    /// Topic of the tool-call events made from GenAI spans [default: ai.tool_call].
+    #[arg(long, env = "SLUICE_OTLP_GENAI_TOOL_CALL_TOPIC", value_name = "TOPIC")]
+    pub otlp_genai_tool_call_topic: Option<String>,
+    /// Largest OTLP request body, after decompression [default: 16777216].
+    #[arg(long, env = "SLUICE_OTLP_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub otlp_max_body_bytes: Option<usize>,
     /// Create unknown topics on produce and metadata requests (auto.create.topics.enable) [default: true].
     #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS_ENABLE", value_name = "BOOL")]
     pub auto_create_topics_enable: Option<bool>,
@@ -204,6 +242,15 @@ struct FileSettings {
     http_metrics_open: Option<bool>,
     http_tls: Option<bool>,
     http_listen: Option<String>,
+    otlp_http_listen: Option<String>,
+    otlp_grpc_listen: Option<String>,
+    otlp_spans_topic: Option<String>,
+    otlp_logs_topic: Option<String>,
+    otlp_metrics_topic: Option<String>,
+    otlp_encoding: Option<String>,
+    otlp_genai_inference_topic: Option<String>,
+    otlp_genai_tool_call_topic: Option<String>,
+    otlp_max_body_bytes: Option<usize>,
     auto_create_topics_enable: Option<bool>,
     num_partitions: Option<i32>,
     message_max_bytes: Option<usize>,
@@ -240,6 +287,10 @@ pub struct Settings {
     pub advertise_host: String,
     pub advertise_port: i32,
     pub http_listen: SocketAddr,
+    /// The OTLP receivers (None: off) and what they write.
+    pub otlp_http: Option<SocketAddr>,
+    pub otlp_grpc: Option<SocketAddr>,
+    pub otlp: sluice_otlp::OtlpConfig,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     pub message_max_bytes: usize,
@@ -487,6 +538,93 @@ impl Settings {
             .or(file.http_listen)
             .unwrap_or_else(|| "127.0.0.1:8081".into());
         let http_listen = parse_addr("--http-listen", &http_s)?;
+        let listen_or_off =
+            |what: &str, v: Option<String>, default: &str| -> anyhow::Result<Option<SocketAddr>> {
+                let v = v.unwrap_or_else(|| default.into());
+                match v.trim() {
+                    "off" => Ok(None),
+                    other => parse_addr(what, other).map(Some),
+                }
+            };
+        let otlp_http = listen_or_off(
+            "--otlp-http-listen",
+            args.otlp_http_listen.or(file.otlp_http_listen),
+            "127.0.0.1:4318",
+        )?;
+        let otlp_grpc = listen_or_off(
+            "--otlp-grpc-listen",
+            args.otlp_grpc_listen.or(file.otlp_grpc_listen),
+            "127.0.0.1:4317",
+        )?;
+        let otlp = {
+            let d = sluice_otlp::OtlpConfig::default();
+            let topic =
+                |what: &str, v: Option<String>, default: String| -> anyhow::Result<String> {
+                    let t = v.map(|t| t.trim().to_string()).unwrap_or(default);
+                    sluice_broker::handlers::validate_topic_name(&t)
+                        .map_err(|e| anyhow::anyhow!("{what} '{t}': {e}"))?;
+                    Ok(t)
+                };
+            let encoding_s = args
+                .otlp_encoding
+                .or(file.otlp_encoding)
+                .unwrap_or_else(|| "otlp_proto".into());
+            let encoding = sluice_otlp::Encoding::parse(encoding_s.trim()).with_context(|| {
+                format!("--otlp-encoding must be otlp_proto or otlp_json, not {encoding_s:?}")
+            })?;
+            let genai_d = sluice_otlp::genai::GenAiTopics::default();
+            let inference = args
+                .otlp_genai_inference_topic
+                .or(file.otlp_genai_inference_topic);
+            let genai = if inference.as_deref().map(str::trim) == Some("off") {
+                None
+            } else {
+                Some(sluice_otlp::genai::GenAiTopics {
+                    inference_topic: topic(
+                        "--otlp-genai-inference-topic",
+                        inference,
+                        genai_d.inference_topic.clone(),
+                    )?,
+                    tool_call_topic: topic(
+                        "--otlp-genai-tool-call-topic",
+                        args.otlp_genai_tool_call_topic
+                            .or(file.otlp_genai_tool_call_topic),
+                        genai_d.tool_call_topic.clone(),
+                    )?,
+                    ..genai_d
+                })
+            };
+            let max_body_bytes = args
+                .otlp_max_body_bytes
+                .or(file.otlp_max_body_bytes)
+                .unwrap_or(d.max_body_bytes);
+            if !(1024..=(1 << 30)).contains(&max_body_bytes) {
+                bail!(
+                    "otlp_max_body_bytes must be between 1024 and 1073741824, got {max_body_bytes}"
+                );
+            }
+            sluice_otlp::OtlpConfig {
+                spans_topic: topic(
+                    "--otlp-spans-topic",
+                    args.otlp_spans_topic.or(file.otlp_spans_topic),
+                    d.spans_topic.clone(),
+                )?,
+                logs_topic: topic(
+                    "--otlp-logs-topic",
+                    args.otlp_logs_topic.or(file.otlp_logs_topic),
+                    d.logs_topic.clone(),
+                )?,
+                metrics_topic: topic(
+                    "--otlp-metrics-topic",
+                    args.otlp_metrics_topic.or(file.otlp_metrics_topic),
+                    d.metrics_topic.clone(),
+                )?,
+                encoding,
+                genai,
+                max_body_bytes,
+                max_inflight_bytes: (4 * max_body_bytes).max(d.max_inflight_bytes),
+            }
+        };
         let num_partitions = args.num_partitions.or(file.num_partitions).unwrap_or(1);
         if !(1..=100_000).contains(&num_partitions) {
             bail!("num_partitions must be between 1 and 100000, got {num_partitions}");
@@ -543,6 +681,9 @@ impl Settings {
             advertise_host,
             advertise_port,
             http_listen,
+            otlp_http,
+            otlp_grpc,
+            otlp,
             auto_create_topics_enable: args
                 .auto_create_topics_enable
                 .or(file.auto_create_topics_enable)
