@@ -12,7 +12,7 @@ use std::collections::HashMap;
 #[derive(Default)]
 pub struct PartitionTrack {
     pub window: CommitWindow,
-    /// (first uncommitted offset, its batch timestamp)
+    /// (first uncommitted offset, that record's timestamp)
     pub age_at: Option<(i64, i64)>,
 }
 

@@ -87,13 +87,25 @@ pub enum ReadError {
 
 /// The timestamp a batch's header gives its records: the append time for
 /// LogAppendTime batches, else the first record's timestamp.
-fn batch_timestamp(batch: &[u8]) -> Option<i64> {
+/// The timestamp of the record at `offset` in `batch`: from the header when
+/// it is the batch's first record or the batch uses LogAppendTime, else by
+/// decoding the batch (a committed offset inside a batch whose records span
+/// minutes must not read the batch's first timestamp).
+fn record_timestamp(batch: &[u8], offset: i64) -> Option<i64> {
     let h = BatchHeader::parse(batch).ok()?;
     if h.attributes & sluice_protocol::batch::ATTR_LOG_APPEND_TIME != 0 {
-        Some(h.max_timestamp)
-    } else {
-        Some(h.base_timestamp)
+        return Some(h.max_timestamp);
     }
+    if offset <= h.base_offset {
+        return Some(h.base_timestamp);
+    }
+    let records = sluice_protocol::records::decode_batch(&Bytes::copy_from_slice(batch)).ok()?;
+    records
+        .iter()
+        .find(|r| r.offset >= offset)
+        .or(records.last())
+        .map(|r| r.timestamp)
+        .or(Some(h.base_timestamp))
 }
 
 /// Result of a successful append.
@@ -851,9 +863,9 @@ impl LogStore {
         Ok(())
     }
 
-    /// Timestamp of the batch holding `offset` (its first record's
-    /// timestamp, or the append time for LogAppendTime batches), read from
-    /// the batch header without decompressing; `None` past the end.
+    /// Timestamp of the record at `offset` (the append time for
+    /// LogAppendTime batches); only a batch whose first record is not the
+    /// one asked for is decoded. `None` past the end.
     pub async fn timestamp_at(
         &self,
         p: &PartitionLog,
@@ -861,14 +873,14 @@ impl LogStore {
     ) -> Result<Option<i64>, StorageError> {
         match p.mem_batch_at(offset) {
             InMemory::PastEnd => return Ok(None),
-            InMemory::Found(b) => return Ok(batch_timestamp(&b)),
+            InMemory::Found(b) => return Ok(record_timestamp(&b, offset)),
             InMemory::No => {}
         }
         for seg in self.segments_from(p, offset, 1).await? {
             let data = self.fetch_row(&seg).await?;
             for (h, range) in iter_stored(&data) {
                 if h.last_offset() >= offset {
-                    return Ok(batch_timestamp(&data[range]));
+                    return Ok(record_timestamp(&data[range], offset));
                 }
             }
         }
@@ -1118,4 +1130,28 @@ async fn get_range_timed(
         objects.get_range(&path, range),
     )
     .await
+}
+
+#[cfg(test)]
+mod record_timestamp_tests {
+    use super::record_timestamp;
+    use sluice_protocol::records::{encode_batch, RawRecord};
+
+    #[test]
+    fn a_record_inside_a_batch_has_its_own_timestamp() {
+        let records: Vec<RawRecord> = (0..3)
+            .map(|i| RawRecord {
+                offset: i,
+                timestamp: 1_000 + i * 60_000,
+                key: None,
+                value: Some(bytes::Bytes::from_static(b"v")),
+                headers: Vec::new(),
+            })
+            .collect();
+        let batch = encode_batch(&records).unwrap();
+        assert_eq!(record_timestamp(&batch, 0), Some(1_000));
+        assert_eq!(record_timestamp(&batch, 2), Some(121_000));
+        // Past the batch's last record: its last timestamp.
+        assert_eq!(record_timestamp(&batch, 9), Some(121_000));
+    }
 }
