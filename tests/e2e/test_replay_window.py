@@ -1,8 +1,12 @@
 """Window replay (issue 19): `sluice replay TOPIC --from --to --into`
-(and `POST /v1/replays`, `GET /v1/replays/{id}`) copies the records of a
-time or offset window (end exclusive) into another topic, keys, values,
-headers and timestamps byte-identical, with a header filter, a partition
-choice and a rate limit; bad requests answer 404/400 and the CLI names the
+(and `POST /v1/replays`, `GET /v1/replays/{id}`, `DELETE` to stop) copies
+the records of a time or offset window (end exclusive) into another topic,
+keys, values, headers and timestamps byte-identical plus the
+`sluice.replay.window` / `sluice.replay.source` provenance headers, with a
+header filter, a partition choice and a rate limit. Must-show 4: a
+20-minute window out of two hours, stopped at about half and resumed, is
+copied exactly once, in order per partition; run again it copies nothing;
+`--again` copies it anew. Bad requests answer 404/400 and the CLI names the
 problem.
 """
 
@@ -76,7 +80,10 @@ def test_time_window_with_filter(broker, sluice_bin):
     for m in got:
         i = int(dict(m.headers())["i"])
         s = src_by_i[i]
-        assert (m.key(), m.value(), m.headers(), m.timestamp()[1]) == \
+        provenance = m.headers()[-2:]
+        assert provenance[0][0] == "sluice.replay.window" and provenance[0][1].startswith(b"__sluice.replay.")
+        assert provenance[1] == ("sluice.replay.source", f"{src}/{s.partition()}/{s.offset()}".encode())
+        assert (m.key(), m.value(), m.headers()[:-2], m.timestamp()[1]) == \
             (s.key(), s.value(), s.headers(), s.timestamp()[1]), i
 
 
@@ -106,3 +113,62 @@ def test_replay_api_errors(broker, sluice_bin):
     assert r.status_code == 404, r.text
     cp = replay(sluice_bin, broker, "x", "--from", "yesterday", "--to", "5", "--into", "y", check=False)
     assert cp.returncode != 0 and "--from" in cp.stderr, cp.stderr
+
+
+def test_window_stopped_resumed_and_not_repeated(broker, sluice_bin):
+    """Must-show 4: two hours of records (one a second over two
+    partitions), a 20-minute window replayed at a limited rate, stopped at
+    about half through the API, resumed by running the same command: the
+    target holds exactly the window, each record once, in source order per
+    partition. The same command again copies nothing; --again copies it
+    anew."""
+    src, dst = f"src-{uuid.uuid4().hex[:6]}", f"dst-{uuid.uuid4().hex[:6]}"
+    topics(broker, src, dst)
+    fill(broker, src, n=7200, size=1000)
+    lo, hi = T0 + 3000 * 1000, T0 + 4200 * 1000  # records 3000..4199
+    want = set(range(3000, 4200))
+    base = f"http://127.0.0.1:{broker.http_port}/v1/replays"
+    body = {"topic": src, "from": {"time_ms": lo}, "to": {"time_ms": hi}, "into": dst,
+            "max_rate_bytes": 400_000}
+    r = requests.post(base, json=body, timeout=10)
+    assert r.status_code == 202, r.text
+    run = r.json()
+    deadline = time.monotonic() + 60
+    while True:
+        st = requests.get(f"{base}/{run['id']}", timeout=10).json()
+        if st["records_written"] >= len(want) * 0.4 or st["state"] != "running":
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(0.05)
+    assert st["state"] == "running", f"finished before it could be stopped: {st}"
+    requests.delete(f"{base}/{run['id']}", timeout=10).raise_for_status()
+    while st["state"] in ("running", "stopping"):
+        assert time.monotonic() < deadline, st
+        time.sleep(0.05)
+        st = requests.get(f"{base}/{run['id']}", timeout=10).json()
+    assert st["state"] == "stopped", st
+    first = st["records_written"]
+    assert 0 < first < len(want), st
+
+    cp = replay(sluice_bin, broker, src, "--from", iso(lo), "--to", str(hi), "--into", dst,
+                "--max-rate", "0.4")
+    assert "resuming window" in cp.stderr, cp.stderr
+    got = read_all(broker, dst, timeout=60)
+    idx = [int(dict(m.headers())["i"]) for m in got]
+    assert len(idx) == len(want) and set(idx) == want, (
+        f"{len(idx)} records for a window of {len(want)}: {len(idx) - len(set(idx))} duplicates, "
+        f"{len(want - set(idx))} missing")
+    # In order per source partition within each target partition.
+    for tp in (0, 1):
+        for sp in (0, 1):
+            seq = [int(dict(m.headers())["sluice.replay.source"].decode().rsplit("/", 1)[1])
+                   for m in got if m.partition() == tp
+                   and dict(m.headers())["sluice.replay.source"].decode().split("/")[1] == str(sp)]
+            assert seq == sorted(seq), (tp, sp)
+
+    cp = replay(sluice_bin, broker, src, "--from", iso(lo), "--to", str(hi), "--into", dst)
+    assert "0 of 0 records read written" in cp.stdout, cp.stdout
+    assert len(read_all(broker, dst)) == len(want)
+    cp = replay(sluice_bin, broker, src, "--from", iso(lo), "--to", str(hi), "--into", dst, "--again")
+    assert f"{len(want)} of {len(want)} records read written" in cp.stdout, cp.stdout
+    assert len(read_all(broker, dst, timeout=60)) == 2 * len(want)

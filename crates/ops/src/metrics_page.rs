@@ -84,6 +84,11 @@ pub async fn collect(broker: &Broker, detail: Detail) -> Page {
     };
     let mut groups: Vec<GroupLagInfo> = Vec::new();
     for (g, _, _) in broker.groups.list() {
+        // A window replay's position is not a consumer's lag (its window
+        // ends before the log does): no lag series, no lag alerts.
+        if crate::replay::is_window_group(&g) {
+            continue;
+        }
         groups.push(group_lag(broker, &g, now).await);
     }
     let mut dlq = Vec::new();

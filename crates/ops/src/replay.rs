@@ -7,12 +7,23 @@
 //! source's partition number modulo the target's count. The target's
 //! contracts apply.
 //!
+//! Each copied record carries provenance headers: `sluice.replay.window`
+//! (the window's id), `sluice.replay.source` (`topic/partition/offset`).
+//!
 //! A replay runs in the background of the broker that was asked; its
-//! progress is kept in memory under an id (`POST /v1/replays`, `GET
-//! /v1/replays/{id}`, `sluice replay`). It is not resumed after that
-//! broker restarts (run it again: the window is the same).
+//! progress is kept in memory under a run id (`POST /v1/replays`, `GET
+//! /v1/replays/{id}`, `DELETE` to stop it, `sluice replay`). Its position
+//! is kept in the catalog as the committed offsets of a group named after
+//! the window (`__sluice.replay.<hash of topic, window, target, partitions
+//! and filter>`), moved after each chunk (256 KiB read) is written.
+//! Asking for the same window again resumes where it stopped, and a window
+//! already copied copies nothing, unless `again` is set. A stop through
+//! the API stops between chunks, so a resumed window is copied exactly
+//! once; a broker killed between writing a chunk and moving the position
+//! writes that one chunk again when the window is resumed.
 
 use crate::produce::{produce, OutRecord};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sluice_broker::security::authz::Caller;
 use sluice_broker::Broker;
@@ -21,6 +32,10 @@ use sluice_protocol::records::decode_batch;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// Bytes read per chunk: the window's position moves (and a stop takes
+/// effect) after each chunk is written.
+const CHUNK_BYTES: usize = 256 << 10;
 
 /// One end of the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +80,44 @@ pub struct ReplayRequest {
     /// Bytes per second at most.
     #[serde(default)]
     pub max_rate_bytes: Option<f64>,
+    /// Copy the window from its start even if it was copied (or partly
+    /// copied) before.
+    #[serde(default)]
+    pub again: bool,
+}
+
+/// Prefix of the groups keeping window replays' positions.
+const WINDOW_GROUP_PREFIX: &str = "__sluice.replay.";
+
+/// Whether a group keeps a window replay's position (not a consumer).
+pub fn is_window_group(group: &str) -> bool {
+    group.starts_with(WINDOW_GROUP_PREFIX)
+}
+
+impl ReplayRequest {
+    /// The group whose committed offsets keep this window's position: the
+    /// same request (but for rate and `again`) names the same group.
+    pub fn window_group(&self) -> String {
+        let mut parts = self.partitions.clone().unwrap_or_default();
+        parts.sort_unstable();
+        parts.dedup();
+        let canonical = format!(
+            "{}\0{:?}\0{:?}\0{}\0{:?}\0{}",
+            self.topic,
+            self.from,
+            self.to,
+            self.into,
+            parts,
+            self.filter.as_deref().unwrap_or("")
+        );
+        // FNV-1a: a stable name, not a security boundary.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in canonical.bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{WINDOW_GROUP_PREFIX}{h:016x}")
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -73,6 +126,9 @@ pub struct PartitionProgress {
     pub end: i64,
     /// Next source offset to read.
     pub position: i64,
+    /// Where this run took the window up (an earlier run's position).
+    #[serde(default)]
+    pub resumed_from: Option<i64>,
     pub read: u64,
     pub written: u64,
 }
@@ -81,8 +137,11 @@ pub struct PartitionProgress {
 pub struct ReplayStatus {
     pub id: String,
     pub request: ReplayRequest,
-    /// `running`, `done` or `failed`.
+    /// `running`, `done`, `stopped` or `failed`.
     pub state: String,
+    /// The group keeping the window's position.
+    #[serde(default)]
+    pub window: String,
     pub error: Option<String>,
     pub partitions: BTreeMap<i32, PartitionProgress>,
     pub records_read: u64,
@@ -157,6 +216,24 @@ pub async fn start(
         Some(ps) => ps.clone(),
         None => (0..src.partitions.len() as i32).collect(),
     };
+    let window = req.window_group();
+    let done_before: BTreeMap<i32, i64> = if req.again {
+        BTreeMap::new()
+    } else {
+        let catalog = broker.catalog.clone();
+        let g = window.clone();
+        tokio::task::spawn_blocking(move || {
+            use sluice_catalog::OffsetStore;
+            catalog.group_offsets(&g)
+        })
+        .await
+        .map_err(|e| ReplayError::BadRequest(e.to_string()))?
+        .map_err(|e| ReplayError::BadRequest(format!("reading the window's position: {e}")))?
+        .into_iter()
+        .filter(|o| o.topic == req.topic)
+        .map(|o| (o.partition, o.offset))
+        .collect()
+    };
     let mut parts = BTreeMap::new();
     for p in &wanted {
         let part = src.partition(*p).cloned().ok_or_else(|| {
@@ -180,12 +257,14 @@ pub async fn start(
         };
         let start = resolve(req.from, hw).await?;
         let end = resolve(req.to, hw).await?.max(start);
+        let resumed_from = done_before.get(p).map(|o| (*o).clamp(start, end));
         parts.insert(
             *p,
             PartitionProgress {
                 start,
                 end,
-                position: start,
+                position: resumed_from.unwrap_or(start),
+                resumed_from,
                 ..Default::default()
             },
         );
@@ -194,6 +273,7 @@ pub async fn start(
         id: uuid::Uuid::new_v4().simple().to_string(),
         request: req,
         state: "running".into(),
+        window,
         error: None,
         partitions: parts,
         records_read: 0,
@@ -215,6 +295,7 @@ pub async fn start(
         update(&id, |s| {
             s.finished_ms = Some(sluice_storage::now_ms());
             match outcome {
+                Ok(()) if s.state == "stopping" => s.state = "stopped".into(),
                 Ok(()) => s.state = "done".into(),
                 Err(e) => {
                     s.state = "failed".into();
@@ -249,11 +330,14 @@ async fn run(broker: &Broker, caller: &Caller, job: &ReplayStatus) -> Result<(),
             .partition(*p)
             .cloned()
             .ok_or_else(|| format!("partition {p} went away"))?;
-        let mut offset = prog.start;
+        let mut offset = prog.position;
         while offset < prog.end {
+            if stopping(&job.id) {
+                return Ok(());
+            }
             let read = broker
                 .store
-                .read(&part, offset, 1 << 20)
+                .read(&part, offset, CHUNK_BYTES)
                 .await
                 .map_err(|e| format!("reading {}[{p}] at {offset}: {e}", req.topic))?;
             if read.batches.is_empty() {
@@ -280,11 +364,20 @@ async fn run(broker: &Broker, caller: &Caller, job: &ReplayStatus) -> Result<(),
                             })
                         });
                         if keep {
+                            let mut headers = r.headers;
+                            headers.push((
+                                Bytes::from_static(b"sluice.replay.window"),
+                                Some(Bytes::from(job.window.clone())),
+                            ));
+                            headers.push((
+                                Bytes::from_static(b"sluice.replay.source"),
+                                Some(Bytes::from(format!("{}/{p}/{}", req.topic, r.offset))),
+                            ));
                             out.push(OutRecord {
                                 partition: r.key.is_none().then_some(*p % target_partitions.max(1)),
                                 key: r.key,
                                 value: r.value,
-                                headers: r.headers,
+                                headers,
                                 timestamp: Some(r.timestamp),
                             });
                         }
@@ -308,6 +401,7 @@ async fn run(broker: &Broker, caller: &Caller, job: &ReplayStatus) -> Result<(),
             }
             offset = next.min(prog.end).max(offset + 1);
             let position = offset;
+            commit_position(broker, job, *p, position).await?;
             update(&job.id, |s| {
                 s.records_read += read_n;
                 s.records_written += n;
@@ -335,9 +429,76 @@ async fn run(broker: &Broker, caller: &Caller, job: &ReplayStatus) -> Result<(),
     Ok(())
 }
 
+/// Asks a running replay to stop after the chunk it is writing.
+pub fn stop(id: &str) -> Result<ReplayStatus, ReplayError> {
+    let mut found = None;
+    update(id, |s| {
+        if s.state == "running" {
+            s.state = "stopping".into();
+        }
+        found = Some(s.clone());
+    });
+    found.ok_or_else(|| ReplayError::NotFound(format!("no replay {id}")))
+}
+
+fn stopping(id: &str) -> bool {
+    replays()
+        .lock()
+        .ok()
+        .and_then(|all| {
+            all.iter()
+                .find(|s| s.id == id)
+                .map(|s| s.state == "stopping")
+        })
+        .unwrap_or(false)
+}
+
+/// Keeps the window's position in `partition` (the next source offset).
+async fn commit_position(
+    broker: &Broker,
+    job: &ReplayStatus,
+    partition: i32,
+    position: i64,
+) -> Result<(), String> {
+    let offset = sluice_catalog::CommittedOffset {
+        topic: job.request.topic.clone(),
+        partition,
+        offset: position,
+        leader_epoch: -1,
+        metadata: Some(format!("replay into {}", job.request.into)),
+        commit_ms: sluice_storage::now_ms(),
+    };
+    broker
+        .groups
+        .commit(&job.window, vec![offset])
+        .await
+        .map_err(|e| format!("keeping the window's position: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_groups_name_the_window_not_the_run() {
+        let req = |rate: Option<f64>, parts: Option<Vec<i32>>| ReplayRequest {
+            topic: "t".into(),
+            from: Point::TimeMs(1),
+            to: Point::Offset(9),
+            into: "u".into(),
+            partitions: parts,
+            filter: None,
+            max_rate_bytes: rate,
+            again: false,
+        };
+        let a = req(None, Some(vec![1, 0]));
+        assert_eq!(
+            a.window_group(),
+            req(Some(5.0), Some(vec![0, 1])).window_group()
+        );
+        assert_ne!(a.window_group(), req(None, Some(vec![0])).window_group());
+        assert!(a.window_group().starts_with("__sluice.replay."));
+    }
 
     #[test]
     fn points() {

@@ -316,6 +316,16 @@ async fn get_replay(
         .map_err(replay_error)
 }
 
+/// `DELETE /v1/replays/{id}`: stops a running replay after the chunk it
+/// is writing (the window resumes from there when asked for again).
+async fn stop_replay(
+    Path(id): Path<String>,
+) -> Result<Json<sluice_ops::replay::ReplayStatus>, ApiError> {
+    sluice_ops::replay::stop(&id)
+        .map(Json)
+        .map_err(replay_error)
+}
+
 /// `GET /v1/cluster`: the live brokers this broker sees, with their
 /// leases, groups and background jobs.
 async fn cluster(State(b): Shared) -> Result<Json<sluice_ops::cluster::ClusterView>, ApiError> {
@@ -505,7 +515,7 @@ pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultC
             )),
         )
         .route("/v1/replays", post(start_replay))
-        .route("/v1/replays/{id}", get(get_replay))
+        .route("/v1/replays/{id}", get(get_replay).delete(stop_replay))
         .route("/v1/users", get(list_users))
         .route(
             "/v1/users/{name}",

@@ -39,6 +39,10 @@ pub struct ReplayArgs {
     /// Start it and print its id without waiting.
     #[arg(long)]
     detach: bool,
+    /// Copy the window from its start even if it was copied before (a
+    /// window already copied, or partly, otherwise copies only what is left).
+    #[arg(long)]
+    again: bool,
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
@@ -51,6 +55,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         "topic": args.topic, "from": from, "to": to, "into": args.into,
         "partitions": args.partitions, "filter": args.filter,
         "max_rate_bytes": args.max_rate.map(|r| r * 1_000_000.0),
+        "again": args.again,
     });
     let agent = agent();
     let http = &args.api.http;
@@ -71,6 +76,19 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
                 .sum()
         })
         .unwrap_or(0);
+    let resumed: Vec<String> = started["partitions"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(p, v)| v["resumed_from"].as_i64().map(|o| format!("{p}@{o}")))
+        .collect();
+    if !resumed.is_empty() {
+        eprintln!(
+            "resuming window {} (partition@offset: {}); --again copies it from its start",
+            started["window"].as_str().unwrap_or(""),
+            resumed.join(", ")
+        );
+    }
     let bar = ProgressBar::new(total.max(0) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} offsets {per_sec} {msg}")
@@ -117,6 +135,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         "replay {id}: {} of {} records read written into {} ({} bytes)",
         status["records_written"], status["records_read"], args.into, status["bytes_written"]
     );
+    if status["state"] == "stopped" {
+        println!("replay {id} was stopped; run the same command to resume the window");
+        return Ok(());
+    }
     if status["state"] != "done" {
         bail!(
             "replay {id} failed: {}",
