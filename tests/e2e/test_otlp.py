@@ -20,6 +20,8 @@
   (400), a GenAI span its contract refuses (200 with partial_success naming
   the field; the span itself stored); with auto-create off, a missing topic
   is 404. The broker keeps serving.
+* A burst past `--otlp-max-inflight-bytes`: 200 or 429 with Retry-After,
+  accepted requests stored whole, refused ones not at all.
 * With the authorizer on, OTLP/HTTP and OTLP/gRPC senders need a user's
   Basic credentials (401 / UNAUTHENTICATED) and Write on the topics
   (403 / PERMISSION_DENIED).
@@ -400,3 +402,59 @@ def test_otlp_under_http_auth(broker_factory, sluice_bin):
             stub.Export(req, timeout=10, metadata=[("authorization", basic("bob"))])
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value
         stub.Export(req, timeout=10, metadata=[("authorization", basic("alice"))])
+
+
+def test_busy_receiver_answers_429(broker_factory):
+    """Bounded memory under a burst: with room for one ~900 KiB request in
+    flight, twelve senders at once get 200 or 429 with Retry-After (the
+    OTLP exporters retry those), every accepted request is stored whole
+    and nothing of a refused one is."""
+    import threading
+
+    b = otlp_broker(broker_factory, extra=["--otlp-max-body-bytes", str(1 << 20),
+                                           "--otlp-max-inflight-bytes", str(1 << 20)])
+    url = f"http://127.0.0.1:{b.otlp_http}/v1/traces"
+
+    def body(n: int) -> bytes:
+        req = trace_service_pb2.ExportTraceServiceRequest()
+        ss = req.resource_spans.add().scope_spans.add()
+        for j in range(900):
+            s = ss.spans.add()
+            s.trace_id, s.span_id, s.name = n.to_bytes(16, "big"), (j + 1).to_bytes(8, "big"), "big"
+            a = s.attributes.add()
+            a.key, a.value.string_value = "payload", "x" * 1000
+        return req.SerializeToString()
+
+    results, lock = [], threading.Lock()
+
+    def sender(k: int):
+        for r in range(4):
+            n = k * 100 + r
+            req = urllib.request.Request(url, data=body(n), method="POST",
+                                         headers={"Content-Type": "application/x-protobuf"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    out = (n, resp.status, None)
+            except urllib.error.HTTPError as e:
+                out = (n, e.code, e.headers.get("Retry-After"))
+            with lock:
+                results.append(out)
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    statuses = [s for _, s, _ in results]
+    assert len(results) == 48 and set(statuses) <= {200, 429}, statuses
+    busy = [r for r in results if r[1] == 429]
+    assert busy and all(r[2] == "1" for r in busy), f"no 429 with Retry-After among {statuses}"
+    accepted = {n for n, s, _ in results if s == 200}
+    assert accepted, statuses
+    recs = consume_all(b.bootstrap, "otlp_spans", range(PARTS), expected=len(accepted), timeout=60)
+    stored = {int.from_bytes(bytes.fromhex(r.key.decode()), "big") for r in recs}
+    assert len(recs) == len(accepted) and stored == accepted, (len(recs), len(accepted))
+    for r in recs:
+        req = trace_service_pb2.ExportTraceServiceRequest.FromString(r.value)
+        assert len(req.resource_spans[0].scope_spans[0].spans) == 900
+    b.assert_alive("after a burst of large OTLP requests")

@@ -119,6 +119,21 @@ pub struct ServeArgs {
     /// Largest OTLP request body, after decompression [default: 16777216].
     #[arg(long, env = "SLUICE_OTLP_MAX_BODY_BYTES", value_name = "BYTES")]
     pub otlp_max_body_bytes: Option<usize>,
+    /// OTLP request bytes handled at once; past it senders get 429 / RESOURCE_EXHAUSTED
+    /// [default: the larger of 4 bodies and 67108864].
+    #[arg(long, env = "SLUICE_OTLP_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
+    pub otlp_max_inflight_bytes: Option<usize>,
+    /// Resource (or span) attribute naming a GenAI event's tenant [default: tenant.id].
+    #[arg(long, env = "SLUICE_OTLP_GENAI_TENANT_ATTRIBUTE", value_name = "NAME")]
+    pub otlp_genai_tenant_attribute: Option<String>,
+    /// Resource (or span) attribute naming a GenAI event's data classification
+    /// [default: data.classification].
+    #[arg(
+        long,
+        env = "SLUICE_OTLP_GENAI_CLASSIFICATION_ATTRIBUTE",
+        value_name = "NAME"
+    )]
+    pub otlp_genai_classification_attribute: Option<String>,
     /// Create unknown topics on produce and metadata requests (auto.create.topics.enable) [default: true].
     #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS_ENABLE", value_name = "BOOL")]
     pub auto_create_topics_enable: Option<bool>,
@@ -251,6 +266,9 @@ struct FileSettings {
     otlp_genai_inference_topic: Option<String>,
     otlp_genai_tool_call_topic: Option<String>,
     otlp_max_body_bytes: Option<usize>,
+    otlp_max_inflight_bytes: Option<usize>,
+    otlp_genai_tenant_attribute: Option<String>,
+    otlp_genai_classification_attribute: Option<String>,
     auto_create_topics_enable: Option<bool>,
     num_partitions: Option<i32>,
     message_max_bytes: Option<usize>,
@@ -573,6 +591,16 @@ impl Settings {
                 format!("--otlp-encoding must be otlp_proto or otlp_json, not {encoding_s:?}")
             })?;
             let genai_d = sluice_otlp::genai::GenAiTopics::default();
+            let attribute =
+                |what: &str, v: Option<String>, default: &str| -> anyhow::Result<String> {
+                    let a = v
+                        .map(|a| a.trim().to_string())
+                        .unwrap_or_else(|| default.to_string());
+                    if a.is_empty() {
+                        bail!("{what} must name an attribute");
+                    }
+                    Ok(a)
+                };
             let inference = args
                 .otlp_genai_inference_topic
                 .or(file.otlp_genai_inference_topic);
@@ -591,7 +619,19 @@ impl Settings {
                             .or(file.otlp_genai_tool_call_topic),
                         genai_d.tool_call_topic.clone(),
                     )?,
-                    ..genai_d
+                    tenant_attribute: attribute(
+                        "--otlp-genai-tenant-attribute",
+                        args.otlp_genai_tenant_attribute
+                            .or(file.otlp_genai_tenant_attribute),
+                        &genai_d.tenant_attribute,
+                    )?,
+                    classification_attribute: attribute(
+                        "--otlp-genai-classification-attribute",
+                        args.otlp_genai_classification_attribute
+                            .or(file.otlp_genai_classification_attribute),
+                        &genai_d.classification_attribute,
+                    )?,
+                    ..genai_d.clone()
                 })
             };
             let max_body_bytes = args
@@ -622,7 +662,13 @@ impl Settings {
                 encoding,
                 genai,
                 max_body_bytes,
-                max_inflight_bytes: (4 * max_body_bytes).max(d.max_inflight_bytes),
+                max_inflight_bytes: match args.otlp_max_inflight_bytes.or(file.otlp_max_inflight_bytes) {
+                    Some(n) if n < max_body_bytes => bail!(
+                        "otlp_max_inflight_bytes ({n}) must be at least otlp_max_body_bytes ({max_body_bytes})"
+                    ),
+                    Some(n) => n,
+                    None => (4 * max_body_bytes).max(d.max_inflight_bytes),
+                },
             }
         };
         let num_partitions = args.num_partitions.or(file.num_partitions).unwrap_or(1);
