@@ -631,7 +631,6 @@ impl Settings {
                             .or(file.otlp_genai_classification_attribute),
                         &genai_d.classification_attribute,
                     )?,
-                    ..genai_d.clone()
                 })
             };
             let max_body_bytes = args
