@@ -89,16 +89,23 @@ pub fn traces(req: &ExportTraceServiceRequest, encoding: Encoding) -> Vec<Record
         .collect()
 }
 
-/// The logs request as one record (no key), as the exporter sends it.
+/// The logs request as one record (no key), as the exporter sends it;
+/// none for an empty request.
 pub fn logs(req: &ExportLogsServiceRequest, encoding: Encoding) -> Vec<Record> {
+    if req.resource_logs.is_empty() {
+        return Vec::new();
+    }
     vec![Record {
         value: value(req, encoding),
         ..Record::default()
     }]
 }
 
-/// The metrics request as one record (no key).
+/// The metrics request as one record (no key); none for an empty request.
 pub fn metrics(req: &ExportMetricsServiceRequest, encoding: Encoding) -> Vec<Record> {
+    if req.resource_metrics.is_empty() {
+        return Vec::new();
+    }
     vec![Record {
         value: value(req, encoding),
         ..Record::default()
@@ -132,6 +139,10 @@ mod tests {
         };
         let recs = traces(&req, Encoding::Proto);
         assert_eq!(recs.len(), 2);
+        // Empty exports make no records.
+        assert!(traces(&ExportTraceServiceRequest::default(), Encoding::Proto).is_empty());
+        assert!(logs(&ExportLogsServiceRequest::default(), Encoding::Json).is_empty());
+        assert!(metrics(&ExportMetricsServiceRequest::default(), Encoding::Proto).is_empty());
         assert_eq!(recs[0].key.as_deref(), Some("ab".repeat(16).as_bytes()));
         assert_eq!(recs[1].key.as_deref(), Some("01".repeat(16).as_bytes()));
         let first = ExportTraceServiceRequest::decode(recs[0].value.clone()).unwrap();

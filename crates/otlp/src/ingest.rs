@@ -58,6 +58,11 @@ impl<S: Sink> Ingest<S> {
         signal: Signal,
         records: Vec<Record>,
     ) -> Result<(), SinkError> {
+        // An empty export (SDKs send them) writes nothing and creates no
+        // topic.
+        if records.is_empty() {
+            return Ok(());
+        }
         self.sink.write(who, self.topic(signal), records).await
     }
 
