@@ -9,6 +9,7 @@ mod groups_cli;
 mod http;
 mod http_auth;
 mod http_tls;
+mod loadgen;
 mod otlp_sink;
 mod quotas_cli;
 mod replay_cli;
@@ -108,6 +109,8 @@ enum Command {
     Acls(acls_cli::AclsArgs),
     /// Client quotas in a broker's catalog (kafka-configs.sh's vocabulary): alter, describe.
     Quotas(quotas_cli::QuotasArgs),
+    /// AI telemetry load (inferences, tool calls, retrievals, feedback) at a target rate, through librdkafka.
+    Loadgen(loadgen::LoadgenArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -159,5 +162,6 @@ fn run() -> anyhow::Result<()> {
         Command::Users(args) => users_cli::run(args),
         Command::Acls(args) => acls_cli::run(args),
         Command::Quotas(args) => quotas_cli::run(args),
+        Command::Loadgen(args) => loadgen::run(args),
     }
 }

@@ -1,0 +1,224 @@
+//! librdkafka plumbing shared by `sluice loadgen` and `sluice scorecard`: a
+//! producer (the `rdkafka` crate's `ThreadedProducer`) that records every
+//! delivery's latency in HDR histograms (overall and per second of the run,
+//! for charts), and topic creation through the Admin API. Works against any
+//! Kafka-compatible bootstrap.
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Kinds of record a run tracks separately (the profile's kinds).
+pub const KINDS: usize = 5;
+
+/// A client configuration: `bootstrap.servers` plus `-X key=value` extras
+/// (librdkafka property names, as kcat takes them).
+pub fn client_config(bootstrap: &str, extra: &[String]) -> anyhow::Result<ClientConfig> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for kv in extra {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("-X takes key=value, not {kv:?}");
+        };
+        c.set(k.trim(), v.trim());
+    }
+    Ok(c)
+}
+
+/// A latency histogram in microseconds, 1 µs .. 1 hour, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid")
+}
+
+/// What the deliveries of a run came to.
+pub struct Stats {
+    /// Send-to-acknowledgement latency of every delivered record, µs.
+    pub latency_us: Histogram<u64>,
+    /// The same, per second of the run (index = second since the start).
+    pub per_second: Vec<Histogram<u64>>,
+    pub delivered: u64,
+    pub failed: u64,
+    pub delivered_by_kind: [u64; KINDS],
+    pub bytes_by_kind: [u64; KINDS],
+    pub last_error: Option<String>,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        Stats {
+            latency_us: latency_histogram(),
+            per_second: Vec::new(),
+            delivered: 0,
+            failed: 0,
+            delivered_by_kind: [0; KINDS],
+            bytes_by_kind: [0; KINDS],
+            last_error: None,
+        }
+    }
+}
+
+/// What travels with a record to its delivery report.
+pub struct Sent {
+    at: Instant,
+    kind: usize,
+    bytes: usize,
+}
+
+pub struct Ctx {
+    start: Instant,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = Box<Sent>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Sent>) {
+        let mut s = self.stats.lock();
+        match result {
+            Ok(_) => {
+                let us = sent.at.elapsed().as_micros().max(1) as u64;
+                s.delivered += 1;
+                if let Some(n) = s.delivered_by_kind.get_mut(sent.kind) {
+                    *n += 1;
+                }
+                if let Some(n) = s.bytes_by_kind.get_mut(sent.kind) {
+                    *n += sent.bytes as u64;
+                }
+                let _ = s.latency_us.record(us);
+                let second = sent.at.saturating_duration_since(self.start).as_secs() as usize;
+                while s.per_second.len() <= second {
+                    s.per_second.push(latency_histogram());
+                }
+                let _ = s.per_second[second].record(us);
+            }
+            Err((e, _)) => {
+                s.failed += 1;
+                s.last_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// A producer that measures what it sends.
+pub struct Producer {
+    inner: ThreadedProducer<Ctx>,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl Producer {
+    /// `start`: the instant per-second statistics count from.
+    pub fn new(config: &ClientConfig, start: Instant) -> anyhow::Result<Producer> {
+        let stats = Arc::new(Mutex::new(Stats::new()));
+        let ctx = Ctx {
+            start,
+            stats: stats.clone(),
+        };
+        let inner: ThreadedProducer<Ctx> = config
+            .create_with_context(ctx)
+            .context("cannot create the producer")?;
+        Ok(Producer { inner, stats })
+    }
+
+    /// Queues one record; waits while librdkafka's queue is full (the
+    /// broker's backpressure reaching the producer). `kind` indexes the
+    /// per-kind counts.
+    pub fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        value: &[u8],
+        headers: &[(&str, String)],
+        kind: usize,
+    ) -> anyhow::Result<()> {
+        let mut h = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let sent = Box::new(Sent {
+            at: Instant::now(),
+            kind,
+            bytes: value.len(),
+        });
+        let mut record = BaseRecord::with_opaque_to(topic, sent)
+            .key(key)
+            .payload(value)
+            .headers(h);
+        loop {
+            match self.inner.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => {
+                    let mut s = self.stats.lock();
+                    s.failed += 1;
+                    s.last_error = Some(e.to_string());
+                    return Err(e).context(format!("cannot produce to {topic}"));
+                }
+            }
+        }
+    }
+
+    /// Waits for every queued record's delivery report, at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.inner
+            .flush(timeout)
+            .context("records were still in flight when the flush timed out")
+    }
+
+    /// Records sent and not yet reported on.
+    pub fn in_flight(&self) -> i32 {
+        self.inner.in_flight_count()
+    }
+
+    pub fn stats(&self) -> parking_lot::MutexGuard<'_, Stats> {
+        self.stats.lock()
+    }
+}
+
+/// Creates the topics that do not exist yet (`partitions` each, with
+/// `configs`); an existing topic is left as it is.
+pub fn ensure_topics(
+    config: &ClientConfig,
+    names: &[String],
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().context("cannot create the admin client")?;
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|n| {
+            configs.iter().fold(
+                NewTopic::new(n, partitions, TopicReplication::Fixed(-1)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(admin.create_topics(&topics, &opts))
+        .context("CreateTopics failed")?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("cannot create topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}
