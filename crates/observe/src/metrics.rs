@@ -27,6 +27,8 @@ pub struct Metrics {
     pub upload_backlog_bytes: IntGauge,
     pub read_source: IntCounterVec,
     pub memory_bytes: IntGaugeVec,
+    /// The process's resident set (Prometheus clients' standard name).
+    pub resident_memory_bytes: IntGauge,
     pub block_cache_lookups: IntCounterVec,
     pub read_buffers: IntCounterVec,
     pub read_buffer_bytes: IntCounterVec,
@@ -158,6 +160,11 @@ impl Metrics {
             &["kind"],
         )?;
         registry.register(Box::new(memory_bytes.clone()))?;
+        let resident_memory_bytes = IntGauge::new(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+        )?;
+        registry.register(Box::new(resident_memory_bytes.clone()))?;
         let block_cache_lookups = counter_vec(
             "sluice_block_cache_lookups_total",
             "Block cache lookups of object rows for catch-up reads, by outcome (hit or miss).",
@@ -277,6 +284,7 @@ impl Metrics {
             upload_backlog_bytes,
             read_source,
             memory_bytes,
+            resident_memory_bytes,
             block_cache_lookups,
             read_buffers,
             read_buffer_bytes,
@@ -345,5 +353,23 @@ mod tests {
         assert!(s.contains("sluice_block_cache_lookups_total{outcome=\"miss\"}"));
         assert!(s.contains("sluice_read_buffers_total{outcome=\"fresh\"}"));
         assert!(s.contains("sluice_read_buffer_bytes_total{outcome=\"fresh\"}"));
+    }
+}
+
+/// This process's resident set size, from `/proc/self/status` (`VmRSS`);
+/// `None` where that file does not exist.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod rss_tests {
+    #[test]
+    fn resident_memory_is_read_on_linux() {
+        let rss = super::resident_memory_bytes().expect("VmRSS");
+        assert!(rss > 1024 * 1024, "{rss}");
     }
 }

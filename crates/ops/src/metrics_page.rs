@@ -72,6 +72,9 @@ pub async fn collect(broker: &Broker, detail: Detail) -> Page {
     m.memory_bytes
         .with_label_values(&["unuploaded"])
         .set(unuploaded as i64);
+    if let Some(rss) = sluice_observe::metrics::resident_memory_bytes() {
+        m.resident_memory_bytes.set(rss as i64);
+    }
     let mut registry_text = String::with_capacity(64 * 1024);
     m.render(&mut registry_text);
 

@@ -15,6 +15,7 @@ mod quotas_cli;
 mod replay_cli;
 mod rest_produce;
 mod schemas_cli;
+mod scorecard;
 mod serve;
 mod settings;
 mod top;
@@ -111,6 +112,8 @@ enum Command {
     Quotas(quotas_cli::QuotasArgs),
     /// AI telemetry load (inferences, tool calls, retrievals, feedback) at a target rate, through librdkafka.
     Loadgen(loadgen::LoadgenArgs),
+    /// Readiness checks against any Kafka bootstrap: freshness, burst, fan-out, replay, contracts, observability, durability.
+    Scorecard(scorecard::ScorecardArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -163,5 +166,6 @@ fn run() -> anyhow::Result<()> {
         Command::Acls(args) => acls_cli::run(args),
         Command::Quotas(args) => quotas_cli::run(args),
         Command::Loadgen(args) => loadgen::run(args),
+        Command::Scorecard(args) => scorecard::run(args),
     }
 }

@@ -18,8 +18,9 @@ use rdkafka::producer::{
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Kinds of record a run tracks separately (the profile's kinds).
-pub const KINDS: usize = 5;
+/// Kinds of record a run tracks separately: the profile's kinds, and one
+/// slot for records outside them.
+pub const KINDS: usize = 6;
 
 /// A client configuration: `bootstrap.servers` plus `-X key=value` extras
 /// (librdkafka property names, as kcat takes them).
@@ -51,6 +52,8 @@ pub struct Stats {
     pub delivered_by_kind: [u64; KINDS],
     pub bytes_by_kind: [u64; KINDS],
     pub last_error: Option<String>,
+    /// Sequence numbers (see [`Producer::send`]) whose delivery failed.
+    pub failed_seqs: Vec<u64>,
 }
 
 impl Stats {
@@ -63,6 +66,7 @@ impl Stats {
             delivered_by_kind: [0; KINDS],
             bytes_by_kind: [0; KINDS],
             last_error: None,
+            failed_seqs: Vec::new(),
         }
     }
 }
@@ -72,6 +76,7 @@ pub struct Sent {
     at: Instant,
     kind: usize,
     bytes: usize,
+    seq: Option<u64>,
 }
 
 pub struct Ctx {
@@ -106,6 +111,9 @@ impl ProducerContext for Ctx {
             Err((e, _)) => {
                 s.failed += 1;
                 s.last_error = Some(e.to_string());
+                if let Some(seq) = sent.seq {
+                    s.failed_seqs.push(seq);
+                }
             }
         }
     }
@@ -133,7 +141,8 @@ impl Producer {
 
     /// Queues one record; waits while librdkafka's queue is full (the
     /// broker's backpressure reaching the producer). `kind` indexes the
-    /// per-kind counts.
+    /// per-kind counts; `seq` names the record in [`Stats::failed_seqs`]
+    /// should its delivery fail.
     pub fn send(
         &self,
         topic: &str,
@@ -141,6 +150,7 @@ impl Producer {
         value: &[u8],
         headers: &[(&str, String)],
         kind: usize,
+        seq: Option<u64>,
     ) -> anyhow::Result<()> {
         let mut h = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in headers {
@@ -153,6 +163,7 @@ impl Producer {
             at: Instant::now(),
             kind,
             bytes: value.len(),
+            seq,
         });
         let mut record = BaseRecord::with_opaque_to(topic, sent)
             .key(key)
@@ -169,6 +180,7 @@ impl Producer {
                     let mut s = self.stats.lock();
                     s.failed += 1;
                     s.last_error = Some(e.to_string());
+                    s.failed_seqs.extend(seq);
                     return Err(e).context(format!("cannot produce to {topic}"));
                 }
             }
@@ -180,11 +192,6 @@ impl Producer {
         self.inner
             .flush(timeout)
             .context("records were still in flight when the flush timed out")
-    }
-
-    /// Records sent and not yet reported on.
-    pub fn in_flight(&self) -> i32 {
-        self.inner.in_flight_count()
     }
 
     pub fn stats(&self) -> parking_lot::MutexGuard<'_, Stats> {

@@ -191,7 +191,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         while sent < due {
             let e = generator.next(chrono::Utc::now().timestamp_millis());
             let topic = &topics[e.kind.index()];
-            producer.send(topic, &e.key, &e.value, &e.headers, e.kind.index())?;
+            producer.send(topic, &e.key, &e.value, &e.headers, e.kind.index(), None)?;
             sizes[e.kind.index()].push(e.value.len() as u32);
             sent += 1;
         }
@@ -278,10 +278,7 @@ fn prepare_topics(
     let Some(http) = http else {
         return kafka::ensure_topics(config, topics, partitions, &[]);
     };
-    let url = format!("{}/v1/schemas/ai-contracts", http.trim_end_matches('/'));
-    ureq::post(&url)
-        .send_empty()
-        .with_context(|| format!("cannot install the AI contracts at {url}"))?;
+    install_contracts(http)?;
     for k in Kind::ALL {
         let name = [topics[k.index()].clone()];
         match k.contract_subject() {
@@ -297,6 +294,17 @@ fn prepare_topics(
             None => kafka::ensure_topics(config, &name, partitions, &[])?,
         }
     }
+    Ok(())
+}
+
+/// Installs the AI contracts through a Sluice HTTP address (HOST:PORT or
+/// a URL; `SLUICE_HTTP_USER`/`SLUICE_HTTP_PASSWORD` log in).
+pub fn install_contracts(http: &str) -> anyhow::Result<()> {
+    let url = crate::groups_cli::url(http, "/v1/schemas/ai-contracts");
+    let _: serde_json::Value = crate::groups_cli::call(
+        crate::groups_cli::agent().post(&url).send_empty(),
+        "installing the AI contracts",
+    )?;
     Ok(())
 }
 
