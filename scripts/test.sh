@@ -35,6 +35,7 @@ CLUSTER_SUITES=(
   tests/e2e/test_groups_kafka_python.py
   tests/e2e/test_groups_kcat.py
   tests/e2e/test_groups_static.py
+  tests/e2e/test_loadgen_scorecard.py
 )
 echo "==> the client-facing end-to-end tests against a three-broker cluster"
 SLUICE_E2E_CLUSTER=3 python3 -m pytest "${CLUSTER_SUITES[@]}" -q -p no:cacheprovider "$@"

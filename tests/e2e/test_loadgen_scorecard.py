@@ -130,21 +130,38 @@ def test_loadgen_refuses_bad_arguments(broker):
         assert needle in p.stderr, (args, p.stderr)
 
 
+def metrics_addresses(broker):
+    """Every broker's HTTP address: in a cluster each exports the groups it
+    coordinates (and one the cluster-wide families)."""
+    brokers = getattr(broker, "brokers", None) or [broker]
+    return ",".join(f"127.0.0.1:{b.http_port}" for b in brokers)
+
+
 def scorecard(broker, tmp_path, name, extra, timeout=400):
     html = tmp_path / f"{name}.html"
     base = [
         "scorecard", "--bootstrap", broker.bootstrap,
-        "--http", f"127.0.0.1:{broker.http_port}",
+        "--http", metrics_addresses(broker),
     ]
     p = run_cli(base + extra + ["--report", str(html)], timeout=timeout)
     return p, html
 
 
+def produce_bound_ms(broker):
+    """The produce p99 bound: a cluster acknowledges after its flush (50 ms
+    gathering, an object PUT and a catalog commit; BENCHMARKS.md, issue 15),
+    and here three brokers, PostgreSQL and the clients share two cores."""
+    return 500 if getattr(broker, "brokers", None) else 100
+
+
 @pytest.mark.e2e_timeout(400)
-def test_scorecard_against_embedded_sluice_passes_every_check(broker, tmp_path):
+def test_scorecard_against_sluice_passes_every_check(broker, tmp_path):
+    bound = produce_bound_ms(broker)
     p, html = scorecard(
         broker, tmp_path, "card",
-        ["--rate", "200", "--duration", "8", "--burst", "5x@8s", "--fanout-duration", "6"],
+        ["--rate", "200", "--duration", "8", "--burst", "5x@8s", "--fanout-duration", "6",
+         "--max-produce-p99-ms", str(bound),
+         "--fanout-p99-factor", "2" if bound == 100 else "5"],
     )
     assert p.returncode == 0, p.stderr[-3000:] + p.stdout
     for check in ["freshness", "burst", "fan-out", "replay", "contracts", "observability", "durability"]:
@@ -156,7 +173,7 @@ def test_scorecard_against_embedded_sluice_passes_every_check(broker, tmp_path):
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     data = json.loads(page.split("<pre>")[1].split("</pre>")[0].replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
     fresh = next(c for c in data["checks"] if c["name"] == "freshness")["values"]
-    assert 0 < fresh["produce_p99_ms"] <= 100 and 0 < fresh["e2e_p99_ms"] <= 1000
+    assert 0 < fresh["produce_p99_ms"] <= bound and 0 < fresh["e2e_p99_ms"] <= 1000
     dur = next(c for c in data["checks"] if c["name"] == "durability")["values"]
     assert dur["missing"] == 0 and dur["acknowledged"] >= 200 * 8 + 200 * 8 * 5
     assert len(data["timeline"]) >= 20
@@ -168,9 +185,10 @@ def test_scorecard_fails_freshness_for_a_slow_consumer(broker, tmp_path):
     p = run_cli(
         [
             "scorecard", "--bootstrap", broker.bootstrap,
-            "--http", f"127.0.0.1:{broker.http_port}",
+            "--http", metrics_addresses(broker),
             "--checks", "freshness,observability",
             "--rate", "200", "--duration", "6", "--slow-consumer-ms", "20",
+            "--max-produce-p99-ms", str(produce_bound_ms(broker)),
             "--report", str(js),
         ],
         timeout=200,
@@ -185,7 +203,7 @@ def test_scorecard_fails_freshness_for_a_slow_consumer(broker, tmp_path):
     # (~4.5 s of production) behind and falls further behind while the
     # check waits, so the end-to-end p99 is seconds; producing was fine.
     assert v["e2e_p99_ms"] >= 3000, v
-    assert v["produce_p99_ms"] <= 100, v
+    assert v["produce_p99_ms"] <= produce_bound_ms(broker), v
     assert v["event_age_p99_s"] is not None and v["event_age_p99_s"] >= 2.0, v
     assert f"{v['e2e_p99_ms']:.1f} ms" in fresh["figure"]
     # The broker's lag seconds, read back now, is at least as old as the figure says.

@@ -440,7 +440,12 @@ impl Generator {
             _ => "DENIED",
         };
         let call_id = format!("call_{}", self.hex(12));
-        let gov = self.envelope(ctx, "agent-runtime", now_ms, &[parent.event_id.clone()]);
+        let gov = self.envelope(
+            ctx,
+            "agent-runtime",
+            now_ms,
+            std::slice::from_ref(&parent.event_id),
+        );
         let v = json!({
             "governance": gov,
             "gen_ai_operation_name": "execute_tool",
@@ -465,7 +470,12 @@ impl Generator {
         let delay = -u.ln() * self.feedback_delay_ms;
         let at_ms = now_ms + delay.round() as i64;
         let thumbs = self.rng.random_bool(0.7);
-        let gov = self.envelope(ctx, "web-app", at_ms, &[target.event_id.clone()]);
+        let gov = self.envelope(
+            ctx,
+            "web-app",
+            at_ms,
+            std::slice::from_ref(&target.event_id),
+        );
         let v = json!({
             "governance": gov,
             "target_event_id": target.event_id,

@@ -15,6 +15,51 @@ pub struct Scrape {
     pub dlq_records: Option<f64>,
 }
 
+/// Scrapes every address of a comma-separated list and merges what they
+/// say: in a Sluice cluster each broker exports the groups it coordinates
+/// and one of them the cluster-wide families, as kafka-exporter instances
+/// would. Fails only when no address answers.
+pub fn scrape_all(http: &str, group: &str, dlq_topic: &str) -> anyhow::Result<Scrape> {
+    let mut merged = Scrape::default();
+    let mut last_error = None;
+    let mut answered = false;
+    for address in http.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        match scrape(address, group, dlq_topic) {
+            Ok(s) => {
+                answered = true;
+                merged.merge(s);
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match (answered, last_error) {
+        (false, Some(e)) => Err(e),
+        (false, None) => anyhow::bail!("no /metrics address given"),
+        _ => Ok(merged),
+    }
+}
+
+fn max_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+impl Scrape {
+    fn merge(&mut self, other: Scrape) {
+        self.lag = match (self.lag, other.lag) {
+            (Some(x), Some(y)) => Some(x + y),
+            (x, None) => x,
+            (None, y) => y,
+        };
+        self.lag_seconds = max_of(self.lag_seconds, other.lag_seconds);
+        self.rss_bytes = max_of(self.rss_bytes, other.rss_bytes);
+        self.dlq_records = max_of(self.dlq_records, other.dlq_records);
+    }
+}
+
 /// Fetches and parses the page at `http` (HOST:PORT or URL) + `/metrics`.
 pub fn scrape(http: &str, group: &str, dlq_topic: &str) -> anyhow::Result<Scrape> {
     let url = crate::groups_cli::url(http, "/metrics");
@@ -87,5 +132,30 @@ mod tests {
         assert_eq!(s.rss_bytes, Some(1048576.0));
         assert_eq!(s.dlq_records, Some(1.0));
         assert_eq!(parse(page, "nobody", "x").lag, None);
+    }
+
+    #[test]
+    fn scrapes_of_several_brokers_merge() {
+        let mut a = Scrape {
+            lag: Some(3.0),
+            lag_seconds: Some(0.5),
+            rss_bytes: Some(10.0),
+            dlq_records: None,
+        };
+        a.merge(Scrape {
+            lag: None,
+            lag_seconds: Some(2.0),
+            rss_bytes: Some(5.0),
+            dlq_records: Some(1.0),
+        });
+        assert_eq!(
+            a,
+            Scrape {
+                lag: Some(3.0),
+                lag_seconds: Some(2.0),
+                rss_bytes: Some(10.0),
+                dlq_records: Some(1.0)
+            }
+        );
     }
 }

@@ -98,12 +98,10 @@ fn esc(s: &str) -> String {
 
 /// A line chart of one or more series over the run's seconds, with the
 /// phases shaded behind.
-fn svg_chart(
-    title: &str,
-    unit: &str,
-    phases: &[Phase],
-    series: &[(&str, &str, Vec<(f64, f64)>)],
-) -> String {
+/// A named, coloured series of (seconds, value) points.
+type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
+fn svg_chart(title: &str, unit: &str, phases: &[Phase], series: &[Series<'_>]) -> String {
     let (w, h, left, bottom, top, right) = (860.0, 260.0, 60.0, 30.0, 20.0, 20.0);
     let t_max = series
         .iter()
