@@ -59,6 +59,7 @@ def test_loadgen_writes_the_advertised_counts_sizes_and_valid_records(broker, tm
             "--bootstrap", broker.bootstrap,
             "--http", f"127.0.0.1:{broker.http_port}",
             "--rate", str(rate), "--duration", str(duration),
+            "--burst", "3x@2s", "--burst-start", "3",
             "--feedback-delay", "1", "--topics-prefix", "lg",
             "--seed", "42", "--summary-json", str(summary_path),
         ],
@@ -69,7 +70,9 @@ def test_loadgen_writes_the_advertised_counts_sizes_and_valid_records(broker, tm
     assert "lg.model_inference" in p.stdout and "produce latency" in p.stdout
     assert "p99" in p.stdout
     summary = json.loads(summary_path.read_text())
-    assert summary["records"] == rate * duration == summary["planned_records"]
+    # rate x duration, plus the burst's two seconds at three times the rate.
+    total = rate * duration + 2 * rate * 2
+    assert summary["records"] == total == summary["planned_records"]
     assert summary["delivered"] == summary["records"] and summary["failed"] == 0
 
     schemas = {k: registry_schema(broker, f"ai.{k}.json-value") for k in KINDS if k != "model_inference"}
@@ -104,7 +107,7 @@ def test_loadgen_writes_the_advertised_counts_sizes_and_valid_records(broker, tm
             values[kind].append(v)
         if kind == "inference":
             inference_ids = {v["governance"]["event_id"] for v in values[kind]}
-    assert seen_total == rate * duration
+    assert seen_total == total
 
     # The advertised shape of the raw records: median ~6 KiB, heavy tail.
     mi = by_kind["model_inference"]["value_bytes"]

@@ -421,8 +421,11 @@ impl Run<'_> {
                         r
                     }
                 };
-                // A refused send is counted in the producer's statistics.
-                let _ = result;
+                // A refused send is counted in the producer's statistics,
+                // which the checks read.
+                if let Err(e) = result {
+                    tracing::debug!("send refused: {e:#}");
+                }
                 sent += 1;
             }
             bar.set_position(sent);
