@@ -404,3 +404,42 @@ def test_logins_expire_and_clients_reauthenticate(broker_factory, sluice_bin, ce
     p.flush(10)
     assert delivered.count(False) > 0 and delivered[-1] is False, \
         f"a deleted user kept producing: {delivered.count(True)} delivered after the deletion"
+
+
+def test_loadgen_and_scorecard_over_sasl_ssl(secure, sluice_bin, tmp_path):
+    """The librdkafka tools take the client's security settings as -X
+    properties, as kcat does: SCRAM over TLS works, a wrong password is a
+    clear failure."""
+    props = []
+    for k, v in secure.conf("SASL_SSL", "SCRAM-SHA-256").items():
+        if k != "bootstrap.servers":
+            props += ["-X", f"{k}={v}"]
+    bootstrap = f"127.0.0.1:{secure.ports['SASL_SSL']}"
+    summary = tmp_path / "summary.json"
+    p = subprocess.run(
+        [str(sluice_bin), "loadgen", "--bootstrap", bootstrap, "--rate", "200", "--duration", "2",
+         "--topics-prefix", "seclg", "--summary-json", str(summary), *props],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    s = json.loads(summary.read_text())
+    assert s["records"] == 400 and s["delivered"] == 400
+    got = sum(t["records"] for t in s["topics"])
+    assert got == 400
+
+    p = subprocess.run(
+        [str(sluice_bin), "scorecard", "--bootstrap", bootstrap, "--checks", "freshness,durability",
+         "--rate", "100", "--duration", "3", *props],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert p.returncode == 0, p.stderr[-2000:] + p.stdout
+    assert "durability" in p.stdout and "FAIL" not in p.stdout
+
+    bad = [x.replace(f"sasl.password={USERS['alice']}", "sasl.password=wrong") for x in props]
+    p = subprocess.run(
+        [str(sluice_bin), "loadgen", "--bootstrap", bootstrap, "--rate", "10", "--duration", "1",
+         "--topics-prefix", "seclg", *bad, "-X", "message.timeout.ms=5000"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert p.returncode != 0
+    assert "Authentication" in p.stderr or "authentication" in p.stderr, p.stderr[-2000:]

@@ -199,6 +199,58 @@ impl Producer {
     }
 }
 
+/// Remembers the last error librdkafka reported on a client.
+#[derive(Default)]
+struct ErrorSlot(Mutex<Option<(KafkaError, String)>>);
+
+impl ClientContext for ErrorSlot {
+    fn error(&self, error: KafkaError, reason: &str) {
+        *self.0.lock() = Some((error, reason.to_string()));
+    }
+}
+
+impl ProducerContext for ErrorSlot {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+/// Checks that the bootstrap answers with these settings, within
+/// `timeout`: a wrong address, TLS setting or password becomes one clear
+/// error at once rather than a timeout later (librdkafka retries them
+/// quietly).
+pub fn check_reachable(config: &ClientConfig, timeout: Duration) -> anyhow::Result<()> {
+    use rdkafka::producer::BaseProducer;
+    let client: BaseProducer<ErrorSlot> = config
+        .create_with_context(ErrorSlot::default())
+        .context("cannot create a Kafka client")?;
+    let until = Instant::now() + timeout;
+    loop {
+        if client
+            .client()
+            .fetch_metadata(None, Duration::from_millis(500))
+            .is_ok()
+        {
+            return Ok(());
+        }
+        let last = client.context().0.lock().take();
+        if let Some((e, reason)) = &last {
+            if matches!(
+                e.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+            ) {
+                bail!("the broker refused the login: {reason}");
+            }
+        }
+        if Instant::now() > until {
+            match last {
+                Some((_, reason)) => bail!("cannot reach the bootstrap servers: {reason}"),
+                None => bail!("cannot reach the bootstrap servers within {timeout:?}"),
+            }
+        }
+        client.poll(Duration::from_millis(100));
+    }
+}
+
 /// Creates the topics that do not exist yet (`partitions` each, with
 /// `configs`); an existing topic is left as it is.
 pub fn ensure_topics(

@@ -160,6 +160,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             config.set(k, v);
         }
     }
+    kafka::check_reachable(&config, Duration::from_secs(30))?;
     let topics: Vec<String> = Kind::ALL
         .iter()
         .map(|k| format!("{}.{}", args.topics_prefix, k.suffix()))

@@ -204,6 +204,7 @@ pub fn run(args: ScorecardArgs) -> anyhow::Result<()> {
         bail!("--rate and --duration must be positive");
     }
     let config = kafka::client_config(&args.bootstrap, &args.property)?;
+    kafka::check_reachable(&config, Duration::from_secs(30))?;
     let run_id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     let topics: Vec<String> = Kind::ALL
         .iter()
