@@ -53,6 +53,11 @@ fi
 if ! command -v openssl >/dev/null 2>&1; then
   apt_missing+=(openssl)
 fi
+# The build: librdkafka (in `sluice loadgen` / `sluice scorecard`) links
+# OpenSSL for SSL and SCRAM, found through pkg-config.
+if ! pkg-config --exists openssl 2>/dev/null; then
+  apt_missing+=(libssl-dev pkg-config)
+fi
 # promtool (checks deploy/prometheus/alerts.yml) comes with Debian's prometheus.
 if ! command -v promtool >/dev/null 2>&1; then
   apt_missing+=(prometheus)
