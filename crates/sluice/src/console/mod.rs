@@ -13,54 +13,30 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-/// `(file name, content type, contents)` of each asset.
-const ASSETS: &[(&str, &str, &str)] = &[
-    (
-        "app.css",
-        "text/css; charset=utf-8",
-        include_str!("assets/app.css"),
-    ),
-    (
-        "core.js",
-        "text/javascript; charset=utf-8",
-        include_str!("assets/core.js"),
-    ),
-    (
-        "chart.js",
-        "text/javascript; charset=utf-8",
-        include_str!("assets/chart.js"),
-    ),
-    (
-        "overview.js",
-        "text/javascript; charset=utf-8",
-        include_str!("assets/overview.js"),
-    ),
-    (
-        "topics.js",
-        "text/javascript; charset=utf-8",
-        include_str!("assets/topics.js"),
-    ),
-    (
-        "groups.js",
-        "text/javascript; charset=utf-8",
-        include_str!("assets/groups.js"),
-    ),
-    (
-        "dlq.js",
-        "text/javascript; charset=utf-8",
-        include_str!("assets/dlq.js"),
-    ),
-    (
-        "schemas.js",
-        "text/javascript; charset=utf-8",
-        include_str!("assets/schemas.js"),
-    ),
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("assets/app.js"),
-    ),
+/// `(file name, contents)` of each asset.
+const ASSETS: &[(&str, &str)] = &[
+    ("app.css", include_str!("assets/app.css")),
+    ("favicon.svg", include_str!("assets/favicon.svg")),
+    ("core.js", include_str!("assets/core.js")),
+    ("chart.js", include_str!("assets/chart.js")),
+    ("overview.js", include_str!("assets/overview.js")),
+    ("topics.js", include_str!("assets/topics.js")),
+    ("groups.js", include_str!("assets/groups.js")),
+    ("dlq.js", include_str!("assets/dlq.js")),
+    ("schemas.js", include_str!("assets/schemas.js")),
+    ("app.js", include_str!("assets/app.js")),
 ];
+
+/// The content type of an asset, by its extension.
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("html") => "text/html; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
 
 const SHELL: &str = include_str!("assets/index.html");
 
@@ -91,8 +67,8 @@ async fn shell() -> Response {
 }
 
 async fn asset(Path(name): Path<String>) -> Response {
-    match ASSETS.iter().find(|(n, _, _)| *n == name) {
-        Some((_, content_type, body)) => with_headers(body, content_type, ASSET_CACHE),
+    match ASSETS.iter().find(|(n, _)| *n == name) {
+        Some((n, body)) => with_headers(body, content_type(n), ASSET_CACHE),
         None => (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({"error_code": 404, "message": "no such asset"})),
@@ -117,12 +93,13 @@ mod tests {
 
     #[test]
     fn every_script_the_shell_loads_is_served() {
-        for (name, _, body) in ASSETS {
+        for (name, body) in ASSETS {
             assert!(!body.is_empty(), "{name} is empty");
             assert!(
                 SHELL.contains(&format!("/ui/assets/{name}")),
                 "the shell does not load {name}"
             );
+            assert_ne!(content_type(name), "application/octet-stream", "{name}");
         }
     }
 }
