@@ -253,6 +253,11 @@ def test_every_page_loads_without_errors(broker, tab_factory):
         tab.shot(shot)
         tab.no_errors(path)
 
+    # The topic page names its registry subject.
+    tab.open("/ui/topics/events", "Topic events")
+    tab.page.wait_for_selector('a[href="/ui/schemas/events-value"]', timeout=WAIT_MS)
+    tab.no_errors("topic subjects")
+
     # Overview numbers are the API's.
     tab.open("/ui/", "Overview")
     tab.page.wait_for_selector('[data-field="topics"]')
@@ -388,7 +393,7 @@ def test_group_page_shows_the_lag_of_metrics(broker, tab_factory):
     assert shown[1] == ("0", 0.0), shown
     total = tab.page.inner_text('[data-field="total-lag"]').strip()
     assert total == "5", total
-    tab.page.wait_for_selector("svg.chart path", state="attached", timeout=WAIT_MS)
+    tab.page.wait_for_selector("svg.chart circle", timeout=WAIT_MS)
     tab.shot("group-lag")
     tab.no_errors("group page")
 

@@ -63,6 +63,8 @@
       if (s.points.length) {
         const d = s.points.map((p, j) => (j ? "L" : "M") + x(p[0]).toFixed(1) + " " + y(p[1]).toFixed(1)).join(" ");
         root.appendChild(svg("path", { d, fill: "none", stroke: color, "stroke-width": 2 }));
+        const [lt, lv] = s.points[s.points.length - 1];
+        root.appendChild(svg("circle", { cx: x(lt).toFixed(1), cy: y(lv).toFixed(1), r: 3.5, fill: color }));
       }
       // Axis labels: max and 0 on the left (first series) or right.
       const ax = i === 0 ? L - 4 : W - R + 4;

@@ -19,7 +19,7 @@
   };
 
   S.append = function (el, children) {
-    for (const c of children.flat(Infinity)) {
+    for (const c of [children].flat(Infinity)) {
       if (c === undefined || c === null || c === false) continue;
       el.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
     }

@@ -45,7 +45,7 @@
   function decoded(d) {
     if (!d || d.format === "null") return S.h("span", { class: "muted" }, "null");
     const text = d.format === "text" || d.format === "base64" ? String(d.value) : JSON.stringify(d.value, null, 1);
-    const tag = d.format + (d.schema_id !== undefined ? " #" + d.schema_id : "");
+    const tag = d.format + (d.schema_id !== undefined ? " schema " + d.schema_id : "");
     return S.h(
       "div",
       { class: "decoded" },
