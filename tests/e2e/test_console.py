@@ -511,11 +511,14 @@ def test_schema_diff_and_compatibility_check(broker, tab_factory):
     tab.page.get_by_role("button", name="Check compatibility").click()
     tab.page.wait_for_selector('[data-field="compatible"]', timeout=WAIT_MS)
     assert tab.page.inner_text('[data-field="compatible"]').startswith("Not compatible")
+    reasons = tab.page.inner_text('[data-field="compat-messages"]')
+    assert "required_now" in reasons, reasons
     good = json.loads(json.dumps(v2))
     good["fields"].append({"name": "optional_now", "type": "string", "default": ""})
     tab.page.get_by_label("Schema text").fill(json.dumps(good))
     tab.page.get_by_role("button", name="Check compatibility").click()
     tab.page.wait_for_selector('[data-field="compatible"]:has-text("Compatible")', timeout=WAIT_MS)
+    assert "null" not in tab.page.inner_text("#s-c + form + div"), tab.page.inner_text("#s-c + form + div")
     tab.shot("schema-diff-compat")
     tab.no_errors("schemas")
 

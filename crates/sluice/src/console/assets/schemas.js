@@ -99,10 +99,10 @@
         const body = { schema: text.value };
         if (type.value !== "AVRO") body.schemaType = type.value;
         const r = await S.api("/compatibility/subjects/" + S.enc(subject) + "/versions/latest?verbose=true", { method: "POST", json: body });
-        compatOut.append(
+        S.append(compatOut, [
           S.h("p", { class: r.is_compatible ? "ok" : "error", "data-field": "compatible" }, r.is_compatible ? `Compatible (${level}).` : `Not compatible (${level}).`),
-          r.messages && r.messages.length ? S.h("ul", {}, r.messages.map((m) => S.h("li", {}, m))) : null
-        );
+          r.messages && r.messages.length ? S.h("ul", { "data-field": "compat-messages" }, r.messages.map((m) => S.h("li", {}, m))) : null,
+        ]);
       } catch (e) {
         compatOut.appendChild(S.errorBox(e));
       }
