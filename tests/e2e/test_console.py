@@ -19,7 +19,9 @@ never downloads a browser here).
   confirmation lands the records on the target topic (read back with a
   consumer).
 * With --http-auth basic: /, /ui/ and the assets are 401 with a Basic
-  challenge without credentials; with them the console works.
+  challenge without credentials; with them the console works. Under the
+  ACL authorizer the message browser needs Read on the topic (403, shown
+  in the page, for a user who may only Describe it).
 * Schemas: a diff between two versions and a compatibility check of pasted
   text.
 
@@ -563,3 +565,31 @@ def test_console_needs_credentials_with_http_auth(broker_factory, sluice_bin, ta
     tab.page.wait_for_selector('td[data-field="value"]:has-text("secret-value")', timeout=WAIT_MS)
     tab.shot("auth-topic")
     tab.no_errors("console with --http-auth")
+
+
+def test_message_browser_needs_read_on_the_topic(broker_factory, sluice_bin, tab_factory):
+    """Under the ACL authorizer the browser's records need Read on the topic:
+    alice, who may only Describe it, gets 403 (and the page says so); the
+    super user sees the records."""
+    from test_http_auth import USERS, AuthBroker
+
+    ab = AuthBroker(broker_factory, sluice_bin, name="acl", acls=[
+        ["--allow-principal", "User:alice", "--operation", "Describe", "--topic", "orders"],
+    ])
+    ab.produce("orders", [(b"k", b"order-visible-to-admin", None)])
+    assert ab.get("/v1/topics/orders/messages", user="alice").status_code == 403
+    assert ab.get("/v1/topics/orders", user="alice").status_code == 200
+    r = ab.get("/v1/topics/orders/messages", user="admin")
+    assert r.status_code == 200 and r.json()["records"][0]["value"]["value"] == "order-visible-to-admin", r.text
+
+    alice = tab_factory(ab.b, credentials=("alice", USERS["alice"]))
+    alice.open("/ui/topics/orders", "Topic orders")
+    alice.page.get_by_role("button", name="Show messages").click()
+    alice.page.wait_for_selector('.messages [role="alert"]:has-text("may not Read")', timeout=WAIT_MS)
+    assert alice.page.locator('td[data-field="value"]').count() == 0
+    alice.shot("acl-denied")
+    admin = tab_factory(ab.b, credentials=("admin", USERS["admin"]))
+    admin.open("/ui/topics/orders", "Topic orders")
+    admin.page.get_by_role("button", name="Show messages").click()
+    admin.page.wait_for_selector('td[data-field="value"]:has-text("order-visible-to-admin")', timeout=WAIT_MS)
+    admin.no_errors("console as the super user")
