@@ -5,9 +5,11 @@
 
 use crate::admin::{self, AdminError};
 use crate::cluster::{cluster_view, ClusterView};
+use parking_lot::Mutex;
 use serde::Serialize;
 use sluice_broker::Broker;
 use sluice_catalog::LogIndex;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Overview {
@@ -20,7 +22,8 @@ pub struct Overview {
     pub bytes_in_per_sec: f64,
     pub records_in_per_sec: f64,
     pub bytes_out_per_sec: f64,
-    /// Objects the catalog knows (in the bucket or the data directory).
+    /// Objects the catalog knows (in the bucket or the data directory),
+    /// counted at most every [`OBJECT_COUNT_TTL`].
     pub objects: usize,
     /// Objects written by this broker since it started.
     pub objects_written: u64,
@@ -28,14 +31,30 @@ pub struct Overview {
     pub subjects: usize,
 }
 
-pub async fn overview(broker: &Broker) -> Result<Overview, AdminError> {
-    let cluster = cluster_view(broker).await?;
-    let topics = admin::list_topics(broker);
+/// How long an object count is reused: counting lists every object key in
+/// the catalog, too much to do on every poll of every open console.
+const OBJECT_COUNT_TTL: Duration = Duration::from_secs(15);
+
+async fn object_count(broker: &Broker) -> Result<usize, AdminError> {
+    static LAST: Mutex<Option<(Instant, usize)>> = Mutex::new(None);
+    if let Some((at, n)) = *LAST.lock() {
+        if at.elapsed() < OBJECT_COUNT_TTL {
+            return Ok(n);
+        }
+    }
     let catalog = broker.catalog.clone();
-    let objects = tokio::task::spawn_blocking(move || catalog.object_keys().map(|k| k.len()))
+    let n = tokio::task::spawn_blocking(move || catalog.object_keys().map(|k| k.len()))
         .await
         .map_err(|e| AdminError::Internal(e.to_string()))?
         .map_err(|e| AdminError::Internal(e.to_string()))?;
+    *LAST.lock() = Some((Instant::now(), n));
+    Ok(n)
+}
+
+pub async fn overview(broker: &Broker) -> Result<Overview, AdminError> {
+    let cluster = cluster_view(broker).await?;
+    let topics = admin::list_topics(broker);
+    let objects = object_count(broker).await?;
     Ok(Overview {
         cluster,
         partitions: topics.iter().map(|t| t.partitions).sum(),
