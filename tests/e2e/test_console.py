@@ -339,6 +339,15 @@ def test_message_browser_decodes_through_the_registry(broker, tab_factory):
     assert cell_texts(tab, 'td[data-field="key"]')[0].endswith("user-0")
     tab.shot("messages-by-offset")
 
+    # Paging: 4 a page, then the next page.
+    offsets_js = "() => [...document.querySelectorAll('td[data-field=\"offset\"]')].map(e => e.textContent).join(',')"
+    tab.page.get_by_label("Limit").fill("4")
+    tab.page.get_by_role("button", name="Show messages").click()
+    tab.page.wait_for_function(offsets_js + " === '0,1,2,3'", timeout=WAIT_MS)
+    tab.page.get_by_role("button", name="Next page").click()
+    tab.page.wait_for_function(offsets_js + " === '4,5'", timeout=WAIT_MS)
+    assert tab.page.get_by_role("button", name="Next page").is_disabled()
+
     # Search by time.
     tab.page.get_by_label("Search").select_option("timestamp")
     tab.page.get_by_label("Time", exact=True).fill(str(base + 35_000))
