@@ -232,6 +232,7 @@ pub async fn browse(
         if read.batches.is_empty() {
             break;
         }
+        let read_from = offset;
         for batch in read.batches {
             if read_bytes >= MAX_BYTES && !raw.is_empty() {
                 truncated = true;
@@ -262,6 +263,11 @@ pub async fn browse(
                     offset = offset.max(h.last_offset() + 1);
                 }
             }
+        }
+        if offset == read_from {
+            // Nothing at or past `offset` in what the store answered: stop
+            // rather than ask again for the same bytes.
+            break;
         }
     }
     let registry = broker.registry.clone();
