@@ -8,7 +8,8 @@ never downloads a browser here).
   reaches the navigation; screenshots of each land in
   target/test-artifacts/console/.
 * Message browser: Avro records produced with confluent-kafka's
-  AvroSerializer (and JSON Schema ones with its JSONSerializer) against the
+  AvroSerializer (and JSON Schema and Protobuf ones with its JSONSerializer
+  and ProtobufSerializer) against the
   broker's registry show their decoded field values, a header and the
   trace id of their `traceparent`, searched by offset and by time.
 * A lagging group shows the lag and lag seconds that /metrics has
@@ -196,6 +197,25 @@ def registry_client(broker):
     return SchemaRegistryClient({"url": f"http://127.0.0.1:{broker.http_port}", "timeout": HTTP_TIMEOUT})
 
 
+def protobuf_tool_call(sr, topic: str, tool: str, latency_ms: int) -> bytes:
+    """A ToolCall value in Confluent's Protobuf wire format, serialized by
+    confluent-kafka's ProtobufSerializer (which registers its schema)."""
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    fdp = descriptor_pb2.FileDescriptorProto(name="e2e_console_tool.proto", package="e2e.console", syntax="proto3")
+    m = fdp.message_type.add(name="ToolCall")
+    F = descriptor_pb2.FieldDescriptorProto
+    m.field.add(name="tool_name", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    m.field.add(name="latency_ms", number=2, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("e2e.console.ToolCall"))
+    ser = ProtobufSerializer(cls, sr, {"use.deprecated.format": False})
+    return ser(cls(tool_name=tool, latency_ms=latency_ms), SerializationContext(topic, MessageField.VALUE))
+
+
 def cell_texts(tab: Tab, selector: str) -> list:
     return [c.inner_text().strip() for c in tab.page.query_selector_all(selector)]
 
@@ -362,6 +382,17 @@ def test_message_browser_decodes_through_the_registry(broker, tab_factory):
     tab.page.get_by_role("button", name="Show messages").click()
     tab.page.wait_for_selector('td[data-field="value"]:has-text("console-json-ok")', timeout=WAIT_MS)
     assert "json_schema" in cell_texts(tab, 'td[data-field="value"]')[0]
+
+    # And Protobuf ones (a message class built from a descriptor, as
+    # generated code would hold it).
+    ptopic = "tool-calls"
+    create_topic(broker.bootstrap, ptopic, 1)
+    produce(broker.bootstrap, ptopic, [(b"p1", protobuf_tool_call(sr, ptopic, "web_search", 42), None, None)])
+    tab.open(f"/ui/topics/{ptopic}", f"Topic {ptopic}")
+    tab.page.get_by_role("button", name="Show messages").click()
+    tab.page.wait_for_selector('td[data-field="value"]:has-text("web_search")', timeout=WAIT_MS)
+    pv = cell_texts(tab, 'td[data-field="value"]')[0]
+    assert "protobuf" in pv and '"latency_ms": 42' in pv, pv
     tab.no_errors("message browser")
 
 
