@@ -33,7 +33,6 @@ installs both. A missing one fails the tests, never skips them.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import time
 import urllib.error
