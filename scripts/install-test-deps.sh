@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install what the end-to-end tests (tests/e2e) need, if it is missing.
 #
-#   - Debian's kcat (librdkafka 2.0.2), prometheus (for promtool) and postgresql
+#   - Debian's kcat (librdkafka 2.0.2), prometheus (for promtool), postgresql
 #     (initdb, postgres, psql under /usr/lib/postgresql/<ver>/bin, for the
-#     PostgreSQL catalog tests: tests/e2e/pg_server.py) via apt-get
+#     PostgreSQL catalog tests: tests/e2e/pg_server.py) and chromium (the
+#     console's browser tests: tests/e2e/test_console.py) via apt-get
 #   - Python packages via pip: pytest, confluent-kafka, kafka-python, pyflakes,
 #     prometheus-client, PyYAML, moto[server] (the S3-compatible test server), boto3
 #
@@ -39,6 +40,9 @@ PY_PKGS=(
   "opentelemetry-exporter-otlp-proto-http==1.45.2|opentelemetry.exporter.otlp.proto.http"
   "opentelemetry-exporter-otlp-proto-grpc==1.45.2|opentelemetry.exporter.otlp.proto.grpc"
   "grpcio==1.85.4|grpc"
+  # The console's browser tests drive Debian's /usr/bin/chromium with
+  # Playwright (its wheel carries its driver; it never downloads a browser).
+  "playwright==1.65.3|playwright.sync_api"
 )
 
 log() { echo "[install-test-deps] $*"; }
@@ -78,6 +82,11 @@ pg_bindir() {
 if [ -z "$(pg_bindir)" ]; then
   apt_missing+=(postgresql)
 fi
+# Headless Chromium for tests/e2e/test_console.py.
+CHROMIUM=/usr/bin/chromium
+if [ ! -x "$CHROMIUM" ]; then
+  apt_missing+=(chromium)
+fi
 
 if ((${#apt_missing[@]})); then
   SUDO=""
@@ -91,13 +100,15 @@ if ((${#apt_missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" \
     || die "apt-get install ${apt_missing[*]} failed"
 else
-  log "kcat, promtool and postgresql already installed"
+  log "kcat, promtool, postgresql and chromium already installed"
 fi
 command -v kcat >/dev/null 2>&1 || die "kcat still not on PATH after install"
 log "kcat version: $(kcat -V 2>&1 | grep -m1 -o 'Version.*' || true)"
 PG_BINDIR="$(pg_bindir)"
 [ -n "$PG_BINDIR" ] || die "initdb/postgres/psql still not found under /usr/lib/postgresql/*/bin after install"
 log "postgresql: $("$PG_BINDIR/postgres" --version) in $PG_BINDIR"
+[ -x "$CHROMIUM" ] || die "$CHROMIUM still missing after installing Debian's chromium"
+log "chromium: $("$CHROMIUM" --version 2>/dev/null || echo '?')"
 
 # --- Python packages -------------------------------------------------------
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"

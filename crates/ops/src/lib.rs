@@ -2,6 +2,9 @@
 //! APIs of the broker, its storage and its catalog (none of this is on the
 //! Kafka request path):
 //!
+//! - [`browse`]: a topic's records decoded through the registry (the
+//!   console's message browser);
+//! - [`overview`]: the console's overview of the cluster;
 //! - [`admin`]: topics and consumer groups as `kafka-topics.sh` and
 //!   `kafka-consumer-groups.sh` show them (with lag, lag seconds and Burrow
 //!   status), offset resets, group deletion;
@@ -15,9 +18,11 @@
 //! The HTTP side and the CLI of the `sluice` binary use these.
 
 pub mod admin;
+pub mod browse;
 pub mod cluster;
 pub mod dlq;
 pub mod lag;
 pub mod metrics_page;
+pub mod overview;
 pub mod produce;
 pub mod replay;

@@ -10,6 +10,7 @@
 
 pub mod avro;
 pub mod contracts;
+pub mod decode;
 pub mod error;
 pub mod json;
 pub mod model;

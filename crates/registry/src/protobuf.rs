@@ -201,6 +201,15 @@ impl ProtoSchema {
             .ok_or_else(|| "empty message index".to_string())
     }
 
+    /// The payload after the 5-byte header as JSON (proto3's JSON mapping,
+    /// with the field names of the `.proto`).
+    pub fn to_json(&self, payload: &[u8]) -> Result<serde_json::Value, String> {
+        let (desc, body) = self.message_for(payload)?;
+        let msg = DynamicMessage::decode(desc.clone(), body)
+            .map_err(|e| format!("does not decode as {}: {e}", desc.full_name()))?;
+        Ok(message_json(&msg, 0))
+    }
+
     /// Checks the payload after the 5-byte header: message indexes, then a
     /// message that decodes with that descriptor.
     pub fn validate(&self, payload: &[u8]) -> Result<(), String> {
@@ -208,6 +217,66 @@ impl ProtoSchema {
         DynamicMessage::decode(desc.clone(), body)
             .map(|_| ())
             .map_err(|e| format!("does not decode as {}: {e}", desc.full_name()))
+    }
+}
+
+/// Deepest nesting of messages turned into JSON (deeper ones are cut).
+const JSON_DEPTH: usize = 64;
+
+fn message_json(m: &DynamicMessage, depth: usize) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    if depth > JSON_DEPTH {
+        return serde_json::Value::Object(out);
+    }
+    for (f, v) in m.fields() {
+        out.insert(f.name().to_string(), value_json(&f, v, depth));
+    }
+    serde_json::Value::Object(out)
+}
+
+fn value_json(f: &FieldDescriptor, v: &prost_reflect::Value, depth: usize) -> serde_json::Value {
+    use prost_reflect::{MapKey, Value as V};
+    use serde_json::Value as J;
+    let float =
+        |x: f64| serde_json::Number::from_f64(x).map_or(J::String(x.to_string()), J::Number);
+    match v {
+        V::Bool(b) => J::Bool(*b),
+        V::I32(n) => J::from(*n),
+        V::U32(n) => J::from(*n),
+        // proto3 JSON writes 64-bit integers as strings.
+        V::I64(n) => J::String(n.to_string()),
+        V::U64(n) => J::String(n.to_string()),
+        V::F32(x) => float(f64::from(*x)),
+        V::F64(x) => float(*x),
+        V::String(s) => J::String(s.clone()),
+        V::Bytes(b) => J::String(B64.encode(b)),
+        V::EnumNumber(n) => match f.kind() {
+            Kind::Enum(e) => e
+                .get_value(*n)
+                .map_or(J::from(*n), |ev| J::String(ev.name().to_string())),
+            _ => J::from(*n),
+        },
+        V::Message(m) => message_json(m, depth + 1),
+        V::List(items) => J::Array(items.iter().map(|i| value_json(f, i, depth)).collect()),
+        V::Map(entries) => {
+            let value_field = match f.kind() {
+                Kind::Message(entry) => entry.map_entry_value_field(),
+                _ => f.clone(),
+            };
+            let mut out = serde_json::Map::new();
+            for (k, val) in entries {
+                let key = match k {
+                    MapKey::Bool(b) => b.to_string(),
+                    MapKey::I32(n) => n.to_string(),
+                    MapKey::I64(n) => n.to_string(),
+                    MapKey::U32(n) => n.to_string(),
+                    MapKey::U64(n) => n.to_string(),
+                    MapKey::String(s) => s.clone(),
+                };
+                out.insert(key, value_json(&value_field, val, depth));
+            }
+            J::Object(out)
+        }
     }
 }
 

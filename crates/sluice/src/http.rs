@@ -1,6 +1,7 @@
 //! The HTTP side (axum): health, and the admin API over consumer groups
 //! (`/v1/groups...`) that `sluice groups` and dashboards use. Errors are JSON
-//! `{"error_code": <http status>, "message": "..."}`.
+//! `{"error_code": <http status>, "message": "..."}`. The web console
+//! (`/`, `/ui/...`, see `console/`) is merged in here.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -70,6 +71,59 @@ async fn describe_topic(
     Path(topic): Path<String>,
 ) -> Result<Json<admin::TopicDetail>, ApiError> {
     admin::describe_topic(&b, &topic)
+        .map(Json)
+        .map_err(ApiError)
+}
+
+/// `GET /v1/topics/{topic}/messages?partition=P&offset=O|timestamp=MS&limit=N`.
+/// Numbers are taken as text so that a malformed one is a 400 in the API's
+/// error shape.
+#[derive(serde::Deserialize)]
+struct MessagesQuery {
+    partition: Option<String>,
+    offset: Option<String>,
+    timestamp: Option<String>,
+    limit: Option<String>,
+}
+
+fn number<T: std::str::FromStr>(name: &str, v: Option<&str>) -> Result<Option<T>, ApiError> {
+    match v.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ApiError(AdminError::BadRequest(format!(
+                "{name} must be a whole number, not {v:?}"
+            )))
+        }),
+    }
+}
+
+async fn topic_messages(
+    State(b): Shared,
+    Path(topic): Path<String>,
+    q: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<sluice_ops::browse::BrowsePage>, ApiError> {
+    use sluice_ops::browse::{browse, BrowseError, BrowseQuery};
+    let Query(q) = q.map_err(|e| ApiError(AdminError::BadRequest(e.body_text())))?;
+    let query = BrowseQuery {
+        partition: number("partition", q.partition.as_deref())?.unwrap_or(0),
+        offset: number("offset", q.offset.as_deref())?,
+        timestamp: number("timestamp", q.timestamp.as_deref())?,
+        limit: number("limit", q.limit.as_deref())?.unwrap_or(0),
+    };
+    browse(&b, &topic, query)
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            BrowseError::NotFound(m) => ApiError(AdminError::NotFound(m)),
+            BrowseError::BadRequest(m) => ApiError(AdminError::BadRequest(m)),
+            BrowseError::Storage(m) => ApiError(AdminError::Internal(m)),
+        })
+}
+
+/// `GET /v1/overview`: the console's overview.
+async fn overview(State(b): Shared) -> Result<Json<sluice_ops::overview::Overview>, ApiError> {
+    sluice_ops::overview::overview(&b)
+        .await
         .map(Json)
         .map_err(ApiError)
 }
@@ -498,6 +552,8 @@ pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultC
         .route("/v1/cluster", get(cluster))
         .route("/v1/topics", get(list_topics))
         .route("/v1/topics/{topic}", get(describe_topic))
+        .route("/v1/topics/{topic}/messages", get(topic_messages))
+        .route("/v1/overview", get(overview))
         .route("/v1/dlq/{topic}/records", get(dlq_records))
         .route("/v1/dlq/{topic}/replay", post(dlq_replay))
         .route("/v1/schemas/ai-contracts", post(install_contracts))
@@ -530,4 +586,5 @@ pub fn router(broker: Arc<Broker>, faults: Option<sluice_storage::faults::FaultC
         .route("/v1/groups/{group}/reset-offsets", post(reset_offsets))
         .fallback(not_found)
         .with_state(broker)
+        .merge(crate::console::router())
 }

@@ -9,7 +9,9 @@
 //! - `/healthz` is always open; `/metrics` too with `--http-metrics-open`.
 //! - Admin API: topics and groups need what Kafka's admin APIs need
 //!   (Describe to see, Delete to delete, Read on the group to reset its
-//!   offsets); a DLQ's records need Read on the dead-letter topic, a replay
+//!   offsets); browsing a topic's records (`/v1/topics/{t}/messages`)
+//!   needs Read on it, the console's overview (`/v1/overview`) Describe on
+//!   the cluster; the console's pages (`/`, `/ui/...`) any logged-in user; a DLQ's records need Read on the dead-letter topic, a replay
 //!   also Write on its target (`to` or `original_topic`), or Alter on the
 //!   cluster when it replays into whatever topics the records name; a
 //!   window replay (`/v1/replays`) Read on its topic and Write on its
@@ -127,6 +129,9 @@ fn need(method: &Method, path: &str, body: Option<&Value>) -> Need {
         ["v1", "debug", ..] => all(vec![cluster(Alter)]),
         ["v1", "topics"] => all(vec![]),
         ["v1", "topics", t] => all(vec![topic(Describe, t)]),
+        // The console's message browser reads records.
+        ["v1", "topics", t, "messages"] => all(vec![topic(Read, t)]),
+        ["v1", "overview"] => all(vec![cluster(Describe)]),
         ["v1", "dlq", t, "records"] => all(vec![topic(Read, t)]),
         ["v1", "dlq", t, "replay"] => {
             let field = |k: &str| body.and_then(|b| b.get(k)).and_then(Value::as_str);
@@ -404,6 +409,12 @@ mod tests {
             perms(Method::GET, "/v1/topics/t1"),
             vec![topic(Describe, "t1")]
         );
+        assert_eq!(
+            perms(Method::GET, "/v1/topics/t1/messages"),
+            vec![topic(Read, "t1")]
+        );
+        assert!(perms(Method::GET, "/ui/topics").is_empty());
+        assert!(!matches!(need(&Method::GET, "/", None), Need::Open));
         assert_eq!(
             perms(Method::DELETE, "/v1/groups/g"),
             vec![group(Delete, "g")]

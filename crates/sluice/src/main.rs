@@ -4,6 +4,7 @@
 mod acls_cli;
 mod catalog_cli;
 mod cluster_cli;
+mod console;
 mod dlq_cli;
 mod groups_cli;
 mod http;

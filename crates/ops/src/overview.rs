@@ -1,0 +1,72 @@
+//! The console's overview (`GET /v1/overview`): the cluster's brokers and,
+//! summed over every topic, partitions, records, storage used and
+//! throughput in and out, with the counts of objects in the catalog,
+//! consumer groups and registry subjects.
+
+use crate::admin::{self, AdminError};
+use crate::cluster::{cluster_view, ClusterView};
+use parking_lot::Mutex;
+use serde::Serialize;
+use sluice_broker::Broker;
+use sluice_catalog::LogIndex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    pub cluster: ClusterView,
+    pub topics: usize,
+    pub partitions: usize,
+    /// Records between log start and log end over all partitions.
+    pub messages: i64,
+    pub storage_bytes: u64,
+    pub bytes_in_per_sec: f64,
+    pub records_in_per_sec: f64,
+    pub bytes_out_per_sec: f64,
+    /// Objects the catalog knows (in the bucket or the data directory),
+    /// counted at most every [`OBJECT_COUNT_TTL`].
+    pub objects: usize,
+    /// Objects written by this broker since it started.
+    pub objects_written: u64,
+    pub groups: usize,
+    pub subjects: usize,
+}
+
+/// How long an object count is reused: counting lists every object key in
+/// the catalog, too much to do on every poll of every open console.
+const OBJECT_COUNT_TTL: Duration = Duration::from_secs(15);
+
+async fn object_count(broker: &Broker) -> Result<usize, AdminError> {
+    static LAST: Mutex<Option<(Instant, usize)>> = Mutex::new(None);
+    if let Some((at, n)) = *LAST.lock() {
+        if at.elapsed() < OBJECT_COUNT_TTL {
+            return Ok(n);
+        }
+    }
+    let catalog = broker.catalog.clone();
+    let n = tokio::task::spawn_blocking(move || catalog.object_keys().map(|k| k.len()))
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))?
+        .map_err(|e| AdminError::Internal(e.to_string()))?;
+    *LAST.lock() = Some((Instant::now(), n));
+    Ok(n)
+}
+
+pub async fn overview(broker: &Broker) -> Result<Overview, AdminError> {
+    let cluster = cluster_view(broker).await?;
+    let topics = admin::list_topics(broker);
+    let objects = object_count(broker).await?;
+    Ok(Overview {
+        cluster,
+        partitions: topics.iter().map(|t| t.partitions).sum(),
+        messages: topics.iter().map(|t| t.messages).sum(),
+        storage_bytes: topics.iter().map(|t| t.size_bytes).sum(),
+        bytes_in_per_sec: topics.iter().map(|t| t.bytes_in_per_sec).sum(),
+        records_in_per_sec: topics.iter().map(|t| t.records_in_per_sec).sum(),
+        bytes_out_per_sec: topics.iter().map(|t| t.bytes_out_per_sec).sum(),
+        topics: topics.len(),
+        objects,
+        objects_written: sluice_observe::metrics().objects_written.get(),
+        groups: broker.groups.list().len(),
+        subjects: broker.registry.subjects(false, false, None).len(),
+    })
+}
