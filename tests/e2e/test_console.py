@@ -438,6 +438,22 @@ def test_group_page_shows_the_lag_of_metrics(broker, tab_factory):
     tab.shot("group-lag")
     tab.no_errors("group page")
 
+    # The group list shows who is falling behind: the same lag (summed over
+    # partitions) and the largest lag seconds, laggards first.
+    tab.open("/ui/groups", "Consumer groups")
+    row = f'tr:has(td[data-field="group"] a:text-is("{group}"))'
+    tab.page.wait_for_selector(f'{row} td[data-field="total_lag"]', timeout=WAIT_MS)
+    listed_lag = tab.page.inner_text(f'{row} td[data-field="total_lag"]').strip()
+    listed_age = float(tab.page.inner_text(f'{row} td[data-field="max_lag_seconds"]').strip())
+    listed_status = tab.page.inner_text(f'{row} td[data-field="status"]').strip()
+    scr = scrape(broker)
+    assert listed_lag == str(int(scr.one("kafka_consumergroup_lag_sum", consumergroup=group, topic=topic)))
+    ls0 = scr.one("kafka_consumergroup_lag_seconds", consumergroup=group, topic=topic, partition="0")
+    assert abs(listed_age - ls0) <= 4.0, (listed_age, ls0)
+    assert listed_status in ("OK", "WARN", "ERR")
+    tab.shot("groups-lag")
+    tab.no_errors("groups list")
+
 
 # ---------------------------------------------------------------------------
 # (d) offset reset: preview, then confirm

@@ -18,6 +18,15 @@ pub struct GroupSummary {
     pub state: String,
     pub protocol_type: String,
     pub members: usize,
+    /// Lag in records over the partitions the caller may see.
+    #[serde(default)]
+    pub total_lag: i64,
+    /// The largest lag in seconds (event age) among them.
+    #[serde(default)]
+    pub max_lag_seconds: f64,
+    /// Burrow's status of the group over them (OK, WARN, ERR).
+    #[serde(default)]
+    pub status: String,
 }
 
 /// A member of a group.
@@ -216,9 +225,38 @@ pub fn list_groups(broker: &Broker) -> Vec<GroupSummary> {
                 state: state.as_str().to_string(),
                 protocol_type,
                 members,
+                total_lag: 0,
+                max_lag_seconds: 0.0,
+                status: String::new(),
             }
         })
         .collect()
+}
+
+/// The group list with each group's lag, lag seconds and status, counted
+/// over the topics `may_see` allows (what the console's group list and
+/// `sluice top` show). The figures come from the same cached per-group
+/// lag as `/metrics`.
+pub async fn list_groups_with_lag(
+    broker: &Broker,
+    may_see: impl Fn(&str) -> bool,
+) -> Vec<GroupSummary> {
+    let now = sluice_storage::now_ms();
+    let mut groups = list_groups(broker);
+    for g in groups.iter_mut() {
+        let lag = crate::lag::group_lag(broker, &g.group, now).await;
+        let seen: Vec<_> = lag
+            .partitions
+            .iter()
+            .filter(|p| may_see(&p.topic))
+            .collect();
+        g.total_lag = seen.iter().map(|p| p.lag).sum();
+        g.max_lag_seconds = seen.iter().map(|p| p.lag_seconds).fold(0.0, f64::max);
+        g.status = sluice_observe::burrow::group_status(seen.iter().map(|p| p.status))
+            .as_str()
+            .to_string();
+    }
+    groups
 }
 
 pub async fn describe_group(broker: &Broker, group: &str) -> Result<GroupDetail, AdminError> {

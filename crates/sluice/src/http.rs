@@ -37,8 +37,18 @@ impl IntoResponse for ApiError {
 
 type Shared = State<Arc<Broker>>;
 
-async fn list_groups(State(b): Shared) -> Json<Vec<admin::GroupSummary>> {
-    Json(admin::list_groups(&b))
+async fn list_groups(State(b): Shared, who: Who) -> Json<Vec<admin::GroupSummary>> {
+    let groups = match &who {
+        Some(axum::Extension(caller)) => {
+            admin::list_groups_with_lag(&b, |topic| {
+                b.authorizer
+                    .allows(caller, Operation::Describe, ResourceType::Topic, topic)
+            })
+            .await
+        }
+        None => admin::list_groups_with_lag(&b, |_| true).await,
+    };
+    Json(groups)
 }
 
 /// The logged-in caller, when the HTTP side checks credentials.

@@ -11,7 +11,8 @@
     main.appendChild(host);
     S.poll(async () => {
       const groups = await S.api("/v1/groups");
-      groups.sort((a, b) => a.group.localeCompare(b.group));
+      // The groups falling behind first: by lag seconds, then by name.
+      groups.sort((a, b) => (b.max_lag_seconds - a.max_lag_seconds) || a.group.localeCompare(b.group));
       S.clear(host);
       host.appendChild(
         S.table(
@@ -21,6 +22,9 @@
             { label: "State", get: (g) => g.state, field: "state" },
             { label: "Protocol", get: (g) => g.protocol_type || "–" },
             { label: "Members", get: (g) => String(g.members), num: true },
+            { label: "Lag", get: (g) => String(g.total_lag), num: true, field: "total_lag" },
+            { label: "Lag seconds", get: (g) => Number(g.max_lag_seconds).toFixed(3), num: true, field: "max_lag_seconds" },
+            { label: "Status", get: (g) => (g.status ? statusTag(g.status) : "–"), field: "status" },
           ],
           groups,
           { empty: "No consumer groups yet." }
