@@ -438,6 +438,14 @@ def test_group_page_shows_the_lag_of_metrics(broker, tab_factory):
     tab.shot("group-lag")
     tab.no_errors("group page")
 
+    # The lag at each recent commit (Burrow's window) seeds the trend chart.
+    status, _, detail = http(broker, "GET", f"/v1/groups/{group}")
+    assert status == 200
+    by_p = {p["partition"]: p for p in detail["partitions"]}
+    assert [c[1] for c in by_p[0]["commits"]] == [5], by_p[0]
+    assert [c[1] for c in by_p[1]["commits"]] == [0], by_p[1]
+    assert abs(by_p[0]["commits"][0][0] - time.time() * 1000) < 120_000
+
     # The group list shows who is falling behind: the same lag (summed over
     # partitions) and the largest lag seconds, laggards first.
     tab.open("/ui/groups", "Consumer groups")

@@ -64,6 +64,10 @@ pub struct PartitionLag {
     pub status: String,
     /// Lag change in records per second over the commit window.
     pub trend: f64,
+    /// The lag at each commit of the window Burrow evaluates (the last ten),
+    /// as `[time_ms, lag]`, oldest first: the trend behind `status`.
+    #[serde(default)]
+    pub commits: Vec<[i64; 2]>,
 }
 
 /// A group in detail.
@@ -345,6 +349,12 @@ pub async fn describe_group(broker: &Broker, group: &str) -> Result<GroupDetail,
                 lag_seconds: info.map(|i| i.lag_seconds).unwrap_or(0.0),
                 status: info.map(|i| i.status.as_str()).unwrap_or("OK").to_string(),
                 trend: info.map(|i| i.trend).unwrap_or(0.0),
+                commits: broker.lag.with_topic(group, &tp.topic, |tracks| {
+                    tracks
+                        .get(&tp.partition)
+                        .map(|t| t.window.points().map(|c| [c.time_ms, c.lag]).collect())
+                        .unwrap_or_default()
+                }),
                 topic: tp.topic,
                 partition: tp.partition,
             }

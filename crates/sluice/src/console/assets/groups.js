@@ -105,6 +105,22 @@
     return section;
   }
 
+  // The group's total lag at each recent commit (the windows Burrow keeps
+  // per partition): at each commit time, the sum of every partition's
+  // latest lag, so the trend shows from the first look.
+  function seedFromCommits(series, partitions) {
+    const times = [...new Set(partitions.flatMap((p) => (p.commits || []).map((c) => c[0])))].sort((a, b) => a - b);
+    for (const t of times) {
+      let total = 0;
+      for (const p of partitions) {
+        const before = (p.commits || []).filter((c) => c[0] <= t);
+        if (before.length) total += before[before.length - 1][1];
+      }
+      series.points.push([t, total]);
+    }
+    while (series.points.length > series.max) series.points.shift();
+  }
+
   S.pages.group = function (name) {
     const main = S.page("Group " + name, S.h("p", {}, S.link("/ui/groups", "All groups")));
     const stats = S.h("div", { class: "stats" });
@@ -131,6 +147,7 @@
         S.stat("Members", g.members.length, "members"),
         S.stat("Generation", g.generation, "generation"),
       ]);
+      if (!lag.points.length) seedFromCommits(lag, g.partitions);
       lag.add(g.total_lag);
       age.add(g.max_lag_seconds);
       S.lineChart(chart, "Lag (records) and event age (seconds)", [lag, age], { dual: true });
