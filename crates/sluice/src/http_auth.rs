@@ -11,7 +11,8 @@
 //!   (Describe to see, Delete to delete, Read on the group to reset its
 //!   offsets); browsing a topic's records (`/v1/topics/{t}/messages`)
 //!   needs Read on it, the console's overview (`/v1/overview`) Describe on
-//!   the cluster; the console's pages (`/`, `/ui/...`) any logged-in user; a DLQ's records need Read on the dead-letter topic, a replay
+//!   the cluster; the console's pages (`/`, `/ui/...`) any logged-in user;
+//!   a DLQ's records need Read on the dead-letter topic, a replay
 //!   also Write on its target (`to` or `original_topic`), or Alter on the
 //!   cluster when it replays into whatever topics the records name; a
 //!   window replay (`/v1/replays`) Read on its topic and Write on its
