@@ -199,17 +199,51 @@ impl Producer {
     }
 }
 
-/// Remembers the last error librdkafka reported on a client.
+/// What librdkafka reported on the probe client: its last error, and
+/// whether the broker refused the login. librdkafka reports a refused
+/// SASL login as a log line ("SASL authentication error"), not always as
+/// an error event, so both are read.
 #[derive(Default)]
-struct ErrorSlot(Mutex<Option<(KafkaError, String)>>);
+struct ProbeReport {
+    last: Mutex<Option<String>>,
+    refused: std::sync::atomic::AtomicBool,
+}
 
-impl ClientContext for ErrorSlot {
-    fn error(&self, error: KafkaError, reason: &str) {
-        *self.0.lock() = Some((error, reason.to_string()));
+impl ProbeReport {
+    fn note(&self, message: &str, refused: bool) {
+        *self.last.lock() = Some(message.to_string());
+        let text = message.to_ascii_lowercase();
+        if refused
+            || text.contains("sasl authentication error")
+            || text.contains("authentication failed")
+        {
+            self.refused
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
-impl ProducerContext for ErrorSlot {
+impl ClientContext for ProbeReport {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if matches!(
+            level,
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
+        ) {
+            self.note(&format!("{fac}: {message}"), false);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let refused = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+        );
+        self.note(reason, refused);
+    }
+}
+
+impl ProducerContext for ProbeReport {
     type DeliveryOpaque = ();
     fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
 }
@@ -220,8 +254,8 @@ impl ProducerContext for ErrorSlot {
 /// quietly).
 pub fn check_reachable(config: &ClientConfig, timeout: Duration) -> anyhow::Result<()> {
     use rdkafka::producer::BaseProducer;
-    let client: BaseProducer<ErrorSlot> = config
-        .create_with_context(ErrorSlot::default())
+    let client: BaseProducer<ProbeReport> = config
+        .create_with_context(ProbeReport::default())
         .context("cannot create a Kafka client")?;
     let until = Instant::now() + timeout;
     loop {
@@ -232,22 +266,18 @@ pub fn check_reachable(config: &ClientConfig, timeout: Duration) -> anyhow::Resu
         {
             return Ok(());
         }
-        let last = client.context().0.lock().take();
-        if let Some((e, reason)) = &last {
-            if matches!(
-                e.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
-            ) {
-                bail!("the broker refused the login: {reason}");
-            }
+        client.poll(Duration::from_millis(100));
+        let report = client.context();
+        let last = report.last.lock().clone();
+        if report.refused.load(std::sync::atomic::Ordering::Relaxed) {
+            bail!("the broker refused the login: {}", last.unwrap_or_default());
         }
         if Instant::now() > until {
             match last {
-                Some((_, reason)) => bail!("cannot reach the bootstrap servers: {reason}"),
+                Some(reason) => bail!("cannot reach the bootstrap servers: {reason}"),
                 None => bail!("cannot reach the bootstrap servers within {timeout:?}"),
             }
         }
-        client.poll(Duration::from_millis(100));
     }
 }
 
