@@ -8,10 +8,9 @@
 use bytes::Bytes;
 use serde::Serialize;
 use sluice_broker::Broker;
-use sluice_protocol::records::{decode_batch, RawRecord};
+use sluice_protocol::records::RawRecord;
 use sluice_registry::decode::{decode, decode_plain, Decoded};
 use sluice_registry::registry::Registry;
-use sluice_storage::ReadError;
 
 /// Most records in one page.
 pub const MAX_LIMIT: usize = 500;
@@ -20,8 +19,6 @@ pub const DEFAULT_LIMIT: usize = 50;
 /// Most bytes of record batches read for one page (a page holds at least
 /// one record even when that record is bigger).
 pub const MAX_BYTES: usize = 4 << 20;
-/// Bytes asked of the store per read.
-const READ_CHUNK: usize = 1 << 20;
 
 /// Where a page starts: exactly one of `offset` and `timestamp`; neither
 /// means the log start.
@@ -215,61 +212,10 @@ pub async fn browse(
             .map_or(hw, |(o, _)| o.max(log_start)),
         (None, None) => log_start,
     };
-    let mut offset = start;
-    let mut raw: Vec<RawRecord> = Vec::new();
-    let mut read_bytes = 0usize;
-    let mut truncated = false;
-    'reading: while offset < hw && raw.len() < q.limit {
-        if read_bytes >= MAX_BYTES {
-            truncated = true;
-            break;
-        }
-        let read = match broker.store.read(&p, offset, READ_CHUNK).await {
-            Ok(r) => r,
-            Err(ReadError::OffsetOutOfRange { .. }) => break,
-            Err(ReadError::Storage(e)) => return Err(BrowseError::Storage(e.to_string())),
-        };
-        if read.batches.is_empty() {
-            break;
-        }
-        let read_from = offset;
-        for batch in read.batches {
-            if read_bytes >= MAX_BYTES && !raw.is_empty() {
-                truncated = true;
-                break 'reading;
-            }
-            read_bytes += batch.len();
-            let control =
-                sluice_protocol::batch::BatchHeader::parse(&batch).is_ok_and(|h| h.is_control());
-            let records = decode_batch(&batch)
-                .map_err(|e| BrowseError::Storage(format!("undecodable batch: {e}")))?;
-            let before = offset;
-            for r in records {
-                if r.offset < offset {
-                    continue;
-                }
-                if raw.len() >= q.limit {
-                    break 'reading;
-                }
-                offset = r.offset + 1;
-                if !control {
-                    raw.push(r);
-                }
-            }
-            if offset == before {
-                // A batch with nothing at or past `offset` (compacted away):
-                // go on after it.
-                if let Ok(h) = sluice_protocol::batch::BatchHeader::parse(&batch) {
-                    offset = offset.max(h.last_offset() + 1);
-                }
-            }
-        }
-        if offset == read_from {
-            // Nothing at or past `offset` in what the store answered: stop
-            // rather than ask again for the same bytes.
-            break;
-        }
-    }
+    let read = crate::records::read_records(broker, &p, start, q.limit, MAX_BYTES)
+        .await
+        .map_err(BrowseError::Storage)?;
+    let (raw, offset, truncated) = (read.records, read.next_offset, read.truncated);
     let registry = broker.registry.clone();
     let partition = q.partition;
     // Registry look-ups may reach the catalog: off the async workers.

@@ -26,8 +26,8 @@ use sluice_catalog::{
     BrokerRegistry, CatalogError, Fence, PendingReplay, ProducerStore, ReplayLog,
 };
 use sluice_protocol::batch::split_and_check;
-use sluice_protocol::records::{decode_batch, encode_idempotent_batch, RawRecord};
-use sluice_storage::{PartitionLog, ReadError};
+use sluice_protocol::records::{encode_idempotent_batch, RawRecord};
+use sluice_storage::PartitionLog;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
@@ -273,45 +273,18 @@ impl Drop for Claim {
     }
 }
 
-/// Decoded records of a partition from `from`, at most `max` of them.
+/// Decoded records of a partition from `from`, at most `max` of them, with
+/// where the next read starts and the high watermark.
 async fn read_records(
     broker: &Broker,
     p: &PartitionLog,
     from: i64,
     max: usize,
 ) -> Result<(Vec<RawRecord>, i64, i64), DlqError> {
-    let (log_start, hw) = p.offsets();
-    let mut offset = from.max(log_start);
-    let mut out = Vec::new();
-    while offset < hw && out.len() < max {
-        let read = match broker.store.read(p, offset, 1 << 20).await {
-            Ok(r) => r,
-            Err(ReadError::OffsetOutOfRange { .. }) => break,
-            Err(ReadError::Storage(e)) => return Err(DlqError::Storage(e.to_string())),
-        };
-        if read.batches.is_empty() {
-            break;
-        }
-        for batch in read.batches {
-            let control =
-                sluice_protocol::batch::BatchHeader::parse(&batch).is_ok_and(|h| h.is_control());
-            let records = decode_batch(&batch)
-                .map_err(|e| DlqError::Storage(format!("undecodable batch: {e}")))?;
-            for r in records {
-                if r.offset < offset {
-                    continue;
-                }
-                if out.len() >= max {
-                    return Ok((out, offset, hw));
-                }
-                offset = r.offset + 1;
-                if !control {
-                    out.push(r);
-                }
-            }
-        }
-    }
-    Ok((out, offset, hw))
+    let r = crate::records::read_records(broker, p, from, max, usize::MAX)
+        .await
+        .map_err(DlqError::Storage)?;
+    Ok((r.records, r.next_offset, r.high_watermark))
 }
 
 fn partition_of(

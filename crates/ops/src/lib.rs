@@ -12,6 +12,7 @@
 //! - [`lag`]: consumer lag and event age per group and partition;
 //! - [`dlq`]: dead-letter records with their failure context, and replays;
 //! - [`metrics_page`]: the scrape-time part of `GET /metrics`;
+//! - [`records`]: reading a partition's records for these views;
 //! - [`produce`]: producing records from the HTTP side (REST produce);
 //! - [`replay`]: copying a window of a topic into another.
 //!
@@ -25,4 +26,5 @@ pub mod lag;
 pub mod metrics_page;
 pub mod overview;
 pub mod produce;
+pub mod records;
 pub mod replay;

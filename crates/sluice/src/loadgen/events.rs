@@ -23,6 +23,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use sluice_registry::validate::CLASSIFICATION_HEADER;
+use sluice_registry::TENANT_HEADER;
 use std::collections::{BinaryHeap, VecDeque};
 
 /// The kinds of record the profile writes, in a fixed order (used as an
@@ -57,15 +59,13 @@ impl Kind {
     }
 
     /// The JSON contract subject that governs this kind (installed by
-    /// `sluice schemas install` / `POST /v1/schemas/ai-contracts`), or the
-    /// file under `contracts/tensorzero` for the gateway's raw records.
-    pub fn contract_subject(self) -> Option<&'static str> {
+    /// `sluice schemas install` / `POST /v1/schemas/ai-contracts`); the
+    /// gateway's raw records have none in the registry (their contract is
+    /// `contracts/tensorzero/model_inference.json`).
+    pub fn contract_subject(self) -> Option<String> {
         match self {
-            Kind::Inference => Some("ai.inference.json-value"),
-            Kind::ToolCall => Some("ai.tool_call.json-value"),
-            Kind::Retrieval => Some("ai.retrieval.json-value"),
-            Kind::Feedback => Some("ai.feedback.json-value"),
             Kind::ModelInference => None,
+            k => Some(sluice_registry::contracts::json_subject(k.suffix())),
         }
     }
 
@@ -296,8 +296,8 @@ impl Generator {
             value: serde_json::to_vec(value).unwrap_or_default(),
             headers: vec![
                 ("traceparent", format!("00-{}-{span}-01", ctx.trace_id)),
-                ("tenant-id", ctx.tenant.to_string()),
-                ("classification", ctx.classification.to_string()),
+                (TENANT_HEADER, ctx.tenant.to_string()),
+                (CLASSIFICATION_HEADER, ctx.classification.to_string()),
                 ("content-type", "application/json".to_string()),
             ],
         }

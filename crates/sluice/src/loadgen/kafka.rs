@@ -4,6 +4,7 @@
 //! for charts), and topic creation through the Admin API. Works against any
 //! Kafka-compatible bootstrap.
 
+use super::events::Kind;
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -19,8 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Kinds of record a run tracks separately: the profile's kinds, and one
-/// slot for records outside them.
-pub const KINDS: usize = 6;
+/// slot ([`OTHER`]) for records outside them.
+pub const KINDS: usize = Kind::ALL.len() + 1;
+/// The statistics slot of records outside the profile's kinds.
+pub const OTHER: usize = Kind::ALL.len();
 
 /// A client configuration: `bootstrap.servers` plus `-X key=value` extras
 /// (librdkafka property names, as kcat takes them).
@@ -34,6 +37,15 @@ pub fn client_config(bootstrap: &str, extra: &[String]) -> anyhow::Result<Client
         c.set(k.trim(), v.trim());
     }
     Ok(c)
+}
+
+/// The histograms of seconds `from..to` of a per-second series, merged.
+pub fn merged_seconds(per_second: &[Histogram<u64>], from: usize, to: usize) -> Histogram<u64> {
+    let mut h = latency_histogram();
+    for s in per_second.iter().take(to).skip(from) {
+        let _ = h.add(s);
+    }
+    h
 }
 
 /// A latency histogram in microseconds, 1 µs .. 1 hour, 3 significant digits.

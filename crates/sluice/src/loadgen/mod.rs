@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use events::{Generator, Kind};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use sluice_registry::keys;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -79,6 +80,34 @@ impl Schedule {
 
     pub fn total(&self) -> u64 {
         self.due(self.duration_s)
+    }
+
+    /// Calls `send` once per record as each comes due, until the schedule's
+    /// end (a sender that falls behind catches up as fast as it can go),
+    /// and `progress(sent, t)` after each catch-up. Answers the seconds it
+    /// took; the first error from `send` ends it.
+    pub fn run(
+        &self,
+        mut send: impl FnMut() -> anyhow::Result<()>,
+        mut progress: impl FnMut(u64, f64),
+    ) -> anyhow::Result<f64> {
+        let total = self.total();
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while sent < total {
+            let t = start.elapsed().as_secs_f64();
+            let due = self.due(t).min(total);
+            if sent >= due {
+                std::thread::sleep(Duration::from_micros(500));
+                continue;
+            }
+            while sent < due {
+                send()?;
+                sent += 1;
+            }
+            progress(sent, t);
+        }
+        Ok(start.elapsed().as_secs_f64())
     }
 
     pub fn rate_at(&self, t: f64) -> f64 {
@@ -180,36 +209,31 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let producer = kafka::Producer::new(&config, start)?;
     let mut sizes: Vec<Vec<u32>> = vec![Vec::new(); Kind::ALL.len()];
-    let mut sent = 0u64;
     let mut last_tick = Instant::now();
-    while sent < total {
-        let t = start.elapsed().as_secs_f64();
-        let due = schedule.due(t).min(total);
-        if sent >= due {
-            std::thread::sleep(Duration::from_micros(500));
-            continue;
-        }
-        while sent < due {
+    let sending = schedule.run(
+        || {
             let e = generator.next(chrono::Utc::now().timestamp_millis());
             let topic = &topics[e.kind.index()];
             producer.send(topic, &e.key, &e.value, &e.headers, e.kind.index(), None)?;
             sizes[e.kind.index()].push(e.value.len() as u32);
-            sent += 1;
-        }
-        if last_tick.elapsed() >= Duration::from_millis(200) {
-            last_tick = Instant::now();
-            bar.set_position(sent);
-            let s = producer.stats();
-            bar.set_message(format!(
-                "({:.0}/s target, p99 {:.1} ms, {} failed)",
-                schedule.rate_at(t),
-                s.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
-                s.failed
-            ));
-        }
-    }
+            Ok(())
+        },
+        |sent, t| {
+            if last_tick.elapsed() >= Duration::from_millis(200) {
+                last_tick = Instant::now();
+                bar.set_position(sent);
+                let s = producer.stats();
+                bar.set_message(format!(
+                    "({:.0}/s target, p99 {:.1} ms, {} failed)",
+                    schedule.rate_at(t),
+                    s.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
+                    s.failed
+                ));
+            }
+        },
+    )?;
+    let sent = total;
     bar.set_position(sent);
-    let sending = start.elapsed();
     producer.flush(Duration::from_secs(60))?;
     bar.finish_and_clear();
     let elapsed = start.elapsed();
@@ -226,9 +250,9 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         "planned_records": total,
         "delivered": stats.delivered,
         "failed": stats.failed,
-        "send_seconds": sending.as_secs_f64(),
+        "send_seconds": sending,
         "elapsed_seconds": elapsed.as_secs_f64(),
-        "achieved_rate": sent as f64 / sending.as_secs_f64().max(1e-9),
+        "achieved_rate": sent as f64 / sending.max(1e-9),
         "pending_feedback_not_sent": generator.pending_feedback(),
         "topics": Kind::ALL.iter().map(|k| {
             let s = report::SizeSummary::of(&mut sizes[k.index()]);
@@ -248,8 +272,8 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     println!(
         "{} records in {:.1} s ({:.0}/s), {} delivered, {} failed; {} feedback records not yet due",
         sent,
-        sending.as_secs_f64(),
-        sent as f64 / sending.as_secs_f64().max(1e-9),
+        sending,
+        sent as f64 / sending.max(1e-9),
         stats.delivered,
         stats.failed,
         generator.pending_feedback()
@@ -288,8 +312,8 @@ fn prepare_topics(
                 &name,
                 partitions,
                 &[
-                    ("sluice.value.format", "json"),
-                    ("sluice.value.schema.subject", subject),
+                    (keys::VALUE_FORMAT, "json"),
+                    (keys::VALUE_SUBJECT, &subject),
                 ],
             )?,
             None => kafka::ensure_topics(config, &name, partitions, &[])?,

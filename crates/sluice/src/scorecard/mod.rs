@@ -21,7 +21,7 @@ pub mod reader;
 pub mod report;
 
 use crate::loadgen::events::{Generator, Kind};
-use crate::loadgen::kafka::{self, latency_histogram, Producer};
+use crate::loadgen::kafka::{self, merged_seconds, Producer, OTHER};
 use crate::loadgen::{Burst, Schedule};
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
@@ -31,6 +31,8 @@ use rdkafka::config::ClientConfig;
 use reader::{Reader, SEQ_HEADER};
 use report::{Check, Phase, Sample, Scorecard, Status};
 use serde_json::json;
+use sluice_registry::contracts::json_subject;
+use sluice_registry::keys;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -116,9 +118,6 @@ pub struct ScorecardArgs {
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     property: Vec<String>,
 }
-
-/// The producer's statistics slot for records outside the main topics.
-const OTHER: usize = Kind::ALL.len();
 
 struct Run<'a> {
     args: &'a ScorecardArgs,
@@ -391,16 +390,9 @@ impl Run<'_> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_prefix(name);
-        let phase_start = Instant::now();
         let t0 = self.t();
-        let mut sent = 0u64;
-        while sent < total {
-            let due = schedule.due(phase_start.elapsed().as_secs_f64()).min(total);
-            if sent >= due {
-                std::thread::sleep(Duration::from_micros(500));
-                continue;
-            }
-            while sent < due {
+        let secs = schedule.run(
+            || {
                 let e = self.generator.next(chrono::Utc::now().timestamp_millis());
                 let result = match other {
                     Some(topic) => self
@@ -427,11 +419,10 @@ impl Run<'_> {
                 if let Err(e) = result {
                     tracing::debug!("send refused: {e:#}");
                 }
-                sent += 1;
-            }
-            bar.set_position(sent);
-        }
-        let secs = phase_start.elapsed().as_secs_f64();
+                Ok(())
+            },
+            |sent, _| bar.set_position(sent),
+        )?;
         self.producer.flush(Duration::from_secs(120))?;
         bar.finish_and_clear();
         self.phases.push(Phase {
@@ -439,7 +430,7 @@ impl Run<'_> {
             start: t0,
             end: self.t(),
         });
-        Ok((sent, secs))
+        Ok((total, secs))
     }
 
     fn main_delivered(&self) -> u64 {
@@ -449,17 +440,11 @@ impl Run<'_> {
     }
 
     fn produce_hist(&self, from_s: f64, to_s: f64) -> Histogram<u64> {
-        let mut h = latency_histogram();
-        let stats = self.producer.stats();
-        for s in stats
-            .per_second
-            .iter()
-            .take(to_s.ceil() as usize)
-            .skip(from_s.floor() as usize)
-        {
-            let _ = h.add(s);
-        }
-        h
+        merged_seconds(
+            &self.producer.stats().per_second,
+            from_s.floor() as usize,
+            to_s.ceil() as usize,
+        )
     }
 
     fn steady_phase(
@@ -747,14 +732,11 @@ impl Run<'_> {
         if wants(args, CheckName::Durability) {
             let failed: std::collections::HashSet<u64> =
                 self.producer.stats().failed_seqs.iter().copied().collect();
-            let acked = (0..self.seq).filter(|s| !failed.contains(s)).count() as u64;
+            let acked = self.seq - failed.len() as u64;
             let missing: Vec<u64> = (0..self.seq)
                 .filter(|s| !failed.contains(s) && !stats.saw(*s))
-                .take(10)
                 .collect();
-            let missing_n = (0..self.seq)
-                .filter(|s| !failed.contains(s) && !stats.saw(*s))
-                .count();
+            let missing_n = missing.len();
             self.checks.push(Check {
                 name: "durability",
                 status: pass_if(missing_n == 0),
@@ -764,7 +746,7 @@ impl Run<'_> {
                     stats.duplicates
                 ),
                 bound: "none missing".into(),
-                values: json!({"acknowledged": acked, "missing": missing_n, "first_missing": missing,
+                values: json!({"acknowledged": acked, "missing": missing_n, "first_missing": &missing[..missing_n.min(10)],
                                "duplicates": stats.duplicates}),
             });
         }
@@ -774,7 +756,7 @@ impl Run<'_> {
     fn contracts_check(&mut self, http: &str) -> anyhow::Result<Check> {
         let args = self.args;
         let topic = format!("{}.{}.contracts", args.topics_prefix, self.run_id);
-        let dlq = format!("{topic}-dlq");
+        let dlq = sluice_registry::dlq_topic(&topic);
         let bound = "an invalid record refused or dead-lettered, and sluice_dlq_records > 0 (the DeadLetterTopicNotEmpty alert's expression)".to_string();
         let fail = |why: String| Check {
             name: "contracts",
@@ -792,9 +774,9 @@ impl Run<'_> {
             std::slice::from_ref(&topic),
             1,
             &[
-                ("sluice.value.format", "json"),
-                ("sluice.value.schema.subject", "ai.inference.json-value"),
-                ("sluice.validation.on_failure", "dlq"),
+                (keys::VALUE_FORMAT, "json"),
+                (keys::VALUE_SUBJECT, &json_subject("inference")),
+                (keys::ON_FAILURE, "dlq"),
             ],
         ) {
             return Ok(fail(format!(

@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::loadgen::kafka::latency_histogram;
+use crate::loadgen::kafka::{latency_histogram, merged_seconds};
 
 /// The header carrying a scorecard record's sequence number (decimal).
 pub const SEQ_HEADER: &str = "scorecard-seq";
 
+#[derive(Default)]
 pub struct ReaderStats {
     pub received: u64,
     /// End-to-end latency in µs, by the second (since the run's start) the
@@ -44,11 +45,7 @@ impl ReaderStats {
 
     /// End-to-end latency of the records produced in seconds `from..to`.
     pub fn e2e_between(&self, from: usize, to: usize) -> Histogram<u64> {
-        let mut h = latency_histogram();
-        for s in self.e2e_by_second.iter().take(to).skip(from) {
-            let _ = h.add(s);
-        }
-        h
+        merged_seconds(&self.e2e_by_second, from, to)
     }
 }
 
@@ -86,13 +83,8 @@ impl Reader {
             .with_context(|| format!("cannot subscribe group {group}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(ReaderStats {
-            received: 0,
-            e2e_by_second: Vec::new(),
             seen: track.then(Vec::new),
-            duplicates: 0,
-            assigned: false,
-            first_record: None,
-            last_record: None,
+            ..ReaderStats::default()
         }));
         let (s, st) = (stop.clone(), stats.clone());
         let thread = std::thread::Builder::new()
@@ -145,19 +137,7 @@ impl Reader {
     pub fn stop(self) -> ReaderStats {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
-        let mut guard = self.stats.lock();
-        std::mem::replace(
-            &mut *guard,
-            ReaderStats {
-                received: 0,
-                e2e_by_second: Vec::new(),
-                seen: None,
-                duplicates: 0,
-                assigned: false,
-                first_record: None,
-                last_record: None,
-            },
-        )
+        std::mem::take(&mut *self.stats.lock())
     }
 }
 
