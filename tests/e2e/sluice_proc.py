@@ -54,13 +54,41 @@ SETTINGS = {
 # ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def _ephemeral_low() -> int:
     try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports handed to brokers, moto and PostgreSQL come from below the kernel's
+# ephemeral range, one after another. A port the kernel picked for `bind(0)`
+# and that we then closed is free for the kernel to hand to the next outgoing
+# connection (a client of any test), which then collides with the broker
+# started on it a moment later ("Address already in use" in CI). Ports below
+# the ephemeral range are never picked for outgoing connections, and the
+# counter never hands one out twice in a run.
+_PORT_LOW = 10000
+_PORT_HIGH = max(_PORT_LOW + 1000, _ephemeral_low())
+_next_port = _PORT_LOW + (os.getpid() * 7919) % (_PORT_HIGH - _PORT_LOW)
+
+
+def free_port() -> int:
+    global _next_port
+    span = _PORT_HIGH - _PORT_LOW
+    for _ in range(span):
+        port = _next_port
+        _next_port = _PORT_LOW + (_next_port + 1 - _PORT_LOW) % span
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError(f"no free port in {_PORT_LOW}..{_PORT_HIGH}")
 
 
 def _set_pdeathsig():
