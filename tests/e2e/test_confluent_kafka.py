@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import (
@@ -271,6 +272,10 @@ def test_delete_topics(broker):
     while topic_partition_count(admin, "doomed") is not None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert topic_partition_count(admin, "doomed") is None, "deleted topic still listed in metadata"
+    # Its series leave /metrics with it.
+    with urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/metrics", timeout=10) as resp:
+        metrics = resp.read().decode()
+    assert 'topic="doomed"' not in metrics, [m for m in metrics.splitlines() if 'topic="doomed"' in m][:5]
 
     futs = admin.delete_topics(["never-existed"], request_timeout=OP_TIMEOUT)
     with pytest.raises(KafkaException) as ei:

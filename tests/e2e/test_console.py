@@ -279,13 +279,29 @@ def test_every_page_loads_without_errors(broker, tab_factory):
     tab.page.wait_for_selector('a[href="/ui/schemas/events-value"]', timeout=WAIT_MS)
     tab.no_errors("topic subjects")
 
-    # Overview numbers are the API's.
+    # The broker keeps its recent throughput, a point every two seconds: the
+    # records written above show in the API's history (bytes in > 0).
+    deadline = time.monotonic() + 15
+    while True:
+        history = get_json(broker, "/v1/overview")["history"]
+        if len(history) >= 3 and any(p["bytes_in_per_sec"] > 0 for p in history):
+            break
+        assert time.monotonic() < deadline, f"no throughput in the overview's history: {history[-5:]}"
+        time.sleep(0.5)
+    times = [p["time_ms"] for p in history]
+    assert times == sorted(times) and abs(times[-1] / 1000 - time.time()) < 30, times[-5:]
+
+    # Overview numbers are the API's, and its throughput chart starts from
+    # that history: on its first draw it already has several points (a live
+    # series alone would have one per two-second poll).
     tab.open("/ui/", "Overview")
     tab.page.wait_for_selector('[data-field="topics"]')
+    tab.page.wait_for_selector("svg.chart path", state="attached", timeout=WAIT_MS)
+    first_draw = tab.page.get_attribute("svg.chart path", "d")
+    assert first_draw.count("L") >= 2, f"throughput chart not seeded from the history: {first_draw!r}"
     ov = get_json(broker, "/v1/overview")
     assert tab.page.inner_text('[data-field="topics"]').strip() == str(ov["topics"]) == "2"
     assert tab.page.inner_text('[data-field="brokers"]').strip() == str(len(ov["cluster"]["brokers"]))
-    tab.page.wait_for_selector("svg.chart path", state="attached", timeout=WAIT_MS)
 
     # Keyboard: Tab reaches the skip link, then the navigation; Enter on a
     # nav link routes without reloading.

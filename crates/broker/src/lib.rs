@@ -31,6 +31,10 @@ use sluice_catalog::Catalog;
 use sluice_storage::LogStore;
 use std::sync::Arc;
 
+/// Samples of [`Broker::throughput`] kept: five minutes at the sampler's
+/// two-second tick.
+const THROUGHPUT_HISTORY: usize = 150;
+
 /// Shared state of a running broker.
 pub struct Broker {
     pub config: BrokerConfig,
@@ -42,6 +46,10 @@ pub struct Broker {
     /// Every group's recent commits (Burrow's windows), for lag views.
     pub lag: sluice_observe::commits::CommitTracker,
     pub rates: sluice_observe::rate::RateTracker,
+    /// This broker's bytes in, bytes out and records in per second, summed
+    /// over topics, at each tick of the rate sampler (the console's
+    /// throughput chart starts from it).
+    pub throughput: sluice_observe::rate::History<3>,
     pub cluster_id: String,
     pub authorizer: Arc<security::authz::Authorizer>,
     pub quotas: Arc<quotas::Quotas>,
@@ -94,6 +102,7 @@ impl Broker {
             registry,
             lag: Default::default(),
             rates: sluice_observe::rate::RateTracker::new(std::time::Duration::from_secs(30)),
+            throughput: sluice_observe::rate::History::new(THROUGHPUT_HISTORY),
             cluster_id,
             authorizer,
             quotas,
@@ -131,6 +140,8 @@ impl Broker {
         every: std::time::Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
+        // Counters are since the process started, about when this did.
+        let mut previous = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -145,22 +156,40 @@ impl Broker {
                     &format!("bytes_in/{name}"),
                     m.bytes_in.with_label_values(&[name]).get() as f64,
                     now,
+                    previous,
                 );
                 self.rates.sample(
                     &format!("records_in/{name}"),
                     m.records_in.with_label_values(&[name]).get() as f64,
                     now,
+                    previous,
                 );
                 self.rates.sample(
                     &format!("bytes_out/{name}"),
                     m.bytes_out.with_label_values(&[name]).get() as f64,
                     now,
+                    previous,
                 );
             }
             self.rates.retain(|k| {
                 k.split_once('/')
                     .is_some_and(|(_, t)| self.store.topic(t).is_some())
             });
+            let mut totals = [0.0; 3];
+            for t in &topics {
+                let name = t.record.name.as_str();
+                for (total, what) in totals
+                    .iter_mut()
+                    .zip(["bytes_in", "bytes_out", "records_in"])
+                {
+                    *total += self.rates.rate(&format!("{what}/{name}"));
+                }
+            }
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            self.throughput.push(unix_ms, totals);
+            previous = now;
         }
     }
 }

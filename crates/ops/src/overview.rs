@@ -1,7 +1,9 @@
 //! The console's overview (`GET /v1/overview`): the cluster's brokers and,
 //! summed over every topic, partitions, records, storage used and
 //! throughput in and out, with the counts of objects in the catalog,
-//! consumer groups and registry subjects.
+//! consumer groups and registry subjects. Throughput is the answering
+//! broker's (each broker of a cluster counts what passes through it), now
+//! and over the last minutes.
 
 use crate::admin::{self, AdminError};
 use crate::cluster::{cluster_view, ClusterView};
@@ -22,6 +24,9 @@ pub struct Overview {
     pub bytes_in_per_sec: f64,
     pub records_in_per_sec: f64,
     pub bytes_out_per_sec: f64,
+    /// The same three rates at each tick of the broker's rate sampler over
+    /// the last minutes, oldest first.
+    pub history: Vec<ThroughputPoint>,
     /// Objects the catalog knows (in the bucket or the data directory),
     /// counted at most every [`OBJECT_COUNT_TTL`].
     pub objects: usize,
@@ -29,6 +34,16 @@ pub struct Overview {
     pub objects_written: u64,
     pub groups: usize,
     pub subjects: usize,
+}
+
+/// The answering broker's throughput at one time.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThroughputPoint {
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    pub bytes_in_per_sec: f64,
+    pub bytes_out_per_sec: f64,
+    pub records_in_per_sec: f64,
 }
 
 /// How long an object count is reused: counting lists every object key in
@@ -63,6 +78,19 @@ pub async fn overview(broker: &Broker) -> Result<Overview, AdminError> {
         bytes_in_per_sec: topics.iter().map(|t| t.bytes_in_per_sec).sum(),
         records_in_per_sec: topics.iter().map(|t| t.records_in_per_sec).sum(),
         bytes_out_per_sec: topics.iter().map(|t| t.bytes_out_per_sec).sum(),
+        history: broker
+            .throughput
+            .points()
+            .into_iter()
+            .map(
+                |(time_ms, [bytes_in, bytes_out, records_in])| ThroughputPoint {
+                    time_ms,
+                    bytes_in_per_sec: bytes_in,
+                    bytes_out_per_sec: bytes_out,
+                    records_in_per_sec: records_in,
+                },
+            )
+            .collect(),
         topics: topics.len(),
         objects,
         objects_written: sluice_observe::metrics().objects_written.get(),

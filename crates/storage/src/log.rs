@@ -466,11 +466,13 @@ impl LogStore {
     }
 
     /// Stops serving a topic taken out of the map: its partitions refuse
-    /// appends and their memory (and append budget) is freed.
+    /// appends, their memory (and append budget) is freed, and its series
+    /// leave /metrics (a topic created again under the name counts from 0).
     pub(crate) fn drop_topic(&self, t: &Topic) {
         let freed: usize = t.partitions.iter().map(|p| p.mark_deleted()).sum();
         self.writes.forget(freed);
         self.release_upload_budget(freed);
+        sluice_observe::metrics().remove_topic(&t.record.name);
     }
 
     /// Raises a topic's partition count to `total`.

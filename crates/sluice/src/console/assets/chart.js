@@ -19,6 +19,11 @@
       this.points.push([Date.now(), v]);
       if (this.points.length > this.max) this.points.shift();
     }
+    // Replaces the points with `points` ([time ms, value] pairs, oldest
+    // first), keeping the newest `max`.
+    reset(points) {
+      this.points = points.filter((p) => typeof p[1] === "number" && isFinite(p[1])).slice(-this.max);
+    }
     last() {
       return this.points.length ? this.points[this.points.length - 1][1] : null;
     }

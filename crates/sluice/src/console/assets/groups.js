@@ -110,15 +110,16 @@
   // latest lag, so the trend shows from the first look.
   function seedFromCommits(series, partitions) {
     const times = [...new Set(partitions.flatMap((p) => (p.commits || []).map((c) => c[0])))].sort((a, b) => a - b);
-    for (const t of times) {
-      let total = 0;
-      for (const p of partitions) {
-        const before = (p.commits || []).filter((c) => c[0] <= t);
-        if (before.length) total += before[before.length - 1][1];
-      }
-      series.points.push([t, total]);
-    }
-    while (series.points.length > series.max) series.points.shift();
+    series.reset(
+      times.map((t) => {
+        let total = 0;
+        for (const p of partitions) {
+          const before = (p.commits || []).filter((c) => c[0] <= t);
+          if (before.length) total += before[before.length - 1][1];
+        }
+        return [t, total];
+      })
+    );
   }
 
   S.pages.group = function (name) {

@@ -1,5 +1,6 @@
 // Sluice console: the overview page (brokers, throughput in and out,
-// storage used, object counts), refreshed every two seconds.
+// storage used, object counts), refreshed every two seconds. The throughput
+// chart is the answering broker's recent history, as the API returns it.
 "use strict";
 (function () {
   const S = window.Sluice;
@@ -34,9 +35,15 @@
         S.stat("Consumer groups", o.groups, "groups"),
         S.stat("Schema subjects", o.subjects, "subjects"),
       ]);
-      bytesIn.add(o.bytes_in_per_sec);
-      bytesOut.add(o.bytes_out_per_sec);
-      S.lineChart(chartHost, "Throughput in and out", [bytesIn, bytesOut]);
+      if (o.history && o.history.length) {
+        bytesIn.reset(o.history.map((p) => [p.time_ms, p.bytes_in_per_sec]));
+        bytesOut.reset(o.history.map((p) => [p.time_ms, p.bytes_out_per_sec]));
+      } else {
+        bytesIn.add(o.bytes_in_per_sec);
+        bytesOut.add(o.bytes_out_per_sec);
+      }
+      const through = o.cluster.mode === "cluster" ? ` through broker ${o.cluster.broker_id}` : "";
+      S.lineChart(chartHost, "Throughput in and out" + through, [bytesIn, bytesOut]);
       S.clear(brokerTable);
       brokerTable.appendChild(
         S.table(
