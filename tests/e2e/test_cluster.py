@@ -805,3 +805,81 @@ def test_static_members_keep_their_assignment_when_the_coordinator_dies(cluster3
         for m in (a, b):
             if m.alive():
                 m.kill9()
+
+
+def test_every_broker_answers_for_every_group(cluster3):
+    """GET /v1/groups and /v1/groups/{g} through any broker cover every
+    group of the cluster, with the same committed offsets, lag and lag
+    seconds (those of groups another broker coordinates come from the
+    catalog and the shared log ends) and the coordinator FindCoordinator
+    names. An offset reset or a delete through a broker that does not
+    coordinate the group is refused with 421, naming the coordinator: a
+    commit there would pass by the coordinator's cache of offsets."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    t = topic_name("anygroup")
+    helpers.create_topic(cluster3[0].bootstrap, t, partitions=2)
+    helpers.produce_all(
+        helpers.make_producer(cluster3.bootstrap),
+        t,
+        ({"value": b"v%d" % i, "partition": i % 2} for i in range(20)),
+        timeout=60,
+    )
+    groups = [f"anygroup-{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
+    coordinator = {}
+    for g in groups:
+        c = Consumer({"bootstrap.servers": cluster3.bootstrap, "group.id": g, "enable.auto.commit": False})
+        try:
+            c.commit(offsets=[TopicPartition(t, 0, 3), TopicPartition(t, 1, 7)], asynchronous=False)
+        finally:
+            c.close()
+        with kw.WireConnection("127.0.0.1", cluster3[0].kafka_port) as conn:
+            err, node, _, _ = conn.find_coordinator(g)
+        assert err == 0, err
+        coordinator[g] = node
+    assert len(set(coordinator.values())) > 1, f"all six groups on one broker: {coordinator}"
+
+    def call(i, method, path, body=None):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{cluster3[i].http_port}{path}", method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    for i in range(3):
+        me = i + 1
+        status, listed = call(i, "GET", "/v1/groups")
+        assert status == 200, listed
+        by_name = {g["group"]: g for g in listed}
+        for g in groups:
+            row = by_name.get(g)
+            assert row is not None, f"broker {me} does not list {g}: {sorted(by_name)}"
+            assert row["coordinator"]["broker_id"] == coordinator[g], (me, row)
+            assert row["coordinator"]["this"] == (coordinator[g] == me), (me, row)
+            assert row["total_lag"] == 10 and row["max_lag_seconds"] > 0, (me, row)
+            assert (row["state"] == "Unknown") == (coordinator[g] != me), (me, row)
+
+            status, d = call(i, "GET", f"/v1/groups/{g}")
+            assert status == 200, (me, d)
+            got = {(p["partition"], p["current_offset"], p["lag"]) for p in d["partitions"]}
+            assert got == {(0, 3, 7), (1, 7, 3)}, (me, g, d["partitions"])
+            assert all(p["lag_seconds"] > 0 for p in d["partitions"]), (me, d["partitions"])
+            assert d["coordinator"]["broker_id"] == coordinator[g], (me, d)
+
+            status, plan = call(i, "POST", f"/v1/groups/{g}/reset-offsets", {"to": "earliest", "execute": False})
+            if coordinator[g] == me:
+                assert status == 200 and {r["new_offset"] for r in plan} == {0}, (me, plan)
+            else:
+                assert status == 421, (me, status, plan)
+                assert f"coordinated by broker {coordinator[g]}" in plan["message"], plan
+                status, body = call(i, "DELETE", f"/v1/groups/{g}")
+                assert status == 421, (me, status, body)
+    status, body = call(0, "GET", "/v1/groups/no-such-group")
+    assert status == 404, body

@@ -2,6 +2,12 @@
 //! admin API and the CLI: consumer groups with their committed offsets,
 //! log-end offsets and lag (the columns of `kafka-consumer-groups.sh
 //! --describe`), offset resets and group deletion.
+//!
+//! In a cluster every broker answers for every group: members, Burrow
+//! status and actions are the coordinator's, so a group another broker
+//! coordinates is shown from the catalog's committed offsets and the shared
+//! log ends (state `Unknown`, no members or status), and an action on it is
+//! refused with the coordinator's address.
 
 use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
@@ -24,10 +30,54 @@ pub struct GroupSummary {
     /// The largest lag in seconds (event age) among them.
     #[serde(default)]
     pub max_lag_seconds: f64,
-    /// Burrow's status of the group over them (OK, WARN, ERR).
+    /// Burrow's status of the group over them (OK, WARN, ERR); empty for a
+    /// group another broker coordinates.
     #[serde(default)]
     pub status: String,
+    /// The broker coordinating the group.
+    #[serde(default)]
+    pub coordinator: Option<CoordinatorView>,
 }
+
+/// The broker coordinating a group: in a cluster, the live broker its id
+/// hashes to; alone, this one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CoordinatorView {
+    pub broker_id: i32,
+    pub host: String,
+    pub port: i32,
+    /// The broker answering.
+    pub this: bool,
+}
+
+/// The coordinator of `group` as this broker's membership places it.
+pub fn coordinator_of(broker: &Broker, group: &str) -> CoordinatorView {
+    let m = &broker.membership;
+    let b = m.coordinator(group);
+    CoordinatorView {
+        this: b.broker_id == m.id(),
+        broker_id: b.broker_id,
+        host: b.host,
+        port: b.port,
+    }
+}
+
+/// Whether another broker of the cluster coordinates `group`.
+fn coordinated_elsewhere(broker: &Broker, group: &str) -> bool {
+    broker.membership.is_cluster() && !broker.groups.owns(group)
+}
+
+/// The error for an action on a group another broker coordinates.
+fn not_coordinator(broker: &Broker, group: &str, what: &str) -> AdminError {
+    let c = coordinator_of(broker, group);
+    AdminError::NotCoordinator(format!(
+        "consumer group '{group}' is coordinated by broker {} ({}:{}); {what} through that broker",
+        c.broker_id, c.host, c.port
+    ))
+}
+
+/// The state shown for a group another broker coordinates.
+const UNKNOWN_STATE: &str = "Unknown";
 
 /// A member of a group.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +134,10 @@ pub struct GroupDetail {
     pub max_lag_seconds: f64,
     pub members: Vec<MemberView>,
     pub partitions: Vec<PartitionLag>,
+    /// The broker coordinating the group (members, status and actions are
+    /// its).
+    #[serde(default)]
+    pub coordinator: Option<CoordinatorView>,
 }
 
 /// One row of the topic list.
@@ -215,6 +269,9 @@ pub enum AdminError {
     /// The caller may not do this (the HTTP side's authorization).
     #[error("{0}")]
     Forbidden(String),
+    /// Another broker of the cluster coordinates the group acted on.
+    #[error("{0}")]
+    NotCoordinator(String),
 }
 
 pub fn list_groups(broker: &Broker) -> Vec<GroupSummary> {
@@ -224,6 +281,7 @@ pub fn list_groups(broker: &Broker) -> Vec<GroupSummary> {
         .into_iter()
         .map(|(group, state, protocol_type)| {
             let members = broker.groups.member_count(&group);
+            let coordinator = Some(coordinator_of(broker, &group));
             GroupSummary {
                 group,
                 state: state.as_str().to_string(),
@@ -232,9 +290,62 @@ pub fn list_groups(broker: &Broker) -> Vec<GroupSummary> {
                 total_lag: 0,
                 max_lag_seconds: 0.0,
                 status: String::new(),
+                coordinator,
             }
         })
         .collect()
+}
+
+/// A group's committed offsets as the catalog has them, for a group this
+/// broker does not coordinate (its cache holds only its own groups').
+async fn catalog_offsets(broker: &Broker, group: &str) -> Result<Vec<CommittedOffset>, AdminError> {
+    use sluice_catalog::OffsetStore;
+    let catalog = broker.catalog.clone();
+    let g = group.to_string();
+    tokio::task::spawn_blocking(move || catalog.group_offsets(&g))
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))?
+        .map_err(|e| AdminError::Internal(e.to_string()))
+}
+
+/// Groups other brokers of the cluster coordinate, with committed offsets
+/// in the catalog, each with its lag over the topics `may_see` allows.
+async fn groups_coordinated_elsewhere(
+    broker: &Broker,
+    may_see: &impl Fn(&str) -> bool,
+) -> Result<Vec<GroupSummary>, AdminError> {
+    use sluice_catalog::OffsetStore;
+    let catalog = broker.catalog.clone();
+    let all = tokio::task::spawn_blocking(move || catalog.all_offsets())
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))?
+        .map_err(|e| AdminError::Internal(e.to_string()))?;
+    let mut by_group: BTreeMap<String, Vec<(String, i32, i64)>> = BTreeMap::new();
+    for (group, o) in all {
+        if coordinated_elsewhere(broker, &group) {
+            by_group
+                .entry(group)
+                .or_default()
+                .push((o.topic, o.partition, o.offset));
+        }
+    }
+    let now = sluice_storage::now_ms();
+    let mut out = Vec::with_capacity(by_group.len());
+    for (group, offsets) in by_group {
+        let seen = offsets.into_iter().filter(|(t, _, _)| may_see(t));
+        let lag = crate::lag::lag_from_offsets(broker, seen, now).await;
+        out.push(GroupSummary {
+            state: UNKNOWN_STATE.to_string(),
+            protocol_type: String::new(),
+            members: 0,
+            total_lag: lag.iter().map(|p| p.lag).sum(),
+            max_lag_seconds: lag.iter().map(|p| p.lag_seconds).fold(0.0, f64::max),
+            status: String::new(),
+            coordinator: Some(coordinator_of(broker, &group)),
+            group,
+        });
+    }
+    Ok(out)
 }
 
 /// The group list with each group's lag, lag seconds and status, counted
@@ -260,10 +371,75 @@ pub async fn list_groups_with_lag(
             .as_str()
             .to_string();
     }
+    if broker.membership.is_cluster() {
+        match groups_coordinated_elsewhere(broker, &may_see).await {
+            Ok(more) => {
+                groups.extend(more);
+                groups.sort_by(|a, b| a.group.cmp(&b.group));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the groups other brokers coordinate failed")
+            }
+        }
+    }
     groups
 }
 
+/// A group another broker coordinates, from the catalog's offsets.
+async fn describe_group_elsewhere(broker: &Broker, group: &str) -> Result<GroupDetail, AdminError> {
+    let offsets = catalog_offsets(broker, group).await?;
+    let coordinator = coordinator_of(broker, group);
+    if offsets.is_empty() {
+        return Err(AdminError::NotFound(format!(
+            "consumer group '{group}' has no committed offsets (broker {} coordinates it and knows its members)",
+            coordinator.broker_id
+        )));
+    }
+    let now = sluice_storage::now_ms();
+    let lag = crate::lag::lag_from_offsets(
+        broker,
+        offsets
+            .into_iter()
+            .map(|o| (o.topic, o.partition, o.offset)),
+        now,
+    )
+    .await;
+    let partitions: Vec<PartitionLag> = lag
+        .into_iter()
+        .map(|p| PartitionLag {
+            topic: p.topic,
+            partition: p.partition,
+            current_offset: Some(p.committed),
+            log_end_offset: p.log_end,
+            lag: Some(p.lag),
+            consumer_id: None,
+            host: None,
+            client_id: None,
+            lag_seconds: p.lag_seconds,
+            status: String::new(),
+            trend: 0.0,
+            commits: Vec::new(),
+        })
+        .collect();
+    Ok(GroupDetail {
+        group: group.to_string(),
+        state: UNKNOWN_STATE.to_string(),
+        protocol_type: String::new(),
+        protocol: String::new(),
+        generation: -1,
+        status: String::new(),
+        total_lag: partitions.iter().filter_map(|p| p.lag).sum(),
+        max_lag_seconds: partitions.iter().map(|p| p.lag_seconds).fold(0.0, f64::max),
+        members: Vec::new(),
+        partitions,
+        coordinator: Some(coordinator),
+    })
+}
+
 pub async fn describe_group(broker: &Broker, group: &str) -> Result<GroupDetail, AdminError> {
+    if coordinated_elsewhere(broker, group) {
+        return describe_group_elsewhere(broker, group).await;
+    }
     if !broker.groups.exists(group) {
         return Err(AdminError::NotFound(format!(
             "consumer group '{group}' does not exist"
@@ -375,6 +551,7 @@ pub async fn describe_group(broker: &Broker, group: &str) -> Result<GroupDetail,
         max_lag_seconds: lag.max_lag_seconds,
         members,
         partitions,
+        coordinator: Some(coordinator_of(broker, group)),
     })
 }
 
@@ -385,6 +562,10 @@ pub async fn reset_offsets(
     group: &str,
     req: ResetRequest,
 ) -> Result<Vec<ResetPlanRow>, AdminError> {
+    // Committing here would pass by the coordinator's cache of offsets.
+    if coordinated_elsewhere(broker, group) {
+        return Err(not_coordinator(broker, group, "reset its offsets"));
+    }
     if let Some(g) = broker.groups.group(group) {
         if !g.is_empty() {
             return Err(AdminError::Conflict(format!(
@@ -461,6 +642,9 @@ pub async fn reset_offsets(
 }
 
 pub async fn delete_group(broker: &Broker, group: &str) -> Result<(), AdminError> {
+    if coordinated_elsewhere(broker, group) {
+        return Err(not_coordinator(broker, group, "delete it"));
+    }
     broker
         .groups
         .delete_group(group)

@@ -35,6 +35,63 @@ pub struct GroupLagInfo {
     pub partitions: Vec<PartitionLagInfo>,
 }
 
+/// Lag of one partition from committed offsets read from the catalog (a
+/// group another broker of the cluster coordinates): no Burrow status or
+/// trend, which need the window of commits only the coordinator sees.
+#[derive(Debug, Clone)]
+pub struct OffsetLag {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+    pub log_end: i64,
+    pub lag: i64,
+    pub lag_seconds: f64,
+}
+
+/// Lag and event age of `offsets` (topic, partition, committed), for a
+/// group this broker does not coordinate. The storage is shared, so the log
+/// ends and the first uncommitted records' timestamps are the cluster's;
+/// the lag tracker (this broker's coordinated groups) is not touched.
+/// Partitions of topics that no longer exist are left out.
+pub async fn lag_from_offsets(
+    broker: &Broker,
+    offsets: impl IntoIterator<Item = (String, i32, i64)>,
+    now_ms: i64,
+) -> Vec<OffsetLag> {
+    let mut out = Vec::new();
+    for (topic, partition, committed) in offsets {
+        let Some(p) = broker
+            .store
+            .topic(&topic)
+            .and_then(|t| t.partition(partition).cloned())
+        else {
+            continue;
+        };
+        let (log_start, log_end) = p.offsets();
+        let lag = (log_end - committed).max(0);
+        let first_uncommitted = committed.max(log_start);
+        let mut lag_seconds = 0.0;
+        if lag > 0 && first_uncommitted < log_end {
+            match broker.store.timestamp_at(&p, first_uncommitted).await {
+                Ok(Some(ts)) => lag_seconds = age_seconds(ts, now_ms),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(topic, partition, error = %e, "timestamp lookup for lag seconds failed");
+                }
+            }
+        }
+        out.push(OffsetLag {
+            topic,
+            partition,
+            committed,
+            log_end,
+            lag,
+            lag_seconds,
+        });
+    }
+    out
+}
+
 /// Event age in seconds of a record produced at `ts` (0 when unknown).
 fn age_seconds(ts: i64, now_ms: i64) -> f64 {
     if ts > 0 {

@@ -26,6 +26,7 @@ impl IntoResponse for ApiError {
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AdminError::NotCoordinator(_) => StatusCode::MISDIRECTED_REQUEST,
         };
         (
             status,

@@ -1,6 +1,8 @@
 // Sluice console: consumer groups (list; detail with members, lag per
 // partition, lag seconds, Burrow status, a live lag chart) and the offset
-// reset (a dry-run preview, then a confirmation that applies it).
+// reset (a dry-run preview, then a confirmation that applies it). In a
+// cluster, a group another broker coordinates shows its offsets and lag from
+// the catalog and names that broker, which keeps its members and status.
 "use strict";
 (function () {
   const S = window.Sluice;
@@ -25,6 +27,7 @@
             { label: "Lag", get: (g) => String(g.total_lag), num: true, field: "total_lag" },
             { label: "Lag seconds", get: (g) => Number(g.max_lag_seconds).toFixed(3), num: true, field: "max_lag_seconds" },
             { label: "Status", get: (g) => (g.status ? statusTag(g.status) : "–"), field: "status" },
+            { label: "Coordinator", get: (g) => coordinatorText(g.coordinator), field: "coordinator" },
           ],
           groups,
           { empty: "No consumer groups yet." }
@@ -34,7 +37,12 @@
   };
 
   function statusTag(s) {
-    return S.h("span", { class: "tag status-" + String(s).toLowerCase() }, s);
+    return s ? S.h("span", { class: "tag status-" + String(s).toLowerCase() }, s) : "–";
+  }
+
+  function coordinatorText(c) {
+    if (!c) return "–";
+    return "broker " + c.broker_id + (c.this ? " (this)" : " (" + c.host + ":" + c.port + ")");
   }
 
   function resetForm(group, onDone) {
@@ -125,13 +133,14 @@
   S.pages.group = function (name) {
     const main = S.page("Group " + name, S.h("p", {}, S.link("/ui/groups", "All groups")));
     const stats = S.h("div", { class: "stats" });
+    const elsewhere = S.h("div");
     const chart = S.h("div", { class: "chart-host" });
     const members = S.h("div");
     const parts = S.h("div");
     const lag = new S.Series("Total lag", "records");
     const age = new S.Series("Max lag", "s");
     main.append(
-      S.h("section", { "aria-labelledby": "g-sum" }, S.h("h2", { id: "g-sum" }, "Summary"), stats),
+      S.h("section", { "aria-labelledby": "g-sum" }, S.h("h2", { id: "g-sum" }, "Summary"), stats, elsewhere),
       S.h("section", { "aria-labelledby": "g-lag" }, S.h("h2", { id: "g-lag" }, "Lag trend"), chart),
       S.h("section", { "aria-labelledby": "g-parts" }, S.h("h2", { id: "g-parts" }, "Partitions"), parts),
       S.h("section", { "aria-labelledby": "g-mem" }, S.h("h2", { id: "g-mem" }, "Members"), members),
@@ -147,7 +156,20 @@
         S.stat("Max lag seconds", S.fmtNum(g.max_lag_seconds, 3), "max-lag-seconds"),
         S.stat("Members", g.members.length, "members"),
         S.stat("Generation", g.generation, "generation"),
+        S.stat("Coordinator", coordinatorText(g.coordinator), "coordinator"),
       ]);
+      S.clear(elsewhere);
+      if (g.coordinator && !g.coordinator.this) {
+        elsewhere.appendChild(
+          S.h(
+            "p",
+            { class: "note", "data-field": "coordinated-elsewhere" },
+            "Broker " + g.coordinator.broker_id + " (" + g.coordinator.host + ":" + g.coordinator.port +
+              ") coordinates this group: its members and status are there, and offsets are reset through it. " +
+              "Offsets and lag here are read from the catalog."
+          )
+        );
+      }
       if (!lag.points.length) seedFromCommits(lag, g.partitions);
       lag.add(g.total_lag);
       age.add(g.max_lag_seconds);
