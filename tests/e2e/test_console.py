@@ -26,6 +26,11 @@ never downloads a browser here).
 * Schemas: a diff between two versions and a compatibility check of pasted
   text.
 
+In the cluster pass (SLUICE_E2E_CLUSTER=3) the pages run against a
+three-broker cluster: a group's page on a broker that does not coordinate
+it names the coordinator and refuses a reset there; lag is compared with
+the coordinator's /metrics.
+
 Needs: chromium (Debian), playwright (pip); scripts/install-test-deps.sh
 installs both. A missing one fails the tests, never skips them.
 """
@@ -215,6 +220,19 @@ def protobuf_tool_call(sr, topic: str, tool: str, latency_ms: int) -> bytes:
     return ser(cls(tool_name=tool, latency_ms=latency_ms), SerializationContext(topic, MessageField.VALUE))
 
 
+def coordinator_and_others(broker, group: str):
+    """(the broker coordinating `group`, the other brokers). Alone, the
+    broker itself; for the cluster stand-in (SLUICE_E2E_CLUSTER), the member
+    whose admin API says it coordinates the group: its /metrics carries the
+    group's lag, and offsets are reset through it."""
+    members = getattr(broker, "brokers", None)
+    if not members:
+        return broker, []
+    home = [b for b in members if get_json(b, f"/v1/groups/{group}")["coordinator"]["this"]]
+    assert len(home) == 1, f"{len(home)} brokers say they coordinate {group}"
+    return home[0], [b for b in members if b is not home[0]]
+
+
 def cell_texts(tab: Tab, selector: str) -> list:
     return [c.inner_text().strip() for c in tab.page.query_selector_all(selector)]
 
@@ -280,25 +298,37 @@ def test_every_page_loads_without_errors(broker, tab_factory):
     tab.no_errors("topic subjects")
 
     # The broker keeps its recent throughput, a point every two seconds: the
-    # records written above show in the API's history (bytes in > 0).
+    # records written above show in the API's history (bytes in > 0). In a
+    # cluster each broker counts what passes through it: the one the
+    # producer used shows them.
+    members = getattr(broker, "brokers", None) or [broker]
     deadline = time.monotonic() + 15
     while True:
-        history = get_json(broker, "/v1/overview")["history"]
-        if len(history) >= 3 and any(p["bytes_in_per_sec"] > 0 for p in history):
+        histories = [(m, get_json(m, "/v1/overview")["history"]) for m in members]
+        busy = [(m, h) for m, h in histories
+                if len(h) >= 3 and any(p["bytes_in_per_sec"] > 0 for p in h)]
+        if busy:
             break
-        assert time.monotonic() < deadline, f"no throughput in the overview's history: {history[-5:]}"
+        assert time.monotonic() < deadline, f"no throughput in the overview's history: {histories}"
         time.sleep(0.5)
+    home, history = busy[0]
     times = [p["time_ms"] for p in history]
     assert times == sorted(times) and abs(times[-1] / 1000 - time.time()) < 30, times[-5:]
 
-    # Overview numbers are the API's, and its throughput chart starts from
-    # that history: on its first draw it already has several points (a live
-    # series alone would have one per two-second poll).
+    # The overview's throughput chart starts from that history: on its first
+    # draw it already has several points (a live series alone would have one
+    # per two-second poll).
+    ov_tab = tab if home is broker else tab_factory(home)
+    ov_tab.open("/ui/", "Overview")
+    ov_tab.page.wait_for_selector("svg.chart path", state="attached", timeout=WAIT_MS)
+    first_draw = ov_tab.page.get_attribute("svg.chart path", "d")
+    assert first_draw.count("L") >= 2, f"throughput chart not seeded from the history: {first_draw!r}"
+    ov_tab.no_errors("overview")
+
+    # Overview numbers are the API's.
     tab.open("/ui/", "Overview")
     tab.page.wait_for_selector('[data-field="topics"]')
     tab.page.wait_for_selector("svg.chart path", state="attached", timeout=WAIT_MS)
-    first_draw = tab.page.get_attribute("svg.chart path", "d")
-    assert first_draw.count("L") >= 2, f"throughput chart not seeded from the history: {first_draw!r}"
     ov = get_json(broker, "/v1/overview")
     assert tab.page.inner_text('[data-field="topics"]').strip() == str(ov["topics"]) == "2"
     assert tab.page.inner_text('[data-field="brokers"]').strip() == str(len(ov["cluster"]["brokers"]))
@@ -427,6 +457,7 @@ def test_group_page_shows_the_lag_of_metrics(broker, tab_factory):
         c.commit({(topic, 0): 3, (topic, 1): 5})
     finally:
         c.close()
+    broker, _ = coordinator_and_others(broker, group)
     tab = tab_factory(broker)
     tab.open(f"/ui/groups/{group}", f"Group {group}")
     row0 = f'tr[data-topic="{topic}"][data-partition="0"]'
@@ -500,6 +531,19 @@ def test_offset_reset_through_the_page(broker, tab_factory):
         return {x["partition"]: x["current_offset"] for x in g["partitions"]}
 
     assert committed() == {0: 6, 1: 4}
+    broker, others = coordinator_and_others(broker, group)
+    for other in others:
+        # In a cluster, another broker's page shows the group's offsets, names
+        # its coordinator, and a reset there is refused with that name.
+        t = tab_factory(other)
+        t.open(f"/ui/groups/{group}", f"Group {group}")
+        t.page.wait_for_selector('[data-field="coordinated-elsewhere"]', timeout=WAIT_MS)
+        t.page.wait_for_selector(f'tr[data-topic="{topic}"][data-partition="1"] td[data-field="lag"]:text-is("2")',
+                                 timeout=WAIT_MS)
+        t.page.get_by_role("button", name="Preview reset").click()
+        t.page.wait_for_selector('.reset-out .error:has-text("coordinated by broker")', timeout=WAIT_MS)
+        t.shot("group-reset-elsewhere")
+        assert committed() == {0: 6, 1: 4}
     tab = tab_factory(broker)
     tab.open(f"/ui/groups/{group}", f"Group {group}")
     tab.page.get_by_label("Reset to").select_option("offset")
