@@ -296,16 +296,23 @@ pub fn list_groups(broker: &Broker) -> Vec<GroupSummary> {
         .collect()
 }
 
+/// Runs catalog work off the async workers; its failure is internal.
+pub(crate) async fn catalog_call<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, sluice_catalog::CatalogError> + Send + 'static,
+) -> Result<T, AdminError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))?
+        .map_err(|e| AdminError::Internal(e.to_string()))
+}
+
 /// A group's committed offsets as the catalog has them, for a group this
 /// broker does not coordinate (its cache holds only its own groups').
 async fn catalog_offsets(broker: &Broker, group: &str) -> Result<Vec<CommittedOffset>, AdminError> {
     use sluice_catalog::OffsetStore;
     let catalog = broker.catalog.clone();
     let g = group.to_string();
-    tokio::task::spawn_blocking(move || catalog.group_offsets(&g))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?
-        .map_err(|e| AdminError::Internal(e.to_string()))
+    catalog_call(move || catalog.group_offsets(&g)).await
 }
 
 /// Groups other brokers of the cluster coordinate, with committed offsets
@@ -316,10 +323,7 @@ async fn groups_coordinated_elsewhere(
 ) -> Result<Vec<GroupSummary>, AdminError> {
     use sluice_catalog::OffsetStore;
     let catalog = broker.catalog.clone();
-    let all = tokio::task::spawn_blocking(move || catalog.all_offsets())
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?
-        .map_err(|e| AdminError::Internal(e.to_string()))?;
+    let all = catalog_call(move || catalog.all_offsets()).await?;
     let mut by_group: BTreeMap<String, Vec<(String, i32, i64)>> = BTreeMap::new();
     for (group, o) in all {
         if coordinated_elsewhere(broker, &group) {

@@ -43,13 +43,11 @@ pub async fn cluster_view(broker: &Broker) -> Result<ClusterView, AdminError> {
     let m = &broker.membership;
     let catalog = broker.catalog.clone();
     let cluster = m.is_cluster();
-    let (offset_groups, jobs) = tokio::task::spawn_blocking(move || {
+    let (offset_groups, jobs) = crate::admin::catalog_call(move || {
         let jobs = if cluster { catalog.jobs()? } else { Vec::new() };
-        Ok::<_, sluice_catalog::CatalogError>((catalog.offset_groups()?, jobs))
+        Ok((catalog.offset_groups()?, jobs))
     })
-    .await
-    .map_err(|e| AdminError::Internal(e.to_string()))?
-    .map_err(|e| AdminError::Internal(e.to_string()))?;
+    .await?;
     let mut groups: BTreeSet<String> = offset_groups.into_iter().collect();
     groups.extend(broker.groups.list().into_iter().map(|(g, _, _)| g));
     let live = m.live();

@@ -58,10 +58,7 @@ async fn object_count(broker: &Broker) -> Result<usize, AdminError> {
         }
     }
     let catalog = broker.catalog.clone();
-    let n = tokio::task::spawn_blocking(move || catalog.object_keys().map(|k| k.len()))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?
-        .map_err(|e| AdminError::Internal(e.to_string()))?;
+    let n = admin::catalog_call(move || catalog.object_keys().map(|k| k.len())).await?;
     *LAST.lock() = Some((Instant::now(), n));
     Ok(n)
 }
